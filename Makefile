@@ -1,0 +1,36 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv and install the project into it first (once).
+# torch: a CPU build is installed first so stable-baselines3 does not pull a CUDA one.
+# GPU users: install your CUDA torch into .venv first (or set TORCH_SPEC), then run make.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench install clean
+
+$(BIN)/prfaas: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/prfaas
+
+demo: install
+	$(BIN)/prfaas compare --scenario bursty-fluctuating \
+	  --policies local-only,remote-all,prfaas-threshold,prfaas-dual,conductor,least-loaded,random \
+	  --seeds 3 --requests 2000 --out results/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_env.py
+
+clean:
+	rm -rf $(VENV) results *.egg-info

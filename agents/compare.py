@@ -1,0 +1,242 @@
+"""Side-by-side comparison of policies on identical traces and seeds.
+
+Every policy runs on the same workload and bandwidth sample for seed ``s`` (``s`` = 0..K-1),
+so differences come from the policies alone. The table reports the mean over seeds and a 95%
+confidence interval (Student's t over the per-seed values).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prfaas_gym.contract import Policy
+from prfaas_gym.metrics import latencies
+from prfaas_gym.scenario import Scenario
+from prfaas_gym.simulator import Simulator
+
+# two-sided 97.5% quantiles of Student's t for df = 1..30 (beyond: normal)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+SUMMARY_METRICS = ("goodput_rps", "throughput_rps", "slo_attainment", "ttft_mean_s", "ttft_p90_s",
+                   "ttft_p99_s", "tpot_mean_s", "offload_fraction", "link_utilization",
+                   "prefix_hit_rate", "rejected", "sim_requests_per_s")
+
+
+def ci95(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% confidence interval); half-width 0 for one value."""
+    a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if a.size == 0:
+        return math.nan, math.nan
+    if a.size == 1:
+        return float(a[0]), 0.0
+    df = a.size - 1
+    t = _T975[df - 1] if df <= len(_T975) else 1.96
+    return float(a.mean()), float(t * a.std(ddof=1) / math.sqrt(a.size))
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The scalar metrics of one result dict, for tables and CSV."""
+    ttft, tpot = result["ttft_s"], result["tpot_s"]
+    nan = math.nan
+    return {
+        "goodput_rps": result["goodput_rps"],
+        "throughput_rps": result["throughput_rps"],
+        "slo_attainment": result["slo_attainment"],
+        "ttft_mean_s": ttft["mean"] if ttft["mean"] is not None else nan,
+        "ttft_p90_s": ttft["p90"] if ttft["p90"] is not None else nan,
+        "ttft_p99_s": ttft["p99"] if ttft["p99"] is not None else nan,
+        "tpot_mean_s": tpot["mean"] if tpot["mean"] is not None else nan,
+        "offload_fraction": result["offload_fraction"],
+        "link_utilization": result["link_utilization"],
+        "prefix_hit_rate": result["prefix_hit_rate"],
+        "rejected": float(result["rejected"]),
+        "sim_requests_per_s": result["sim_requests_per_s"] or nan,
+    }
+
+
+@dataclass
+class RunRecord:
+    policy: str
+    seed: int
+    result: dict[str, Any]
+    ttft: np.ndarray
+    timeseries: dict[str, list[float]]
+
+
+def run_policy(scenario: Scenario, policy: Policy, seed: int, split: str = "all",
+               n: int | None = None, rate: float | None = None) -> tuple[dict[str, Any], Simulator]:
+    """One simulation of ``policy`` on the scenario's seed-``seed`` workload and link."""
+    w = scenario.workload(seed, n=n, rate=rate, split=split)
+    sim = Simulator(scenario.profile, w, scenario.bandwidth(seed), scenario.sim)
+    t0 = time.perf_counter()
+    policy.reset(scenario.profile, seed)
+    if policy.tick_interval_s:
+        sim.set_tick_handler(policy.on_tick, policy.tick_interval_s)
+    decide, view, info = policy.decide, sim.view, sim.request_info
+    while (r := sim.next_request()) is not None:
+        sim.apply(r, decide(info(r), view(r)))
+    sim.finish()
+    return sim.result(time.perf_counter() - t0), sim
+
+
+def compare(scenario: Scenario, policies: dict[str, Callable[[], Policy]], seeds: int,
+            split: str = "all", n: int | None = None, rate: float | None = None,
+            progress: bool = True) -> list[RunRecord]:
+    """Run every policy on seeds ``0..seeds-1``; ``policies`` maps a label to a factory."""
+    from tqdm import tqdm
+
+    jobs = [(name, s) for s in range(seeds) for name in policies]
+    records = []
+    bar = tqdm(jobs, desc=f"compare {scenario.name}", unit="run", disable=not progress,
+               leave=False)
+    for name, s in bar:
+        bar.set_postfix_str(f"{name} seed {s}")
+        result, sim = run_policy(scenario, policies[name](), s, split, n, rate)
+        ttft, _ = latencies(sim.completed)
+        records.append(RunRecord(name, s, result, ttft, sim.timeseries))
+    return records
+
+
+def summarize(records: list[RunRecord]) -> dict[str, dict[str, tuple[float, float]]]:
+    """policy -> metric -> (mean, 95% half-width) over seeds."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in dict.fromkeys(r.policy for r in records):
+        rows = [flat_metrics(r.result) for r in records if r.policy == name]
+        out[name] = {m: ci95([row[m] for row in rows]) for m in SUMMARY_METRICS}
+    return out
+
+
+def print_table(summary: dict[str, dict[str, tuple[float, float]]], title: str = "") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = [("goodput_rps", "goodput req/s"), ("slo_attainment", "SLO att."),
+            ("ttft_mean_s", "TTFT mean s"), ("ttft_p90_s", "TTFT P90 s"),
+            ("throughput_rps", "thru req/s"), ("offload_fraction", "offload"),
+            ("link_utilization", "link util"), ("rejected", "rejected")]
+    table = Table(title=title or None)
+    table.add_column("policy")
+    for _, label in cols:
+        table.add_column(label, justify="right")
+    for name, s in summary.items():
+        table.add_row(name, *(_fmt(*s[k]) for k, _ in cols))
+    Console(width=160).print(table)
+
+
+def _fmt(mean: float, half: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    digits = 3 if abs(mean) < 100 else 1
+    return f"{mean:.{digits}f} ± {half:.{digits}f}" if half else f"{mean:.{digits}f}"
+
+
+def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
+    """runs.csv (one row per policy x seed), summary.json, and PNG plots."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    runs = out_dir / "runs.csv"
+    with runs.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["policy", "seed", *SUMMARY_METRICS])
+        for r in records:
+            m = flat_metrics(r.result)
+            w.writerow([r.policy, r.seed, *(m[k] for k in SUMMARY_METRICS)])
+    written.append(runs)
+    summary = summarize(records)
+    js = out_dir / "summary.json"
+    js.write_text(json.dumps({
+        **meta,
+        "summary": {p: {m: {"mean": v[0], "ci95": v[1]} for m, v in s.items()}
+                    for p, s in summary.items()},
+        "runs": [{"policy": r.policy, "seed": r.seed, "result": r.result} for r in records],
+    }, indent=2, default=_json_default))
+    written.append(js)
+    written += plot(records, summary, out_dir, meta.get("scenario", ""))
+    return written
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def plot(records: list[RunRecord], summary: dict[str, dict[str, tuple[float, float]]],
+         out_dir: Path, title: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    paths = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        ttft = np.sort(np.concatenate([r.ttft for r in records if r.policy == name] or [np.zeros(0)]))
+        if ttft.size:
+            ax.plot(ttft, np.arange(1, ttft.size + 1) / ttft.size, label=name)
+    slo = records[0].result["slo"]["ttft_s"] if records else None
+    if slo:
+        ax.axvline(slo, color="k", ls=":", lw=1, label="TTFT SLO")
+    ax.set_xscale("log")
+    ax.set_xlabel("TTFT (s)")
+    ax.set_ylabel("fraction of completed requests")
+    ax.set_title(f"TTFT CDF — {title} (all seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    p = out_dir / "ttft_cdf.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    means = [summary[n]["goodput_rps"][0] for n in names]
+    errs = [summary[n]["goodput_rps"][1] for n in names]
+    ax.bar(names, means, yerr=errs, capsize=4, color="tab:blue")
+    ax.set_ylabel("goodput (SLO-meeting req/s)")
+    ax.set_title(f"Goodput per policy — {title} (mean, 95% CI)")
+    ax.tick_params(axis="x", rotation=30)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    p = out_dir / "goodput.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    for name in names:
+        rec = next((r for r in records if r.policy == name and r.seed == 0), None)
+        if rec is None or not rec.timeseries["t"]:
+            continue
+        ts = rec.timeseries
+        t = np.asarray(ts["t"])
+        cap = np.asarray(ts["link_capacity_gbps"])
+        util = np.divide(ts["link_gbps"], cap, out=np.zeros_like(cap), where=cap > 0)
+        a1.plot(t, util, lw=0.8, label=name)
+        q = np.asarray(ts["remote_queue_tokens"]) + np.asarray(ts["local_queue_tokens"])
+        a2.plot(t, q / 1000.0, lw=0.8, label=name)
+    a1.set_ylabel("link utilisation")
+    a1.set_title(f"Link utilisation and prefill queue depth over time — {title} (seed 0)")
+    a2.set_ylabel("queued prefill tokens (K)")
+    a2.set_xlabel("simulated time (s)")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    p = out_dir / "timeseries.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+    return paths

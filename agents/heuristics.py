@@ -1,0 +1,179 @@
+"""Heuristic routers from the literature, all behind the same :class:`Policy` contract.
+
+Every heuristic estimates, per available prefill instance ``i``, the TTFT a request would see
+there from the (possibly stale) :class:`ClusterView` and the profile's cost model::
+
+    est_ttft[i] = wait_s[i] + T_i(new_i, hit_i) + transfer_i
+    new_i = prompt - hit_i,  transfer_i = KV tail + RTT + link backlog (remote only)
+
+Decode instances are left to the executor's decode-side balancer (least loaded when the KV
+arrives) unless a heuristic says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from prfaas_gym.contract import (
+    REJECT,
+    Cluster,
+    ClusterView,
+    Decision,
+    Placement,
+    Policy,
+    RequestInfo,
+)
+from prfaas_gym.estimate import best_instance, estimate_ttft
+from prfaas_gym.profile import Profile
+
+__all__ = ["Conductor", "LeastLoaded", "LocalOnly", "PrfaasThreshold", "RandomRouter",
+           "RemoteAll", "best_instance", "decision_for", "estimate_ttft"]
+
+
+def decision_for(i: int, view: ClusterView, copy_from: int | None = None) -> Decision:
+    if i < 0:
+        return REJECT
+    place = Placement.REMOTE if view.prefill_cluster[i] == Cluster.REMOTE else Placement.LOCAL
+    return Decision(place, prefill_instance=i, copy_prefix_from=copy_from)
+
+
+class LocalOnly(Policy):
+    """Homogeneous PD: every request prefills in the local cluster (min estimated TTFT)."""
+
+    name = "local-only"
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        i, _ = best_instance(self.profile, request, view, Cluster.LOCAL)
+        if i < 0:
+            i, _ = best_instance(self.profile, request, view, None)
+        return decision_for(i, view)
+
+
+class RemoteAll(Policy):
+    """Naive heterogeneous: every request prefills in the PrfaaS cluster."""
+
+    name = "remote-all"
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        i, _ = best_instance(self.profile, request, view, Cluster.REMOTE)
+        if i < 0:
+            i, _ = best_instance(self.profile, request, view, None)
+        return decision_for(i, view)
+
+
+class PrfaasThreshold(Policy):
+    """PrfaaS with a static routing threshold: a request whose incremental prefill length in
+    the local cluster (prompt minus the best usable cached prefix on a local instance) exceeds
+    ``threshold_tokens`` goes remote, the rest local.
+    The threshold comes from the planner (:func:`prfaas_gym.planner.best_threshold`) on the
+    scenario's workload unless given."""
+
+    name = "prfaas-threshold"
+
+    def __init__(self, threshold_tokens: float = 19_642.0) -> None:
+        self.threshold_tokens = float(threshold_tokens)
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        local_hit = max((h for h, c in zip(view.prefix_hit_tokens, view.prefill_cluster)
+                         if c == Cluster.LOCAL), default=0)
+        incremental = request.prompt_tokens - local_hit
+        cluster = Cluster.REMOTE if incremental > self.threshold_tokens else Cluster.LOCAL
+        i, _ = best_instance(self.profile, request, view, cluster)
+        if i < 0:
+            i, _ = best_instance(self.profile, request, view, None)
+        return decision_for(i, view)
+
+
+class LeastLoaded(Policy):
+    """Join the prefill instance with the fewest queued tokens, either cluster."""
+
+    name = "least-loaded"
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        best, best_q = -1, math.inf
+        for i, q in enumerate(view.prefill_queued_tokens):
+            if view.prefill_available[i] and q < best_q:
+                best, best_q = i, q
+        return decision_for(best, view)
+
+
+class RandomRouter(Policy):
+    """Uniformly random available prefill instance (seeded)."""
+
+    name = "random"
+
+    def reset(self, profile: Profile, seed: int | None = None) -> None:
+        super().reset(profile, seed)
+        self.rng = np.random.default_rng(seed)
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        avail = [i for i, a in enumerate(view.prefill_available) if a]
+        if not avail:
+            return REJECT
+        return decision_for(avail[int(self.rng.integers(len(avail)))], view)
+
+
+class Conductor(Policy):
+    """Mooncake's Conductor: per request, minimum estimated TTFT over every prefill instance,
+    counting prefix reuse and, where a better prefix lives elsewhere, the transfer of the
+    missing prefix from its best holder. **Early rejection**: reject at arrival when the
+    predicted TTFT exceeds the TTFT SLO, or when the predicted TPOT of the least-loaded
+    decode instance (its step time with one more request) exceeds the TPOT SLO, so that no
+    prefill is wasted on a request that would miss anyway.
+    ``ttft_slack``: multiply the SLO by this before comparing (1.0 = reject exactly at it)."""
+
+    name = "conductor"
+
+    def __init__(self, ttft_slack: float = 1.0, tpot_slack: float = 1.0) -> None:
+        self.ttft_slack = ttft_slack
+        self.tpot_slack = tpot_slack
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        p = self.profile
+        hits = view.prefix_hit_tokens
+        holder = max(range(len(hits)), key=hits.__getitem__) if hits else -1
+        best, best_t, best_copy = -1, math.inf, None
+        for i in range(len(view.prefill_cluster)):
+            if not view.prefill_available[i]:
+                continue
+            t = estimate_ttft(p, request, view, i)
+            copy = None
+            if holder >= 0 and hits[holder] > hits[i]:
+                tc = self._with_copy(request, view, i, holder)
+                if tc < t:
+                    t, copy = tc, holder
+            if t < best_t:
+                best, best_t, best_copy = i, t, copy
+        if best < 0 or best_t > p.slo.ttft_s * self.ttft_slack:
+            return REJECT
+        if self._predicted_tpot(view, request) > p.slo.tpot_s * self.tpot_slack:
+            return REJECT
+        return decision_for(best, view, best_copy)
+
+    def _with_copy(self, request: RequestInfo, view: ClusterView, i: int, holder: int) -> float:
+        p = self.profile
+        hit = view.prefix_hit_tokens[holder]
+        nbytes = p.model.kv_bytes(hit)
+        if view.prefill_cluster[holder] == view.prefill_cluster[i]:
+            copy_s = nbytes / (p.deployment.rdma_gbps * 1e9 / 8)
+        else:
+            lv = view.link if view.prefill_cluster[holder] == Cluster.REMOTE else view.uplink
+            cap = max(lv.capacity_gbps, 1e-9) * 1e9 / 8
+            copy_s = (nbytes + lv.bytes_queued) / cap + lv.rtt_s
+        return copy_s + estimate_ttft(p, request, view, i, hit=hit)
+
+    def _predicted_tpot(self, view: ClusterView, request: RequestInfo) -> float:
+        dec = self.profile.local_hw.decode
+        best = math.inf
+        for j, a in enumerate(view.decode_available):
+            if not a:
+                continue
+            b = view.decode_running[j] + view.decode_waiting[j] + 1
+            if b > view.decode_max_batch[j]:
+                # it will wait for a slot; its TPOT is then a full batch's step time
+                b = view.decode_max_batch[j]
+            ctx = b * (request.prompt_tokens + 512)  # rough: similar requests, half-way through
+            best = min(best, dec.step_s(b, ctx))
+        return best

@@ -1,0 +1,64 @@
+"""Policies by name, as the CLI and scenarios name them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agents.heuristics import (
+    Conductor,
+    LeastLoaded,
+    LocalOnly,
+    PrfaasThreshold,
+    RandomRouter,
+    RemoteAll,
+)
+from agents.prfaas_dual import PrfaasDual
+from prfaas_gym.contract import Policy
+from prfaas_gym.errors import PrfaasInputError
+
+HEURISTICS: dict[str, Callable[..., Policy]] = {
+    "local-only": LocalOnly,
+    "remote-all": RemoteAll,
+    "prfaas-threshold": PrfaasThreshold,
+    "prfaas-dual": PrfaasDual,
+    "conductor": Conductor,
+    "least-loaded": LeastLoaded,
+    "random": RandomRouter,
+}
+
+#: Heuristics that take the planner's threshold.
+THRESHOLD_POLICIES = ("prfaas-threshold", "prfaas-dual")
+
+
+def make_heuristic(name: str, threshold_tokens: float | None = None, **kwargs: Any) -> Policy:
+    """Build a heuristic by name; ``threshold_tokens`` goes to the threshold policies."""
+    if name not in HEURISTICS:
+        raise PrfaasInputError(f"unknown policy {name!r}; heuristics: {sorted(HEURISTICS)} "
+                               "(or a path to a trained checkpoint)")
+    if name in THRESHOLD_POLICIES and threshold_tokens is not None:
+        kwargs["threshold_tokens"] = threshold_tokens
+    try:
+        return HEURISTICS[name](**kwargs)
+    except TypeError as e:
+        raise PrfaasInputError(f"invalid options for policy {name!r}: {e}") from None
+
+
+def policy_factory(spec: str, scenario: Any) -> Callable[[], Policy]:
+    """A zero-argument factory for ``spec``: a heuristic name, or a path to a trained
+    checkpoint (an exported ``.onnx`` or a run directory / SB3 ``.zip``).
+
+    Threshold heuristics get the scenario's planned threshold.
+    """
+    if spec in HEURISTICS:
+        thr = scenario.threshold_tokens if spec in THRESHOLD_POLICIES else None
+        return lambda: make_heuristic(spec, threshold_tokens=thr)
+    from pathlib import Path
+
+    if Path(spec).exists():
+        from agents.learned import load_learned_policy
+
+        loaded = load_learned_policy(spec, scenario)
+        return lambda: loaded
+    raise PrfaasInputError(f"unknown policy {spec!r}: not a heuristic {sorted(HEURISTICS)} "
+                           "and no checkpoint at that path")

@@ -1,0 +1,57 @@
+"""Env step rate of PrfaasRoute-v0 with random (masked) actions, against Gymnasium's
+CartPole-v1 measured in the same run (both created with ``gymnasium.make``).
+
+Target (issue 2): PrfaasRoute-v0 >= 0.3x CartPole-v1's step rate.
+
+    python benchmarks/bench_env.py [--steps 20000] [--scenario bursty-fluctuating]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import prfaas_gym  # noqa: F401
+
+TARGET_RATIO = 0.3
+
+
+def steps_per_s(env: gym.Env, steps: int, masked: bool) -> float:
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    base = env.unwrapped
+    n = env.action_space.n
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        if masked:
+            m = base.action_masks()
+            a = int(rng.choice(np.flatnonzero(m)))
+        else:
+            a = int(rng.integers(n))
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--scenario", default="bursty-fluctuating")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    cart = gym.make("CartPole-v1")
+    prf = gym.make("PrfaasRoute-v0", scenario=args.scenario)
+    c = max(steps_per_s(cart, args.steps, False) for _ in range(args.repeat))
+    p = max(steps_per_s(prf, args.steps, True) for _ in range(args.repeat))
+    ratio = p / c
+    print(f"CartPole-v1 (random actions):            {c:,.0f} steps/s")
+    print(f"PrfaasRoute-v0 {args.scenario} (random masked): {p:,.0f} steps/s")
+    print(f"ratio {ratio:.2f}x  (target >= {TARGET_RATIO}x: {'MET' if ratio >= TARGET_RATIO else 'NOT MET'})")
+
+
+if __name__ == "__main__":
+    main()

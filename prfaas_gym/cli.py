@@ -1,0 +1,195 @@
+"""The ``prfaas`` command line: plan, simulate, compare (and train/export, see agents)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from prfaas_gym.errors import PrfaasInputError
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def _scenario(args: argparse.Namespace):
+    from prfaas_gym.scenario import load_scenario
+
+    sc = load_scenario(args.scenario)
+    if getattr(args, "trace", None):
+        sc = sc.with_trace(args.trace, args.trace_format)
+    if getattr(args, "bandwidth_trace", None):
+        sc = sc.with_bandwidth_trace(args.bandwidth_trace, args.bandwidth_format)
+    return sc
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from prfaas_gym import planner
+    from prfaas_gym.profile import load_profile
+
+    if args.scenario:
+        sc = _scenario(args)
+        w = sc.workload(0, n=20000, split="train" if sc.is_trace else "all")
+        lengths = np.array([r.prompt_tokens for r in w.requests], dtype=float)
+        mean_out = float(np.mean([r.output_tokens for r in w.requests]))
+        plans = planner.plan(sc.profile, lengths, None, mean_out)
+        where = f"scenario {sc.name}"
+    else:
+        profile = load_profile(args.preset)
+        plans = planner.plan_for_paper(profile)
+        where = f"preset {args.preset} with the paper's workload"
+    out = {k: v.to_dict() for k, v in plans.items()}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"Steady-state plan (paper Eqs. 3-8), {where}")
+    print(f"{'config':12s} {'Λ_max':>7s} {'t':>8s} {'N_prfaas':>8s} {'N_p':>4s} {'N_d':>4s} "
+          f"{'TTFT mean':>9s} {'TTFT P90':>9s}  bottleneck")
+    for k, v in out.items():
+        t = f"{v['threshold_tokens']:.0f}" if v["threshold_tokens"] is not None else "-"
+        print(f"{k:12s} {v['lambda_max']:7.3f} {t:>8s} {v['n_prfaas']:8d} {v['n_prefill']:4d} "
+              f"{v['n_decode']:4d} {v['ttft_mean_s']:9.2f} {v['ttft_p90_s']:9.2f}  "
+              f"{v.get('bottleneck', '')}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from agents.compare import run_policy
+    from agents.registry import policy_factory
+
+    sc = _scenario(args)
+    policy = policy_factory(args.policy, sc)()
+    result, _ = run_policy(sc, policy, args.seed, split=args.split, n=args.requests, rate=args.rate)
+    out = {"scenario": sc.name, "policy": args.policy, "seed": args.seed, **result}
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        from agents.compare import ci95, flat_metrics, print_table
+
+        m = flat_metrics(result)
+        print_table({args.policy: {k: ci95([v]) for k, v in m.items()}},
+                    title=f"{sc.name}, seed {args.seed}, {result['requests']} requests")
+        print(f"completed {result['completed']}, rejected {result['rejected']}, failed "
+              f"{result['failed']}, in flight {result['in_flight']}; "
+              f"{result['sim_requests_per_s']:.0f} simulated requests per wall-clock second")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from agents.compare import compare, print_table, summarize, write_outputs
+    from agents.registry import policy_factory
+
+    sc = _scenario(args)
+    names = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if not names:
+        raise PrfaasInputError("--policies is empty")
+    factories = {n: policy_factory(n, sc) for n in names}
+    records = compare(sc, factories, args.seeds, split=args.split, n=args.requests,
+                      rate=args.rate, progress=not args.no_progress)
+    summary = summarize(records)
+    title = (f"{sc.name}: {args.seeds} seed(s), split {args.split}, mean ± 95% CI"
+             + (f", rate {args.rate} req/s" if args.rate else ""))
+    print_table(summary, title=title)
+    if args.out:
+        meta = {"scenario": sc.name, "policies": names, "seeds": list(range(args.seeds)),
+                "split": args.split, "rate": args.rate, "requests": args.requests,
+                "threshold_tokens": sc.threshold_tokens}
+        for p in write_outputs(records, Path(args.out), meta):
+            print(f"wrote {p}")
+    return 0
+
+
+def _add_scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", required=True, help="scenario name or YAML path")
+    p.add_argument("--trace", help="replay this request trace instead of the scenario's workload")
+    p.add_argument("--trace-format", choices=["mooncake", "azure", "vidur", "burstgpt"])
+    p.add_argument("--bandwidth-trace", help="drive the link with this bandwidth trace")
+    p.add_argument("--bandwidth-format", choices=["pensieve", "pantheon", "csv"])
+    p.add_argument("--rate", type=_positive_float,
+                   help="mean arrival rate (req/s): sets a synthetic workload's rate or "
+                        "time-scales a recorded one")
+    p.add_argument("--requests", type=_positive_int, help="number of requests")
+    p.add_argument("--split", choices=["all", "train", "eval"], default="all",
+                   help="trace split (train/eval are disjoint windows; synthetic eval uses "
+                        "offset seeds)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="prfaas", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="the paper's steady-state planner (Eqs. 3-8)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", default="paper-case-study", help="profile preset or YAML path")
+    g.add_argument("--scenario", help="plan for a scenario's deployment and workload")
+    p.add_argument("--trace"), p.add_argument("--trace-format")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("simulate", help="run one policy on one scenario and print the result")
+    _add_scenario_args(p)
+    p.add_argument("--policy", required=True, help="heuristic name or checkpoint path")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", help="also write the result JSON here")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("compare", help="run several policies on identical traces and seeds")
+    _add_scenario_args(p)
+    p.add_argument("--policies", required=True, help="comma-separated names or checkpoint paths")
+    p.add_argument("--seeds", type=_positive_int, default=3)
+    p.add_argument("--out", help="directory for runs.csv, summary.json and plots")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    try:
+        from agents.cli import add_agent_commands
+    except ImportError:  # pragma: no cover - agents is part of this distribution
+        add_agent_commands = None
+    if add_agent_commands is not None:
+        add_agent_commands(sub)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PrfaasInputError as e:
+        print(f"prfaas: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"prfaas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prfaas: interrupted", file=sys.stderr)
+        return 130
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

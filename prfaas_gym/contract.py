@@ -1,0 +1,173 @@
+"""The scheduler contract shared by the simulator and the live runtime (see DESIGN.md).
+
+A router sees a :class:`RequestInfo` (never the output length) and a :class:`ClusterView`
+(a possibly stale snapshot of the deployment) and returns a :class:`Decision`. Heuristics and
+learned policies implement :class:`Policy`; the gym's evaluation and the runtime's router
+call the same methods.
+
+Instance numbering is fixed for a deployment so that observation shapes never change:
+- prefill instances ``0 .. R-1`` are the remote (PrfaaS) instances, ``R .. R+L-1`` the
+  prefill side of the ``L`` local nodes;
+- decode instances ``0 .. L-1`` are the decode side of the same local nodes.
+A local node is in one role at a time: its prefill slot is ``available`` only in the prefill
+role and its decode slot only in the decode role (both are unavailable while it switches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prfaas_gym.profile import Profile
+
+
+class Cluster(IntEnum):
+    LOCAL = 0
+    REMOTE = 1
+
+
+class Placement(IntEnum):
+    """Where a request's prefill runs, or that it is rejected at the door (HTTP 429)."""
+
+    LOCAL = 0
+    REMOTE = 1
+    REJECT = 2
+
+
+class Role(IntEnum):
+    PREFILL = 0
+    DECODE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What a router knows when a request arrives. Never the output length."""
+
+    id: int
+    arrival_s: float
+    prompt_tokens: int
+    block_hashes: tuple[int, ...] = ()
+    block_size: int = 512
+    session_id: int | None = None
+
+
+@dataclass(slots=True)
+class LinkView:
+    """The remote->local inter-datacenter link as telemetry reports it.
+
+    ``measured_gbps`` is the throughput the link delivered over the last telemetry interval
+    (bytes actually sent / interval); ``capacity_gbps`` is the link's current capacity as a
+    bandwidth probe would report it; ``bytes_queued`` are KV bytes not yet delivered.
+    """
+
+    capacity_gbps: float = 0.0
+    measured_gbps: float = 0.0
+    utilization: float = 0.0
+    bytes_queued: float = 0.0
+    transfers_in_flight: int = 0
+    rtt_s: float = 0.0
+
+
+@dataclass(slots=True)
+class ClusterView:
+    """A snapshot of everything a scheduler may observe, struct-of-arrays.
+
+    Per prefill instance ``i`` (see the module docstring for numbering):
+    ``prefill_cluster[i]`` (:class:`Cluster`), ``prefill_available[i]``,
+    ``prefill_queued_tokens[i]`` (incremental tokens queued or running),
+    ``prefill_queued_requests[i]``, ``prefill_wait_s[i]`` (estimated time until a newly
+    queued request would start), and ``prefix_hit_tokens[i]`` — the usable cached prefix of
+    *this* request on instance ``i`` (block-aligned, at a state snapshot), from the global KV
+    index. Load figures are as of ``snapshot_time_s`` plus what this router itself dispatched
+    since (a router knows its own decisions); the prefix hits are current.
+
+    Per decode instance ``j``: ``decode_available[j]``, ``decode_running[j]``,
+    ``decode_waiting[j]``, ``decode_kv_used_bytes[j]``, ``decode_kv_capacity_bytes[j]``,
+    ``decode_max_batch[j]``.
+
+    Recent rates (over a sliding window of telemetry intervals): ``arrival_rate``,
+    ``offload_fraction``, ``ttft_p90_s``, ``tpot_mean_s``, ``slo_attainment``.
+    """
+
+    time_s: float = 0.0
+    snapshot_time_s: float = 0.0
+    prefill_cluster: list[int] = field(default_factory=list)
+    prefill_available: list[bool] = field(default_factory=list)
+    prefill_queued_tokens: list[float] = field(default_factory=list)
+    prefill_queued_requests: list[int] = field(default_factory=list)
+    prefill_wait_s: list[float] = field(default_factory=list)
+    prefix_hit_tokens: list[int] = field(default_factory=list)
+    decode_available: list[bool] = field(default_factory=list)
+    decode_running: list[int] = field(default_factory=list)
+    decode_waiting: list[int] = field(default_factory=list)
+    decode_kv_used_bytes: list[float] = field(default_factory=list)
+    decode_kv_capacity_bytes: list[float] = field(default_factory=list)
+    decode_max_batch: list[int] = field(default_factory=list)
+    link: LinkView = field(default_factory=LinkView)
+    uplink: LinkView = field(default_factory=LinkView)
+    arrival_rate: float = 0.0
+    offload_fraction: float = 0.0
+    ttft_p90_s: float = 0.0
+    tpot_mean_s: float = 0.0
+    slo_attainment: float = 1.0
+
+    @property
+    def n_remote(self) -> int:
+        return sum(1 for c in self.prefill_cluster if c == Cluster.REMOTE)
+
+    @property
+    def n_local_nodes(self) -> int:
+        return len(self.decode_available)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A routing decision.
+
+    ``prefill_instance`` / ``decode_instance``: indices as in the module docstring, or None
+    to let the executor pick (least estimated wait in the placement's cluster; least loaded
+    decode). ``copy_prefix_from``: a prefill instance whose cached prefix of this request is
+    copied (over the link if it is in the other cluster, RDMA otherwise) to the chosen
+    instance before the prefill starts.
+    """
+
+    placement: Placement
+    prefill_instance: int | None = None
+    decode_instance: int | None = None
+    copy_prefix_from: int | None = None
+
+
+REJECT = Decision(Placement.REJECT)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChange:
+    """Ask local node ``node`` to switch to ``role``. The node drains its current work first,
+    then is unavailable for the deployment's ``switch_delay_s``."""
+
+    node: int
+    role: Role
+
+
+class Policy:
+    """A router. Subclasses override :meth:`decide` and optionally :meth:`on_tick`.
+
+    Contract: :meth:`reset` is called before every episode with the deployment's profile and a
+    seed; :meth:`decide` must be deterministic given its inputs and the seeded state;
+    :meth:`on_tick` is called every ``tick_interval_s`` seconds of simulated time (never if it
+    is None) for long-timescale actions and returns the role changes to apply.
+    """
+
+    name: str = "policy"
+    tick_interval_s: float | None = None
+
+    def reset(self, profile: Profile, seed: int | None = None) -> None:
+        self.profile = profile
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        raise NotImplementedError
+
+    def on_tick(self, view: ClusterView) -> list[RoleChange]:
+        return []

@@ -1,0 +1,138 @@
+"""A decode instance: continuous batching simulated as a fluid model with exact step times.
+
+Every running request emits one token per step; a step with batch ``b`` and total context
+``C`` (prompts + tokens so far) takes ``a + s*b + c*C`` seconds (:class:`DecodeCost`). Between
+two events the batch is fixed and ``C`` grows by ``b`` per step, so ``n`` steps from a batch
+boundary take ``S(n) = n*(a + s*b + c*C0) + c*b*n*(n-1)/2`` — no per-token events are needed.
+Requests join and leave only at step boundaries (as in a real engine), so this equals a
+per-token simulation exactly. Events happen only when a request finishes or a waiting
+request can join at the next boundary.
+
+A request whose KV has arrived joins at the first step boundary at or after its arrival if
+there is a free batch slot and KV memory (the full sequence's KV, ``kv_bytes(prompt +
+output)``, is reserved at admission; no preemption); otherwise it waits FCFS. Its first token
+(computed by prefill) is delivered when it joins; it then needs ``output - 1`` decode steps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from typing import Any
+
+from prfaas_gym.profile import DecodeCost
+
+
+class DecodeInstance:
+    __slots__ = ("index", "cost", "kv_capacity", "max_batch", "running", "batch", "context",
+                 "steps", "boundary_t", "waiting", "kv_used", "version", "next_event_t",
+                 "_seq", "_a", "_s", "_c", "tokens_out")
+
+    def __init__(self, index: int, cost: DecodeCost, kv_capacity_bytes: float) -> None:
+        self.index = index
+        self.cost = cost
+        self.kv_capacity = kv_capacity_bytes
+        self.max_batch = cost.max_batch
+        self._a, self._s, self._c = cost.step_base_s, cost.step_per_seq_s, cost.step_per_ctx_token_s
+        self.running: list[tuple[int, int, Any]] = []  # heap of (finish_step, seq, job)
+        self.batch = 0
+        self.context = 0.0  # total context of the batch at the last boundary
+        self.steps = 0  # steps done up to the last boundary
+        self.boundary_t = 0.0
+        self.waiting: deque[Any] = deque()
+        self.kv_used = 0.0
+        self.version = 0
+        self.next_event_t = math.inf
+        self._seq = 0
+        self.tokens_out = 0
+
+    # -- step arithmetic ---------------------------------------------------------------
+    def span(self, n: int) -> float:
+        """Seconds for ``n`` steps from the last boundary with the current batch."""
+        cb = self._c * self.batch
+        return n * (self._a + self._s * self.batch + self._c * self.context) + cb * n * (n - 1) / 2
+
+    def steps_by(self, dt: float) -> int:
+        """Whole steps completed ``dt`` seconds after the last boundary (with a 1 ns tolerance)."""
+        if dt <= 0 or self.batch == 0:
+            return 0
+        alpha = self._a + self._s * self.batch + self._c * self.context
+        cb = self._c * self.batch
+        if cb == 0.0:
+            n = int((dt + 1e-9) / alpha)
+        else:
+            h = alpha - cb / 2
+            n = int((-h + math.sqrt(h * h + 2 * cb * (dt + 1e-9))) / cb)
+        while n > 0 and self.span(n) > dt + 1e-9:
+            n -= 1
+        while self.span(n + 1) <= dt + 1e-9:
+            n += 1
+        return n
+
+    # -- state changes -------------------------------------------------------------------
+    def kv_need(self, job: Any) -> float:
+        return job.decode_kv_bytes
+
+    def can_admit(self, job: Any) -> bool:
+        return self.batch < self.max_batch and self.kv_used + job.decode_kv_bytes <= self.kv_capacity
+
+    def load(self) -> int:
+        return self.batch + len(self.waiting)
+
+    def advance_to(self, t: float) -> None:
+        """Move the boundary to ``t``, which must be a step boundary (or the instance idle)."""
+        if self.batch:
+            n = self.steps_by(t - self.boundary_t)
+            self.steps += n
+            self.context += self.batch * n
+            self.tokens_out += self.batch * n
+        self.boundary_t = t
+
+    def arrive(self, job: Any, t: float) -> None:
+        """The job's KV is here; it queues for the next boundary. Call :meth:`reschedule` after."""
+        self.waiting.append(job)
+        if self.batch == 0:
+            self.boundary_t = t
+
+    def on_boundary(self, t: float, done: list[Any], joined: list[Any]) -> None:
+        """Process the boundary at ``t``: finished requests leave, waiting ones join (FCFS)."""
+        self.advance_to(t)
+        running = self.running
+        while running and running[0][0] <= self.steps:
+            _, _, job = heapq.heappop(running)
+            self.batch -= 1
+            self.context -= job.prompt_tokens + job.output_tokens
+            self.kv_used -= job.decode_kv_bytes
+            job.t_done = t
+            done.append(job)
+        waiting = self.waiting
+        while waiting and self.can_admit(waiting[0]):
+            job = waiting.popleft()
+            job.t_first_token = t
+            joined.append(job)
+            if job.output_tokens <= 1:
+                job.t_done = t
+                done.append(job)
+                continue
+            self._seq += 1
+            heapq.heappush(running, (self.steps + job.output_tokens - 1, self._seq, job))
+            self.batch += 1
+            self.context += job.prompt_tokens + 1
+            self.kv_used += job.decode_kv_bytes
+
+    def reschedule(self, now: float) -> float:
+        """Time of this instance's next event (``inf`` if none); bumps ``version``."""
+        self.version += 1
+        if self.batch == 0:
+            t = now if self.waiting else math.inf
+        else:
+            t = self.boundary_t + self.span(self.running[0][0] - self.steps)
+            if self.waiting and self.can_admit(self.waiting[0]):
+                n = self.steps_by(now - self.boundary_t)
+                tb = self.boundary_t + self.span(n)
+                if tb < now - 1e-9:
+                    tb = self.boundary_t + self.span(n + 1)
+                t = min(t, max(tb, now))
+        self.next_event_t = t
+        return t

@@ -1,0 +1,225 @@
+"""``PrfaasRoute-v0``: route each arriving request of a PrfaaS deployment."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from prfaas_gym.contract import Cluster, Decision, Placement, Policy, RequestInfo
+from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
+from prfaas_gym.scenario import Scenario, load_scenario
+from prfaas_gym.simulator import Simulator
+
+ENV_ID = "PrfaasRoute-v0"
+ENV_VERSION = 0
+#: action index -> meaning (recorded in exported checkpoints)
+ACTIONS: tuple[str, ...] = ("local", "remote", "reject")
+LOCAL, REMOTE, REJECT_ACTION = 0, 1, 2
+
+
+class PrfaasRouteEnv(gym.Env):
+    """Route requests in a Prefill-as-a-Service deployment.
+
+    ## Description
+    A remote PrfaaS cluster of prefill-only instances and a local prefill/decode cluster are
+    joined by an inter-datacenter link whose bandwidth fluctuates. Requests arrive from a
+    recorded or synthetic trace; for each one the agent decides where its prefill runs. KV
+    caches of remote prefills cross the link layer by layer; decode always runs locally.
+    The simulator is :class:`prfaas_gym.simulator.Simulator` (discrete-event, deterministic
+    per seed).
+
+    ## Action space
+    ``Discrete(3)``:
+
+    | action | meaning |
+    |---|---|
+    | 0 | prefill in the local PD cluster |
+    | 1 | prefill in the remote PrfaaS cluster |
+    | 2 | reject at arrival (HTTP 429) |
+
+    The instance inside the chosen cluster is the one with the minimum estimated TTFT
+    (:func:`prfaas_gym.estimate.estimate_ttft`: queue wait + prefill time with this
+    instance's cached prefix + link transfer); the decode instance is the least loaded when
+    the KV arrives. :meth:`action_masks` marks a cluster with no available instance
+    infeasible (reject is always feasible). An infeasible action falls back to the other
+    cluster.
+
+    ## Observation space
+    ``Box(-10, 10, (32,), float32)`` built by :class:`prfaas_gym.featurizer.Featurizer`
+    (versioned; ``prfaas_gym.featurizer.FEATURES`` lists index, meaning, unit and
+    normalisation). It depends only on the request's prompt and prefix (never its output
+    length) and a telemetry snapshot that may be stale by ``sim.telemetry_interval_s``.
+
+    | index | feature | index | feature |
+    |---|---|---|---|
+    | 0 | ln(1+prompt), normalised | 16 | link utilisation |
+    | 1-2 | local / remote cached fraction | 17 | link KV backlog (s / SLO) |
+    | 3-4 | local / remote incremental tokens | 18 | link flows in flight |
+    | 5-6 | est. TTFT best local / remote (/ SLO) | 19 | this KV's shipping time at capacity |
+    | 7-8 | prefill time local / remote (/ SLO) | 20-22 | decode batch use, waiting, KV use |
+    | 9-12 | mean / min wait local, remote | 23 | local nodes in prefill role |
+    | 13-14 | queued tokens local / remote | 24-28 | recent rate, offload, P90 TTFT, TPOT, SLO |
+    | 15 | link capacity / nominal | 29-31 | has remote, has local, ln(incr / threshold) |
+
+    ## Reward
+    After each decision the simulation runs to the next arrival; the reward is the number of
+    requests that *completed within their SLO* (TTFT <= slo.ttft_s and TPOT <= slo.tpot_s)
+    in that interval, divided by ``episode_requests``. At the last step the episode drains
+    (up to ``max_drain_s``) and those completions are paid too. The undiscounted return is
+    therefore the fraction of the episode's requests served within SLO, and
+    ``goodput = return * episode_requests / span`` — the sum is proportional to goodput.
+
+    ## Starting state and episodes
+    ``reset(seed)`` draws (from ``self.np_random``) a window of ``episode_requests``
+    consecutive requests of the trace's split (or a fresh synthetic sample), a bandwidth
+    trace with a random offset, and, if the scenario has ``randomize``, a load scale, link
+    mean and cluster sizes. The cluster starts empty.
+
+    ## Episode end
+    ``truncated=True`` after the last request of the window (a time horizon, not a terminal
+    state of the system); ``terminated`` is always False. The final ``info`` holds
+    ``episode_metrics`` (the simulator's result dict) and ``counts`` (conservation:
+    arrived = completed + rejected + failed + in_flight).
+
+    ## Arguments
+    ``gymnasium.make("PrfaasRoute-v0", scenario="bursty-fluctuating", split="train",
+    episode_requests=None, tick_policy=None)``. ``split`` is ``train`` or ``eval``
+    (disjoint trace windows; synthetic eval seeds are offset). ``tick_policy``: a heuristic
+    whose ``on_tick`` runs role rebalancing (e.g. ``prfaas-dual``), or None.
+
+    ## Version history
+    * v0: initial version (featurizer v1).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario: str | Scenario = "bursty-fluctuating", split: str = "train",
+                 episode_requests: int | None = None, tick_policy: Policy | None = None,
+                 max_drain_s: float | None = None) -> None:
+        super().__init__()
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.split = split
+        self.episode_requests = episode_requests or self.scenario.episode_requests
+        self.max_drain_s = self.scenario.max_drain_s if max_drain_s is None else max_drain_s
+        self.tick_policy = tick_policy
+        base = self.scenario.profile
+        self.scales = FeatureScales.for_profile(base, self.scenario.planned_lambda,
+                                                self.scenario.threshold_tokens)
+        self.featurizer = Featurizer(base, self.scales)
+        self.observation_space = spaces.Box(-CLIP, CLIP, shape=(N_FEATURES,), dtype=np.float32)
+        self.action_space = spaces.Discrete(len(ACTIONS))
+        self.spec_hash = spec_hash()
+        self.sim: Simulator | None = None
+        self._request = None
+        self._info: RequestInfo | None = None
+        self._best: tuple[int, float, int, float] = (-1, math.inf, -1, math.inf)
+
+    # -- episode set-up ---------------------------------------------------------------
+    def _episode_profile(self, rng: np.random.Generator):
+        prof = self.scenario.profile
+        rnd = self.scenario.randomize
+        dep = prof.deployment
+        changes: dict[str, int] = {}
+        if "n_prfaas" in rnd:
+            lo, hi = rnd["n_prfaas"]
+            changes["n_prfaas"] = int(rng.integers(int(lo), int(hi) + 1))
+        if "n_local" in rnd:
+            lo, hi = rnd["n_local"]
+            n_local = int(rng.integers(int(lo), int(hi) + 1))
+            frac = dep.n_prefill / max(dep.n_prefill + dep.n_decode, 1)
+            n_p = min(max(1, round(n_local * frac)), n_local - 1)
+            changes["n_prefill"], changes["n_decode"] = n_p, n_local - n_p
+        return prof.with_deployment(**changes) if changes else prof
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        rng = self.np_random
+        sc = self.scenario
+        profile = self._episode_profile(rng)
+        rate = None
+        if "rate_scale" in sc.randomize:
+            lo, hi = sc.randomize["rate_scale"]
+            rate = sc.mean_rate() * float(rng.uniform(lo, hi))
+        wseed = int(rng.integers(2**31))
+        workload = sc.workload(wseed, n=self.episode_requests, rate=rate, split=self.split)
+        bw = sc.bandwidth(int(rng.integers(2**31)))
+        if "link_gbps" in sc.randomize:
+            lo, hi = sc.randomize["link_gbps"]
+            bw = bw.scaled_to_mean(float(rng.uniform(lo, hi)))
+        self.profile = profile
+        self.featurizer = Featurizer(profile, self.scales)
+        self.sim = Simulator(profile, workload, bw, dataclasses.replace(
+            sc.sim, max_drain_s=self.max_drain_s, record_timeseries=False))
+        if self.tick_policy is not None:
+            self.tick_policy.reset(profile, seed)
+            self.sim.set_tick_handler(self.tick_policy.on_tick, self.tick_policy.tick_interval_s)
+        self._n_paid = 0
+        self._paid_upto = 0
+        self._advance()
+        return self._obs(), {"request_id": self._request.id if self._request else None}
+
+    # -- stepping -----------------------------------------------------------------------
+    def _advance(self) -> None:
+        self._request = self.sim.next_request()
+        if self._request is not None:
+            self._info = self.sim.request_info(self._request)
+            self._view = self.sim.view(self._request)
+            self._best = self.featurizer.best(self._info, self._view)
+
+    def _obs(self) -> np.ndarray:
+        if self._request is None:
+            return np.zeros(N_FEATURES, dtype=np.float32)
+        return self.featurizer(self._info, self._view, self._best)
+
+    def action_masks(self) -> np.ndarray:
+        """Feasible actions for the current request: [local, remote, reject]."""
+        bl, _, br, _ = self._best
+        return np.array([bl >= 0, br >= 0, True], dtype=bool)
+
+    def decision(self, action: int) -> Decision:
+        """The :class:`Decision` an action stands for in the current state."""
+        bl, _, br, _ = self._best
+        a = int(action)
+        if a == REJECT_ACTION:
+            return Decision(Placement.REJECT)
+        if a == REMOTE and br >= 0 or (a == LOCAL and bl < 0 and br >= 0):
+            return Decision(Placement.REMOTE, prefill_instance=br)
+        if bl >= 0:
+            return Decision(Placement.LOCAL, prefill_instance=bl)
+        return Decision(Placement.REJECT)
+
+    def _new_slo_completions(self) -> int:
+        slo = self.profile.slo
+        done = self.sim.completed
+        n = 0
+        for k in range(self._paid_upto, len(done)):
+            j = done[k]
+            ttft = j.t_first_token - j.request.arrival_s
+            tpot = (j.t_done - j.t_first_token) / (j.output_tokens - 1) if j.output_tokens > 1 else 0.0
+            if ttft <= slo.ttft_s and tpot <= slo.tpot_s:
+                n += 1
+        self._paid_upto = len(done)
+        return n
+
+    def step(self, action: int):
+        if self._request is None:
+            raise RuntimeError("step() after the episode ended; call reset()")
+        self.sim.apply(self._request, self.decision(action))
+        self._advance()
+        truncated = self._request is None
+        info: dict[str, Any] = {}
+        if truncated:
+            self.sim.finish()
+            info["episode_metrics"] = self.sim.result()
+            info["counts"] = self.sim.counts()
+        reward = self._new_slo_completions() / self.episode_requests
+        return self._obs(), float(reward), False, truncated, info
+
+    # -- convenience --------------------------------------------------------------------
+    def cluster_of(self, instance: int) -> Cluster:
+        return Cluster(self.sim.prefill_cluster[instance])

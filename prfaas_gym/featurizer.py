@@ -1,0 +1,195 @@
+"""The versioned featurizer: ``(RequestInfo, ClusterView) -> float32 observation``.
+
+The observation does not depend on how many instances a deployment has (per-cluster
+aggregates and the best instance of each cluster, not one slot per instance), so a policy
+trained on one cluster size can route another. Each feature is listed in
+:data:`FEATURES` with its unit and normalisation; :func:`spec_hash` fingerprints the list, the
+version and the normalisation constants so a checkpoint trained with another spec is refused.
+
+Normalisation constants come from the deployment (:class:`FeatureScales`): times are divided
+by the TTFT SLO, TPOT by the TPOT SLO, token counts by ``token_scale``, request rates by the
+planner's ``lambda_ref``. Every feature is clipped to ``[-CLIP, CLIP]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from prfaas_gym.contract import Cluster, ClusterView, RequestInfo
+from prfaas_gym.estimate import estimate_ttft
+from prfaas_gym.profile import Profile
+
+FEATURIZER_VERSION = 1
+CLIP = 10.0
+
+#: (name, meaning and unit before normalisation, normalisation)
+FEATURES: tuple[tuple[str, str, str], ...] = (
+    ("log_prompt", "ln(1 + prompt tokens)", "/ ln(1 + token_scale * 4)"),
+    ("local_hit_frac", "best usable cached prefix in the local cluster / prompt", "-"),
+    ("remote_hit_frac", "best usable cached prefix in the PrfaaS cluster / prompt", "-"),
+    ("incr_local", "prompt - local hit (tokens)", "/ token_scale"),
+    ("incr_remote", "prompt - remote hit (tokens)", "/ token_scale"),
+    ("ttft_local", "est. TTFT on the best local instance (s)", "/ slo_ttft"),
+    ("ttft_remote", "est. TTFT on the best PrfaaS instance (s)", "/ slo_ttft"),
+    ("prefill_local", "prefill compute time on the local hardware (s)", "/ slo_ttft"),
+    ("prefill_remote", "prefill compute time on the PrfaaS hardware (s)", "/ slo_ttft"),
+    ("wait_local_mean", "mean est. wait of available local prefill instances (s)", "/ slo_ttft"),
+    ("wait_local_min", "min est. wait of available local prefill instances (s)", "/ slo_ttft"),
+    ("wait_remote_mean", "mean est. wait of PrfaaS instances (s)", "/ slo_ttft"),
+    ("wait_remote_min", "min est. wait of PrfaaS instances (s)", "/ slo_ttft"),
+    ("queue_local", "queued prefill tokens, local, per available instance", "/ token_scale"),
+    ("queue_remote", "queued prefill tokens, PrfaaS, per instance", "/ token_scale"),
+    ("link_capacity", "link capacity now (Gbps)", "/ nominal capacity"),
+    ("link_util", "measured link throughput / capacity", "-"),
+    ("link_backlog", "KV bytes queued on the link / capacity (s)", "/ slo_ttft"),
+    ("link_flows", "transfers in flight on the link", "/ 16"),
+    ("kv_ship_s", "this request's KV bytes / link capacity (s)", "/ slo_ttft"),
+    ("decode_util", "decode batch occupancy (running / max batch), mean", "-"),
+    ("decode_waiting", "requests waiting for a decode slot per decode instance", "/ max batch"),
+    ("decode_kv", "decode KV memory used / capacity, mean", "-"),
+    ("prefill_role_frac", "local nodes in the prefill role / local nodes", "-"),
+    ("arrival_rate", "recent arrival rate (req/s)", "/ lambda_ref"),
+    ("recent_offload", "recent fraction of requests sent to PrfaaS", "-"),
+    ("recent_ttft_p90", "P90 TTFT of recent requests (s)", "/ slo_ttft"),
+    ("recent_tpot", "mean TPOT of recent requests (s)", "/ slo_tpot"),
+    ("recent_slo", "SLO attainment of recent completions", "-"),
+    ("has_remote", "1 if a PrfaaS instance is available", "-"),
+    ("has_local", "1 if a local prefill instance is available", "-"),
+    ("threshold_ratio", "ln(prompt - best hit) - ln(threshold_ref)", "-"),
+)
+N_FEATURES = len(FEATURES)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureScales:
+    """Normalisation constants, recorded with every checkpoint."""
+
+    slo_ttft_s: float
+    slo_tpot_s: float
+    token_scale: float = 32768.0
+    link_capacity_gbps: float = 100.0
+    lambda_ref: float = 1.0
+    threshold_ref: float = 19642.0
+
+    @staticmethod
+    def for_profile(profile: Profile, lambda_ref: float = 1.0,
+                    threshold_ref: float = 19642.0) -> FeatureScales:
+        return FeatureScales(profile.slo.ttft_s, profile.slo.tpot_s, 32768.0,
+                             profile.link.capacity_gbps, max(lambda_ref, 1e-6),
+                             max(threshold_ref, 1.0))
+
+
+def spec() -> dict:
+    """The observation spec as a JSON-able dict (names, order, units, normalisation)."""
+    return {"version": FEATURIZER_VERSION, "clip": CLIP,
+            "features": [{"index": i, "name": n, "unit": u, "norm": z}
+                         for i, (n, u, z) in enumerate(FEATURES)]}
+
+
+def spec_hash() -> str:
+    """sha256 of the spec (feature list, order, version, clip)."""
+    return hashlib.sha256(json.dumps(spec(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Featurizer:
+    """Builds observations for one deployment profile."""
+
+    def __init__(self, profile: Profile, scales: FeatureScales) -> None:
+        self.profile = profile
+        self.scales = scales
+        self._ln_norm = math.log1p(scales.token_scale * 4)
+        self._ln_thr = math.log(scales.threshold_ref)
+
+    def spec_record(self) -> dict:
+        return {**spec(), "hash": spec_hash(), "scales": asdict(self.scales)}
+
+    def best(self, request: RequestInfo, view: ClusterView) -> tuple[int, float, int, float]:
+        """(best local instance, its est. TTFT, best remote instance, its est. TTFT)."""
+        bl, tl, br, tr = -1, math.inf, -1, math.inf
+        p = self.profile
+        for i, c in enumerate(view.prefill_cluster):
+            if not view.prefill_available[i]:
+                continue
+            t = estimate_ttft(p, request, view, i)
+            if c == Cluster.REMOTE:
+                if t < tr:
+                    br, tr = i, t
+            elif t < tl:
+                bl, tl = i, t
+        return bl, tl, br, tr
+
+    def __call__(self, request: RequestInfo, view: ClusterView,
+                 best: tuple[int, float, int, float] | None = None) -> np.ndarray:
+        s = self.scales
+        p = self.profile
+        bl, tl, br, tr = best if best is not None else self.best(request, view)
+        prompt = request.prompt_tokens
+        hits = view.prefix_hit_tokens
+        cl = view.prefill_cluster
+        av = view.prefill_available
+        waits = view.prefill_wait_s
+        lh = rh = 0
+        lw: list[float] = []
+        rw: list[float] = []
+        lq = rq = 0.0
+        for i, c in enumerate(cl):
+            if c == Cluster.REMOTE:
+                rh = max(rh, hits[i])
+                if av[i]:
+                    rw.append(waits[i])
+                    rq += view.prefill_queued_tokens[i]
+            else:
+                lh = max(lh, hits[i])
+                if av[i]:
+                    lw.append(waits[i])
+                    lq += view.prefill_queued_tokens[i]
+        slo = s.slo_ttft_s
+        link = view.link
+        cap_bps = max(link.capacity_gbps, 1e-9) * 1e9 / 8
+        d_av = [j for j, a in enumerate(view.decode_available) if a]
+        nd = max(len(d_av), 1)
+        mb = view.decode_max_batch
+        incr_best = max(prompt - max(lh, rh), 1)
+        miss = 3.0  # "unavailable" stands in as 3 SLOs away
+        x = (
+            math.log1p(prompt) / self._ln_norm,
+            lh / prompt,
+            rh / prompt,
+            (prompt - lh) / s.token_scale,
+            (prompt - rh) / s.token_scale,
+            tl / slo if bl >= 0 else miss,
+            tr / slo if br >= 0 else miss,
+            p.local_hw.prefill.time_with_cache(prompt - lh, lh) / slo,
+            p.prfaas_hw.prefill.time_with_cache(prompt - rh, rh) / slo,
+            (sum(lw) / len(lw)) / slo if lw else miss,
+            min(lw) / slo if lw else miss,
+            (sum(rw) / len(rw)) / slo if rw else miss,
+            min(rw) / slo if rw else miss,
+            lq / max(len(lw), 1) / s.token_scale,
+            rq / max(len(rw), 1) / s.token_scale,
+            link.capacity_gbps / s.link_capacity_gbps,
+            link.utilization,
+            link.bytes_queued / cap_bps / slo,
+            link.transfers_in_flight / 16.0,
+            p.model.kv_bytes(prompt - rh) / cap_bps / slo,
+            sum(view.decode_running[j] / mb[j] for j in d_av) / nd,
+            sum(view.decode_waiting[j] / mb[j] for j in d_av) / nd,
+            sum(view.decode_kv_used_bytes[j] / view.decode_kv_capacity_bytes[j] for j in d_av) / nd,
+            sum(av[len(cl) - len(view.decode_available):]) / max(len(view.decode_available), 1),
+            view.arrival_rate / s.lambda_ref,
+            view.offload_fraction,
+            view.ttft_p90_s / slo,
+            view.tpot_mean_s / s.slo_tpot_s,
+            view.slo_attainment,
+            1.0 if br >= 0 else 0.0,
+            1.0 if bl >= 0 else 0.0,
+            math.log(incr_best) - self._ln_thr,
+        )
+        obs = np.array(x, dtype=np.float32)
+        np.clip(obs, -CLIP, CLIP, out=obs)
+        return obs

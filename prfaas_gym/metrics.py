@@ -1,0 +1,88 @@
+"""The result schema, one definition everywhere (simulator and runtime).
+
+TTFT = first output token - arrival; TPOT = (last token - first token) / (output - 1)
+(0 for one-token outputs). A request meets its SLO when TTFT <= slo.ttft_s and
+TPOT <= slo.tpot_s. Goodput = SLO-meeting completions per second of the run's span
+(first arrival to the later of the last arrival and the last completion); throughput likewise
+for all completions. ``slo_attainment`` = SLO-meeting completions / all requests (rejected
+and failed requests count as misses).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from prfaas_gym.simulator import Simulator
+
+RESULT_KEYS = ("requests", "completed", "rejected", "failed", "in_flight", "goodput_rps",
+               "throughput_rps", "ttft_s", "tpot_s", "slo_attainment", "offload_fraction",
+               "link_utilization", "sim_requests_per_s")
+
+
+def distribution(values: Sequence[float] | np.ndarray) -> dict[str, float | None]:
+    """mean, p50, p90, p99 (None for an empty sample)."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {"mean": None, "p50": None, "p90": None, "p99": None}
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"mean": float(a.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+
+def latencies(completed: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(TTFT, TPOT) arrays of completed jobs."""
+    n = len(completed)
+    ttft = np.empty(n)
+    tpot = np.empty(n)
+    for k, j in enumerate(completed):
+        ttft[k] = j.t_first_token - j.request.arrival_s
+        tpot[k] = (j.t_done - j.t_first_token) / (j.output_tokens - 1) if j.output_tokens > 1 else 0.0
+    return ttft, tpot
+
+
+def summarize(sim: Simulator, wall_s: float | None = None) -> dict[str, Any]:
+    """The result dict of a finished (or stopped) simulation."""
+    c = sim.counts()
+    slo = sim.profile.slo
+    ttft, tpot = latencies(sim.completed)
+    met = int(np.count_nonzero((ttft <= slo.ttft_s) & (tpot <= slo.tpot_s)))
+    reqs = sim.workload.requests
+    t0 = reqs[0].arrival_s if reqs else 0.0
+    t_last_arr = sim.jobs[-1].request.arrival_s if sim.jobs else t0
+    t_last_done = max((j.t_done for j in sim.completed), default=t0)
+    span = max(t_last_arr, t_last_done) - t0
+    routed = c["arrived"] - c["rejected"]
+    link = sim.links[0]
+    link.advance(max(link.t, t0 + span))
+    deliverable = sim.bandwidth.integral(t0, t0 + span) if span > 0 else 0.0
+    out_tokens = sum(j.output_tokens for j in sim.completed)
+    result: dict[str, Any] = {
+        "requests": c["arrived"],
+        "completed": c["completed"],
+        "rejected": c["rejected"],
+        "failed": c["failed"],
+        "in_flight": c["in_flight"],
+        "slo_met": met,
+        "goodput_rps": met / span if span > 0 else 0.0,
+        "throughput_rps": c["completed"] / span if span > 0 else 0.0,
+        "output_tokens_per_s": out_tokens / span if span > 0 else 0.0,
+        "ttft_s": distribution(ttft),
+        "tpot_s": distribution(tpot),
+        "slo_attainment": met / c["arrived"] if c["arrived"] else math.nan,
+        "offload_fraction": sim.n_offloaded / routed if routed else 0.0,
+        "link_utilization": link.bytes_sent / deliverable if deliverable > 0 else 0.0,
+        "link_bytes": link.bytes_sent,
+        "kv_link_bytes": sim.kv_link_bytes,
+        "cache_copy_bytes": {"remote_to_local": sim.copy_bytes[0], "local_to_remote": sim.copy_bytes[1]},
+        "prefix_hit_rate": sim.hit_tokens_total / sim.prompt_tokens_total if sim.prompt_tokens_total else 0.0,
+        "role_switches": sim.n_role_switches,
+        "span_s": span,
+        "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
+        "sim_requests_per_s": c["arrived"] / wall_s if wall_s else None,
+        "wall_s": wall_s,
+    }
+    return result

@@ -1,0 +1,359 @@
+"""Cost profiles: prefill time, decode step time, KV bytes, deployment sizes, link, SLOs.
+
+Profiles are data (YAML), not code. A profile file has these top-level keys (all required
+unless marked optional); see ``prfaas_gym/data/profiles/*.yaml`` for complete examples:
+
+``model``      ``kv_fixed_mib`` (recurrent state per request), ``kv_per_token_mib``
+               (full-attention KV per token), ``layers`` (for layer-wise transfer overlap),
+               ``block_size`` (prefix-cache block, tokens), ``snapshot_interval_blocks``
+               (hybrid rule: a cached prefix is usable only at a multiple of this many blocks,
+               where a recurrent-state snapshot exists; 1 = every block boundary).
+``hardware``   mapping name -> ``prefill`` (``{table: {tokens: [...], seconds: [...]}}`` or
+               ``{poly: [c0, c1, c2, ...]}`` in seconds, ``l`` in tokens) and ``decode``
+               (``step_base_s``, ``step_per_seq_s``, ``step_per_ctx_token_s``,
+               ``max_batch``, ``kv_capacity_gib``).
+``deployment`` ``prfaas: {instances, hardware}``, ``local: {prefill, decode, hardware,
+               switch_delay_s, rdma_gbps, rdma_latency_s}``, optional ``prefix_cache_blocks``
+               (per prefill instance; 0 disables caching).
+``link``       ``capacity_gbps``, ``rtt_s``.
+``slo``        ``ttft_s``, ``tpot_s``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prfaas_gym.errors import PrfaasInputError
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillCost:
+    """Prefill time ``T(l)`` of one instance for a prompt of ``l`` tokens, no cache.
+
+    Either a piecewise-linear ``table`` (extrapolated linearly from the first and last
+    segments, never below zero) or a polynomial with ascending ``coeffs``.
+    """
+
+    tokens: tuple[float, ...] = ()
+    seconds: tuple[float, ...] = ()
+    coeffs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.coeffs:
+            return
+        if len(self.tokens) < 2 or len(self.tokens) != len(self.seconds):
+            raise PrfaasInputError("prefill table needs >= 2 points and equal-length "
+                                   "'tokens' and 'seconds'")
+        if any(b <= a for a, b in zip(self.tokens, self.tokens[1:])):
+            raise PrfaasInputError("prefill table 'tokens' must be strictly increasing")
+        if any(s < 0 for s in self.seconds):
+            raise PrfaasInputError("prefill table 'seconds' must be >= 0")
+
+    def time(self, tokens: float) -> float:
+        """Seconds to prefill ``tokens`` tokens from scratch."""
+        if self.coeffs:
+            acc = 0.0
+            for c in reversed(self.coeffs):
+                acc = acc * tokens + c
+            return acc
+        xs, ys = self.tokens, self.seconds
+        i = bisect.bisect_right(xs, tokens)
+        if i == 0:
+            i = 1
+        elif i == len(xs):
+            i = len(xs) - 1
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        return max(0.0, y0 + (y1 - y0) * (tokens - x0) / (x1 - x0))
+
+    def time_with_cache(self, new_tokens: float, cached_tokens: float) -> float:
+        """Seconds to prefill ``new_tokens`` on top of ``cached_tokens`` of reused prefix.
+
+        ``T(cached + new) - T(cached) + T(0)``: the fixed per-batch overhead is paid once, and
+        the new tokens cost what they add to a cold prefill of the whole prompt (their
+        attention still reads the cached context).
+        """
+        if cached_tokens <= 0:
+            return self.time(new_tokens)
+        return self.time(cached_tokens + new_tokens) - self.time(cached_tokens) + self.time(0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeCost:
+    """Continuous-batching decode: one step emits one token for every running request.
+
+    ``step_s(b, C) = step_base_s + step_per_seq_s * b + step_per_ctx_token_s * C`` where ``b``
+    is the batch size and ``C`` the total context (prompt + generated) of the batch.
+    """
+
+    step_base_s: float
+    step_per_seq_s: float = 0.0
+    step_per_ctx_token_s: float = 0.0
+    max_batch: int = 64
+    kv_capacity_gib: float = 64.0
+
+    def __post_init__(self) -> None:
+        if self.step_base_s < 0 or self.step_per_seq_s < 0 or self.step_per_ctx_token_s < 0:
+            raise PrfaasInputError("decode step coefficients must be >= 0")
+        if self.step_base_s + self.step_per_seq_s + self.step_per_ctx_token_s <= 0:
+            raise PrfaasInputError("decode step time must be positive")
+        if self.max_batch < 1:
+            raise PrfaasInputError("decode max_batch must be >= 1")
+        if self.kv_capacity_gib <= 0:
+            raise PrfaasInputError("decode kv_capacity_gib must be > 0")
+
+    def step_s(self, batch: int, context_tokens: float) -> float:
+        return self.step_base_s + self.step_per_seq_s * batch + self.step_per_ctx_token_s * context_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    name: str
+    prefill: PrefillCost
+    decode: DecodeCost
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """KV geometry of the served (hybrid-attention) model."""
+
+    kv_fixed_mib: float
+    kv_per_token_mib: float
+    layers: int = 64
+    block_size: int = 512
+    snapshot_interval_blocks: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kv_fixed_mib < 0 or self.kv_per_token_mib < 0:
+            raise PrfaasInputError("model KV sizes must be >= 0")
+        if self.layers < 1 or self.block_size < 1 or self.snapshot_interval_blocks < 1:
+            raise PrfaasInputError("model layers, block_size, snapshot_interval_blocks must be >= 1")
+
+    def kv_bytes(self, tokens: float) -> float:
+        """Bytes to ship for a prefill of ``tokens`` new tokens: fixed state + per-token KV."""
+        return (self.kv_fixed_mib + self.kv_per_token_mib * tokens) * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Instance counts. Any count may be zero (homogeneous PD: no PrfaaS; naive: no PD-P)."""
+
+    n_prfaas: int
+    prfaas_hardware: str
+    n_prefill: int
+    n_decode: int
+    local_hardware: str
+    switch_delay_s: float = 30.0
+    rdma_gbps: float = 800.0
+    rdma_latency_s: float = 1e-4
+    prefix_cache_blocks: int = 0
+
+    def __post_init__(self) -> None:
+        for k in ("n_prfaas", "n_prefill", "n_decode", "prefix_cache_blocks"):
+            if getattr(self, k) < 0:
+                raise PrfaasInputError(f"deployment {k} must be >= 0")
+        if self.n_decode < 1:
+            raise PrfaasInputError("deployment needs at least one decode instance")
+        if self.n_prfaas + self.n_prefill < 1:
+            raise PrfaasInputError("deployment needs at least one prefill instance")
+        if self.rdma_gbps <= 0 or self.switch_delay_s < 0 or self.rdma_latency_s < 0:
+            raise PrfaasInputError("deployment rdma_gbps must be > 0, delays >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    capacity_gbps: float
+    rtt_s: float = 0.005
+
+    def __post_init__(self) -> None:
+        if self.capacity_gbps <= 0 or self.rtt_s < 0:
+            raise PrfaasInputError("link capacity_gbps must be > 0 and rtt_s >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    ttft_s: float
+    tpot_s: float
+
+    def __post_init__(self) -> None:
+        if self.ttft_s <= 0 or self.tpot_s <= 0:
+            raise PrfaasInputError("slo ttft_s and tpot_s must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    model: ModelSpec
+    hardware: dict[str, Hardware]
+    deployment: Deployment
+    link: LinkSpec
+    slo: Slo
+
+    def __post_init__(self) -> None:
+        for hw in (self.deployment.prfaas_hardware, self.deployment.local_hardware):
+            if hw not in self.hardware:
+                raise PrfaasInputError(f"deployment names hardware {hw!r}, which is not in "
+                                       f"'hardware' ({sorted(self.hardware)})")
+
+    @property
+    def prfaas_hw(self) -> Hardware:
+        return self.hardware[self.deployment.prfaas_hardware]
+
+    @property
+    def local_hw(self) -> Hardware:
+        return self.hardware[self.deployment.local_hardware]
+
+    def with_deployment(self, **changes: Any) -> Profile:
+        """A copy with some deployment fields replaced (e.g. ``n_prefill=9``)."""
+        return dataclasses.replace(self, deployment=dataclasses.replace(self.deployment, **changes))
+
+    def with_link(self, **changes: Any) -> Profile:
+        return dataclasses.replace(self, link=dataclasses.replace(self.link, **changes))
+
+    def with_slo(self, **changes: Any) -> Profile:
+        return dataclasses.replace(self, slo=dataclasses.replace(self.slo, **changes))
+
+
+def _take(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...] = (int, float),
+          default: Any = ...) -> Any:
+    if key not in d:
+        if default is ...:
+            raise PrfaasInputError(f"missing required key '{key}'", where)
+        return default
+    v = d[key]
+    if kind in ((int, float), float) and isinstance(v, bool):
+        raise PrfaasInputError(f"key '{key}' must be a number, got {v!r}", where)
+    if not isinstance(v, kind):
+        raise PrfaasInputError(f"key '{key}' has the wrong type ({type(v).__name__}: {v!r})", where)
+    return v
+
+
+def _check_keys(d: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise PrfaasInputError(f"expected a mapping, got {type(d).__name__}", where)
+    unknown = set(d) - allowed
+    if unknown:
+        raise PrfaasInputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}", where)
+    return d
+
+
+def _parse_prefill(d: Any, where: str) -> PrefillCost:
+    d = _check_keys(d, {"table", "poly"}, where)
+    if ("table" in d) == ("poly" in d):
+        raise PrfaasInputError("give exactly one of 'table' or 'poly'", where)
+    if "poly" in d:
+        c = d["poly"]
+        if not isinstance(c, list) or not c or not all(isinstance(x, (int, float)) for x in c):
+            raise PrfaasInputError("'poly' must be a non-empty list of numbers", where + ".poly")
+        return PrefillCost(coeffs=tuple(float(x) for x in c))
+    t = _check_keys(d["table"], {"tokens", "seconds"}, where + ".table")
+    toks, secs = t.get("tokens"), t.get("seconds")
+    if not isinstance(toks, list) or not isinstance(secs, list):
+        raise PrfaasInputError("'tokens' and 'seconds' must be lists", where + ".table")
+    try:
+        return PrefillCost(tokens=tuple(float(x) for x in toks), seconds=tuple(float(x) for x in secs))
+    except PrfaasInputError as e:
+        raise PrfaasInputError(e.reason, where + ".table") from None
+    except (TypeError, ValueError) as e:
+        raise PrfaasInputError(f"non-numeric table entry ({e})", where + ".table") from None
+
+
+def _build(cls: type, d: dict[str, Any], where: str, rename: dict[str, str] | None = None) -> Any:
+    rename = rename or {}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    allowed = {rename.get(f, f) for f in fields} | set(rename)
+    _check_keys(d, allowed, where)
+    kwargs = {}
+    for k, v in d.items():
+        name = rename.get(k, k)
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise PrfaasInputError(f"key '{k}' has an invalid value {v!r}", where)
+        kwargs[name] = v
+    try:
+        return cls(**kwargs)
+    except PrfaasInputError as e:
+        raise PrfaasInputError(e.reason, where) from None
+    except TypeError as e:
+        raise PrfaasInputError(f"missing or invalid keys ({e})", where) from None
+
+
+def profile_from_dict(d: Any, where: str = "profile") -> Profile:
+    """Validate and build a :class:`Profile` from a parsed YAML mapping."""
+    d = _check_keys(d, {"name", "model", "hardware", "deployment", "link", "slo", "description"},
+                    where)
+    for k in ("model", "hardware", "deployment", "link", "slo"):
+        if k not in d:
+            raise PrfaasInputError(f"missing required key '{k}'", where)
+    model = _build(ModelSpec, d["model"], f"{where}: model")
+    hw_map = _check_keys(d["hardware"], set(d["hardware"]) if isinstance(d["hardware"], dict) else set(),
+                         f"{where}: hardware")
+    hardware: dict[str, Hardware] = {}
+    for name, hd in hw_map.items():
+        w = f"{where}: hardware.{name}"
+        hd = _check_keys(hd, {"prefill", "decode"}, w)
+        if "prefill" not in hd or "decode" not in hd:
+            raise PrfaasInputError("needs both 'prefill' and 'decode'", w)
+        hardware[name] = Hardware(name, _parse_prefill(hd["prefill"], w + ".prefill"),
+                                  _build(DecodeCost, hd["decode"], w + ".decode"))
+    dep = _check_keys(d["deployment"], {"prfaas", "local", "prefix_cache_blocks"}, f"{where}: deployment")
+    pr = _check_keys(dep.get("prfaas", {"instances": 0, "hardware": ""}), {"instances", "hardware"},
+                     f"{where}: deployment.prfaas")
+    lo = _check_keys(dep.get("local"), {"prefill", "decode", "hardware", "switch_delay_s", "rdma_gbps",
+                                        "rdma_latency_s"}, f"{where}: deployment.local")
+    w = f"{where}: deployment"
+    local_hw = _take(lo, "hardware", w + ".local", str)
+    try:
+        deployment = Deployment(
+            n_prfaas=_take(pr, "instances", w + ".prfaas", int, 0),
+            prfaas_hardware=_take(pr, "hardware", w + ".prfaas", str, "") or local_hw,
+            n_prefill=_take(lo, "prefill", w + ".local", int),
+            n_decode=_take(lo, "decode", w + ".local", int),
+            local_hardware=local_hw,
+            switch_delay_s=float(_take(lo, "switch_delay_s", w + ".local", default=30.0)),
+            rdma_gbps=float(_take(lo, "rdma_gbps", w + ".local", default=800.0)),
+            rdma_latency_s=float(_take(lo, "rdma_latency_s", w + ".local", default=1e-4)),
+            prefix_cache_blocks=_take(dep, "prefix_cache_blocks", w, int, 0),
+        )
+    except PrfaasInputError as e:
+        raise PrfaasInputError(e.reason, e.where or w) from None
+    link = _build(LinkSpec, d["link"], f"{where}: link")
+    slo = _build(Slo, d["slo"], f"{where}: slo")
+    try:
+        return Profile(str(d.get("name", where)), model, hardware, deployment, link, slo)
+    except PrfaasInputError as e:
+        raise PrfaasInputError(e.reason, where) from None
+
+
+def preset_names() -> list[str]:
+    """Names of the profiles shipped in ``prfaas_gym/data/profiles``."""
+    root = resources.files("prfaas_gym") / "data" / "profiles"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a shipped preset by name (``paper-case-study``) or a profile YAML by path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise PrfaasInputError("profile file not found", p)
+        text, where = p.read_text(), str(p)
+    else:
+        res = resources.files("prfaas_gym") / "data" / "profiles" / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise PrfaasInputError(f"unknown profile preset {str(name_or_path)!r}; "
+                                   f"presets: {preset_names()}")
+        text, where = res.read_text(), f"preset {name_or_path}"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PrfaasInputError(f"invalid YAML ({e})", where) from None
+    return profile_from_dict(data, where)

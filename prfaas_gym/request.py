@@ -1,0 +1,74 @@
+"""The one request schema every workload loader and generator produces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One LLM request as a trace records it.
+
+    Contract:
+    - ``arrival_s`` is seconds from the start of the workload (>= 0).
+    - ``prompt_tokens`` >= 1 and ``output_tokens`` >= 1.
+    - ``block_hashes[i]`` identifies the KV block of tokens ``[i*B, (i+1)*B)`` *together with
+      its whole prefix* (Mooncake convention), so two requests share a cached prefix of ``k``
+      blocks iff their first ``k`` hashes are equal. ``len(block_hashes) <= ceil(prompt/B)``;
+      an empty tuple means "no prefix information" (nothing is ever reused).
+    - ``block_size`` is ``B`` in tokens.
+    - ``output_tokens`` is known to the simulator only; routers never see it.
+    """
+
+    id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    block_hashes: tuple[int, ...] = ()
+    block_size: int = 512
+    session_id: int | None = None
+
+
+@dataclass(slots=True)
+class Workload:
+    """An ordered list of requests (sorted by arrival) plus where it came from."""
+
+    requests: list[Request]
+    name: str = "workload"
+    block_size: int = 512
+    source: str = field(default="")
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter(self.requests)
+
+    def __getitem__(self, i: int) -> Request:
+        return self.requests[i]
+
+    @property
+    def duration_s(self) -> float:
+        """Time between the first and the last arrival (0 for fewer than two requests)."""
+        if len(self.requests) < 2:
+            return 0.0
+        return self.requests[-1].arrival_s - self.requests[0].arrival_s
+
+    @property
+    def mean_rate(self) -> float:
+        """Mean arrival rate in requests per second ((n - 1) / duration)."""
+        d = self.duration_s
+        return (len(self.requests) - 1) / d if d > 0 else float("inf")
+
+    @staticmethod
+    def from_requests(requests: Sequence[Request], name: str = "workload", block_size: int = 512,
+                      source: str = "") -> Workload:
+        """Build a workload, sorting by arrival (stable) and renumbering ids 0..n-1."""
+        ordered = sorted(requests, key=lambda r: r.arrival_s)
+        renumbered = [
+            Request(i, r.arrival_s, r.prompt_tokens, r.output_tokens, r.block_hashes,
+                    r.block_size, r.session_id)
+            for i, r in enumerate(ordered)
+        ]
+        return Workload(renumbered, name=name, block_size=block_size, source=source)

@@ -1,0 +1,366 @@
+"""Named scenarios: a cluster profile + workload + bandwidth + SLOs + the natural policy.
+
+A scenario is a YAML file (shipped ones live in ``prfaas_gym/data/scenarios``). Keys:
+
+``name``, ``description``
+``profile``        preset name or path (:mod:`prfaas_gym.profile`)
+``deployment``     optional overrides: ``n_prfaas``, ``n_prefill``, ``n_decode``,
+                   ``prefix_cache_blocks``, ``switch_delay_s``
+``link``, ``slo``  optional overrides of the profile's ``capacity_gbps``/``rtt_s`` and
+                   ``ttft_s``/``tpot_s``
+``workload``       ``synthetic: {...}`` (:func:`prfaas_gym.synthetic.generate` schema) or
+                   ``trace: {path, format}`` (a recorded trace; relative paths are looked up
+                   against the working directory, the scenario's folder, and the ``shared/``
+                   folder next to the project, or ``$PRFAAS_TRACES``); ``requests`` (default
+                   count for ``simulate``: 2000 synthetic, the whole trace); ``eval_fraction`` (the last fraction of a trace, by
+                   arrival, held out for evaluation; default 0.2)
+``bandwidth``      a bandwidth spec (:func:`prfaas_gym.bandwidth.bandwidth_sampler_from_spec`)
+``policy``         the natural heuristic for this deployment
+``threshold_tokens`` ``planner`` (solve Eqs. 3-8 on the workload's prompt lengths) or a number
+``sim``            :class:`~prfaas_gym.simulator.SimConfig` fields
+``env``            ``episode_requests`` (default 256), ``max_drain_s`` (default 120)
+``randomize``      domain randomisation for training episodes (all optional):
+                   ``rate_scale: [lo, hi]``, ``link_gbps: [lo, hi]``,
+                   ``n_prfaas: [lo, hi]``, ``n_local: [lo, hi]`` (integers, inclusive)
+
+Every key is validated; an unknown or invalid key raises :class:`PrfaasInputError` naming it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from prfaas_gym import synthetic
+from prfaas_gym.bandwidth import BandwidthSampler, BandwidthTrace, bandwidth_sampler_from_spec
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import Profile, load_profile
+from prfaas_gym.request import Workload
+from prfaas_gym.simulator import SimConfig
+from prfaas_gym.workload import TRACE_FORMATS, load_trace, take, to_mean_rate
+
+_TOP_KEYS = {"name", "description", "profile", "deployment", "link", "slo", "workload",
+             "bandwidth", "policy", "threshold_tokens", "sim", "env", "randomize"}
+_DEPLOYMENT_KEYS = {"n_prfaas", "n_prefill", "n_decode", "prefix_cache_blocks", "switch_delay_s"}
+_WORKLOAD_KEYS = {"synthetic", "trace", "requests", "eval_fraction"}
+_ENV_KEYS = {"episode_requests", "max_drain_s"}
+_RANDOMIZE_KEYS = {"rate_scale", "link_gbps", "n_prfaas", "n_local"}
+SPLITS = ("train", "eval", "all")
+
+
+def scenario_dir() -> Path:
+    return Path(str(resources.files("prfaas_gym") / "data" / "scenarios"))
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in scenario_dir().glob("*.yaml"))
+
+
+def _shared_roots() -> list[Path]:
+    roots = []
+    if os.environ.get("PRFAAS_TRACES"):
+        roots.append(Path(os.environ["PRFAAS_TRACES"]))
+    here = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), here):
+        roots += [base, base.parent / "shared" / "traces", base.parent / "shared"]
+    return roots
+
+
+def resolve_path(path: str | Path, base_dir: Path | None, where: str) -> Path:
+    """Find a data file: absolute, or relative to cwd, the scenario's folder, or shared/."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        if p.exists():
+            return p
+        raise PrfaasInputError(f"file not found: {p}", where)
+    cands = ([base_dir / p] if base_dir else []) + [r / p for r in _shared_roots()]
+    for c in cands:
+        if c.exists():
+            return c
+    raise PrfaasInputError(f"file not found: {path} (looked in the working directory, the "
+                           "scenario's folder, ../shared/traces and $PRFAAS_TRACES)", where)
+
+
+def _mapping(d: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise PrfaasInputError(f"expected a mapping, got {type(d).__name__}", where)
+    unknown = set(d) - allowed
+    if unknown:
+        first = sorted(unknown)[0]
+        loc = f"{where} {first}" if where.endswith(":") else f"{where}.{first}"
+        raise PrfaasInputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}",
+                               loc)
+    return d
+
+
+def _number(d: dict[str, Any], key: str, where: str, lo: float | None = None,
+            integer: bool = False) -> Any:
+    v = d[key]
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok or (lo is not None and v < lo):
+        kind = "an integer" if integer else "a number"
+        bound = f" >= {lo}" if lo is not None else ""
+        raise PrfaasInputError(f"must be {kind}{bound}, got {v!r}", f"{where}.{key}")
+    return v
+
+
+def _range(d: dict[str, Any], key: str, where: str, integer: bool = False) -> tuple[float, float]:
+    v = d[key]
+    if not (isinstance(v, list) and len(v) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            and 0 <= v[0] <= v[1]):
+        raise PrfaasInputError(f"must be [lo, hi] with 0 <= lo <= hi, got {v!r}", f"{where}.{key}")
+    if integer and not all(isinstance(x, int) for x in v):
+        raise PrfaasInputError(f"must be integers, got {v!r}", f"{where}.{key}")
+    return (v[0], v[1])
+
+
+@dataclass
+class Scenario:
+    """A validated scenario. Build with :func:`load_scenario`."""
+
+    name: str
+    description: str
+    profile: Profile
+    workload_spec: dict[str, Any]
+    bandwidth_spec: Any
+    policy: str
+    threshold_spec: Any
+    sim: SimConfig
+    requests: int | None = 2000
+    eval_fraction: float = 0.2
+    episode_requests: int = 256
+    max_drain_s: float = 120.0
+    randomize: dict[str, tuple[float, float]] = field(default_factory=dict)
+    base_dir: Path | None = None
+    trace_override: tuple[str, str | None] | None = None
+
+    # -- workloads -----------------------------------------------------------------
+    @property
+    def is_trace(self) -> bool:
+        return "trace" in self.workload_spec or self.trace_override is not None
+
+    @cached_property
+    def _trace(self) -> Workload:
+        if self.trace_override is not None:
+            path, fmt = self.trace_override
+            return load_trace(resolve_path(path, None, "--trace"), fmt)
+        t = self.workload_spec["trace"]
+        path = resolve_path(t["path"], self.base_dir, f"{self.name}: workload.trace.path")
+        return load_trace(path, t.get("format"))
+
+    def with_trace(self, path: str, fmt: str | None = None) -> Scenario:
+        """A copy that replays the trace at ``path`` instead of the scenario's workload."""
+        if fmt is not None and fmt not in TRACE_FORMATS:
+            raise PrfaasInputError(f"unknown trace format {fmt!r}; formats: {list(TRACE_FORMATS)}",
+                                   "--trace-format")
+        s = dataclasses.replace(self, trace_override=(path, fmt))
+        s.__dict__.pop("_trace", None)
+        return s
+
+    def with_bandwidth_trace(self, path: str, fmt: str | None = None) -> Scenario:
+        spec = {"kind": "trace", "path": str(resolve_path(path, None, "--bandwidth-trace")),
+                "scale_to_gbps": self.profile.link.capacity_gbps}
+        if fmt:
+            spec["format"] = fmt
+        bandwidth_sampler_from_spec(spec, 0, None, "--bandwidth-trace")
+        return dataclasses.replace(self, bandwidth_spec=spec)
+
+    def split_trace(self, split: str) -> Workload:
+        """The recorded trace's train part (first ``1 - eval_fraction`` by arrival), eval part
+        (the rest, re-based to start at 0) or all of it."""
+        w = self._trace
+        if split == "all" or not w.requests:
+            return w
+        cut = w.requests[0].arrival_s + (1 - self.eval_fraction) * w.duration_s
+        reqs = [r for r in w.requests if (r.arrival_s < cut) == (split == "train")]
+        t0 = reqs[0].arrival_s if reqs else 0.0
+        from prfaas_gym.request import Request
+        shifted = [Request(r.id, r.arrival_s - t0, r.prompt_tokens, r.output_tokens,
+                           r.block_hashes, r.block_size, r.session_id) for r in reqs]
+        return Workload.from_requests(shifted, name=f"{w.name}[{split}]", block_size=w.block_size,
+                                      source=w.source)
+
+    def workload(self, seed: int, n: int | None = None, rate: float | None = None,
+                 split: str = "all", start: int | None = None) -> Workload:
+        """The workload for a run.
+
+        Synthetic: ``n`` requests (default ``requests``) generated from ``seed`` (the eval
+        split uses seed ``seed + 1_000_003`` so train and eval never share a sample path),
+        at mean rate ``rate`` if given. Trace: the split, time-scaled to mean ``rate`` if
+        given, ``n`` consecutive requests from index ``start`` (random from ``seed`` when
+        None and ``n`` is smaller than the split; 0 for ``split='all'``).
+        """
+        if split not in SPLITS:
+            raise PrfaasInputError(f"unknown split {split!r}; splits: {list(SPLITS)}")
+        if not self.is_trace:
+            spec = self.workload_spec["synthetic"]
+            if rate is not None:
+                spec = synthetic.with_rate(spec, rate)
+            s = seed + 1_000_003 if split == "eval" else seed
+            return synthetic.generate(spec, n or self.requests, s, where=f"{self.name}: workload")
+        w = self.split_trace(split)
+        if rate is not None:
+            w = to_mean_rate(w, rate)
+        n = n or (self.requests or len(w) if split == "all" else len(w))
+        if n >= len(w):
+            return w
+        if start is None:
+            start = 0 if split == "all" else int(np.random.default_rng(seed).integers(0, len(w) - n + 1))
+        reqs = w.requests[start:start + n]
+        t0 = reqs[0].arrival_s
+        from prfaas_gym.request import Request
+        shifted = [Request(r.id, r.arrival_s - t0, r.prompt_tokens, r.output_tokens,
+                           r.block_hashes, r.block_size, r.session_id) for r in reqs]
+        return take(Workload.from_requests(shifted, name=w.name, block_size=w.block_size,
+                                           source=w.source), n)
+
+    def mean_rate(self) -> float:
+        if not self.is_trace:
+            return float(synthetic.spec_mean_rate(self.workload_spec["synthetic"]))
+        return self._trace.mean_rate
+
+    # -- bandwidth -------------------------------------------------------------------
+    @cached_property
+    def bandwidth_sampler(self) -> BandwidthSampler:
+        return bandwidth_sampler_from_spec(self.bandwidth_spec, 12345, self.base_dir,
+                                           f"{self.name}: bandwidth")
+
+    def bandwidth(self, seed: int) -> BandwidthTrace:
+        """The link for a run: a trace, offset (and mean) drawn from ``seed``."""
+        return self.bandwidth_sampler.sample(np.random.default_rng(seed + 7919))
+
+    # -- the planner's threshold -------------------------------------------------------
+    @cached_property
+    def threshold_tokens(self) -> float:
+        if isinstance(self.threshold_spec, (int, float)):
+            return float(self.threshold_spec)
+        return self.planned_threshold(self.profile)
+
+    def planned_threshold(self, profile: Profile) -> float:
+        """The planner's threshold for ``profile`` on this scenario's prompt lengths."""
+        from prfaas_gym.planner import best_threshold
+        w = self.workload(seed=0, n=4000, split="train" if self.is_trace else "all")
+        lengths = np.array([r.prompt_tokens for r in w.requests], dtype=np.float64)
+        mean_out = float(np.mean([r.output_tokens for r in w.requests]))
+        dep = profile.deployment
+        if dep.n_prfaas == 0 or dep.n_prefill == 0:
+            return 19642.0
+        t, _ = best_threshold(profile, lengths, None, mean_out, dep.n_prfaas, dep.n_prefill,
+                              dep.n_decode)
+        return float(t)
+
+    @cached_property
+    def planned_lambda(self) -> float:
+        """The planner's Λ_max for this deployment (a normalisation scale for rates)."""
+        from prfaas_gym.planner import throughput
+        w = self.workload(seed=0, n=4000, split="train" if self.is_trace else "all")
+        lengths = np.array([r.prompt_tokens for r in w.requests], dtype=np.float64)
+        mean_out = float(np.mean([r.output_tokens for r in w.requests]))
+        dep = self.profile.deployment
+        thr = self.threshold_tokens if dep.n_prfaas and dep.n_prefill else None
+        out = throughput(self.profile, lengths, None, mean_out, thr, dep.n_prfaas,
+                         dep.n_prefill, dep.n_decode)
+        return float(out["lambda_max"])
+
+
+def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = None) -> Scenario:
+    w = f"{where}:" if where else ""
+    d = _mapping(d, _TOP_KEYS, w)
+    name = str(d.get("name", where))
+    for k in ("profile", "workload", "bandwidth", "policy"):
+        if k not in d:
+            raise PrfaasInputError(f"missing required key '{k}'", where)
+    prof_ref = d["profile"]
+    if not isinstance(prof_ref, str):
+        raise PrfaasInputError("must be a preset name or a path", f"{w} profile")
+    if prof_ref.endswith((".yaml", ".yml")):
+        prof_ref = str(resolve_path(prof_ref, base_dir, f"{w} profile"))
+    profile = load_profile(prof_ref)
+    dep = _mapping(d.get("deployment"), _DEPLOYMENT_KEYS, f"{w} deployment")
+    changes = {}
+    for k in dep:
+        changes[k] = _number(dep, k, f"{w} deployment", 0, integer=k != "switch_delay_s")
+    link = _mapping(d.get("link"), {"capacity_gbps", "rtt_s"}, f"{w} link")
+    slo = _mapping(d.get("slo"), {"ttft_s", "tpot_s"}, f"{w} slo")
+    try:
+        if changes:
+            profile = profile.with_deployment(**changes)
+        if link:
+            profile = profile.with_link(**{k: float(_number(link, k, f"{w} link", 0)) for k in link})
+        if slo:
+            profile = profile.with_slo(**{k: float(_number(slo, k, f"{w} slo", 0)) for k in slo})
+    except PrfaasInputError as e:
+        raise PrfaasInputError(e.reason, f"{w} deployment/link/slo") from None
+    wl = _mapping(d["workload"], _WORKLOAD_KEYS, f"{w} workload")
+    if ("synthetic" in wl) == ("trace" in wl):
+        raise PrfaasInputError("give exactly one of 'synthetic' or 'trace'", f"{w} workload")
+    if "trace" in wl:
+        tr = _mapping(wl["trace"], {"path", "format"}, f"{w} workload.trace")
+        if "path" not in tr:
+            raise PrfaasInputError("missing required key 'path'", f"{w} workload.trace")
+        if tr.get("format") is not None and tr["format"] not in TRACE_FORMATS:
+            raise PrfaasInputError(f"unknown format {tr['format']!r}; formats: {list(TRACE_FORMATS)}",
+                                   f"{w} workload.trace.format")
+    else:
+        synthetic.generate(wl["synthetic"], 2, 0, where=f"{w} workload.synthetic")  # validates
+    requests = int(_number(wl, "requests", f"{w} workload", 1, integer=True)) if "requests" in wl \
+        else (None if "trace" in wl else 2000)
+    eval_fraction = float(_number(wl, "eval_fraction", f"{w} workload", 0)) if "eval_fraction" in wl else 0.2
+    if not 0 < eval_fraction < 1:
+        raise PrfaasInputError("must be in (0, 1)", f"{w} workload.eval_fraction")
+    from agents.registry import HEURISTICS
+    if d["policy"] not in HEURISTICS:
+        raise PrfaasInputError(f"unknown policy {d['policy']!r}; heuristics: {sorted(HEURISTICS)}",
+                               f"{w} policy")
+    thr = d.get("threshold_tokens", "planner")
+    if not (thr == "planner" or (isinstance(thr, (int, float)) and not isinstance(thr, bool) and thr >= 0)):
+        raise PrfaasInputError(f"must be 'planner' or a number >= 0, got {thr!r}", f"{w} threshold_tokens")
+    sim_d = _mapping(d.get("sim"), {f.name for f in dataclasses.fields(SimConfig)}, f"{w} sim")
+    try:
+        sim = SimConfig(**sim_d)
+    except (PrfaasInputError, TypeError) as e:
+        raise PrfaasInputError(str(e), f"{w} sim") from None
+    env = _mapping(d.get("env"), _ENV_KEYS, f"{w} env")
+    ep = int(_number(env, "episode_requests", f"{w} env", 1, integer=True)) if "episode_requests" in env else 256
+    drain = float(_number(env, "max_drain_s", f"{w} env", 0)) if "max_drain_s" in env else 120.0
+    rnd_d = _mapping(d.get("randomize"), _RANDOMIZE_KEYS, f"{w} randomize")
+    rnd = {k: _range(rnd_d, k, f"{w} randomize", integer=k in ("n_prfaas", "n_local")) for k in rnd_d}
+    scen = Scenario(name=name, description=str(d.get("description", "")), profile=profile,
+                    workload_spec=copy.deepcopy(wl), bandwidth_spec=copy.deepcopy(d["bandwidth"]),
+                    policy=d["policy"], threshold_spec=thr, sim=sim, requests=requests,
+                    eval_fraction=eval_fraction, episode_requests=ep, max_drain_s=drain,
+                    randomize=rnd, base_dir=base_dir)
+    bandwidth_sampler_from_spec(scen.bandwidth_spec, 0, base_dir, f"{w} bandwidth")  # validates
+    return scen
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A shipped scenario by name or a scenario YAML by path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.exists():
+            raise PrfaasInputError("scenario file not found", p)
+        where, base = str(p), p.resolve().parent
+    else:
+        p = scenario_dir() / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise PrfaasInputError(f"unknown scenario {str(name_or_path)!r}; scenarios: "
+                                   f"{scenario_names()} (or a path to a YAML file)")
+        where, base = str(name_or_path), None
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise PrfaasInputError(f"invalid YAML ({e})", where) from None
+    return scenario_from_dict(data, where, base)

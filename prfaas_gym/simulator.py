@@ -1,0 +1,663 @@
+"""The discrete-event simulator of a PrfaaS deployment.
+
+One remote PrfaaS cluster of prefill-only instances, one local PD cluster of nodes that are
+either prefill (PD-P) or decode (PD-D) and may switch role, and an inter-datacenter link
+(a :class:`~prfaas_gym.link.Link` per direction) between them. Any count may be zero, so
+homogeneous PD (no remote instances) and naive heterogeneous (no local prefill) deployments
+are the same code.
+
+Life of a request (times are simulated seconds; nothing depends on the wall clock):
+1. It arrives; the router (a :class:`~prfaas_gym.contract.Policy`, or the env's agent)
+   sees a :class:`RequestInfo` and a possibly stale :class:`ClusterView` and decides.
+2. Optional: its cached prefix is copied from another instance first (over the link, in the
+   direction of the copy, when the clusters differ; over RDMA otherwise).
+3. It prefills FCFS on one instance. The usable cached prefix there is reused; the time is
+   ``PrefillCost.time_with_cache(new, cached)``; blocks are inserted into the instance's LRU
+   cache when it ends.
+4. Its KV (``kv_fixed + kv_per_token * new_tokens`` bytes) moves to a decode instance:
+   remote prefills stream it over the link layer by layer, local ones over RDMA.
+5. It joins the decode batch at the next step boundary (first token delivered: TTFT) and
+   leaves after ``output - 1`` more steps (:mod:`prfaas_gym.decode`).
+
+Conservation: every arrived request ends completed, rejected, failed (its KV cannot fit any
+decode instance) or is still in flight when the run stops; :meth:`Simulator.counts` adds up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from prfaas_gym.bandwidth import BandwidthTrace
+from prfaas_gym.contract import (
+    Cluster,
+    ClusterView,
+    Decision,
+    LinkView,
+    Placement,
+    Policy,
+    RequestInfo,
+    Role,
+    RoleChange,
+)
+from prfaas_gym.decode import DecodeInstance
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.link import Flow, Link
+from prfaas_gym.prefix_cache import PrefixCacheIndex
+from prfaas_gym.profile import GIB, Profile
+from prfaas_gym.request import Request, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Simulator knobs.
+
+    ``telemetry_interval_s``: how often the router's load snapshot is refreshed (0 = every
+    decision sees the true state). ``admission_max_wait_s``: optional admission control — a
+    request whose chosen prefill instance has a longer estimated wait is rejected.
+    ``max_drain_s``: after the last arrival, stop at most this long later (the rest is in
+    flight). ``record_timeseries``: sample queue depths and link use every telemetry tick.
+    """
+
+    telemetry_interval_s: float = 1.0
+    admission_max_wait_s: float | None = None
+    max_drain_s: float = math.inf
+    record_timeseries: bool = True
+
+    def __post_init__(self) -> None:
+        if self.telemetry_interval_s < 0:
+            raise PrfaasInputError("telemetry_interval_s must be >= 0")
+        if self.admission_max_wait_s is not None and self.admission_max_wait_s < 0:
+            raise PrfaasInputError("admission_max_wait_s must be >= 0")
+        if self.max_drain_s < 0:
+            raise PrfaasInputError("max_drain_s must be >= 0")
+
+
+class JobState(IntEnum):
+    COPYING = 0
+    PREFILL = 1
+    TRANSFER = 2
+    DECODE = 3
+    DONE = 4
+    REJECTED = 5
+    FAILED = 6
+
+
+class NodeState(IntEnum):
+    ACTIVE = 0
+    DRAINING = 1
+    SWITCHING = 2
+
+
+class Job:
+    """A request in the simulator, with its timeline (``nan`` until reached)."""
+
+    __slots__ = ("request", "prompt_tokens", "output_tokens", "state", "placement",
+                 "prefill_idx", "decode_idx", "hit_tokens", "new_tokens", "kv_bytes",
+                 "decode_kv_bytes", "t_prefill_start", "t_prefill_end", "t_kv_arrival",
+                 "t_first_token", "t_done", "flow")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.prompt_tokens = request.prompt_tokens
+        self.output_tokens = request.output_tokens
+        self.state = JobState.PREFILL
+        self.placement = Placement.LOCAL
+        self.prefill_idx = -1
+        self.decode_idx: int | None = None
+        self.hit_tokens = 0
+        self.new_tokens = 0
+        self.kv_bytes = 0.0
+        self.decode_kv_bytes = 0.0
+        self.t_prefill_start = math.nan
+        self.t_prefill_end = math.nan
+        self.t_kv_arrival = math.nan
+        self.t_first_token = math.nan
+        self.t_done = math.nan
+        self.flow: Flow | None = None
+
+
+# Event kinds (ints keep the heap fast).
+_PREFILL_START, _PREFILL_END, _LINK, _KV_ARRIVAL, _DECODE, _COPY_DONE, _TELEMETRY, _TICK, \
+    _SWITCH_DONE, _DRAIN_DONE = range(10)
+_DOWN, _UP = 0, 1
+
+
+class Simulator:
+    """Event loop over a workload. Drive it with :meth:`run` (a :class:`Policy`) or step by
+    step: ``while (r := sim.next_request()) is not None: sim.apply(r, decide(r, sim.view(r)))``
+    then :meth:`finish`.
+    """
+
+    def __init__(self, profile: Profile, workload: Workload,
+                 bandwidth: BandwidthTrace | None = None, config: SimConfig | None = None,
+                 uplink_bandwidth: BandwidthTrace | None = None) -> None:
+        self.profile = profile
+        self.workload = workload
+        self.config = config or SimConfig()
+        self.bandwidth = bandwidth or BandwidthTrace.constant(profile.link.capacity_gbps)
+        self.uplink_bandwidth = uplink_bandwidth or self.bandwidth
+        self.tick_handler: Callable[[ClusterView], list[RoleChange]] | None = None
+        self.tick_interval_s: float | None = None
+        self.reset()
+
+    # ------------------------------------------------------------------ set-up
+    def reset(self) -> None:
+        p, dep, model = self.profile, self.profile.deployment, self.profile.model
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, object]] = []
+        self._seq = 0
+        self._next_arrival = 0
+        self.n_remote = R = dep.n_prfaas
+        self.n_local = L = dep.n_prefill + dep.n_decode
+        n_pf = R + L
+        self.prefill_cluster = [Cluster.REMOTE] * R + [Cluster.LOCAL] * L
+        self.prefill_cost = [p.prfaas_hw.prefill] * R + [p.local_hw.prefill] * L
+        self.busy_until = [0.0] * n_pf
+        self.queued_tokens = [0.0] * n_pf
+        self.queued_reqs = [0] * n_pf
+        self.node_role = [Role.PREFILL if j < dep.n_prefill else Role.DECODE for j in range(L)]
+        self.node_state = [NodeState.ACTIVE] * L
+        self.node_target = list(self.node_role)
+        self.prefill_available = [True] * R + [r == Role.PREFILL for r in self.node_role]
+        dcost = p.local_hw.decode
+        self.decode = [DecodeInstance(j, dcost, dcost.kv_capacity_gib * GIB) for j in range(L)]
+        self.decode_available = [r == Role.DECODE for r in self.node_role]
+        self.cache = PrefixCacheIndex(n_pf, dep.prefix_cache_blocks, model.block_size,
+                                      model.snapshot_interval_blocks)
+        rtt = self.bandwidth.rtt_s or p.link.rtt_s
+        self.links = [Link(self.bandwidth, rtt), Link(self.uplink_bandwidth, rtt)]
+        self.rdma_bytes_per_s = dep.rdma_gbps * 1e9 / 8
+        self.jobs: list[Job] = []
+        self.completed: list[Job] = []
+        self.n_rejected = 0
+        self.n_failed = 0
+        self.n_offloaded = 0
+        self.n_role_switches = 0
+        self.copy_bytes = [0.0, 0.0]
+        self.kv_link_bytes = 0.0
+        self.hit_tokens_total = 0
+        self.prompt_tokens_total = 0
+        self._in_flight = 0
+        self._pending_arrival: Request | None = None
+        self.timeseries: dict[str, list[float]] = {k: [] for k in (
+            "t", "remote_queue_tokens", "local_queue_tokens", "decode_running",
+            "decode_waiting", "link_gbps", "link_capacity_gbps", "in_flight")}
+        # telemetry snapshot and what this router dispatched since it
+        self._recent_ttft: deque[float] = deque(maxlen=64)
+        self._recent_slo: deque[bool] = deque(maxlen=64)
+        self._recent_tpot: deque[float] = deque(maxlen=64)
+        self._ewma_rate = 0.0
+        self._ewma_offload = 0.0
+        self._arrivals_since = 0
+        self._offloads_since = 0
+        self._snap_link_bytes = [0.0, 0.0]
+        self._snap_t = 0.0
+        self._take_snapshot(0.0)
+        if self.config.telemetry_interval_s > 0:
+            self._push(self.config.telemetry_interval_s, _TELEMETRY, None)
+        self._first_arrival = workload_first(self.workload)
+        if self.tick_interval_s:
+            self._push(self.tick_interval_s, _TICK, None)
+
+    def set_tick_handler(self, handler: Callable[[ClusterView], list[RoleChange]] | None,
+                         interval_s: float | None) -> None:
+        """Call ``handler(view)`` every ``interval_s`` simulated seconds (role changes)."""
+        self.tick_handler = handler
+        self.tick_interval_s = interval_s if handler else None
+        if self.tick_interval_s:
+            self._push(self.now + self.tick_interval_s, _TICK, None)
+
+    def _push(self, t: float, kind: int, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, payload))
+
+    # ------------------------------------------------------------------ driving
+    def next_request(self) -> Request | None:
+        """Process events up to the next arrival and return that request (``None`` when the
+        workload is exhausted). The caller must :meth:`apply` a decision before calling again."""
+        if self._pending_arrival is not None:
+            raise RuntimeError("apply() a decision for the pending request first")
+        reqs = self.workload.requests
+        if self._next_arrival >= len(reqs):
+            return None
+        r = reqs[self._next_arrival]
+        self._run_until(r.arrival_s, inclusive=False)
+        self.now = r.arrival_s
+        self._next_arrival += 1
+        self._pending_arrival = r
+        return r
+
+    def request_info(self, r: Request) -> RequestInfo:
+        return RequestInfo(r.id, r.arrival_s, r.prompt_tokens, r.block_hashes, r.block_size,
+                           r.session_id)
+
+    def run(self, policy: Policy, seed: int | None = None) -> dict:
+        """Route the whole workload with ``policy``, drain, and return the result dict."""
+        policy.reset(self.profile, seed)
+        if policy.tick_interval_s:
+            self.set_tick_handler(policy.on_tick, policy.tick_interval_s)
+        decide, view, info = policy.decide, self.view, self.request_info
+        while (r := self.next_request()) is not None:
+            self.apply(r, decide(info(r), view(r)))
+        self.finish()
+        return self.result()
+
+    def finish(self, max_drain_s: float | None = None) -> None:
+        """Process remaining events, up to ``max_drain_s`` after the last arrival."""
+        limit = self.config.max_drain_s if max_drain_s is None else max_drain_s
+        reqs = self.workload.requests
+        last = reqs[-1].arrival_s if reqs else 0.0
+        self._run_until(last + limit, inclusive=True)
+
+    def advance(self, until: float) -> None:
+        """Process events up to time ``until`` (not past the next arrival's decision)."""
+        self._run_until(until, inclusive=True)
+
+    # ------------------------------------------------------------------ decisions
+    def apply(self, r: Request, d: Decision) -> Job:
+        """Execute decision ``d`` for the pending request ``r`` at the current time."""
+        if self._pending_arrival is not r:
+            raise RuntimeError("apply() must follow next_request() for the same request")
+        self._pending_arrival = None
+        t = self.now
+        job = Job(r)
+        self.jobs.append(job)
+        self._arrivals_since += 1
+        self.prompt_tokens_total += r.prompt_tokens
+        if d.placement == Placement.REJECT:
+            return self._reject(job)
+        idx = self._pick_prefill(d)
+        if idx < 0:
+            return self._reject(job)
+        if self.config.admission_max_wait_s is not None and \
+                self.busy_until[idx] - t > self.config.admission_max_wait_s:
+            return self._reject(job)
+        self._in_flight += 1
+        job.placement = Placement.REMOTE if self.prefill_cluster[idx] == Cluster.REMOTE \
+            else Placement.LOCAL
+        if job.placement == Placement.REMOTE:
+            self.n_offloaded += 1
+            self._offloads_since += 1
+        dec = d.decode_instance
+        job.decode_idx = dec if dec is not None and 0 <= dec < self.n_local else None
+        src = d.copy_prefix_from
+        if src is not None and src != idx and 0 <= src < len(self.busy_until) and r.block_hashes:
+            hits = self.cache.matched_blocks(r.block_hashes)
+            src_blocks = self.cache.usable_blocks(hits[src], r.prompt_tokens)
+            if src_blocks > self.cache.usable_blocks(hits[idx], r.prompt_tokens):
+                self._start_copy(job, src, idx, src_blocks, t)
+                return job
+        self._enqueue_prefill(job, idx, t)
+        return job
+
+    def _reject(self, job: Job) -> Job:
+        job.state = JobState.REJECTED
+        self.n_rejected += 1
+        return job
+
+    def _pick_prefill(self, d: Decision) -> int:
+        """The decision's instance if valid, else the least-wait available instance of the
+        decision's cluster, else of the other cluster; -1 if none is available."""
+        avail = self.prefill_available
+        i = d.prefill_instance
+        want = Cluster.REMOTE if d.placement == Placement.REMOTE else Cluster.LOCAL
+        if i is not None and 0 <= i < len(avail) and avail[i] and self.prefill_cluster[i] == want:
+            return i
+        best, best_t = -1, math.inf
+        for cluster in (want, Cluster.LOCAL if want == Cluster.REMOTE else Cluster.REMOTE):
+            for j, c in enumerate(self.prefill_cluster):
+                if c == cluster and avail[j] and self.busy_until[j] < best_t:
+                    best, best_t = j, self.busy_until[j]
+            if best >= 0:
+                return best
+        return -1
+
+    def _start_copy(self, job: Job, src: int, dst: int, blocks: int, t: float) -> None:
+        model = self.profile.model
+        nbytes = model.kv_bytes(blocks * model.block_size)
+        job.state = JobState.COPYING
+        job.prefill_idx = dst
+        payload = (job, dst, blocks)
+        src_c, dst_c = self.prefill_cluster[src], self.prefill_cluster[dst]
+        if src_c == dst_c:
+            self._push(t + nbytes / self.rdma_bytes_per_s + self.profile.deployment.rdma_latency_s,
+                       _COPY_DONE, payload)
+            return
+        direction = _UP if src_c == Cluster.LOCAL else _DOWN
+        self.copy_bytes[direction] += nbytes
+        link = self.links[direction]
+        link.add_flow(t, nbytes, payload)
+        self._schedule_link(direction)
+
+    def _enqueue_prefill(self, job: Job, i: int, t: float) -> None:
+        r = job.request
+        hit = 0
+        if r.block_hashes and self.cache.capacity:
+            hit = self.cache.usable_hit_tokens(r.block_hashes, r.prompt_tokens)[i]
+        new = r.prompt_tokens - hit
+        self.hit_tokens_total += hit
+        job.hit_tokens, job.new_tokens, job.prefill_idx = hit, new, i
+        job.state = JobState.PREFILL
+        model = self.profile.model
+        job.kv_bytes = model.kv_bytes(new)
+        job.decode_kv_bytes = model.kv_bytes(r.prompt_tokens + r.output_tokens)
+        dur = self.prefill_cost[i].time_with_cache(new, hit)
+        start = self.busy_until[i] if self.busy_until[i] > t else t
+        end = start + dur
+        self.busy_until[i] = end
+        self.queued_tokens[i] += new
+        self.queued_reqs[i] += 1
+        self._disp_tokens[i] += new
+        self._disp_reqs[i] += 1
+        self._disp_s[i] += dur
+        job.t_prefill_start, job.t_prefill_end = start, end
+        if self.prefill_cluster[i] == Cluster.REMOTE:
+            if start <= t:
+                self._start_remote_flow(job, t)
+            else:
+                self._push(start, _PREFILL_START, job)
+        self._push(end, _PREFILL_END, job)
+
+    def _start_remote_flow(self, job: Job, t: float) -> None:
+        layers = self.profile.model.layers
+        tail = job.kv_bytes / layers
+        body = job.kv_bytes - tail
+        dur = job.t_prefill_end - job.t_prefill_start
+        cap = body / dur if dur > 0 else math.inf
+        job.flow = self.links[_DOWN].add_flow(t, job.kv_bytes, job, cap=cap, held_bytes=tail)
+        self.kv_link_bytes += job.kv_bytes
+        self._schedule_link(_DOWN)
+
+    # ------------------------------------------------------------------ the event loop
+    def _run_until(self, t_stop: float, inclusive: bool) -> None:
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and (heap[0][0] < t_stop or (inclusive and heap[0][0] <= t_stop)):
+            t, _, kind, payload = pop(heap)
+            self.now = t
+            if kind == _DECODE:
+                inst_idx, version = payload  # type: ignore[misc]
+                inst = self.decode[inst_idx]
+                if version == inst.version:
+                    self._decode_boundary(inst, t)
+            elif kind == _PREFILL_END:
+                self._prefill_end(payload, t)  # type: ignore[arg-type]
+            elif kind == _KV_ARRIVAL:
+                self._kv_arrival(payload, t)  # type: ignore[arg-type]
+            elif kind == _LINK:
+                direction, version = payload  # type: ignore[misc]
+                if version == self.links[direction].version:
+                    self._link_event(direction, t)
+            elif kind == _PREFILL_START:
+                self._start_remote_flow(payload, t)  # type: ignore[arg-type]
+            elif kind == _TELEMETRY:
+                self._take_snapshot(t)
+                self._schedule_telemetry(t)
+            elif kind == _COPY_DONE:
+                job, dst, blocks = payload  # type: ignore[misc]
+                self.cache.insert(dst, job.request.block_hashes, blocks)
+                self._enqueue_prefill(job, dst, t)
+            elif kind == _TICK:
+                self._tick(t)
+            elif kind == _SWITCH_DONE:
+                self._switch_done(payload, t)  # type: ignore[arg-type]
+            elif kind == _DRAIN_DONE:
+                self._begin_switch(payload, t)  # type: ignore[arg-type]
+        if t_stop > self.now and t_stop != math.inf:
+            self.now = t_stop
+
+    def _schedule_telemetry(self, t: float) -> None:
+        """Next refresh one interval on; across an idle gap (nothing in flight, so nothing
+        changes) jump to the last refresh time before the next arrival."""
+        dt = self.config.telemetry_interval_s
+        reqs = self.workload.requests
+        if self._in_flight:
+            self._push(t + dt, _TELEMETRY, None)
+        elif self._next_arrival < len(reqs):
+            ta = reqs[self._next_arrival].arrival_s
+            self._push(max(t + dt, math.floor(ta / dt) * dt), _TELEMETRY, None)
+
+    def _prefill_end(self, job: Job, t: float) -> None:
+        i = job.prefill_idx
+        self.queued_tokens[i] -= job.new_tokens
+        self.queued_reqs[i] -= 1
+        r = job.request
+        if r.block_hashes and self.cache.capacity:
+            self.cache.insert(i, r.block_hashes, r.prompt_tokens // r.block_size)
+        job.state = JobState.TRANSFER
+        if job.flow is not None:
+            self.links[_DOWN].release(t, job.flow)
+            self._schedule_link(_DOWN)
+        else:
+            dep = self.profile.deployment
+            rate = self.rdma_bytes_per_s
+            layers = self.profile.model.layers
+            arrive = max(t + job.kv_bytes / layers / rate, job.t_prefill_start + job.kv_bytes / rate)
+            self._push(arrive + dep.rdma_latency_s, _KV_ARRIVAL, job)
+
+    def _schedule_link(self, direction: int) -> None:
+        link = self.links[direction]
+        link.version += 1
+        tn = link.next_event_time()
+        if tn < math.inf:
+            self._push(max(tn, self.now), _LINK, (direction, link.version))
+
+    def _link_event(self, direction: int, t: float) -> None:
+        link = self.links[direction]
+        for f in link.pop_finished(t):
+            payload = f.payload
+            if isinstance(payload, Job):
+                self._push(t + link.rtt_s, _KV_ARRIVAL, payload)
+            else:
+                self._push(t + link.rtt_s, _COPY_DONE, payload)
+        self._schedule_link(direction)
+
+    def _kv_arrival(self, job: Job, t: float) -> None:
+        job.t_kv_arrival = t
+        j = job.decode_idx
+        if j is None or not self.decode_available[j]:
+            j = self._least_loaded_decode(job)
+            if j < 0:
+                job.state = JobState.FAILED
+                self.n_failed += 1
+                self._in_flight -= 1
+                return
+        inst = self.decode[j]
+        if job.decode_kv_bytes > inst.kv_capacity:
+            job.state = JobState.FAILED
+            self.n_failed += 1
+            self._in_flight -= 1
+            return
+        job.decode_idx = j
+        job.state = JobState.DECODE
+        inst.arrive(job, t)
+        self._reschedule_decode(inst, t)
+
+    def _least_loaded_decode(self, job: Job) -> int:
+        best, best_load = -1, math.inf
+        for j, inst in enumerate(self.decode):
+            if self.decode_available[j] and job.decode_kv_bytes <= inst.kv_capacity:
+                load = inst.batch + len(inst.waiting) + inst.kv_used / inst.kv_capacity
+                if load < best_load:
+                    best, best_load = j, load
+        return best
+
+    def _reschedule_decode(self, inst: DecodeInstance, t: float) -> None:
+        tn = inst.reschedule(t)
+        if tn < math.inf:
+            self._push(tn, _DECODE, (inst.index, inst.version))
+
+    def _decode_boundary(self, inst: DecodeInstance, t: float) -> None:
+        done: list[Job] = []
+        joined: list[Job] = []
+        inst.on_boundary(t, done, joined)
+        slo = self.profile.slo
+        for job in joined:
+            self._recent_ttft.append(job.t_first_token - job.request.arrival_s)
+        for job in done:
+            job.state = JobState.DONE
+            self._in_flight -= 1
+            self.completed.append(job)
+            ttft = job.t_first_token - job.request.arrival_s
+            tpot = (job.t_done - job.t_first_token) / (job.output_tokens - 1) \
+                if job.output_tokens > 1 else 0.0
+            self._recent_tpot.append(tpot)
+            self._recent_slo.append(ttft <= slo.ttft_s and tpot <= slo.tpot_s)
+        self._reschedule_decode(inst, t)
+        j = inst.index
+        if self.node_state[j] == NodeState.DRAINING and self.node_role[j] == Role.DECODE \
+                and inst.batch == 0 and not inst.waiting:
+            self._begin_switch(j, t)
+
+    # ------------------------------------------------------------------ roles
+    def _tick(self, t: float) -> None:
+        if self.tick_handler is not None:
+            changes = self.tick_handler(self._build_view(None))
+            for c in changes or ():
+                self.request_role_change(c)
+        more = self._in_flight or self._next_arrival < len(self.workload.requests)
+        if self.tick_interval_s and more:
+            self._push(t + self.tick_interval_s, _TICK, None)
+
+    def request_role_change(self, change: RoleChange) -> bool:
+        """Start switching a local node's role; refused (False) if it is already switching,
+        already in that role, or it would leave no available prefill or decode instance."""
+        j, role = change.node, change.role
+        if not 0 <= j < self.n_local or self.node_state[j] != NodeState.ACTIVE \
+                or self.node_role[j] == role:
+            return False
+        R = self.n_remote
+        if role == Role.DECODE and sum(self.prefill_available) <= 1:
+            return False
+        if role == Role.PREFILL and sum(self.decode_available) <= 1:
+            return False
+        self.node_state[j] = NodeState.DRAINING
+        self.node_target[j] = role
+        t = self.now
+        if self.node_role[j] == Role.PREFILL:
+            self.prefill_available[R + j] = False
+            self._push(max(t, self.busy_until[R + j]), _DRAIN_DONE, j)
+        else:
+            self.decode_available[j] = False
+            inst = self.decode[j]
+            if inst.batch == 0 and not inst.waiting:
+                self._begin_switch(j, t)
+        return True
+
+    def _begin_switch(self, j: int, t: float) -> None:
+        if self.node_state[j] != NodeState.DRAINING:
+            return
+        self.node_state[j] = NodeState.SWITCHING
+        self._push(t + self.profile.deployment.switch_delay_s, _SWITCH_DONE, j)
+
+    def _switch_done(self, j: int, t: float) -> None:
+        role = self.node_target[j]
+        self.node_role[j] = role
+        self.node_state[j] = NodeState.ACTIVE
+        self.n_role_switches += 1
+        R = self.n_remote
+        self.prefill_available[R + j] = role == Role.PREFILL
+        self.decode_available[j] = role == Role.DECODE
+        if role == Role.PREFILL:
+            self.busy_until[R + j] = max(self.busy_until[R + j], t)
+
+    # ------------------------------------------------------------------ telemetry
+    def _take_snapshot(self, t: float) -> None:
+        dt = t - self._snap_t
+        self._snap_t = t
+        self._snap_wait = [b - t if b > t else 0.0 for b in self.busy_until]
+        self._snap_qtok = list(self.queued_tokens)
+        self._snap_qreq = list(self.queued_reqs)
+        self._snap_running = [d.batch for d in self.decode]
+        self._snap_waiting = [len(d.waiting) for d in self.decode]
+        self._snap_kv = [d.kv_used for d in self.decode]
+        n = len(self.busy_until)
+        self._disp_tokens = [0.0] * n
+        self._disp_reqs = [0] * n
+        self._disp_s = [0.0] * n
+        links = []
+        for k, link in enumerate(self.links):
+            link.advance(t)
+            sent = link.bytes_sent
+            measured = (sent - self._snap_link_bytes[k]) / dt if dt > 0 else 0.0
+            self._snap_link_bytes[k] = sent
+            cap = link.capacity
+            links.append(LinkView(cap * 8e-9, measured * 8e-9, measured / cap if cap > 0 else 1.0,
+                                  link.bytes_queued, link.in_flight, link.rtt_s))
+        self._snap_links = links
+        if dt > 0:
+            a = min(1.0, dt / 10.0)  # ~10 s memory
+            self._ewma_rate += a * (self._arrivals_since / dt - self._ewma_rate)
+            if self._arrivals_since:
+                frac = self._offloads_since / self._arrivals_since
+                self._ewma_offload += a * (frac - self._ewma_offload)
+        self._arrivals_since = self._offloads_since = 0
+        rt, rp, rs = self._recent_ttft, self._recent_tpot, self._recent_slo
+        self._snap_recent = (sorted(rt)[(len(rt) * 9) // 10] if rt else 0.0,
+                             sum(rp) / len(rp) if rp else 0.0,
+                             sum(rs) / len(rs) if rs else 1.0)
+        if self.config.record_timeseries and self.config.telemetry_interval_s > 0:
+            ts = self.timeseries
+            R = self.n_remote
+            ts["t"].append(t)
+            ts["remote_queue_tokens"].append(sum(self.queued_tokens[:R]))
+            ts["local_queue_tokens"].append(sum(self.queued_tokens[R:]))
+            ts["decode_running"].append(float(sum(self._snap_running)))
+            ts["decode_waiting"].append(float(sum(self._snap_waiting)))
+            ts["link_gbps"].append(links[0].measured_gbps)
+            ts["link_capacity_gbps"].append(links[0].capacity_gbps)
+            ts["in_flight"].append(float(self._in_flight))
+
+    def view(self, r: Request | None) -> ClusterView:
+        """The router's view for request ``r`` (``None``: no per-request prefix hits)."""
+        return self._build_view(r)
+
+    def _build_view(self, r: Request | None) -> ClusterView:
+        t = self.now
+        if self.config.telemetry_interval_s == 0:
+            self._take_snapshot(t)
+        age = t - self._snap_t
+        ds = self._disp_s
+        wait = [(w - age if w > age else 0.0) + ds[i] for i, w in enumerate(self._snap_wait)]
+        dt = self._disp_tokens
+        qtok = [q + dt[i] for i, q in enumerate(self._snap_qtok)]
+        dr = self._disp_reqs
+        qreq = [q + dr[i] for i, q in enumerate(self._snap_qreq)]
+        if r is not None and r.block_hashes and self.cache.capacity:
+            hits = self.cache.usable_hit_tokens(r.block_hashes, r.prompt_tokens)
+        else:
+            hits = [0] * len(wait)
+        return ClusterView(
+            time_s=t, snapshot_time_s=self._snap_t,
+            prefill_cluster=self.prefill_cluster, prefill_available=list(self.prefill_available),
+            prefill_queued_tokens=qtok, prefill_queued_requests=qreq, prefill_wait_s=wait,
+            prefix_hit_tokens=hits,
+            decode_available=list(self.decode_available),
+            decode_running=self._snap_running, decode_waiting=self._snap_waiting,
+            decode_kv_used_bytes=self._snap_kv,
+            decode_kv_capacity_bytes=[d.kv_capacity for d in self.decode],
+            decode_max_batch=[d.max_batch for d in self.decode],
+            link=self._snap_links[0], uplink=self._snap_links[1],
+            arrival_rate=self._ewma_rate, offload_fraction=self._ewma_offload,
+            ttft_p90_s=self._snap_recent[0], tpot_mean_s=self._snap_recent[1],
+            slo_attainment=self._snap_recent[2],
+        )
+
+    # ------------------------------------------------------------------ results
+    def counts(self) -> dict[str, int]:
+        """Conservation: ``arrived == completed + rejected + failed + in_flight``."""
+        return {"arrived": len(self.jobs), "completed": len(self.completed),
+                "rejected": self.n_rejected, "failed": self.n_failed, "in_flight": self._in_flight}
+
+    def result(self, wall_s: float | None = None) -> dict:
+        from prfaas_gym.metrics import summarize
+        return summarize(self, wall_s)
+
+
+def workload_first(w: Workload) -> float:
+    return w.requests[0].arrival_s if w.requests else 0.0

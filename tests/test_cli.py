@@ -1,0 +1,117 @@
+"""The prfaas command line: JSON contracts, and clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prfaas_gym.cli import main
+
+RESULT_KEYS = {"requests", "completed", "rejected", "failed", "goodput_rps", "throughput_rps",
+               "ttft_s", "tpot_s", "slo_attainment", "offload_fraction", "link_utilization",
+               "sim_requests_per_s"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prfaas_gym.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_plan_json_reproduces_table6(capsys):
+    assert main(["plan", "--preset", "paper-case-study", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"prfaas", "homogeneous", "naive"}
+    for v in out.values():
+        assert {"lambda_max", "threshold_tokens", "n_prfaas", "n_prefill", "n_decode",
+                "ttft_mean_s", "ttft_p90_s"} <= set(v)
+    assert out["prfaas"]["lambda_max"] == pytest.approx(3.24, rel=0.03)
+    assert out["homogeneous"]["threshold_tokens"] is None
+    assert (out["prfaas"]["n_prefill"], out["prfaas"]["n_decode"]) == (3, 5)
+
+
+def test_simulate_json(capsys):
+    assert main(["simulate", "--scenario", "bursty-fluctuating", "--policy", "prfaas-dual",
+                 "--requests", "200", "--seed", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert RESULT_KEYS <= set(out)
+    assert out["requests"] == 200
+    for k in ("ttft_s", "tpot_s"):
+        assert set(out[k]) == {"mean", "p50", "p90", "p99"}
+
+
+def test_simulate_rate_override(capsys):
+    main(["simulate", "--scenario", "paper-case-study", "--policy", "prfaas-threshold",
+          "--requests", "100", "--rate", "0.05", "--json"])
+    light = json.loads(capsys.readouterr().out)
+    assert light["throughput_rps"] == pytest.approx(0.05, rel=0.2)
+
+
+def test_simulate_with_trace_and_bandwidth_trace(shared_traces, capsys):
+    bw = next((shared_traces / "genet-abr-bandwidth").rglob("*.log"), None) or \
+        sorted(p for p in (shared_traces / "genet-abr-bandwidth/abr_trace/testing_trace/fcc-test").iterdir())[0]
+    assert main(["simulate", "--scenario", "bursty-fluctuating", "--policy", "conductor",
+                 "--trace", str(shared_traces / "azure-llm-2023/AzureLLMInferenceTrace_code.csv"),
+                 "--trace-format", "azure", "--bandwidth-trace", str(bw), "--requests", "300",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["requests"] == 300
+
+
+def test_compare_writes_table_csv_json_and_plots(tmp_path, capsys):
+    out_dir = tmp_path / "cmp"
+    assert main(["compare", "--scenario", "bursty-fluctuating", "--policies",
+                 "prfaas-threshold,conductor", "--seeds", "2", "--requests", "150",
+                 "--out", str(out_dir), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "conductor" in text and "±" in text
+    for f in ("runs.csv", "summary.json", "ttft_cdf.png", "goodput.png", "timeseries.png"):
+        assert (out_dir / f).stat().st_size > 0
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert set(summary["summary"]) == {"prfaas-threshold", "conductor"}
+    assert len((out_dir / "runs.csv").read_text().splitlines()) == 1 + 4
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["simulate", "--scenario", "nope", "--policy", "random"], "unknown scenario"),
+    (["simulate", "--scenario", "bursty-fluctuating", "--policy", "nope"], "unknown policy"),
+    (["simulate", "--scenario", "bursty-fluctuating", "--policy", "random", "--trace",
+      "/does/not/exist.jsonl"], "not found"),
+])
+def test_bad_input_exits_nonzero_without_traceback(args, needle):
+    p = run_cli(*args)
+    assert p.returncode != 0
+    assert needle in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_malformed_trace_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [1]}\n'
+                   '{"timestamp": 5, "input_length": -3, "output_length": 5, "hash_ids": []}\n')
+    p = run_cli("simulate", "--scenario", "bursty-fluctuating", "--policy", "random",
+                "--trace", str(bad), "--trace-format", "mooncake")
+    assert p.returncode != 0
+    assert f"{bad}:2" in p.stderr or "bad.jsonl:2" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_non_monotone_bandwidth_trace_is_named(tmp_path):
+    bad = tmp_path / "bw.txt"
+    bad.write_text("0 10\n1 12\n0.5 11\n")
+    p = run_cli("simulate", "--scenario", "bursty-fluctuating", "--policy", "random",
+                "--bandwidth-trace", str(bad), "--requests", "10")
+    assert p.returncode != 0
+    assert "bw.txt" in p.stderr and "line 3" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_invalid_scenario_file_exits_cleanly(tmp_path):
+    s = tmp_path / "s.yaml"
+    s.write_text(Path(__file__).resolve().parents[1].joinpath(
+        "prfaas_gym/data/scenarios/paper-case-study.yaml").read_text() + "\nbogus_key: 1\n")
+    p = run_cli("simulate", "--scenario", str(s), "--policy", "random")
+    assert p.returncode != 0 and "bogus_key" in p.stderr and "Traceback" not in p.stderr

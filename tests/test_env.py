@@ -1,0 +1,114 @@
+"""PrfaasRoute-v0: API checks, determinism, pickling, conservation, reward = goodput."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import prfaas_gym  # noqa: F401  (registers the env)
+from prfaas_gym.env import PrfaasRouteEnv
+
+
+def make(**kw) -> PrfaasRouteEnv:
+    kw.setdefault("episode_requests", 64)
+    return PrfaasRouteEnv("bursty-fluctuating", **kw)
+
+
+def rollout(env: PrfaasRouteEnv, seed: int, actions_seed: int = 0):
+    rng = np.random.default_rng(actions_seed)
+    obs, _ = env.reset(seed=seed)
+    traj = [obs]
+    rewards = []
+    while True:
+        mask = env.action_masks()
+        a = int(rng.choice(np.flatnonzero(mask)))
+        obs, r, term, trunc, info = env.step(a)
+        traj.append(obs)
+        rewards.append(r)
+        if term or trunc:
+            return np.array(traj), np.array(rewards), info
+
+
+def test_gymnasium_check_env():
+    check_env(gym.make("PrfaasRoute-v0", episode_requests=32).unwrapped, skip_render_check=True)
+
+
+def test_sb3_check_env():
+    from stable_baselines3.common.env_checker import check_env as sb3_check
+
+    sb3_check(make(episode_requests=32), warn=False)
+
+
+def test_same_seed_same_rollout():
+    a = rollout(make(), seed=11)
+    b = rollout(make(), seed=11)
+    c = rollout(make(), seed=12)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[0].shape != c[0].shape or not np.array_equal(a[0], c[0])
+
+
+def test_env_survives_pickling_mid_episode():
+    env = make()
+    env.reset(seed=3)
+    for _ in range(10):
+        env.step(0)
+    clone = pickle.loads(pickle.dumps(env))
+    for _ in range(20):
+        o1, r1, *_ = env.step(1)
+        o2, r2, *_ = clone.step(1)
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conservation_and_goodput_at_episode_end(seed):
+    env = make(episode_requests=80)
+    obs, rewards, info = rollout(env, seed=seed, actions_seed=seed)
+    c = info["counts"]
+    assert c["arrived"] == 80
+    assert c["completed"] + c["rejected"] + c["failed"] + c["in_flight"] == c["arrived"]
+    m = info["episode_metrics"]
+    # the undiscounted return is the fraction of the episode's requests served within SLO
+    assert rewards.sum() == pytest.approx(m["slo_met"] / 80)
+    assert len(obs) == 81
+    assert np.all(np.abs(obs) <= 10.0)
+
+
+def test_action_masks_follow_the_deployment():
+    env = PrfaasRouteEnv("paper-homogeneous", episode_requests=16)
+    env.reset(seed=0)
+    assert env.action_masks().tolist() == [True, False, True]
+    # an infeasible remote action falls back to local
+    _, _, _, _, _ = env.step(1)
+    assert env.sim.jobs[0].placement == 0
+
+
+def test_reject_action_rejects():
+    env = make(episode_requests=16)
+    env.reset(seed=0)
+    while True:
+        *_, trunc, info = env.step(2)
+        if trunc:
+            break
+    assert info["counts"]["rejected"] == 16
+
+
+def test_observation_never_sees_output_length():
+    """Two requests that differ only in output length give identical observations."""
+    from prfaas_gym.contract import RequestInfo
+    from prfaas_gym.request import Request
+
+    env = make()
+    env.reset(seed=0)
+    r1 = Request(0, 0.0, 5000, 10)
+    r2 = Request(0, 0.0, 5000, 4000)
+    v = env.sim.view(r1)
+    o1 = env.featurizer(env.sim.request_info(r1), v)
+    o2 = env.featurizer(env.sim.request_info(r2), v)
+    np.testing.assert_array_equal(o1, o2)
+    assert not hasattr(RequestInfo, "output_tokens")

@@ -1,0 +1,74 @@
+"""Scenarios: shipped ones load, bad keys are named, splits are disjoint."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.scenario import load_scenario, scenario_names
+
+REQUIRED = {"paper-case-study", "paper-homogeneous", "paper-naive", "mooncake-conversation",
+            "bursty-fluctuating"}
+
+
+def test_shipped_scenarios_load():
+    assert REQUIRED <= set(scenario_names())
+    for name in scenario_names():
+        if name == "mooncake-conversation":
+            continue  # needs the shared trace; tested below
+        sc = load_scenario(name)
+        assert len(sc.workload(0, n=50)) == 50
+
+
+def _write(tmp_path, data):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def _base():
+    return yaml.safe_load(open(load_scenario.__globals__["scenario_dir"]() / "paper-case-study.yaml"))
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda d: d.update(bogus=1), "bogus"),
+    (lambda d: d["deployment"].update(n_prfaas=-1), "n_prfaas"),
+    (lambda d: d["workload"]["synthetic"]["arrivals"].update(rate=-2), "rate"),
+    (lambda d: d.update(policy="nope"), "policy"),
+    (lambda d: d["workload"].update(requestz=5), "requestz"),
+    (lambda d: d.update(bandwidth={"kind": "warp"}), "kind"),
+    (lambda d: d.update(threshold_tokens="auto"), "threshold_tokens"),
+    (lambda d: d.update(sim={"telemetry_interval_s": -1}), "telemetry_interval_s"),
+])
+def test_invalid_scenario_key_is_named(tmp_path, mutate, needle):
+    d = _base()
+    mutate(d)
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(_write(tmp_path, d))
+    assert needle in str(e.value)
+    assert "s.yaml" in str(e.value)
+
+
+def test_unknown_scenario_lists_the_known_ones():
+    with pytest.raises(PrfaasInputError, match="paper-case-study"):
+        load_scenario("no-such-scenario")
+
+
+def test_mooncake_train_and_eval_windows_are_disjoint(shared_traces, monkeypatch):
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+    sc = load_scenario("mooncake-conversation")
+    assert len(sc.workload(0, split="all")) == 12031
+    train = sc.split_trace("train")
+    ev = sc.split_trace("eval")
+    assert len(train) + len(ev) == 12031
+    assert 0.15 < len(ev) / 12031 < 0.3
+    w = sc.workload(4, n=100, split="eval")
+    assert len(w) == 100 and w.requests[0].arrival_s == 0.0
+
+
+def test_rate_override_scales_a_trace(shared_traces, monkeypatch):
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+    sc = load_scenario("mooncake-conversation")
+    w = sc.workload(0, rate=10.0)
+    assert w.mean_rate == pytest.approx(10.0, rel=1e-6)

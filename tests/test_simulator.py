@@ -1,0 +1,113 @@
+"""Simulator invariants: conservation, determinism, role switching, admission control."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.compare import run_policy
+from agents.registry import HEURISTICS, make_heuristic, policy_factory
+from prfaas_gym.contract import Decision, Placement, Role, RoleChange
+from prfaas_gym.profile import load_profile
+from prfaas_gym.request import Request, Workload
+from prfaas_gym.scenario import load_scenario
+from prfaas_gym.simulator import SimConfig, Simulator
+
+
+@pytest.fixture(scope="module")
+def bursty():
+    return load_scenario("bursty-fluctuating")
+
+
+@pytest.mark.parametrize("policy", sorted(HEURISTICS))
+def test_every_heuristic_conserves_requests(bursty, policy):
+    result, sim = run_policy(bursty, policy_factory(policy, bursty)(), seed=1, n=400)
+    c = sim.counts()
+    assert c["arrived"] == 400
+    assert c["completed"] + c["rejected"] + c["failed"] + c["in_flight"] == c["arrived"]
+    assert result["completed"] == c["completed"]
+
+
+def test_stopped_run_conserves_in_flight(bursty):
+    w = bursty.workload(3, n=300)
+    sim = Simulator(bursty.profile, w, bursty.bandwidth(3), SimConfig(max_drain_s=0.0))
+    pol = make_heuristic("prfaas-threshold", threshold_tokens=bursty.threshold_tokens)
+    sim.run(pol)
+    c = sim.counts()
+    assert c["in_flight"] > 0
+    assert c["completed"] + c["rejected"] + c["failed"] + c["in_flight"] == 300
+
+
+def test_same_seed_same_result(bursty):
+    a, _ = run_policy(bursty, policy_factory("prfaas-dual", bursty)(), seed=5, n=300)
+    b, _ = run_policy(bursty, policy_factory("prfaas-dual", bursty)(), seed=5, n=300)
+    c, _ = run_policy(bursty, policy_factory("prfaas-dual", bursty)(), seed=6, n=300)
+    for k in ("goodput_rps", "ttft_s", "tpot_s", "link_bytes", "prefix_hit_rate"):
+        assert a[k] == b[k]
+    assert a["ttft_s"] != c["ttft_s"]
+
+
+def test_prefix_cache_hits_cut_prefill_time():
+    prof = load_profile("single-host")
+    shared = tuple(range(40))
+    reqs = [Request(0, 0.0, 40 * 64, 2, shared, 64), Request(1, 5.0, 40 * 64 + 10, 2,
+                                                            shared + (99,), 64)]
+    sim = Simulator(prof, Workload(reqs, block_size=64), config=SimConfig(telemetry_interval_s=0))
+    jobs = []
+    while (r := sim.next_request()) is not None:
+        v = sim.view(r)
+        jobs.append(sim.apply(r, Decision(Placement.LOCAL, prefill_instance=1)))
+    sim.finish()
+    assert v.prefix_hit_tokens[1] == 40 * 64
+    assert jobs[1].hit_tokens == 40 * 64 and jobs[1].new_tokens == 10
+    assert jobs[1].t_prefill_end - jobs[1].t_prefill_start < \
+        jobs[0].t_prefill_end - jobs[0].t_prefill_start
+
+
+def test_cache_copy_crosses_the_uplink():
+    prof = load_profile("single-host")
+    shared = tuple(range(40))
+    reqs = [Request(0, 0.0, 40 * 64, 2, shared, 64), Request(1, 5.0, 40 * 64 + 10, 2,
+                                                            shared + (99,), 64)]
+    sim = Simulator(prof, Workload(reqs, block_size=64), config=SimConfig(telemetry_interval_s=0))
+    r = sim.next_request()
+    sim.apply(r, Decision(Placement.LOCAL, prefill_instance=1))
+    r = sim.next_request()
+    job = sim.apply(r, Decision(Placement.REMOTE, prefill_instance=0, copy_prefix_from=1))
+    sim.finish()
+    assert sim.copy_bytes[1] == pytest.approx(prof.model.kv_bytes(40 * 64))
+    assert job.hit_tokens == 40 * 64
+    assert sim.counts()["completed"] == 2
+
+
+def test_role_switch_drains_then_changes_role():
+    prof = load_profile("single-host").with_deployment(n_prefill=1, n_decode=2, switch_delay_s=3.0)
+    reqs = [Request(i, 0.1 * i, 1000, 50) for i in range(20)]
+    sim = Simulator(prof, Workload(reqs), config=SimConfig(telemetry_interval_s=0.5))
+    pol = make_heuristic("local-only")
+    pol.reset(prof, 0)
+    switched = []
+    while (r := sim.next_request()) is not None:
+        if r.id == 5:
+            switched.append(sim.request_role_change(RoleChange(2, Role.PREFILL)))
+        sim.apply(r, pol.decide(sim.request_info(r), sim.view(r)))
+    sim.finish()
+    assert switched == [True]
+    assert sim.node_role[2] == Role.PREFILL and sim.n_role_switches == 1
+    assert sim.counts()["completed"] == 20
+    # the last decode node is never switched away
+    assert not sim.request_role_change(RoleChange(1, Role.PREFILL))
+
+
+def test_admission_control_rejects_long_waits():
+    prof = load_profile("single-host")
+    reqs = [Request(i, 0.0, 60000, 4) for i in range(20)]
+    sim = Simulator(prof, Workload(reqs), config=SimConfig(admission_max_wait_s=5.0))
+    res = sim.run(make_heuristic("least-loaded"))
+    assert 0 < res["rejected"] < 20
+    assert res["completed"] + res["rejected"] == 20
+
+
+def test_conductor_rejects_under_overload(bursty):
+    res, _ = run_policy(bursty, policy_factory("conductor", bursty)(), seed=0, n=600,
+                        rate=3 * bursty.mean_rate())
+    assert res["rejected"] > 0
