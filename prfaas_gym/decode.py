@@ -50,20 +50,29 @@ class DecodeInstance:
     # -- step arithmetic ---------------------------------------------------------------
     def span(self, n: int) -> float:
         """Seconds for ``n`` steps from the last boundary with the current batch."""
-        cb = self._c * self.batch
-        return n * (self._a + self._s * self.batch + self._c * self.context) + cb * n * (n - 1) / 2
+        b = self.batch
+        c = self._c
+        if c == 0.0:
+            return n * (self._a + self._s * b)
+        return n * (self._a + self._s * b + c * self.context) + c * b * n * (n - 1) / 2
 
     def steps_by(self, dt: float) -> int:
         """Whole steps completed ``dt`` seconds after the last boundary (with a 1 ns tolerance)."""
-        if dt <= 0 or self.batch == 0:
+        b = self.batch
+        if dt <= 0 or b == 0:
             return 0
-        alpha = self._a + self._s * self.batch + self._c * self.context
-        cb = self._c * self.batch
-        if cb == 0.0:
+        c = self._c
+        alpha = self._a + self._s * b + c * self.context
+        if c == 0.0:
             n = int((dt + 1e-9) / alpha)
-        else:
-            h = alpha - cb / 2
-            n = int((-h + math.sqrt(h * h + 2 * cb * (dt + 1e-9))) / cb)
+            if (n + 1) * alpha <= dt + 1e-9:
+                n += 1
+            elif n > 0 and n * alpha > dt + 1e-9:
+                n -= 1
+            return n
+        cb = c * b
+        h = alpha - cb / 2
+        n = int((-h + math.sqrt(h * h + 2 * cb * (dt + 1e-9))) / cb)
         while n > 0 and self.span(n) > dt + 1e-9:
             n -= 1
         while self.span(n + 1) <= dt + 1e-9:
@@ -71,9 +80,6 @@ class DecodeInstance:
         return n
 
     # -- state changes -------------------------------------------------------------------
-    def kv_need(self, job: Any) -> float:
-        return job.decode_kv_bytes
-
     def can_admit(self, job: Any) -> bool:
         return self.batch < self.max_batch and self.kv_used + job.decode_kv_bytes <= self.kv_capacity
 
@@ -82,11 +88,12 @@ class DecodeInstance:
 
     def advance_to(self, t: float) -> None:
         """Move the boundary to ``t``, which must be a step boundary (or the instance idle)."""
-        if self.batch:
+        b = self.batch
+        if b:
             n = self.steps_by(t - self.boundary_t)
             self.steps += n
-            self.context += self.batch * n
-            self.tokens_out += self.batch * n
+            self.context += b * n
+            self.tokens_out += b * n
         self.boundary_t = t
 
     def arrive(self, job: Any, t: float) -> None:
@@ -99,15 +106,17 @@ class DecodeInstance:
         """Process the boundary at ``t``: finished requests leave, waiting ones join (FCFS)."""
         self.advance_to(t)
         running = self.running
-        while running and running[0][0] <= self.steps:
-            _, _, job = heapq.heappop(running)
+        steps = self.steps
+        while running and running[0][0] <= steps:
+            job = heapq.heappop(running)[2]
             self.batch -= 1
             self.context -= job.prompt_tokens + job.output_tokens
             self.kv_used -= job.decode_kv_bytes
             job.t_done = t
             done.append(job)
         waiting = self.waiting
-        while waiting and self.can_admit(waiting[0]):
+        while waiting and self.batch < self.max_batch and \
+                self.kv_used + waiting[0].decode_kv_bytes <= self.kv_capacity:
             job = waiting.popleft()
             job.t_first_token = t
             joined.append(job)
@@ -116,7 +125,7 @@ class DecodeInstance:
                 done.append(job)
                 continue
             self._seq += 1
-            heapq.heappush(running, (self.steps + job.output_tokens - 1, self._seq, job))
+            heapq.heappush(running, (steps + job.output_tokens - 1, self._seq, job))
             self.batch += 1
             self.context += job.prompt_tokens + 1
             self.kv_used += job.decode_kv_bytes
@@ -128,11 +137,16 @@ class DecodeInstance:
             t = now if self.waiting else math.inf
         else:
             t = self.boundary_t + self.span(self.running[0][0] - self.steps)
-            if self.waiting and self.can_admit(self.waiting[0]):
+            waiting = self.waiting
+            if waiting and self.batch < self.max_batch and \
+                    self.kv_used + waiting[0].decode_kv_bytes <= self.kv_capacity:
                 n = self.steps_by(now - self.boundary_t)
                 tb = self.boundary_t + self.span(n)
                 if tb < now - 1e-9:
                     tb = self.boundary_t + self.span(n + 1)
-                t = min(t, max(tb, now))
+                if tb < now:
+                    tb = now
+                if tb < t:
+                    t = tb
         self.next_event_t = t
         return t

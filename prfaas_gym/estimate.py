@@ -32,15 +32,68 @@ def estimate_ttft(profile: Profile, request: RequestInfo, view: ClusterView, i: 
     return t
 
 
+def estimate_all(profile: Profile, request: RequestInfo, view: ClusterView) -> list[float]:
+    """:func:`estimate_ttft` for every prefill instance (``inf`` where unavailable), computing
+    each distinct (cluster, hit) prefill time once."""
+    prompt = request.prompt_tokens
+    hits = view.prefix_hit_tokens
+    waits = view.prefill_wait_s
+    avail = view.prefill_available
+    link = view.link
+    cap = max(link.capacity_gbps, 1e-9) * 1e9 / 8
+    backlog = link.bytes_queued / cap
+    model = profile.model
+    remote_pf = profile.prfaas_hw.prefill
+    local_pf = profile.local_hw.prefill
+    memo: dict[tuple[int, int], float] = {}
+    out = []
+    for i, c in enumerate(view.prefill_cluster):
+        if not avail[i]:
+            out.append(math.inf)
+            continue
+        h = hits[i]
+        key = (c, h)
+        base = memo.get(key)
+        if base is None:
+            new = prompt - h
+            if c == 1:  # Cluster.REMOTE
+                base = remote_pf.time_with_cache(new, h) + model.kv_bytes(new) / model.layers / cap \
+                    + link.rtt_s
+            else:
+                base = local_pf.time_with_cache(new, h)
+            memo[key] = base
+        w = waits[i]
+        if c == 1 and backlog > w:
+            out.append(base + backlog)
+        else:
+            out.append(base + w)
+    return out
+
+
 def best_instance(profile: Profile, request: RequestInfo, view: ClusterView,
                   cluster: Cluster | None) -> tuple[int, float]:
     """(instance, est. TTFT) minimising the estimate among available instances of
     ``cluster`` (any cluster if None); (-1, inf) when there is none."""
     best, best_t = -1, math.inf
+    est = estimate_all(profile, request, view)
     for i, c in enumerate(view.prefill_cluster):
-        if not view.prefill_available[i] or (cluster is not None and c != cluster):
-            continue
-        t = estimate_ttft(profile, request, view, i)
-        if t < best_t:
+        t = est[i]
+        if t < best_t and (cluster is None or c == cluster):
             best, best_t = i, t
     return best, best_t
+
+
+def best_per_cluster(profile: Profile, request: RequestInfo,
+                     view: ClusterView) -> tuple[int, float, int, float]:
+    """(best local instance, its est. TTFT, best remote instance, its est. TTFT); -1 / inf
+    where a cluster has no available instance."""
+    bl, tl, br, tr = -1, math.inf, -1, math.inf
+    est = estimate_all(profile, request, view)
+    for i, c in enumerate(view.prefill_cluster):
+        t = est[i]
+        if c == 1:
+            if t < tr:
+                br, tr = i, t
+        elif t < tl:
+            bl, tl = i, t
+    return bl, tl, br, tr

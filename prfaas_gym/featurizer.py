@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from prfaas_gym.contract import Cluster, ClusterView, RequestInfo
-from prfaas_gym.estimate import estimate_ttft
+from prfaas_gym.estimate import best_per_cluster
 from prfaas_gym.profile import Profile
 
 FEATURIZER_VERSION = 1
@@ -110,18 +110,7 @@ class Featurizer:
 
     def best(self, request: RequestInfo, view: ClusterView) -> tuple[int, float, int, float]:
         """(best local instance, its est. TTFT, best remote instance, its est. TTFT)."""
-        bl, tl, br, tr = -1, math.inf, -1, math.inf
-        p = self.profile
-        for i, c in enumerate(view.prefill_cluster):
-            if not view.prefill_available[i]:
-                continue
-            t = estimate_ttft(p, request, view, i)
-            if c == Cluster.REMOTE:
-                if t < tr:
-                    br, tr = i, t
-            elif t < tl:
-                bl, tl = i, t
-        return bl, tl, br, tr
+        return best_per_cluster(self.profile, request, view)
 
     def __call__(self, request: RequestInfo, view: ClusterView,
                  best: tuple[int, float, int, float] | None = None) -> np.ndarray:

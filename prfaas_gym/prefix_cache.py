@@ -10,7 +10,7 @@ computed to produce the first output token).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Sequence
 
 
@@ -19,6 +19,10 @@ class PrefixCacheIndex:
 
     ``holders`` is the global KV index: block hash -> bitmask of the instances holding it.
     Capacity 0 disables caching (every lookup is a miss, inserts are ignored).
+
+    Each cache is exact LRU kept as ``hash -> last-use stamp`` plus a FIFO of
+    ``(stamp, hash)`` touches; eviction pops the FIFO and skips touches that were superseded
+    (lazy deletion), so a touch costs O(1) amortised and runs in C.
     """
 
     def __init__(self, n_instances: int, capacity_blocks: int, block_size: int,
@@ -27,11 +31,12 @@ class PrefixCacheIndex:
         self.capacity = capacity_blocks
         self.block_size = block_size
         self.interval = snapshot_interval_blocks
-        self.caches: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(n_instances)]
+        self.caches: list[dict[int, int]] = [{} for _ in range(n_instances)]
+        self._touches: list[deque[tuple[int, int]]] = [deque() for _ in range(n_instances)]
+        self._clock = 0
         self.holders: dict[int, int] = {}
         self._all = (1 << n_instances) - 1
-        self.lookups = 0
-        self.hit_tokens = 0
+        self.version = 0  # bumped on every insert (lets callers reuse a lookup)
 
     def matched_blocks(self, hashes: Sequence[int]) -> list[int]:
         """Number of leading blocks of ``hashes`` each instance holds."""
@@ -73,8 +78,14 @@ class PrefixCacheIndex:
         """Usable cached-prefix tokens of this request on every instance."""
         if not self.capacity or not hashes:
             return [0] * self.n
-        bs = self.block_size
-        return [self.usable_blocks(m, prompt_tokens) * bs for m in self.matched_blocks(hashes)]
+        bs, iv = self.block_size, self.interval
+        cap = (prompt_tokens - 1) // bs
+        out = []
+        for m in self.matched_blocks(hashes):
+            if m > cap:
+                m = cap
+            out.append((m - m % iv) * bs if m > 0 else 0)
+        return out
 
     def insert(self, instance: int, hashes: Sequence[int], n_blocks: int) -> None:
         """Record that ``instance`` now holds the first ``n_blocks`` blocks (and refresh LRU).
@@ -86,21 +97,32 @@ class PrefixCacheIndex:
         if not self.capacity or n_blocks <= 0:
             return
         cache = self.caches[instance]
+        touches = self._touches[instance]
         holders = self.holders
         bit = 1 << instance
-        for h in reversed(hashes[:n_blocks]):
-            if h in cache:
-                cache.move_to_end(h)
-            else:
-                cache[h] = None
-                holders[h] = holders.get(h, 0) | bit
+        blocks = hashes[:n_blocks]
+        new = [h for h in blocks if h not in cache]
+        c = self._clock
+        stamps = range(c + 1, c + n_blocks + 1)
+        tail_first = blocks[::-1]
+        cache.update(zip(tail_first, stamps))
+        touches.extend(zip(stamps, tail_first))
+        self._clock = c + n_blocks
+        for h in new:
+            holders[h] = holders.get(h, 0) | bit
         while len(cache) > self.capacity:
-            old, _ = cache.popitem(last=False)
-            m = holders[old] & ~bit
-            if m:
-                holders[old] = m
-            else:
-                del holders[old]
+            stamp, old = touches.popleft()
+            if cache.get(old) == stamp:
+                del cache[old]
+                m = holders[old] & ~bit
+                if m:
+                    holders[old] = m
+                else:
+                    del holders[old]
+        if len(touches) > 4 * self.capacity + 64:
+            touches.clear()
+            touches.extend(sorted((st, h) for h, st in cache.items()))
+        self.version += 1
 
     def held_blocks(self, instance: int) -> int:
         return len(self.caches[instance])

@@ -123,7 +123,7 @@ class Job:
 
 # Event kinds (ints keep the heap fast).
 _PREFILL_START, _PREFILL_END, _LINK, _KV_ARRIVAL, _DECODE, _COPY_DONE, _TELEMETRY, _TICK, \
-    _SWITCH_DONE, _DRAIN_DONE = range(10)
+    _SWITCH_DONE, _DRAIN_DONE, _LOCAL_KV_ARRIVAL = range(11)
 _DOWN, _UP = 0, 1
 
 
@@ -184,6 +184,8 @@ class Simulator:
         self.prompt_tokens_total = 0
         self._in_flight = 0
         self._pending_arrival: Request | None = None
+        self._hits_key: tuple[int, int] | None = None
+        self._hits: list[int] = []
         self.timeseries: dict[str, list[float]] = {k: [] for k in (
             "t", "remote_queue_tokens", "local_queue_tokens", "decode_running",
             "decode_waiting", "link_gbps", "link_capacity_gbps", "in_flight")}
@@ -197,6 +199,7 @@ class Simulator:
         self._offloads_since = 0
         self._snap_link_bytes = [0.0, 0.0]
         self._snap_t = 0.0
+        self._recent_dirty = True
         self._take_snapshot(0.0)
         if self.config.telemetry_interval_s > 0:
             self._push(self.config.telemetry_interval_s, _TELEMETRY, None)
@@ -338,7 +341,7 @@ class Simulator:
         r = job.request
         hit = 0
         if r.block_hashes and self.cache.capacity:
-            hit = self.cache.usable_hit_tokens(r.block_hashes, r.prompt_tokens)[i]
+            hit = self._hits_for(r)[i]
         new = r.prompt_tokens - hit
         self.hit_tokens_total += hit
         job.hit_tokens, job.new_tokens, job.prefill_idx = hit, new, i
@@ -361,7 +364,16 @@ class Simulator:
                 self._start_remote_flow(job, t)
             else:
                 self._push(start, _PREFILL_START, job)
-        self._push(end, _PREFILL_END, job)
+            self._push(end, _PREFILL_END, job)
+        else:
+            # RDMA keeps up with the layer-wise stream; the last layer's share follows the
+            # prefill. One event: the prefill's bookkeeping is done when its KV lands.
+            rate = self.rdma_bytes_per_s
+            kv = job.kv_bytes
+            arrive = end + kv / self.profile.model.layers / rate
+            if start + kv / rate > arrive:
+                arrive = start + kv / rate
+            self._push(arrive + self.profile.deployment.rdma_latency_s, _LOCAL_KV_ARRIVAL, job)
 
     def _start_remote_flow(self, job: Job, t: float) -> None:
         layers = self.profile.model.layers
@@ -385,6 +397,9 @@ class Simulator:
                 inst = self.decode[inst_idx]
                 if version == inst.version:
                     self._decode_boundary(inst, t)
+            elif kind == _LOCAL_KV_ARRIVAL:
+                self._prefill_done(payload)  # type: ignore[arg-type]
+                self._kv_arrival(payload, t)  # type: ignore[arg-type]
             elif kind == _PREFILL_END:
                 self._prefill_end(payload, t)  # type: ignore[arg-type]
             elif kind == _KV_ARRIVAL:
@@ -422,7 +437,7 @@ class Simulator:
             ta = reqs[self._next_arrival].arrival_s
             self._push(max(t + dt, math.floor(ta / dt) * dt), _TELEMETRY, None)
 
-    def _prefill_end(self, job: Job, t: float) -> None:
+    def _prefill_done(self, job: Job) -> None:
         i = job.prefill_idx
         self.queued_tokens[i] -= job.new_tokens
         self.queued_reqs[i] -= 1
@@ -430,15 +445,12 @@ class Simulator:
         if r.block_hashes and self.cache.capacity:
             self.cache.insert(i, r.block_hashes, r.prompt_tokens // r.block_size)
         job.state = JobState.TRANSFER
-        if job.flow is not None:
-            self.links[_DOWN].release(t, job.flow)
-            self._schedule_link(_DOWN)
-        else:
-            dep = self.profile.deployment
-            rate = self.rdma_bytes_per_s
-            layers = self.profile.model.layers
-            arrive = max(t + job.kv_bytes / layers / rate, job.t_prefill_start + job.kv_bytes / rate)
-            self._push(arrive + dep.rdma_latency_s, _KV_ARRIVAL, job)
+
+    def _prefill_end(self, job: Job, t: float) -> None:
+        """A remote prefill ended: its held last-layer KV may go."""
+        self._prefill_done(job)
+        self.links[_DOWN].release(t, job.flow)
+        self._schedule_link(_DOWN)
 
     def _schedule_link(self, direction: int) -> None:
         link = self.links[direction]
@@ -497,6 +509,8 @@ class Simulator:
         joined: list[Job] = []
         inst.on_boundary(t, done, joined)
         slo = self.profile.slo
+        if joined or done:
+            self._recent_dirty = True
         for job in joined:
             self._recent_ttft.append(job.t_first_token - job.request.arrival_s)
         for job in done:
@@ -571,8 +585,8 @@ class Simulator:
         dt = t - self._snap_t
         self._snap_t = t
         self._snap_wait = [b - t if b > t else 0.0 for b in self.busy_until]
-        self._snap_qtok = list(self.queued_tokens)
-        self._snap_qreq = list(self.queued_reqs)
+        self._snap_qtok = self.queued_tokens[:]
+        self._snap_qreq = self.queued_reqs[:]
         self._snap_running = [d.batch for d in self.decode]
         self._snap_waiting = [len(d.waiting) for d in self.decode]
         self._snap_kv = [d.kv_used for d in self.decode]
@@ -597,10 +611,12 @@ class Simulator:
                 frac = self._offloads_since / self._arrivals_since
                 self._ewma_offload += a * (frac - self._ewma_offload)
         self._arrivals_since = self._offloads_since = 0
-        rt, rp, rs = self._recent_ttft, self._recent_tpot, self._recent_slo
-        self._snap_recent = (sorted(rt)[(len(rt) * 9) // 10] if rt else 0.0,
-                             sum(rp) / len(rp) if rp else 0.0,
-                             sum(rs) / len(rs) if rs else 1.0)
+        if self._recent_dirty:
+            rt, rp, rs = self._recent_ttft, self._recent_tpot, self._recent_slo
+            self._snap_recent = (sorted(rt)[(len(rt) * 9) // 10] if rt else 0.0,
+                                 sum(rp) / len(rp) if rp else 0.0,
+                                 sum(rs) / len(rs) if rs else 1.0)
+            self._recent_dirty = False
         if self.config.record_timeseries and self.config.telemetry_interval_s > 0:
             ts = self.timeseries
             R = self.n_remote
@@ -612,6 +628,14 @@ class Simulator:
             ts["link_gbps"].append(links[0].measured_gbps)
             ts["link_capacity_gbps"].append(links[0].capacity_gbps)
             ts["in_flight"].append(float(self._in_flight))
+
+    def _hits_for(self, r: Request) -> list[int]:
+        """Usable prefix hits of ``r`` per instance; one lookup per request and cache state."""
+        key = (r.id, self.cache.version)
+        if self._hits_key != key:
+            self._hits_key = key
+            self._hits = self.cache.usable_hit_tokens(r.block_hashes, r.prompt_tokens)
+        return self._hits
 
     def view(self, r: Request | None) -> ClusterView:
         """The router's view for request ``r`` (``None``: no per-request prefix hits)."""
@@ -629,7 +653,7 @@ class Simulator:
         dr = self._disp_reqs
         qreq = [q + dr[i] for i, q in enumerate(self._snap_qreq)]
         if r is not None and r.block_hashes and self.cache.capacity:
-            hits = self.cache.usable_hit_tokens(r.block_hashes, r.prompt_tokens)
+            hits = self._hits_for(r)
         else:
             hits = [0] * len(wait)
         return ClusterView(

@@ -7,7 +7,7 @@ of its seed. The pieces compose:
   :func:`uniform`, :func:`gamma_renewal`, :func:`mmpp`, :func:`diurnal`, :func:`spikes`,
   plus :func:`quantize` (floor onto a time grid, as traces that batch arrivals do);
 * lengths (int64 token counts >= 1): :func:`truncated_lognormal`, :func:`bounded_pareto`,
-  :func:`empirical`, :func:`empirical_quantiles`, :func:`constant` (and
+  :func:`empirical`, :func:`empirical_quantiles`, :func:`mixture`, :func:`constant` (and
   :func:`empirical_from_trace` to read a trace's lengths);
 * prefix sharing on a :class:`Draft` (request columns before block hashes exist):
   :func:`independent`, :func:`with_system_prompts`, :func:`with_sessions`, then
@@ -66,8 +66,10 @@ Prefix semantics:
   Turn ``k+1`` arrives ``Exp(think_time_s)`` after turn ``k`` and its prompt is turn ``k``'s
   prompt + turn ``k``'s output + ``user_tokens`` new tokens (default: the ``prompt``
   distribution), so it extends turn ``k``'s full blocks. A session ends early instead of
-  exceeding ``max_prompt_tokens``. The arrival process then drives conversation *starts* at
-  ``rate / m`` (``m`` = expected requests per start), so the request rate stays ``rate``.
+  exceeding ``max_prompt_tokens`` (default: the ``prompt`` spec's ``high``, if any). The
+  arrival process then drives conversation *starts* at ``rate / m`` (``m`` = expected
+  requests per start; measured on a pilot sample when ``max_prompt_tokens`` cuts sessions
+  short), so the request rate stays ``rate``.
   Conversations also start (Poisson, at the mean start rate) during a warm-up of
   ``warmup_s`` seconds before time 0 (default ``5 * think_time_s * turns_mean``, which leaves
   ~e^-5 of the follow-up load missing; 0 = cold start); only requests from time 0 on are
@@ -447,8 +449,9 @@ class Draft:
     """Request columns before block hashes are assigned; row ``i`` is one request.
 
     Contract:
-    - ``arrival_s`` float64 seconds (negative = warm-up, see :func:`generate`); ``prompt_tokens`` / ``output_tokens`` int64 >= 1, the prompt
-      including any system prompt and session history.
+    - ``arrival_s`` float64 seconds (negative = warm-up, see :func:`generate`);
+      ``prompt_tokens`` / ``output_tokens`` int64 >= 1, the prompt including any system
+      prompt and session history.
     - ``parent[i]`` is ``-1`` or the row of the previous session turn whose prompt (+ output)
       this prompt extends; ``parent[i] < i`` and ``arrival_s[parent[i]] <= arrival_s[i]``.
     - ``session_id[i]`` is ``-1`` (no session) or a session number.
@@ -620,7 +623,8 @@ def to_workload(d: Draft, block_size: int = 512, name: str = "synthetic", source
     system prompt); without sharing, empty hashes ("no prefix information") behave the same
     for a cache and cost nothing. Hash ids are allocated in arrival order. Requests arriving
     before ``drop_before_s`` (a warm-up; may be negative) are hashed but not emitted, and the
-    remaining arrivals are shifted by ``-drop_before_s``. Session ids are renumbered ``0..`` by first arrival.
+    remaining arrivals are shifted by ``-drop_before_s``. Session ids are renumbered ``0..``
+    by first arrival.
     """
     bs = _token_count(block_size, "block_size")
     shift = _real(drop_before_s, "drop_before_s")
@@ -970,8 +974,17 @@ def _parse_sessions(obj: Any, where: str, prompt_spec: Any,
         "think_time_s": think,
         "user_tokens": length_sampler(user, f"{where}.user_tokens", base_dir, "prompt"),
         "max_prompt_tokens": (_num(d, "max_prompt_tokens", where, low=1, integer=True)
-                              if d.get("max_prompt_tokens") is not None else None),
+                              if d.get("max_prompt_tokens") is not None
+                              else _default_cap(prompt_spec)),
     }
+
+
+def _default_cap(prompt_spec: Any) -> int | None:
+    """The prompt distribution's finite ``high`` (lognormal, pareto), if it has one."""
+    high = prompt_spec.get("high") if isinstance(prompt_spec, Mapping) else None
+    if isinstance(high, (int, float)) and not isinstance(high, bool) and math.isfinite(high):
+        return int(high)
+    return None
 
 
 def _parse_system(obj: Any, where: str) -> dict[str, Any]:
@@ -1047,7 +1060,7 @@ def generate(spec: Mapping[str, Any], n: int, seed: int, where: str = "workload"
     else:
         sess = dict(s.sessions)
         warmup = sess.pop("warmup_s")
-        _, per_start = sessions_per_start(sess["fraction"], sess["turns_mean"])
+        per_start = _requests_per_start(s, sess, seed)
         start_rate = s.arrivals.mean_rate / per_start
         starts = int(math.ceil(n / per_start * 1.1)) + 32
         while True:
@@ -1069,6 +1082,18 @@ def generate(spec: Mapping[str, Any], n: int, seed: int, where: str = "workload"
               f"{json.dumps(spec, sort_keys=True, default=str, separators=(',', ':'))}")
     # hashes the warm-up (negative arrival times) but returns only what follows it
     return to_workload(d, s.block_size, s.name, source, drop_before_s=0.0)
+
+
+def _requests_per_start(s: _Spec, sess: dict[str, Any], seed: int,
+                        pilot: int = 20_000) -> float:
+    """Expected requests per conversation start. Exact without a prompt cap; with one (turns
+    stop early) it is measured on ``pilot`` starts drawn from their own seeded stream."""
+    _, m = sessions_per_start(sess["fraction"], sess["turns_mean"])
+    if sess["max_prompt_tokens"] is None:
+        return m
+    rng = np.random.default_rng([seed, 0x5E55])
+    d = with_sessions(rng, _starts(s, rng, np.zeros(pilot)), output_tokens=s.output, **sess)
+    return len(d) / pilot
 
 
 def _warmup(rng: np.random.Generator, rate: float, duration_s: float) -> np.ndarray:

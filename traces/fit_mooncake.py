@@ -221,6 +221,7 @@ def fit(trace: Path) -> tuple[dict[str, Any], dict[str, float], dict[str, float]
 
 
 def header(trace: Path, ts: dict[str, float], gs: dict[str, float]) -> str:
+    seeds = ",".join(map(str, SEEDS))
     keys = ("n", "duration_s", "mean_rate", "interarrival_cv", "idc_30s", "prompt_mean",
             "prompt_p50", "prompt_p90", "prompt_p99", "output_mean", "output_p50",
             "block_reuse_fraction")
@@ -239,7 +240,7 @@ def header(trace: Path, ts: dict[str, float], gs: dict[str, float]) -> str:
         "# follow-ups reuse less than their parent's full prompt (edited history), and turns",
         "# are geometric (the trace's tail is heavier).",
         "#",
-        f"# {'statistic':<22}{'trace':>12}{'generated (mean of seeds ' + ','.join(map(str, SEEDS)) + ')':>40}",
+        f"# {'statistic':<22}{'trace':>12}{f'generated (mean of seeds {seeds})':>40}",
     ]
     for k in keys:
         lines.append(f"# {k:<22}{ts[k]:>12.4g}{gs[k]:>40.4g}")
