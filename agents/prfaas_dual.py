@@ -114,8 +114,13 @@ class PrfaasDual(Policy):
         hits = view.prefix_hit_tokens
         clusters = view.prefill_cluster
         prompt = request.prompt_tokens
-        local_hit = max((h for h, c in zip(hits, clusters) if c == Cluster.LOCAL), default=0)
-        remote_hit = max((h for h, c in zip(hits, clusters) if c == Cluster.REMOTE), default=0)
+        local_hit = remote_hit = 0
+        for h, c in zip(hits, clusters):
+            if c:  # remote
+                if h > remote_hit:
+                    remote_hit = h
+            elif h > local_hit:
+                local_hit = h
         best_hit = max(local_hit, remote_hit)
         self._lengths.append(prompt - local_hit)
         # abundant bandwidth: the best global prefix counts (it can be copied across);

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from prfaas_gym.contract import Cluster, Decision, Placement, Policy, RequestInfo
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
+from prfaas_gym.request import Request, Workload
 from prfaas_gym.scenario import Scenario, load_scenario
 from prfaas_gym.simulator import Simulator
 
@@ -20,6 +21,7 @@ ENV_VERSION = 0
 #: action index -> meaning (recorded in exported checkpoints)
 ACTIONS: tuple[str, ...] = ("local", "remote", "reject")
 LOCAL, REMOTE, REJECT_ACTION = 0, 1, 2
+POOL_EPISODES = 32
 
 
 class PrfaasRouteEnv(gym.Env):
@@ -76,7 +78,8 @@ class PrfaasRouteEnv(gym.Env):
 
     ## Starting state and episodes
     ``reset(seed)`` draws (from ``self.np_random``) a window of ``episode_requests``
-    consecutive requests of the trace's split (or a fresh synthetic sample), a bandwidth
+    consecutive requests of the trace's split (or of a pool of synthetic requests that is
+    regenerated every 32 episodes), a bandwidth
     trace with a random offset, and, if the scenario has ``randomize``, a load scale, link
     mean and cluster sizes. The cluster starts empty.
 
@@ -118,6 +121,8 @@ class PrfaasRouteEnv(gym.Env):
         self._request = None
         self._info: RequestInfo | None = None
         self._best: tuple[int, float, int, float] = (-1, math.inf, -1, math.inf)
+        self._pool: Workload | None = None
+        self._pool_uses = 0
 
     # -- episode set-up ---------------------------------------------------------------
     def _episode_profile(self, rng: np.random.Generator):
@@ -145,8 +150,7 @@ class PrfaasRouteEnv(gym.Env):
         if "rate_scale" in sc.randomize:
             lo, hi = sc.randomize["rate_scale"]
             rate = sc.mean_rate() * float(rng.uniform(lo, hi))
-        wseed = int(rng.integers(2**31))
-        workload = sc.workload(wseed, n=self.episode_requests, rate=rate, split=self.split)
+        workload = self._episode_workload(rng, rate, reseeded=seed is not None)
         bw = sc.bandwidth(int(rng.integers(2**31)))
         if "link_gbps" in sc.randomize:
             lo, hi = sc.randomize["link_gbps"]
@@ -162,6 +166,33 @@ class PrfaasRouteEnv(gym.Env):
         self._paid_upto = 0
         self._advance()
         return self._obs(), {"request_id": self._request.id if self._request else None}
+
+    def _episode_workload(self, rng: np.random.Generator, rate: float | None,
+                          reseeded: bool) -> Workload:
+        """A window of ``episode_requests`` consecutive requests.
+
+        Traces: a random window of the split. Synthetic workloads: a random window of a pool
+        of ``POOL_EPISODES`` episodes' worth of requests generated from ``self.np_random``
+        and regenerated every ``POOL_EPISODES`` resets (and on every explicit seed), so that
+        generation is not paid per episode. Load randomisation time-scales the window.
+        """
+        sc = self.scenario
+        n = self.episode_requests
+        if sc.is_trace:
+            return sc.workload(int(rng.integers(2**31)), n=n, rate=rate, split=self.split)
+        if reseeded or self._pool is None or self._pool_uses >= POOL_EPISODES:
+            self._pool = sc.workload(int(rng.integers(2**31)), n=n * POOL_EPISODES,
+                                     split=self.split)
+            self._pool_uses = 0
+        self._pool_uses += 1
+        start = int(rng.integers(0, len(self._pool) - n + 1))
+        reqs = self._pool.requests[start:start + n]
+        t0 = reqs[0].arrival_s
+        scale = 1.0 if rate is None else sc.mean_rate() / rate
+        shifted = [Request(k, (r.arrival_s - t0) * scale, r.prompt_tokens, r.output_tokens,
+                           r.block_hashes, r.block_size, r.session_id)
+                   for k, r in enumerate(reqs)]
+        return Workload(shifted, name=self._pool.name, block_size=self._pool.block_size)
 
     # -- stepping -----------------------------------------------------------------------
     def _advance(self) -> None:

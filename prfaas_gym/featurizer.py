@@ -119,57 +119,79 @@ class Featurizer:
         bl, tl, br, tr = best if best is not None else self.best(request, view)
         prompt = request.prompt_tokens
         hits = view.prefix_hit_tokens
-        cl = view.prefill_cluster
         av = view.prefill_available
         waits = view.prefill_wait_s
+        qtok = view.prefill_queued_tokens
         lh = rh = 0
-        lw: list[float] = []
-        rw: list[float] = []
-        lq = rq = 0.0
-        for i, c in enumerate(cl):
-            if c == Cluster.REMOTE:
-                rh = max(rh, hits[i])
+        lw_sum = rw_sum = lq = rq = 0.0
+        lw_min = rw_min = math.inf
+        nl = nr = 0
+        for i, c in enumerate(view.prefill_cluster):
+            h = hits[i]
+            if c:  # remote
+                if h > rh:
+                    rh = h
                 if av[i]:
-                    rw.append(waits[i])
-                    rq += view.prefill_queued_tokens[i]
+                    w = waits[i]
+                    nr += 1
+                    rw_sum += w
+                    rq += qtok[i]
+                    if w < rw_min:
+                        rw_min = w
             else:
-                lh = max(lh, hits[i])
+                if h > lh:
+                    lh = h
                 if av[i]:
-                    lw.append(waits[i])
-                    lq += view.prefill_queued_tokens[i]
+                    w = waits[i]
+                    nl += 1
+                    lw_sum += w
+                    lq += qtok[i]
+                    if w < lw_min:
+                        lw_min = w
         slo = s.slo_ttft_s
         link = view.link
         cap_bps = max(link.capacity_gbps, 1e-9) * 1e9 / 8
-        d_av = [j for j, a in enumerate(view.decode_available) if a]
-        nd = max(len(d_av), 1)
-        mb = view.decode_max_batch
+        d_util = d_wait = d_kv = 0.0
+        nd = 0
+        running, waiting = view.decode_running, view.decode_waiting
+        kv_used, kv_cap, mb = view.decode_kv_used_bytes, view.decode_kv_capacity_bytes, \
+            view.decode_max_batch
+        for j, a in enumerate(view.decode_available):
+            if a:
+                nd += 1
+                d_util += running[j] / mb[j]
+                d_wait += waiting[j] / mb[j]
+                d_kv += kv_used[j] / kv_cap[j]
+        nd = nd or 1
+        n_nodes = len(view.decode_available)
         incr_best = max(prompt - max(lh, rh), 1)
         miss = 3.0  # "unavailable" stands in as 3 SLOs away
-        x = (
+        tok = s.token_scale
+        x = [
             math.log1p(prompt) / self._ln_norm,
             lh / prompt,
             rh / prompt,
-            (prompt - lh) / s.token_scale,
-            (prompt - rh) / s.token_scale,
+            (prompt - lh) / tok,
+            (prompt - rh) / tok,
             tl / slo if bl >= 0 else miss,
             tr / slo if br >= 0 else miss,
             p.local_hw.prefill.time_with_cache(prompt - lh, lh) / slo,
             p.prfaas_hw.prefill.time_with_cache(prompt - rh, rh) / slo,
-            (sum(lw) / len(lw)) / slo if lw else miss,
-            min(lw) / slo if lw else miss,
-            (sum(rw) / len(rw)) / slo if rw else miss,
-            min(rw) / slo if rw else miss,
-            lq / max(len(lw), 1) / s.token_scale,
-            rq / max(len(rw), 1) / s.token_scale,
+            lw_sum / nl / slo if nl else miss,
+            lw_min / slo if nl else miss,
+            rw_sum / nr / slo if nr else miss,
+            rw_min / slo if nr else miss,
+            lq / (nl or 1) / tok,
+            rq / (nr or 1) / tok,
             link.capacity_gbps / s.link_capacity_gbps,
             link.utilization,
             link.bytes_queued / cap_bps / slo,
             link.transfers_in_flight / 16.0,
             p.model.kv_bytes(prompt - rh) / cap_bps / slo,
-            sum(view.decode_running[j] / mb[j] for j in d_av) / nd,
-            sum(view.decode_waiting[j] / mb[j] for j in d_av) / nd,
-            sum(view.decode_kv_used_bytes[j] / view.decode_kv_capacity_bytes[j] for j in d_av) / nd,
-            sum(av[len(cl) - len(view.decode_available):]) / max(len(view.decode_available), 1),
+            d_util / nd,
+            d_wait / nd,
+            d_kv / nd,
+            sum(av[len(av) - n_nodes:]) / (n_nodes or 1),
             view.arrival_rate / s.lambda_ref,
             view.offload_fraction,
             view.ttft_p90_s / slo,
@@ -178,7 +200,7 @@ class Featurizer:
             1.0 if br >= 0 else 0.0,
             1.0 if bl >= 0 else 0.0,
             math.log(incr_best) - self._ln_thr,
-        )
+        ]
         obs = np.array(x, dtype=np.float32)
         np.clip(obs, -CLIP, CLIP, out=obs)
         return obs

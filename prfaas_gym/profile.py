@@ -47,9 +47,11 @@ class PrefillCost:
     tokens: tuple[float, ...] = ()
     seconds: tuple[float, ...] = ()
     coeffs: tuple[float, ...] = ()
+    t0: float = dataclasses.field(default=0.0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.coeffs:
+            object.__setattr__(self, "t0", self.time(0.0))
             return
         if len(self.tokens) < 2 or len(self.tokens) != len(self.seconds):
             raise PrfaasInputError("prefill table needs >= 2 points and equal-length "
@@ -58,12 +60,16 @@ class PrefillCost:
             raise PrfaasInputError("prefill table 'tokens' must be strictly increasing")
         if any(s < 0 for s in self.seconds):
             raise PrfaasInputError("prefill table 'seconds' must be >= 0")
+        object.__setattr__(self, "t0", self.time(0.0))
 
     def time(self, tokens: float) -> float:
         """Seconds to prefill ``tokens`` tokens from scratch."""
-        if self.coeffs:
+        cs = self.coeffs
+        if cs:
+            if len(cs) == 3:
+                return cs[0] + tokens * (cs[1] + tokens * cs[2])
             acc = 0.0
-            for c in reversed(self.coeffs):
+            for c in reversed(cs):
                 acc = acc * tokens + c
             return acc
         xs, ys = self.tokens, self.seconds
@@ -84,7 +90,7 @@ class PrefillCost:
         """
         if cached_tokens <= 0:
             return self.time(new_tokens)
-        return self.time(cached_tokens + new_tokens) - self.time(cached_tokens) + self.time(0.0)
+        return self.time(cached_tokens + new_tokens) - self.time(cached_tokens) + self.t0
 
 
 @dataclass(frozen=True, slots=True)

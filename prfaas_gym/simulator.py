@@ -582,28 +582,31 @@ class Simulator:
 
     # ------------------------------------------------------------------ telemetry
     def _take_snapshot(self, t: float) -> None:
+        """Telemetry refresh at ``t``: copy the raw load figures; what a view derives from
+        them (waits, link views, recent latency stats) is computed when a view asks."""
         dt = t - self._snap_t
         self._snap_t = t
-        self._snap_wait = [b - t if b > t else 0.0 for b in self.busy_until]
+        self._snap_busy = self.busy_until[:]
         self._snap_qtok = self.queued_tokens[:]
         self._snap_qreq = self.queued_reqs[:]
-        self._snap_running = [d.batch for d in self.decode]
-        self._snap_waiting = [len(d.waiting) for d in self.decode]
-        self._snap_kv = [d.kv_used for d in self.decode]
+        dec = self.decode
+        self._snap_running = [d.batch for d in dec]
+        self._snap_waiting = [len(d.waiting) for d in dec]
+        self._snap_kv = [d.kv_used for d in dec]
         n = len(self.busy_until)
         self._disp_tokens = [0.0] * n
         self._disp_reqs = [0] * n
         self._disp_s = [0.0] * n
-        links = []
+        raw = []
         for k, link in enumerate(self.links):
             link.advance(t)
             sent = link.bytes_sent
             measured = (sent - self._snap_link_bytes[k]) / dt if dt > 0 else 0.0
             self._snap_link_bytes[k] = sent
-            cap = link.capacity
-            links.append(LinkView(cap * 8e-9, measured * 8e-9, measured / cap if cap > 0 else 1.0,
-                                  link.bytes_queued, link.in_flight, link.rtt_s))
-        self._snap_links = links
+            raw.append((link.capacity, measured, link.bytes_queued if link.flows else 0.0,
+                        len(link.flows), link.rtt_s))
+        self._snap_link_raw = raw
+        self._snap_derived = False
         if dt > 0:
             a = min(1.0, dt / 10.0)  # ~10 s memory
             self._ewma_rate += a * (self._arrivals_since / dt - self._ewma_rate)
@@ -611,23 +614,31 @@ class Simulator:
                 frac = self._offloads_since / self._arrivals_since
                 self._ewma_offload += a * (frac - self._ewma_offload)
         self._arrivals_since = self._offloads_since = 0
+        if self.config.record_timeseries and self.config.telemetry_interval_s > 0:
+            ts = self.timeseries
+            R = self.n_remote
+            cap, measured = raw[0][0], raw[0][1]
+            ts["t"].append(t)
+            ts["remote_queue_tokens"].append(sum(self.queued_tokens[:R]))
+            ts["local_queue_tokens"].append(sum(self.queued_tokens[R:]))
+            ts["decode_running"].append(float(sum(self._snap_running)))
+            ts["decode_waiting"].append(float(sum(self._snap_waiting)))
+            ts["link_gbps"].append(measured * 8e-9)
+            ts["link_capacity_gbps"].append(cap * 8e-9)
+            ts["in_flight"].append(float(self._in_flight))
+
+    def _derive_snapshot(self) -> None:
+        t = self._snap_t
+        self._snap_wait = [b - t if b > t else 0.0 for b in self._snap_busy]
+        self._snap_links = [LinkView(cap * 8e-9, m * 8e-9, m / cap if cap > 0 else 1.0, q, f, rtt)
+                            for cap, m, q, f, rtt in self._snap_link_raw]
         if self._recent_dirty:
             rt, rp, rs = self._recent_ttft, self._recent_tpot, self._recent_slo
             self._snap_recent = (sorted(rt)[(len(rt) * 9) // 10] if rt else 0.0,
                                  sum(rp) / len(rp) if rp else 0.0,
                                  sum(rs) / len(rs) if rs else 1.0)
             self._recent_dirty = False
-        if self.config.record_timeseries and self.config.telemetry_interval_s > 0:
-            ts = self.timeseries
-            R = self.n_remote
-            ts["t"].append(t)
-            ts["remote_queue_tokens"].append(sum(self.queued_tokens[:R]))
-            ts["local_queue_tokens"].append(sum(self.queued_tokens[R:]))
-            ts["decode_running"].append(float(sum(self._snap_running)))
-            ts["decode_waiting"].append(float(sum(self._snap_waiting)))
-            ts["link_gbps"].append(links[0].measured_gbps)
-            ts["link_capacity_gbps"].append(links[0].capacity_gbps)
-            ts["in_flight"].append(float(self._in_flight))
+        self._snap_derived = True
 
     def _hits_for(self, r: Request) -> list[int]:
         """Usable prefix hits of ``r`` per instance; one lookup per request and cache state."""
@@ -645,6 +656,8 @@ class Simulator:
         t = self.now
         if self.config.telemetry_interval_s == 0:
             self._take_snapshot(t)
+        if not self._snap_derived:
+            self._derive_snapshot()
         age = t - self._snap_t
         ds = self._disp_s
         wait = [(w - age if w > age else 0.0) + ds[i] for i, w in enumerate(self._snap_wait)]
