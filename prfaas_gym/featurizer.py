@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from prfaas_gym.contract import Cluster, ClusterView, RequestInfo
+from prfaas_gym.contract import ClusterView, RequestInfo
 from prfaas_gym.estimate import best_per_cluster
 from prfaas_gym.profile import Profile
 
