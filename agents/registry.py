@@ -27,6 +27,9 @@ HEURISTICS: dict[str, Callable[..., Policy]] = {
     "random": RandomRouter,
 }
 
+#: The static threshold heuristic with its threshold grid-searched on the training split.
+TUNED_THRESHOLD = "prfaas-threshold-tuned"
+
 #: Heuristics that take the planner's threshold.
 THRESHOLD_POLICIES = ("prfaas-threshold", "prfaas-dual")
 
@@ -45,14 +48,21 @@ def make_heuristic(name: str, threshold_tokens: float | None = None, **kwargs: A
 
 
 def policy_factory(spec: str, scenario: Any) -> Callable[[], Policy]:
-    """A zero-argument factory for ``spec``: a heuristic name, or a path to a trained
-    checkpoint (an exported ``.onnx`` or a run directory / SB3 ``.zip``).
+    """A zero-argument factory for ``spec``: a heuristic name, ``prfaas-threshold-tuned``
+    (the threshold heuristic with its threshold grid-searched on the scenario's training
+    split, :mod:`agents.tuning`), or a path to a trained checkpoint (an exported ``.onnx``, a
+    run directory or an SB3 ``.zip``).
 
     Threshold heuristics get the scenario's planned threshold.
     """
     if spec in HEURISTICS:
         thr = scenario.threshold_tokens if spec in THRESHOLD_POLICIES else None
         return lambda: make_heuristic(spec, threshold_tokens=thr)
+    if spec == TUNED_THRESHOLD:
+        from agents.tuning import tune_threshold
+
+        best, _ = tune_threshold(scenario)
+        return lambda: make_heuristic("prfaas-threshold", threshold_tokens=best)
     from pathlib import Path
 
     if Path(spec).exists():

@@ -10,7 +10,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prfaas_gym.contract import Cluster, Decision, Placement, Policy, RequestInfo
+from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
+from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
 from prfaas_gym.request import Request, Workload
 from prfaas_gym.scenario import Scenario, load_scenario
@@ -18,9 +19,6 @@ from prfaas_gym.simulator import Simulator
 
 ENV_ID = "PrfaasRoute-v0"
 ENV_VERSION = 0
-#: action index -> meaning (recorded in exported checkpoints)
-ACTIONS: tuple[str, ...] = ("local", "remote", "reject")
-LOCAL, REMOTE, REJECT_ACTION = 0, 1, 2
 POOL_EPISODES = 32
 
 
@@ -209,20 +207,11 @@ class PrfaasRouteEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Feasible actions for the current request: [local, remote, reject]."""
-        bl, _, br, _ = self._best
-        return np.array([bl >= 0, br >= 0, True], dtype=bool)
+        return action_masks(self._best)
 
     def decision(self, action: int) -> Decision:
         """The :class:`Decision` an action stands for in the current state."""
-        bl, _, br, _ = self._best
-        a = int(action)
-        if a == REJECT_ACTION:
-            return Decision(Placement.REJECT)
-        if a == REMOTE and br >= 0 or (a == LOCAL and bl < 0 and br >= 0):
-            return Decision(Placement.REMOTE, prefill_instance=br)
-        if bl >= 0:
-            return Decision(Placement.LOCAL, prefill_instance=bl)
-        return Decision(Placement.REJECT)
+        return action_to_decision(action, self._best)
 
     def _new_slo_completions(self) -> int:
         slo = self.profile.slo
@@ -240,7 +229,14 @@ class PrfaasRouteEnv(gym.Env):
     def step(self, action: int):
         if self._request is None:
             raise RuntimeError("step() after the episode ended; call reset()")
-        self.sim.apply(self._request, self.decision(action))
+        return self.step_decision(self.decision(action))
+
+    def step_decision(self, decision: Decision):
+        """Like :meth:`step`, with a full :class:`Decision` (e.g. from a heuristic
+        :class:`Policy`) instead of an action; returns the same 5-tuple."""
+        if self._request is None:
+            raise RuntimeError("step() after the episode ended; call reset()")
+        self.sim.apply(self._request, decision)
         self._advance()
         truncated = self._request is None
         info: dict[str, Any] = {}
@@ -250,6 +246,16 @@ class PrfaasRouteEnv(gym.Env):
             info["counts"] = self.sim.counts()
         reward = self._new_slo_completions() / self.episode_requests
         return self._obs(), float(reward), False, truncated, info
+
+    @property
+    def request_info(self) -> RequestInfo | None:
+        """The request awaiting a decision (None after the last one)."""
+        return self._info if self._request is not None else None
+
+    @property
+    def view(self):
+        """The router's view for the request awaiting a decision."""
+        return self._view
 
     # -- convenience --------------------------------------------------------------------
     def cluster_of(self, instance: int) -> Cluster:

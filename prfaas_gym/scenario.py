@@ -9,7 +9,8 @@ A scenario is a YAML file (shipped ones live in ``prfaas_gym/data/scenarios``). 
 ``link``, ``slo``  optional overrides of the profile's ``capacity_gbps``/``rtt_s`` and
                    ``ttft_s``/``tpot_s``
 ``workload``       ``synthetic: {...}`` (:func:`prfaas_gym.synthetic.generate` schema) or
-                   ``trace: {path, format}`` (a recorded trace; relative paths are looked up
+                   ``trace: {path, format, rate}`` (a recorded trace, optionally
+                   time-scaled to mean ``rate`` req/s; relative paths are looked up
                    against the working directory, the scenario's folder, and the ``shared/``
                    folder next to the project, or ``$PRFAAS_TRACES``); ``requests`` (default
                    count for ``simulate``: 2000 synthetic, the whole trace); ``eval_fraction`` (the last fraction of a trace, by
@@ -211,6 +212,7 @@ class Scenario:
             s = seed + 1_000_003 if split == "eval" else seed
             return synthetic.generate(spec, n or self.requests, s, where=f"{self.name}: workload")
         w = self.split_trace(split)
+        rate = rate if rate is not None else self._trace_rate
         if rate is not None:
             w = to_mean_rate(w, rate)
         n = n or (self.requests or len(w) if split == "all" else len(w))
@@ -226,10 +228,17 @@ class Scenario:
         return take(Workload.from_requests(shifted, name=w.name, block_size=w.block_size,
                                            source=w.source), n)
 
+    @property
+    def _trace_rate(self) -> float | None:
+        """The scenario's time-compressed mean rate of its own trace (not of ``--trace``)."""
+        if self.trace_override is None and "trace" in self.workload_spec:
+            return self.workload_spec["trace"].get("rate")
+        return None
+
     def mean_rate(self) -> float:
         if not self.is_trace:
             return float(synthetic.spec_mean_rate(self.workload_spec["synthetic"]))
-        return self._trace.mean_rate
+        return self._trace_rate or self._trace.mean_rate
 
     # -- bandwidth -------------------------------------------------------------------
     @cached_property
@@ -307,7 +316,9 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     if ("synthetic" in wl) == ("trace" in wl):
         raise PrfaasInputError("give exactly one of 'synthetic' or 'trace'", f"{w} workload")
     if "trace" in wl:
-        tr = _mapping(wl["trace"], {"path", "format"}, f"{w} workload.trace")
+        tr = _mapping(wl["trace"], {"path", "format", "rate"}, f"{w} workload.trace")
+        if "rate" in tr:
+            _number(tr, "rate", f"{w} workload.trace", 1e-9)
         if "path" not in tr:
             raise PrfaasInputError("missing required key 'path'", f"{w} workload.trace")
         if tr.get("format") is not None and tr["format"] not in TRACE_FORMATS:

@@ -1,0 +1,48 @@
+"""``prfaas train`` and ``prfaas export``: registered on the main CLI's subparsers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from agents.train import ALGOS
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.train import train
+
+    out = train(args.algo, args.scenario, args.timesteps, n_envs=args.n_envs, seed=args.seed,
+                config=args.config, out=args.out, threads=args.threads, eval_freq=args.eval_freq,
+                eval_episodes=args.eval_episodes, progress=not args.no_progress,
+                device=args.device, vec=args.vec)
+    run = json.loads((out / "run.json").read_text())
+    best = run.get("best_validation", {})
+    print(f"run directory: {out}")
+    print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
+          f"({best.get('ratio_to_best_heuristic', float('nan')):.3f}x the best heuristic, "
+          f"{run['best_heuristic']['name']}) at {best.get('timesteps')} steps; "
+          f"{run.get('steps_per_s', 0):.0f} env steps/s of training")
+    return 0
+
+
+def add_agent_commands(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a routing policy with stable-baselines3")
+    p.add_argument("--algo", choices=ALGOS, default="maskable_ppo")
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--timesteps", type=int, required=True)
+    p.add_argument("--n-envs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", help="hyperparameter YAML keyed by env id (default: shipped)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    p.add_argument("--vec", choices=["auto", "subproc", "dummy"], default="auto")
+    p.add_argument("--eval-freq", type=int, default=20_000, help="env steps between validations")
+    p.add_argument("--eval-episodes", type=int, default=8)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    from agents.export import add_export_command
+
+    add_export_command(sub)

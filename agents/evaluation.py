@@ -1,0 +1,93 @@
+"""Evaluation on env episodes: learned policies and heuristics on identical windows.
+
+Every chooser routes the same episodes (``PrfaasRouteEnv`` reset with the same seeds on the
+same split), so goodputs are paired. Validation during training and the held-out reports
+use the ``eval`` split (held-out trace windows; offset synthetic seeds) and seeds from
+``EVAL_SEED_BASE`` up, disjoint from training seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from prfaas_gym.contract import Decision, Policy
+from prfaas_gym.env import PrfaasRouteEnv
+from prfaas_gym.scenario import Scenario
+
+EVAL_SEED_BASE = 1_000_000
+
+Chooser = Callable[[PrfaasRouteEnv], Decision]
+
+
+def heuristic_chooser(policy: Policy) -> Callable[[PrfaasRouteEnv], Chooser]:
+    """A chooser factory for a heuristic (reset per episode with the episode's profile)."""
+
+    def make(env: PrfaasRouteEnv) -> Chooser:
+        policy.reset(env.profile, 0)
+        if policy.tick_interval_s:
+            env.sim.set_tick_handler(policy.on_tick, policy.tick_interval_s)
+        return lambda e: policy.decide(e.request_info, e.view)
+
+    return make
+
+
+def model_chooser(model: Any, masked: bool = True) -> Callable[[PrfaasRouteEnv], Chooser]:
+    """A chooser factory for an SB3 model (deterministic; masks for MaskablePPO)."""
+
+    def make(env: PrfaasRouteEnv) -> Chooser:
+        def choose(e: PrfaasRouteEnv) -> Decision:
+            obs = e._obs()
+            if masked:
+                a, _ = model.predict(obs, deterministic=True, action_masks=e.action_masks())
+            else:
+                a, _ = model.predict(obs, deterministic=True)
+            return e.decision(int(a))
+        return choose
+
+    return make
+
+
+def run_episodes(scenario: Scenario, make_chooser: Callable[[PrfaasRouteEnv], Chooser],
+                 seeds: Sequence[int], split: str = "eval",
+                 episode_requests: int | None = None) -> list[dict[str, Any]]:
+    """Episode metrics (the simulator's result dict) per seed."""
+    out = []
+    for seed in seeds:
+        env = PrfaasRouteEnv(scenario, split=split, episode_requests=episode_requests)
+        env.reset(seed=int(seed))
+        choose = make_chooser(env)
+        ret = 0.0
+        while env.request_info is not None:
+            _, r, _, trunc, info = env.step_decision(choose(env))
+            ret += r
+            if trunc:
+                m = dict(info["episode_metrics"])
+                m["return"] = ret
+                out.append(m)
+    return out
+
+
+def mean_goodput(metrics: list[dict[str, Any]]) -> float:
+    return float(np.mean([m["goodput_rps"] for m in metrics])) if metrics else 0.0
+
+
+def best_heuristic(scenario: Scenario, seeds: Sequence[int], split: str = "eval",
+                   names: Sequence[str] | None = None, episode_requests: int | None = None
+                   ) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
+    """(name, per-episode metrics, goodput by heuristic) of the heuristic with the highest
+    mean goodput on these episodes."""
+    from agents.registry import HEURISTICS, policy_factory
+
+    names = list(names or [n for n in HEURISTICS if n != "random"])
+    table: dict[str, float] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        pol = policy_factory(name, scenario)()
+        results[name] = run_episodes(scenario, heuristic_chooser(pol), seeds, split,
+                                     episode_requests)
+        table[name] = mean_goodput(results[name])
+    best = max(table, key=table.__getitem__)
+    return best, results[best], table

@@ -1,0 +1,218 @@
+"""Export a trained policy to ONNX with a manifest that pins what it was trained on.
+
+``export_onnx(run_dir, out)`` writes ``out`` (an ONNX graph: input ``obs`` float32
+``[batch, N_FEATURES]`` -> output ``logits`` float32 ``[batch, 3]``) and
+``<out without .onnx>.manifest.json``. For PPO / A2C / MaskablePPO the logits are the
+action distribution's unnormalised logits ``action_net(mlp_extractor.forward_actor(
+features_extractor(obs)))``; for DQN they are the Q-values. Either way the deterministic
+action is the argmax after setting infeasible actions to ``-inf``
+(:func:`prfaas_gym.actions.action_masks`); :class:`agents.learned.OnnxRouter` runs the file
+with onnxruntime alone.
+
+Loading the SB3 zip unpickles it: export only run directories you trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.run_dir import (
+    MODEL_FILES,
+    check_compatible,
+    library_versions,
+    manifest_path_for,
+    read_run_json,
+    scales_from_record,
+    sha256_file,
+)
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.featurizer import N_FEATURES
+
+MANIFEST_FORMAT = 1
+OPSET = 17
+MASKS_NOTE = "applied by the caller: logits of infeasible actions set to -inf before argmax"
+
+# Replaced instead of unpickled on load: inference never uses them, and pickled closures
+# (schedules) often fail to load under another Python / library version.
+_CUSTOM_OBJECTS = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0,
+                   "clip_range": lambda _: 0.0, "clip_range_vf": None,
+                   "exploration_schedule": lambda _: 0.0}
+
+
+def algo_class(algo: str) -> type:
+    """The stable-baselines3 / sb3-contrib class for a run.json ``algo``."""
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    import stable_baselines3 as sb3
+
+    classes = {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}
+    if algo not in classes:
+        raise PrfaasInputError(f"unknown algo {algo!r}; expected one of "
+                               f"{['maskable_ppo', *classes]}")
+    return classes[algo]
+
+
+def load_sb3(zip_path: str | Path, algo: str) -> Any:
+    """Load an SB3 model on the CPU. **Trusted input only: SB3 zips unpickle.**
+
+    Raises :class:`PrfaasInputError` naming the file if it is missing, not a loadable SB3
+    zip of ``algo``, or its spaces are not this env's (Box(N_FEATURES,), Discrete(3))."""
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise PrfaasInputError("model file not found", zip_path)
+    cls = algo_class(algo)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = cls.load(zip_path, device="cpu", custom_objects=_CUSTOM_OBJECTS)
+    except Exception as e:
+        raise PrfaasInputError(f"cannot load a {cls.__name__} model from this file "
+                               f"(corrupt, truncated or not an SB3 zip?): "
+                               f"{type(e).__name__}: {e}", zip_path) from None
+    obs_shape = getattr(model.observation_space, "shape", None)
+    n_act = getattr(model.action_space, "n", None)
+    if obs_shape != (N_FEATURES,) or n_act != 3:
+        raise PrfaasInputError(f"model spaces are obs {obs_shape}, actions {n_act}; expected "
+                               f"obs ({N_FEATURES},), actions 3", zip_path)
+    model.policy.set_training_mode(False)
+    return model
+
+
+class LogitsModule(nn.Module):
+    """obs float32 ``[batch, N]`` -> logits ``[batch, 3]`` of an SB3 policy (see module
+    docstring). Shares the policy's weights; eval mode only."""
+
+    def __init__(self, model: Any, algo: str) -> None:
+        super().__init__()
+        policy = model.policy
+        self.is_q = algo == "dqn"
+        if self.is_q:
+            self.features = policy.q_net.features_extractor
+            self.head = policy.q_net.q_net
+        else:
+            self.features = policy.pi_features_extractor
+            self.mlp = policy.mlp_extractor
+            self.head = policy.action_net
+        self.eval()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        feats = self.features(obs)
+        if self.is_q:
+            return self.head(feats)
+        return self.head(self.mlp.forward_actor(feats))
+
+
+def sb3_logits(model: Any, algo: str, obs: np.ndarray) -> np.ndarray:
+    """SB3's own logits for ``obs`` ``[batch, N]``: the action distribution's logits
+    (log-probabilities, i.e. normalised) for policy-gradient algos, the Q-values for DQN."""
+    with torch.no_grad():
+        t, _ = model.policy.obs_to_tensor(np.asarray(obs, dtype=np.float32))
+        if algo == "dqn":
+            return model.policy.q_net(t).cpu().numpy()
+        return model.policy.get_distribution(t).distribution.logits.cpu().numpy()
+
+
+def _torch_export(module: nn.Module, path: Path) -> str:
+    """Export with the TorchScript-based exporter (``dynamo=False``): the dynamo exporter
+    needs onnxscript, which this project does not depend on. Returns the exporter name."""
+    dummy = torch.zeros(1, N_FEATURES, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, (dummy,), str(path), dynamo=False, input_names=["obs"],
+                          output_names=["logits"], opset_version=OPSET,
+                          dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}})
+    return "torch.onnx.export(dynamo=False)"
+
+
+def export_onnx(run_dir: str | Path, out_path: str | Path,
+                model: str = "best") -> tuple[Path, Path]:
+    """Export ``run_dir``'s ``best_model.zip`` (``model="best"``) or ``final_model.zip``
+    to ``out_path`` and write its manifest; returns ``(onnx_path, manifest_path)``.
+
+    Refuses (:class:`PrfaasInputError`) a run whose run.json is missing or incompatible with
+    this code, or whose zip does not load. The written graph passes
+    ``onnx.checker.check_model``; the manifest records the onnx file's sha256.
+    **Trusted input only: the SB3 zip is unpickled.**
+    """
+    import onnx
+
+    run_dir = Path(run_dir)
+    if model not in MODEL_FILES:
+        raise PrfaasInputError(f"--model must be one of {sorted(MODEL_FILES)}, got {model!r}")
+    record = read_run_json(run_dir)
+    check_compatible(record, run_dir / "run.json")
+    scales = scales_from_record(record, run_dir / "run.json")
+    algo = record["algo"]
+    zip_path = run_dir / MODEL_FILES[model]
+    sb3_model = load_sb3(zip_path, algo)
+    module = LogitsModule(sb3_model, algo)
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    exporter = _torch_export(module, out_path)
+    onnx.checker.check_model(onnx.load(str(out_path)))
+
+    from dataclasses import asdict
+
+    from prfaas_gym.actions import ACTIONS
+    from prfaas_gym.env import ENV_ID, ENV_VERSION
+    from prfaas_gym.featurizer import spec, spec_hash
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "env_id": ENV_ID,
+        "env_version": ENV_VERSION,
+        "observation": {**spec(), "hash": spec_hash(), "scales": asdict(scales)},
+        "actions": list(ACTIONS),
+        "masks": MASKS_NOTE,
+        "deterministic": True,
+        "decision": "argmax of the masked logits",
+        "logits": "Q-values" if algo == "dqn" else "unnormalised action-distribution logits",
+        "input": {"name": "obs", "dtype": "float32", "shape": ["batch", N_FEATURES]},
+        "output": {"name": "logits", "dtype": "float32", "shape": ["batch", len(ACTIONS)]},
+        "algo": algo,
+        "scenario": record.get("scenario"),
+        "seed": record.get("seed"),
+        "commit": record.get("commit"),
+        "model": MODEL_FILES[model],
+        "versions": record.get("versions"),
+        "export_versions": {**library_versions(), "exporter": exporter, "opset": OPSET},
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"),
+        "onnx_file": out_path.name,
+        "onnx_sha256": sha256_file(out_path),
+    }
+    manifest_path = manifest_path_for(out_path)
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return out_path, manifest_path
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    onnx_path, manifest_path = export_onnx(args.run_dir, args.out, args.model)
+    print(onnx_path)
+    print(manifest_path)
+    return 0
+
+
+def add_export_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``prfaas export RUN_DIR --out FILE [--model best|final]`` on an argparse
+    subparsers object; the command prints the ONNX path and the manifest path."""
+    p = subparsers.add_parser("export", help="export a trained policy to ONNX + manifest",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir", metavar="RUN_DIR", help="training run directory (with run.json)")
+    p.add_argument("--out", required=True, metavar="FILE", help="ONNX file to write")
+    p.add_argument("--model", choices=sorted(MODEL_FILES), default="best",
+                   help="which checkpoint to export (default: best)")
+    p.set_defaults(func=cmd_export)
+    return p

@@ -1,0 +1,265 @@
+"""Learned routers: an exported ONNX policy (onnxruntime only) or an SB3 checkpoint.
+
+:class:`OnnxRouter` runs a file written by :func:`agents.export.export_onnx` with
+onnxruntime alone (no torch, no pickle) after checking its manifest against the running code
+(env id and version, observation spec hash, action meanings) and the file's sha256.
+:class:`LearnedPolicy` wraps either backend as a :class:`~prfaas_gym.contract.Policy`:
+featurize, logits, mask infeasible actions with ``-inf``, argmax.
+
+SB3 checkpoints (``.zip`` / run directories) are **trusted input only: SB3 zips unpickle**,
+so loading one can run arbitrary code. Ship and load ``.onnx`` files across trust
+boundaries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from agents.run_dir import (
+    MODEL_FILES,
+    RUN_JSON,
+    check_compatible,
+    manifest_path_for,
+    read_json_record,
+    read_run_json,
+    scales_from_record,
+    sha256_file,
+)
+from prfaas_gym.actions import LOCAL, REJECT_ACTION, REMOTE, action_to_decision
+from prfaas_gym.contract import ClusterView, Decision, Policy, RequestInfo
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.featurizer import N_FEATURES, FeatureScales, Featurizer
+from prfaas_gym.profile import Profile
+
+N_ACTIONS = 3
+
+
+class Router(Protocol):
+    """What :class:`LearnedPolicy` needs from a backend."""
+
+    path: Path
+    algo: str
+    scales: FeatureScales
+
+    def logits(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def logits_single(self, obs: np.ndarray) -> np.ndarray: ...
+
+
+def _as_batch(obs: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(obs, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] != N_FEATURES:
+        raise ValueError(f"obs must have shape [batch, {N_FEATURES}] or [{N_FEATURES}], "
+                         f"got {np.shape(obs)}")
+    return x
+
+
+class OnnxRouter:
+    """An exported policy run by onnxruntime.
+
+    ``OnnxRouter(path)`` reads ``<path without .onnx>.manifest.json`` (or
+    ``manifest_path``) and raises :class:`PrfaasInputError` naming the file when: the ONNX
+    file or manifest is missing; the manifest is not valid JSON; its env_id, env_version,
+    observation spec hash or action meanings differ from this code (the message lists each
+    field as expected vs found); the file's sha256 differs from the manifest's; or
+    onnxruntime cannot load the file (corrupt / truncated).
+
+    Session: 1 intra-op thread, sequential; CUDAExecutionProvider first when onnxruntime
+    offers it, then the CPU provider. :meth:`logits` is safe to call from several threads;
+    :meth:`logits_single` reuses preallocated buffers and is not (one router per thread).
+    """
+
+    def __init__(self, path: str | Path, manifest_path: str | Path | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(path)
+        if not self.path.is_file():
+            raise PrfaasInputError("ONNX file not found", self.path)
+        if not self.manifest_path.is_file():
+            raise PrfaasInputError(f"its manifest {self.manifest_path} is missing (an exported "
+                                   "policy is the .onnx file plus the .manifest.json that "
+                                   "`prfaas export` writes beside it)", self.path)
+        self.manifest: dict[str, Any] = read_json_record(self.manifest_path, "ONNX manifest")
+        check_compatible(self.manifest, self.manifest_path)
+        self.scales: FeatureScales = scales_from_record(self.manifest, self.manifest_path)
+        self.algo = str(self.manifest.get("algo", "onnx"))
+        expected = self.manifest.get("onnx_sha256")
+        if not isinstance(expected, str):
+            raise PrfaasInputError("key 'onnx_sha256' is missing", self.manifest_path)
+        found = sha256_file(self.path)
+        if found != expected:
+            raise PrfaasInputError("the ONNX file does not match its manifest (modified or "
+                                   f"truncated?): sha256 expected {expected} (manifest), "
+                                   f"found {found}", self.path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        except Exception as e:
+            raise PrfaasInputError(f"onnxruntime cannot load this ONNX file (corrupt or "
+                                   f"truncated?): {type(e).__name__}: {e}", self.path) from None
+        ins, outs = self.session.get_inputs(), self.session.get_outputs()
+        in_shape = ins[0].shape if len(ins) == 1 else None
+        out_shape = outs[0].shape if len(outs) == 1 else None
+        if (in_shape is None or ins[0].name != "obs" or len(in_shape) != 2
+                or in_shape[1] != N_FEATURES or out_shape is None or outs[0].name != "logits"
+                or len(out_shape) != 2 or out_shape[1] != N_ACTIONS):
+            raise PrfaasInputError(
+                f"graph signature is {[(i.name, i.shape) for i in ins]} -> "
+                f"{[(o.name, o.shape) for o in outs]}; expected obs [batch, {N_FEATURES}] -> "
+                f"logits [batch, {N_ACTIONS}]", self.path)
+        self.providers = self.session.get_providers()
+        self._in = np.zeros((1, N_FEATURES), dtype=np.float32)
+        self._out = np.zeros((1, N_ACTIONS), dtype=np.float32)
+        self._binding = self.session.io_binding()
+        self._binding.bind_ortvalue_input("obs", ort.OrtValue.ortvalue_from_numpy(self._in))
+        self._binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(self._out))
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Logits ``[batch, 3]`` for observations ``[batch, N]`` (or ``[N]`` -> ``[1, 3]``)."""
+        return self.session.run(["logits"], {"obs": _as_batch(obs)})[0]
+
+    def logits_single(self, obs: np.ndarray) -> np.ndarray:
+        """Logits ``[3]`` of one observation ``[N]``; the returned array is a buffer that the
+        next call overwrites."""
+        self._in[0] = obs
+        self.session.run_with_iobinding(self._binding)
+        return self._out[0]
+
+
+class Sb3Router:
+    """An SB3 checkpoint evaluated with torch, giving the same logits as its ONNX export.
+
+    **Trusted input only: SB3 zips unpickle.** ``record`` is the run's run.json (checked with
+    :func:`agents.run_dir.check_compatible`; it supplies ``algo`` and the scales)."""
+
+    def __init__(self, zip_path: str | Path, record: dict[str, Any],
+                 record_path: str | Path) -> None:
+        import torch
+
+        from agents.export import LogitsModule, load_sb3
+
+        check_compatible(record, record_path)
+        self.path = Path(zip_path)
+        self.manifest = record
+        self.algo = str(record["algo"])
+        self.scales = scales_from_record(record, record_path)
+        self.model = load_sb3(self.path, self.algo)
+        self.module = LogitsModule(self.model, self.algo)
+        self._torch = torch
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Logits ``[batch, 3]`` for observations ``[batch, N]`` (or ``[N]`` -> ``[1, 3]``)."""
+        with self._torch.no_grad():
+            return self.module(self._torch.from_numpy(_as_batch(obs))).numpy()
+
+    def logits_single(self, obs: np.ndarray) -> np.ndarray:
+        """Logits ``[3]`` of one observation ``[N]``."""
+        return self.logits(obs)[0]
+
+
+def masked_argmax(logits: np.ndarray, best: tuple[int, float, int, float]) -> int:
+    """``argmax`` of ``logits`` with infeasible actions (``action_masks(best)``) at ``-inf``;
+    ties go to the lower action index, as ``np.argmax``; NaN logits are never chosen."""
+    l0, l1, l2 = logits.tolist()
+    a, m = REJECT_ACTION, l2
+    if best[2] >= 0 and l1 >= m:
+        a, m = REMOTE, l1
+    if best[0] >= 0 and l0 >= m:
+        a = LOCAL
+    return a
+
+
+class LearnedPolicy(Policy):
+    """A trained router as a :class:`~prfaas_gym.contract.Policy`.
+
+    :meth:`reset` builds a :class:`~prfaas_gym.featurizer.Featurizer` for the deployment's
+    profile with the normalisation constants recorded at training time; :meth:`decide`
+    featurizes, computes the logits, masks infeasible clusters and takes the argmax
+    (deterministic). Build with :meth:`from_onnx` (safe) or :meth:`from_sb3_zip` /
+    :meth:`from_run_dir` (**trusted input only: SB3 zips unpickle**), or
+    :func:`load_learned_policy`. Not thread-safe: one instance per thread.
+    """
+
+    def __init__(self, router: Router, name: str | None = None) -> None:
+        self.router = router
+        self.scales = router.scales
+        self.name = name or f"{router.algo}:{router.path.name}"
+        self.featurizer: Featurizer | None = None
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, name: str | None = None) -> LearnedPolicy:
+        return cls(OnnxRouter(path), name)
+
+    @classmethod
+    def from_sb3_zip(cls, path: str | Path, name: str | None = None) -> LearnedPolicy:
+        """An SB3 ``.zip``; its run.json must sit beside it. **Trusted input only: SB3 zips
+        unpickle.**"""
+        path = Path(path)
+        run_json = path.with_name(RUN_JSON)
+        if not run_json.is_file():
+            raise PrfaasInputError(f"no {RUN_JSON} beside this model: it records the "
+                                   "observation scales and the algorithm; load the run "
+                                   "directory or an exported .onnx instead", path)
+        return cls(Sb3Router(path, read_run_json(run_json), run_json), name)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, model: str = "best",
+                     name: str | None = None) -> LearnedPolicy:
+        """``run_dir/best_model.zip`` (or ``final_model.zip``) with ``run_dir/run.json``.
+        **Trusted input only: SB3 zips unpickle.**"""
+        if model not in MODEL_FILES:
+            raise PrfaasInputError(f"model must be one of {sorted(MODEL_FILES)}, got {model!r}")
+        return cls.from_sb3_zip(Path(run_dir) / MODEL_FILES[model], name)
+
+    def reset(self, profile: Profile, seed: int | None = None) -> None:
+        self.profile = profile
+        self.featurizer = Featurizer(profile, self.scales)
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        fz = self.featurizer
+        if fz is None:
+            raise RuntimeError("decide() before reset()")
+        best = fz.best(request, view)
+        logits = self.router.logits_single(fz(request, view, best))
+        return action_to_decision(masked_argmax(logits, best), best)
+
+
+def load_learned_policy(path: str | Path, scenario: Any = None) -> LearnedPolicy:
+    """A :class:`LearnedPolicy` from a checkpoint path.
+
+    ``.onnx`` -> :class:`OnnxRouter` (manifest beside it); a directory with run.json ->
+    its best_model.zip via SB3; a ``.zip`` -> SB3 with the run.json beside it. SB3 paths are
+    **trusted input only: SB3 zips unpickle.** ``scenario`` (the scenario it will route) is
+    kept as ``policy.scenario``; the observation scales always come from the checkpoint.
+    Anything else, or a corrupt file, raises :class:`PrfaasInputError` naming the path.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise PrfaasInputError("no checkpoint at this path", p)
+    if p.is_dir():
+        if not (p / RUN_JSON).is_file():
+            raise PrfaasInputError(f"not a training run directory (no {RUN_JSON})", p)
+        policy = LearnedPolicy.from_run_dir(p)
+    elif p.suffix == ".onnx":
+        policy = LearnedPolicy.from_onnx(p)
+    elif p.suffix == ".zip":
+        policy = LearnedPolicy.from_sb3_zip(p)
+    else:
+        raise PrfaasInputError("not a checkpoint: expected an exported .onnx file, a training "
+                               "run directory or an SB3 .zip", p)
+    policy.scenario = scenario
+    return policy

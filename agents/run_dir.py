@@ -1,0 +1,216 @@
+"""The training run directory's ``run.json`` and the compatibility checks shared by a run
+directory and an exported ONNX manifest.
+
+A run directory holds ``run.json`` (what the model was trained on: env id and version, the
+featurizer's spec, hash and normalisation constants, the action meanings, library versions,
+git commit, hyper-parameters) beside ``best_model.zip`` / ``final_model.zip``. Loading a
+checkpoint whose record disagrees with the running code is refused by
+:func:`check_compatible` with a :class:`PrfaasInputError` that names the field, the expected
+and the found value.
+
+This module imports neither torch nor stable-baselines3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from prfaas_gym.errors import PrfaasInputError
+
+RUN_JSON = "run.json"
+MODEL_FILES = {"best": "best_model.zip", "final": "final_model.zip"}
+ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+_DISTRIBUTIONS = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium", "numpy",
+                  "onnxruntime", "onnx")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of python, the learning libraries and prfaas_gym (None if not installed).
+
+    Read from package metadata, so nothing heavy is imported."""
+    import prfaas_gym
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in _DISTRIBUTIONS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    out["prfaas_gym"] = prfaas_gym.__version__
+    return out
+
+
+def git_commit() -> str | None:
+    """``git rev-parse HEAD`` of the checkout this code runs from, or None (no git, not a
+    checkout, or git fails)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                           text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = r.stdout.strip()
+    return sha if r.returncode == 0 and len(sha) >= 7 else None
+
+
+def _base_env(env: Any) -> Any:
+    """The :class:`~prfaas_gym.env.PrfaasRouteEnv` under gym wrappers or a VecEnv."""
+    if hasattr(env, "get_attr") and not hasattr(env, "scales"):
+        env = env.get_attr("unwrapped", [0])[0]
+    env = getattr(env, "unwrapped", env)
+    if not hasattr(env, "scales"):
+        raise TypeError(f"expected a PrfaasRouteEnv (or a wrapper of one), got {type(env)!r}")
+    return env
+
+
+def observation_record(scales: Any) -> dict[str, Any]:
+    """The featurizer's spec, its hash and the normalisation constants ``scales``
+    (a :class:`~prfaas_gym.featurizer.FeatureScales`)."""
+    from prfaas_gym.featurizer import spec, spec_hash
+
+    return {**spec(), "hash": spec_hash(), "scales": dataclasses.asdict(scales)}
+
+
+def write_run_json(run_dir: str | Path, env: Any, algo: str, **extra: Any) -> Path:
+    """Write ``run_dir/run.json`` for a model trained on ``env`` with ``algo``.
+
+    Fills ``env_id``, ``env_version``, ``algo``, ``scenario`` (the env's scenario name),
+    ``observation`` (spec + hash + ``env.scales``), ``actions``, ``deterministic`` (True),
+    ``versions`` and ``commit``; ``extra`` keys (``seed``, ``hyperparams``, ...) are added
+    and override those defaults. ``env`` may be wrapped (gym wrappers or a VecEnv).
+    Returns the path written. Values must be JSON-serialisable.
+    """
+    from prfaas_gym.actions import ACTIONS
+    from prfaas_gym.env import ENV_ID, ENV_VERSION
+
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; expected one of {ALGOS}")
+    base = _base_env(env)
+    scenario = getattr(base, "scenario", None)
+    record: dict[str, Any] = {
+        "env_id": ENV_ID,
+        "env_version": ENV_VERSION,
+        "algo": algo,
+        "scenario": getattr(scenario, "name", None),
+        "observation": observation_record(base.scales),
+        "actions": list(ACTIONS),
+        "deterministic": True,
+        "versions": library_versions(),
+        "commit": extra.pop("commit") if "commit" in extra else git_commit(),
+    }
+    record.update(extra)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RUN_JSON
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def read_json_record(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; :class:`PrfaasInputError` naming the file if it is
+    missing, unreadable, not valid JSON or not an object. ``what`` names the file's role."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrfaasInputError(f"{what} not found", path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise PrfaasInputError(f"cannot read {what}: {e}", path) from None
+    except json.JSONDecodeError as e:
+        raise PrfaasInputError(f"{what} is not valid JSON (line {e.lineno}, column {e.colno}: "
+                               f"{e.msg})", path) from None
+    if not isinstance(data, dict):
+        raise PrfaasInputError(f"{what} must hold a JSON object, found {type(data).__name__}",
+                               path)
+    return data
+
+
+def read_run_json(run_dir: str | Path) -> dict[str, Any]:
+    """``run_dir/run.json`` as a dict (``run_dir`` may also be the run.json path itself).
+
+    Raises :class:`PrfaasInputError` if it is missing, not valid JSON or has no known
+    ``algo``. Compatibility with the running code is checked by :func:`check_compatible`."""
+    p = Path(run_dir)
+    path = p if p.suffix == ".json" else p / RUN_JSON
+    rec = read_json_record(path, "run.json")
+    algo = rec.get("algo")
+    if algo not in ALGOS:
+        raise PrfaasInputError(f"key 'algo': expected one of {list(ALGOS)}, found {algo!r}",
+                               path)
+    return rec
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_path_for(onnx_path: str | Path) -> Path:
+    """The manifest beside an ONNX file: ``policy.onnx`` -> ``policy.manifest.json``."""
+    p = Path(onnx_path)
+    stem = p.name[:-5] if p.name.endswith(".onnx") else p.name
+    return p.with_name(stem + ".manifest.json")
+
+
+def check_compatible(record: dict[str, Any], where: str | Path) -> None:
+    """Refuse a run.json / manifest ``record`` made for another env, env version,
+    observation spec or action meaning than the running code.
+
+    Raises :class:`PrfaasInputError` at ``where`` listing every differing field as
+    ``field: expected X (this code), found Y``."""
+    from prfaas_gym.actions import ACTIONS
+    from prfaas_gym.env import ENV_ID, ENV_VERSION
+    from prfaas_gym.featurizer import spec_hash
+
+    obs = record.get("observation")
+    found_hash = obs.get("hash") if isinstance(obs, dict) else None
+    checks = [("env_id", ENV_ID, record.get("env_id")),
+              ("env_version", ENV_VERSION, record.get("env_version")),
+              ("observation.hash", spec_hash(), found_hash),
+              ("actions", list(ACTIONS), record.get("actions"))]
+    diffs = [f"{name}: expected {exp!r} (this code), found {got!r}"
+             for name, exp, got in checks if got != exp]
+    if diffs:
+        raise PrfaasInputError("checkpoint is incompatible with this version of prfaas-gym: "
+                               + "; ".join(diffs), where)
+
+
+def scales_from_record(record: dict[str, Any], where: str | Path) -> Any:
+    """The :class:`~prfaas_gym.featurizer.FeatureScales` recorded in ``observation.scales``;
+    :class:`PrfaasInputError` if missing or with other fields than this code's."""
+    from prfaas_gym.featurizer import FeatureScales
+
+    obs = record.get("observation")
+    scales = obs.get("scales") if isinstance(obs, dict) else None
+    if not isinstance(scales, dict):
+        raise PrfaasInputError("key 'observation.scales' is missing (the normalisation "
+                               "constants)", where)
+    fields = {f.name for f in dataclasses.fields(FeatureScales)}
+    if set(scales) != fields:
+        raise PrfaasInputError(f"key 'observation.scales': expected fields {sorted(fields)}, "
+                               f"found {sorted(scales)}", where)
+    try:
+        return FeatureScales(**{k: float(v) for k, v in scales.items()})
+    except (TypeError, ValueError) as e:
+        raise PrfaasInputError(f"key 'observation.scales': {e}", where) from None

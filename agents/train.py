@@ -1,0 +1,249 @@
+"""Train a routing policy on ``PrfaasRoute-v0`` with stable-baselines3 / sb3-contrib.
+
+One run directory per training run::
+
+    RUN_DIR/run.json          env id/version, observation spec + hash + scales, actions,
+                              algorithm, hyperparameters, scenario, seed, splits, versions,
+                              commit, timings, the best validation result
+    RUN_DIR/config.yaml       the exact hyperparameters used
+    RUN_DIR/best_model.zip    the checkpoint with the best validation goodput
+    RUN_DIR/final_model.zip   the last checkpoint
+    RUN_DIR/eval.json         the validation history (policy vs the best heuristic)
+    RUN_DIR/tb/               TensorBoard logs, with serving metrics under ``serving/``
+
+Training episodes come from the ``train`` split (the first 80% of a trace, or synthetic
+seeds), with the scenario's domain randomisation; validation episodes from the ``eval``
+split with seeds from :data:`agents.evaluation.EVAL_SEED_BASE`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from agents.evaluation import (
+    EVAL_SEED_BASE,
+    best_heuristic,
+    mean_goodput,
+    model_chooser,
+    run_episodes,
+)
+from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.scenario import Scenario, load_scenario
+
+ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+_ALLOWED_KWARGS = {
+    "maskable_ppo": {"n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda",
+                     "ent_coef", "clip_range", "vf_coef", "max_grad_norm", "target_kl"},
+    "ppo": {"n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda",
+            "ent_coef", "clip_range", "vf_coef", "max_grad_norm", "target_kl"},
+    "a2c": {"n_steps", "learning_rate", "gamma", "gae_lambda", "ent_coef", "vf_coef",
+            "max_grad_norm"},
+    "dqn": {"learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma",
+            "train_freq", "target_update_interval", "exploration_fraction",
+            "exploration_final_eps", "gradient_steps", "tau"},
+}
+
+
+def algo_class(algo: str) -> Any:
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+        return MaskablePPO
+    import stable_baselines3 as sb3
+    try:
+        return {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}[algo]
+    except KeyError:
+        raise PrfaasInputError(f"unknown algorithm {algo!r}; choose from {list(ALGOS)}") from None
+
+
+def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None) -> dict[str, Any]:
+    """Hyperparameters for ``algo`` from ``config`` (default: the shipped
+    ``agents/configs/<algo>.yaml``), keyed by env id, with per-scenario overrides."""
+    if algo not in ALGOS:
+        raise PrfaasInputError(f"unknown algorithm {algo!r}; choose from {list(ALGOS)}")
+    if config is None:
+        text = (resources.files("agents") / "configs" / f"{algo}.yaml").read_text()
+        where = f"agents/configs/{algo}.yaml"
+    else:
+        p = Path(config)
+        if not p.exists():
+            raise PrfaasInputError("config file not found", p)
+        text, where = p.read_text(), str(p)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PrfaasInputError(f"invalid YAML ({e})", where) from None
+    if not isinstance(data, dict) or ENV_ID not in data:
+        raise PrfaasInputError(f"expected a mapping with the key '{ENV_ID}'", where)
+    hp = copy.deepcopy(data[ENV_ID]) or {}
+    overrides = (hp.pop("scenarios", None) or {}).get(scenario, {})
+    hp.update(overrides or {})
+    allowed = _ALLOWED_KWARGS[algo] | {"policy", "policy_kwargs"}
+    unknown = set(hp) - allowed
+    if unknown:
+        raise PrfaasInputError(f"unknown hyperparameter(s) {sorted(unknown)} for {algo}; "
+                               f"allowed: {sorted(allowed)}", f"{where}: {ENV_ID}")
+    pk = hp.get("policy_kwargs") or {}
+    if not isinstance(pk, dict) or set(pk) - {"net_arch", "activation_fn"}:
+        raise PrfaasInputError("policy_kwargs may hold net_arch (list of ints) and "
+                               "activation_fn (tanh|relu)", f"{where}: {ENV_ID}.policy_kwargs")
+    return hp
+
+
+def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
+    import torch.nn as nn
+
+    out = dict(pk)
+    if "activation_fn" in out:
+        out["activation_fn"] = {"tanh": nn.Tanh, "relu": nn.ReLU}[out["activation_fn"]]
+    return out
+
+
+def _make_env(scenario: Scenario, seed: int):
+    def thunk():
+        from stable_baselines3.common.monitor import Monitor
+        env = PrfaasRouteEnv(scenario, split="train")
+        env.reset(seed=seed)
+        return Monitor(env)
+    return thunk
+
+
+def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto"):
+    """``n_envs`` training envs (subprocesses when ``n_envs > 1`` unless ``vec='dummy'``),
+    seeded ``seed, seed + 1, ...``."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    fns = [_make_env(scenario, seed + i) for i in range(n_envs)]
+    if vec == "subproc" or (vec == "auto" and n_envs > 1):
+        return SubprocVecEnv(fns, start_method="fork")
+    return DummyVecEnv(fns)
+
+
+def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
+               masked: bool, baseline: dict[str, Any]):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class ServingMetrics(BaseCallback):
+        """Logs the serving metrics of finished training episodes under ``serving/``."""
+
+        def _on_step(self) -> bool:
+            rows = [i["episode_metrics"] for i in self.locals.get("infos", [])
+                    if "episode_metrics" in i]
+            for m in rows:
+                self.logger.record_mean("serving/goodput_rps", m["goodput_rps"])
+                self.logger.record_mean("serving/slo_attainment", m["slo_attainment"])
+                for q in ("p50", "p90", "p99"):
+                    if m["ttft_s"][q] is not None:
+                        self.logger.record_mean(f"serving/ttft_{q}_s", m["ttft_s"][q])
+                self.logger.record_mean("serving/offload_fraction", m["offload_fraction"])
+                self.logger.record_mean("serving/link_utilization", m["link_utilization"])
+                self.logger.record_mean("serving/reject_fraction",
+                                        m["rejected"] / max(m["requests"], 1))
+            return True
+
+    class Validation(BaseCallback):
+        """Every ``eval_freq`` env steps: goodput on the validation episodes, against the
+        best heuristic on the same episodes; keeps the best checkpoint."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best = -np.inf
+            self.history: list[dict[str, Any]] = []
+            self._next = eval_freq
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self._next:
+                self._next += eval_freq
+                self.evaluate()
+            return True
+
+        def evaluate(self) -> None:
+            metrics = run_episodes(scenario, model_chooser(self.model, masked), eval_seeds)
+            g = mean_goodput(metrics)
+            ratio = g / baseline["goodput"] if baseline["goodput"] > 0 else float("nan")
+            row = {"timesteps": int(self.num_timesteps), "goodput_rps": g,
+                   "ratio_to_best_heuristic": ratio,
+                   "slo_attainment": float(np.mean([m["slo_attainment"] for m in metrics])),
+                   "ttft_p90_s": float(np.mean([m["ttft_s"]["p90"] or 0.0 for m in metrics])),
+                   "wall_s": time.perf_counter() - baseline["t0"]}
+            self.history.append(row)
+            self.logger.record("validation/goodput_rps", g)
+            self.logger.record("validation/ratio_to_best_heuristic", ratio)
+            self.logger.record("validation/slo_attainment", row["slo_attainment"])
+            if g > self.best:
+                self.best = g
+                self.model.save(out / "best_model.zip")
+                row["best"] = True
+            (out / "eval.json").write_text(json.dumps(
+                {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
+                 "heuristics": baseline["table"], "validation_seeds": eval_seeds,
+                 "history": self.history}, indent=2))
+
+    return ServingMetrics(), Validation()
+
+
+def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed: int = 0,
+          config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
+          eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
+          device: str = "cpu", vec: str = "auto", verbose: int = 0) -> Path:
+    """Train and return the run directory (see the module docstring for its contents)."""
+    import torch
+
+    from agents.run_dir import write_run_json
+
+    if timesteps < 1 or n_envs < 1 or threads < 1 or eval_freq < 1 or eval_episodes < 1:
+        raise PrfaasInputError("timesteps, n_envs, threads, eval_freq and eval_episodes "
+                               "must be >= 1")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PrfaasInputError("--device cuda asked for, but torch sees no CUDA device")
+    torch.set_num_threads(threads)
+    sc = load_scenario(scenario)
+    hp = load_hyperparams(algo, sc.name, config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump({ENV_ID: hp}, sort_keys=True))
+    t0 = time.perf_counter()
+    eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
+    name, _, table = best_heuristic(sc, eval_seeds)
+    baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
+    env = make_train_env(sc, n_envs, seed, vec)
+    cls = algo_class(algo)
+    kwargs = {k: v for k, v in hp.items() if k not in ("policy", "policy_kwargs")}
+    model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
+                tensorboard_log=str(out / "tb"),
+                policy_kwargs=_policy_kwargs(hp.get("policy_kwargs") or {}), **kwargs)
+    probe = PrfaasRouteEnv(sc, split="train")
+    probe.reset(seed=seed)
+    write_run_json(out, probe, algo, scenario=sc.name, seed=seed, hyperparams=hp,
+                   timesteps=timesteps, n_envs=n_envs, threads=threads, device=device,
+                   train_split="train", eval_split="eval", validation_seeds=eval_seeds,
+                   training_seeds=list(range(seed, seed + n_envs)),
+                   randomize={k: list(v) for k, v in sc.randomize.items()},
+                   best_heuristic={"name": name, "goodput_rps": table[name]})
+    metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo == "maskable_ppo",
+                                    baseline)
+    model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb], progress_bar=progress,
+                tb_log_name=algo)
+    val_cb.evaluate()
+    model.save(out / "final_model.zip")
+    env.close()
+    wall = time.perf_counter() - t0
+    best = max(val_cb.history, key=lambda r: r["goodput_rps"])
+    write_run_json(out, probe, algo, scenario=sc.name, seed=seed, hyperparams=hp,
+                   timesteps=timesteps, n_envs=n_envs, threads=threads, device=device,
+                   train_split="train", eval_split="eval", validation_seeds=eval_seeds,
+                   training_seeds=list(range(seed, seed + n_envs)),
+                   randomize={k: list(v) for k, v in sc.randomize.items()},
+                   best_heuristic={"name": name, "goodput_rps": table[name]},
+                   best_validation=best, wall_s=wall, steps_per_s=timesteps / wall)
+    return out

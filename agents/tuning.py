@@ -1,0 +1,51 @@
+"""Grid search of the PrfaaS routing threshold on the training split, so that the static
+threshold heuristic is compared at its best (not at the planner's steady-state optimum)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from agents.compare import run_policy
+from agents.heuristics import PrfaasThreshold
+from prfaas_gym.scenario import Scenario, load_scenario
+
+#: thresholds tried, as multiples of the planner's threshold
+GRID = (0.25, 0.35, 0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0)
+
+
+def tune_threshold(scenario: Scenario, seeds: Sequence[int] = (0, 1, 2), n: int = 1000,
+                   grid: Sequence[float] = GRID) -> tuple[float, dict[float, float]]:
+    """(best threshold, mean goodput per threshold) over ``seeds`` on the training split."""
+    base = scenario.threshold_tokens
+    table: dict[float, float] = {}
+    for m in grid:
+        t = float(round(base * m))
+        g = [run_policy(scenario, PrfaasThreshold(t), s, split="train", n=n)[0]["goodput_rps"]
+             for s in seeds]
+        table[t] = float(np.mean(g))
+    best = max(table, key=lambda t: (table[t], -abs(np.log(t / base))))
+    return best, table
+
+
+@lru_cache(maxsize=16)
+def tuned_threshold(scenario_name: str) -> float:
+    """Cached :func:`tune_threshold` for a shipped scenario (by name)."""
+    best, _ = tune_threshold(load_scenario(scenario_name))
+    return best
+
+
+def main() -> None:  # pragma: no cover - convenience
+    import sys
+
+    sc = load_scenario(sys.argv[1])
+    best, table = tune_threshold(sc)
+    print(json.dumps({"scenario": sc.name, "planner": sc.threshold_tokens, "best": best,
+                      "goodput": table}, indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

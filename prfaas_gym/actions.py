@@ -1,0 +1,37 @@
+"""The routing action space shared by the env, learned policies and the runtime's router.
+
+``Discrete(3)``: 0 = prefill in the local PD cluster, 1 = prefill in the remote PrfaaS
+cluster, 2 = reject at arrival. The instance inside a cluster is the one with the minimum
+estimated TTFT (:func:`prfaas_gym.estimate.best_per_cluster`); the decode instance is left to
+the decode-side balancer. A cluster with no available instance is masked; an infeasible
+choice falls back to the other cluster (and to reject if neither has an instance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prfaas_gym.contract import Decision, Placement
+
+ACTIONS: tuple[str, ...] = ("local", "remote", "reject")
+LOCAL, REMOTE, REJECT_ACTION = 0, 1, 2
+
+Best = tuple[int, float, int, float]  # (best local, its est. TTFT, best remote, its est. TTFT)
+
+
+def action_masks(best: Best) -> np.ndarray:
+    """Feasible actions [local, remote, reject] given the best instance per cluster."""
+    return np.array([best[0] >= 0, best[2] >= 0, True], dtype=bool)
+
+
+def action_to_decision(action: int, best: Best) -> Decision:
+    """The :class:`Decision` an action stands for."""
+    bl, _, br, _ = best
+    a = int(action)
+    if a == REJECT_ACTION:
+        return Decision(Placement.REJECT)
+    if (a == REMOTE and br >= 0) or (a == LOCAL and bl < 0 and br >= 0):
+        return Decision(Placement.REMOTE, prefill_instance=br)
+    if bl >= 0:
+        return Decision(Placement.LOCAL, prefill_instance=bl)
+    return Decision(Placement.REJECT)
