@@ -13,6 +13,7 @@ boundaries.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -124,9 +125,29 @@ class OnnxRouter:
         self.providers = self.session.get_providers()
         self._in = np.zeros((1, N_FEATURES), dtype=np.float32)
         self._out = np.zeros((1, N_ACTIONS), dtype=np.float32)
+        self._in_value = ort.OrtValue.ortvalue_from_numpy(self._in)
+        self._out_value = ort.OrtValue.ortvalue_from_numpy(self._out)
         self._binding = self.session.io_binding()
-        self._binding.bind_ortvalue_input("obs", ort.OrtValue.ortvalue_from_numpy(self._in))
-        self._binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(self._out))
+        self._binding.bind_ortvalue_input("obs", self._in_value)
+        self._binding.bind_ortvalue_output("logits", self._out_value)
+        self._run = self._fast_run(ort)
+
+    def _fast_run(self, ort: Any) -> Any:
+        """The bound run as a zero-argument callable: onnxruntime's C session directly when
+        it behaves exactly like the public ``run_with_iobinding`` on a probe (it skips ~1.5 us
+        of Python wrapper per call), else the public method."""
+        public = functools.partial(self.session.run_with_iobinding, self._binding)
+        try:
+            fast = functools.partial(self.session._sess.run_with_iobinding,
+                                     self._binding._iobinding, ort.RunOptions())
+            probe = np.linspace(-1.0, 1.0, N_FEATURES, dtype=np.float32)
+            want = self.session.run(["logits"], {"obs": probe[None]})[0][0]
+            self._in[0] = probe
+            fast()
+            ok = bool(np.array_equal(self._out[0], want))
+        except Exception:
+            ok = False
+        return fast if ok else public
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         """Logits ``[batch, 3]`` for observations ``[batch, N]`` (or ``[N]`` -> ``[1, 3]``)."""
@@ -136,7 +157,7 @@ class OnnxRouter:
         """Logits ``[3]`` of one observation ``[N]``; the returned array is a buffer that the
         next call overwrites."""
         self._in[0] = obs
-        self.session.run_with_iobinding(self._binding)
+        self._run()
         return self._out[0]
 
 

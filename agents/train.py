@@ -159,6 +159,9 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             self.history: list[dict[str, Any]] = []
             self._next = eval_freq
 
+        def _on_training_start(self) -> None:
+            self.evaluate()  # the starting point (e.g. the warm start) is a candidate too
+
         def _on_step(self) -> bool:
             if self.num_timesteps >= self._next:
                 self._next += eval_freq
@@ -193,8 +196,13 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
 def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed: int = 0,
           config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
           eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
-          device: str = "cpu", vec: str = "auto", verbose: int = 0) -> Path:
-    """Train and return the run directory (see the module docstring for its contents)."""
+          device: str = "cpu", vec: str = "auto", verbose: int = 0,
+          warm_start: str | None = "best", warm_start_episodes: int = 48) -> Path:
+    """Train and return the run directory (see the module docstring for its contents).
+
+    ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
+    ``"best"`` (the best heuristic on the validation episodes) or None; ignored for DQN.
+    """
     import torch
 
     from agents.run_dir import write_run_json
@@ -222,6 +230,15 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
                 tensorboard_log=str(out / "tb"),
                 policy_kwargs=_policy_kwargs(hp.get("policy_kwargs") or {}), **kwargs)
+    warm = None
+    if warm_start and algo != "dqn":
+        from agents.imitation import collect_demonstrations, pretrain
+
+        teacher = name if warm_start == "best" else warm_start
+        demo_seeds = list(range(seed + 10_000, seed + 10_000 + warm_start_episodes))
+        demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99))
+        warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
+                "samples": int(len(demos["actions"])), **pretrain(model, demos, seed=seed)}
     probe = PrfaasRouteEnv(sc, split="train")
     probe.reset(seed=seed)
     write_run_json(out, probe, algo, scenario=sc.name, seed=seed, hyperparams=hp,
@@ -229,7 +246,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                    train_split="train", eval_split="eval", validation_seeds=eval_seeds,
                    training_seeds=list(range(seed, seed + n_envs)),
                    randomize={k: list(v) for k, v in sc.randomize.items()},
-                   best_heuristic={"name": name, "goodput_rps": table[name]})
+                   best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
     metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo == "maskable_ppo",
                                     baseline)
     model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb], progress_bar=progress,
@@ -244,6 +261,6 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                    train_split="train", eval_split="eval", validation_seeds=eval_seeds,
                    training_seeds=list(range(seed, seed + n_envs)),
                    randomize={k: list(v) for k, v in sc.randomize.items()},
-                   best_heuristic={"name": name, "goodput_rps": table[name]},
+                   best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm,
                    best_validation=best, wall_s=wall, steps_per_s=timesteps / wall)
     return out

@@ -1,0 +1,351 @@
+"""ONNX export, the manifest's compatibility checks and the learned policy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("sb3_contrib")
+
+import torch  # noqa: E402
+
+from agents.compare import run_policy  # noqa: E402
+from agents.export import (  # noqa: E402
+    LogitsModule,
+    add_export_command,
+    export_onnx,
+    load_sb3,
+    sb3_logits,
+)
+from agents.learned import (  # noqa: E402
+    LearnedPolicy,
+    OnnxRouter,
+    load_learned_policy,
+    masked_argmax,
+)
+from agents.run_dir import (  # noqa: E402
+    manifest_path_for,
+    read_run_json,
+    sha256_file,
+    write_run_json,
+)
+from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision  # noqa: E402
+from prfaas_gym.env import PrfaasRouteEnv  # noqa: E402
+from prfaas_gym.errors import PrfaasInputError  # noqa: E402
+from prfaas_gym.featurizer import N_FEATURES, spec_hash  # noqa: E402
+from prfaas_gym.scenario import load_scenario  # noqa: E402
+
+SCENARIO = "bursty-fluctuating"
+ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+
+
+def _train(algo: str, env: PrfaasRouteEnv):
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import A2C, DQN, PPO
+
+    kw = dict(policy_kwargs=dict(net_arch=[32, 32]), seed=0, device="cpu", verbose=0)
+    if algo == "maskable_ppo":
+        model = MaskablePPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=1, **kw)
+    elif algo == "ppo":
+        model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=1, **kw)
+    elif algo == "a2c":
+        model = A2C("MlpPolicy", env, n_steps=8, **kw)
+    else:
+        model = DQN("MlpPolicy", env, learning_starts=32, buffer_size=1000, train_freq=4,
+                    batch_size=16, **kw)
+    model.learn(128)
+    # An untrained head gives near-equal logits (one action everywhere); widen it so the
+    # decisions below cover several actions.
+    head = model.policy.q_net.q_net[-1] if algo == "dqn" else model.policy.action_net
+    with torch.no_grad():
+        torch.manual_seed(1)
+        head.weight.normal_(0.0, 1.0)
+        head.bias.zero_()
+    if algo == "dqn":
+        model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
+    return model
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """algo -> run dir with run.json, best/final zips and an exported policy.onnx."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for algo in ALGOS:
+        env = PrfaasRouteEnv(SCENARIO, episode_requests=32)
+        model = _train(algo, env)
+        run_dir = root / algo
+        run_dir.mkdir()
+        model.save(run_dir / "best_model.zip")
+        model.save(run_dir / "final_model.zip")
+        write_run_json(run_dir, env, algo, seed=0, hyperparams={"net_arch": [32, 32]})
+        export_onnx(run_dir, run_dir / "policy.onnx")
+        out[algo] = run_dir
+    return out
+
+
+@pytest.fixture(scope="module")
+def observations() -> np.ndarray:
+    """Real observations from rolling the env with random feasible actions."""
+    env = PrfaasRouteEnv(SCENARIO, episode_requests=32)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    out = []
+    for _ in range(256):
+        out.append(obs)
+        a = int(rng.choice(np.flatnonzero(env.action_masks())))
+        obs, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            obs, _ = env.reset()
+    return np.stack(out).astype(np.float32)
+
+
+def _copy_export(run_dir: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    onnx = shutil.copy(run_dir / "policy.onnx", dst / "policy.onnx")
+    shutil.copy(manifest_path_for(run_dir / "policy.onnx"), manifest_path_for(onnx))
+    return Path(onnx)
+
+
+def _edit_manifest(onnx: Path, edit) -> None:
+    mp = manifest_path_for(onnx)
+    m = json.loads(mp.read_text())
+    edit(m)
+    mp.write_text(json.dumps(m))
+
+
+# -- the run directory ----------------------------------------------------------------------
+
+def test_run_json_records_training_context(runs):
+    rec = read_run_json(runs["ppo"])
+    assert rec["env_id"] == "PrfaasRoute-v0" and rec["env_version"] == 0
+    assert rec["algo"] == "ppo" and rec["scenario"] == SCENARIO and rec["seed"] == 0
+    assert rec["observation"]["hash"] == spec_hash()
+    assert len(rec["observation"]["features"]) == N_FEATURES
+    assert set(rec["observation"]["scales"]) >= {"slo_ttft_s", "token_scale", "lambda_ref"}
+    assert rec["actions"] == list(ACTIONS) and rec["deterministic"] is True
+    assert {"python", "torch", "stable_baselines3", "sb3_contrib", "gymnasium", "numpy",
+            "onnxruntime", "prfaas_gym"} <= set(rec["versions"])
+    assert "commit" in rec and rec["hyperparams"] == {"net_arch": [32, 32]}
+
+
+def test_read_run_json_errors(tmp_path):
+    with pytest.raises(PrfaasInputError, match="run.json not found"):
+        read_run_json(tmp_path)
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(PrfaasInputError, match="not valid JSON"):
+        read_run_json(tmp_path)
+    (tmp_path / "run.json").write_text('{"algo": "sac"}')
+    with pytest.raises(PrfaasInputError, match="'algo'"):
+        read_run_json(tmp_path)
+
+
+# -- export parity ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_onnx_logits_equal_sb3(runs, observations, algo):
+    run_dir = runs[algo]
+    router = OnnxRouter(run_dir / "policy.onnx")
+    model = load_sb3(run_dir / "best_model.zip", algo)
+    got = router.logits(observations)
+    assert got.shape == (len(observations), 3) and got.dtype == np.float32
+    with torch.no_grad():
+        raw = LogitsModule(model, algo)(torch.from_numpy(observations)).numpy()
+    np.testing.assert_allclose(got, raw, atol=1e-5, rtol=0)
+    ref = sb3_logits(model, algo, observations)
+    if algo != "dqn":
+        got = torch.log_softmax(torch.from_numpy(got), dim=1).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-6)
+    if algo == "maskable_ppo":
+        masks = np.ones((len(observations), 3), dtype=bool)
+        pred, _ = model.predict(observations, deterministic=True, action_masks=masks)
+    else:
+        pred, _ = model.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(got.argmax(axis=1), pred)
+    one = np.array([router.logits_single(o).copy() for o in observations[:20]])
+    np.testing.assert_allclose(one, raw[:20], atol=1e-5, rtol=0)
+
+
+def test_manifest_contents(runs):
+    onnx = runs["maskable_ppo"] / "policy.onnx"
+    m = json.loads(manifest_path_for(onnx).read_text())
+    rec = read_run_json(runs["maskable_ppo"])
+    assert m["onnx_sha256"] == sha256_file(onnx)
+    assert m["observation"] == rec["observation"]
+    assert m["actions"] == list(ACTIONS) and m["deterministic"] is True
+    assert "-inf" in m["masks"]
+    assert m["algo"] == "maskable_ppo" and m["scenario"] == SCENARIO and m["seed"] == 0
+    assert m["env_id"] == "PrfaasRoute-v0" and m["env_version"] == 0
+    assert m["versions"] == rec["versions"] and m["commit"] == rec["commit"]
+    assert m["export_versions"]["onnxruntime"] and m["export_versions"]["exporter"]
+
+
+# -- refusing bad checkpoints ---------------------------------------------------------------
+
+@pytest.mark.parametrize("field, edit, found", [
+    ("observation.hash", lambda m: m["observation"].update(hash="0123456789abcdef"),
+     "0123456789abcdef"),
+    ("env_version", lambda m: m.update(env_version=99), "99"),
+    ("actions", lambda m: m.update(actions=["remote", "local", "reject"]), "'remote', 'local'"),
+    ("env_id", lambda m: m.update(env_id="PrfaasRoute-v9"), "PrfaasRoute-v9"),
+])
+def test_mismatched_manifest_refused(runs, tmp_path, field, edit, found):
+    onnx = _copy_export(runs["maskable_ppo"], tmp_path)
+    _edit_manifest(onnx, edit)
+    with pytest.raises(PrfaasInputError) as ei:
+        OnnxRouter(onnx)
+    msg = str(ei.value)
+    assert f"{field}: expected" in msg and found in msg and "policy.manifest.json" in msg
+    assert field != "observation.hash" or spec_hash() in msg
+
+
+def test_missing_or_invalid_manifest(runs, tmp_path):
+    onnx = _copy_export(runs["ppo"], tmp_path)
+    mp = manifest_path_for(onnx)
+    mp.write_text("{ truncated")
+    with pytest.raises(PrfaasInputError, match="not valid JSON"):
+        OnnxRouter(onnx)
+    mp.unlink()
+    with pytest.raises(PrfaasInputError, match="manifest .* is missing") as ei:
+        OnnxRouter(onnx)
+    assert str(onnx) in str(ei.value)
+
+
+def test_truncated_onnx_refused(runs, tmp_path):
+    onnx = _copy_export(runs["ppo"], tmp_path)
+    data = onnx.read_bytes()
+    onnx.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PrfaasInputError, match="does not match its manifest"):
+        OnnxRouter(onnx)
+    _edit_manifest(onnx, lambda m: m.update(onnx_sha256=sha256_file(onnx)))
+    with pytest.raises(PrfaasInputError, match="onnxruntime cannot load") as ei:
+        OnnxRouter(onnx)
+    assert str(onnx) in str(ei.value)
+
+
+def test_corrupt_sb3_zip_refused(runs, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs["maskable_ppo"], run_dir)
+    zp = run_dir / "best_model.zip"
+    data = zp.read_bytes()
+    zp.write_bytes(data[: len(data) // 3])
+    for load in (lambda: load_learned_policy(run_dir), lambda: load_learned_policy(zp),
+                 lambda: export_onnx(run_dir, tmp_path / "x.onnx")):
+        with pytest.raises(PrfaasInputError, match="cannot load a MaskablePPO model") as ei:
+            load()
+        assert str(zp) in str(ei.value)
+    zp.write_bytes(b"PK\x03\x04 not a zip at all")
+    with pytest.raises(PrfaasInputError, match="cannot load"):
+        load_learned_policy(run_dir)
+
+
+def test_load_learned_policy_dispatch(runs, tmp_path):
+    run_dir = runs["dqn"]
+    assert isinstance(load_learned_policy(run_dir / "policy.onnx").router, OnnxRouter)
+    assert load_learned_policy(run_dir).router.algo == "dqn"
+    assert load_learned_policy(str(run_dir / "final_model.zip")).router.algo == "dqn"
+    lone = tmp_path / "lone.zip"
+    shutil.copy(run_dir / "best_model.zip", lone)
+    with pytest.raises(PrfaasInputError, match="no run.json beside"):
+        load_learned_policy(lone)
+    with pytest.raises(PrfaasInputError, match="no run.json"):
+        load_learned_policy(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(PrfaasInputError, match="not a checkpoint"):
+        load_learned_policy(tmp_path / "model.pt")
+    with pytest.raises(PrfaasInputError, match="no checkpoint"):
+        load_learned_policy(tmp_path / "missing.onnx")
+
+
+# -- the learned policy ---------------------------------------------------------------------
+
+def test_masked_argmax_matches_numpy():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        logits = rng.integers(-2, 3, size=3).astype(np.float32)
+        best = (int(rng.integers(-1, 2)), 0.0, int(rng.integers(-1, 2)), 0.0)
+        masked = np.where(action_masks(best), logits, -np.inf)
+        assert masked_argmax(logits, best) == int(np.argmax(masked))
+
+
+class _Recording(LearnedPolicy):
+    def reset(self, profile, seed=None):
+        super().reset(profile, seed)
+        self.log = []
+
+    def decide(self, request, view):
+        d = super().decide(request, view)
+        best = self.featurizer.best(request, view)
+        self.log.append((self.featurizer(request, view, best), best, d))
+        return d
+
+
+@pytest.mark.parametrize("algo", ["maskable_ppo", "dqn"])
+def test_learned_policy_decisions_equal_sb3(runs, algo):
+    sc = load_scenario(SCENARIO)
+    run_dir = runs[algo]
+    policy = _Recording(OnnxRouter(run_dir / "policy.onnx"))
+    result, _ = run_policy(sc, policy, seed=0, n=100)
+    assert result["requests"] == 100 and len(policy.log) == 100
+    obs = np.stack([o for o, _, _ in policy.log])
+    bests = [b for _, b, _ in policy.log]
+    masks = np.stack([action_masks(b) for b in bests])
+    model = load_sb3(run_dir / "best_model.zip", algo)
+    ref = np.where(masks, sb3_logits(model, algo, obs), -np.inf).argmax(axis=1)
+    assert [d for _, _, d in policy.log] == [action_to_decision(a, b) for a, b in zip(ref, bests)]
+    if algo == "maskable_ppo":
+        pred, _ = model.predict(obs, deterministic=True, action_masks=masks)
+        np.testing.assert_array_equal(pred, ref)
+    assert len(set(ref.tolist())) >= 2
+    sb3_policy = _Recording(load_learned_policy(run_dir).router)
+    result2, _ = run_policy(sc, sb3_policy, seed=0, n=100)
+    assert [d for *_, d in sb3_policy.log] == [d for *_, d in policy.log]
+    assert result2["completed"] == result["completed"]
+
+
+def test_simulate_cli_with_onnx_policy(runs, capsys):
+    from prfaas_gym.cli import main
+
+    onnx = runs["maskable_ppo"] / "policy.onnx"
+    rc = main(["simulate", "--scenario", SCENARIO, "--policy", str(onnx), "--requests", "50",
+               "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 50
+
+
+# -- the export command -----------------------------------------------------------------------
+
+def _export_cli(argv: list[str]) -> int:
+    try:
+        import agents.cli  # noqa: F401
+    except ImportError:
+        ap = argparse.ArgumentParser(prog="prfaas")
+        add_export_command(ap.add_subparsers(dest="command", required=True))
+        args = ap.parse_args(argv)
+        try:
+            return args.func(args)
+        except PrfaasInputError as e:
+            print(f"prfaas: error: {e}")
+            return 2
+    from prfaas_gym.cli import main
+
+    return main(argv)
+
+
+def test_export_command(runs, tmp_path, capsys):
+    out = tmp_path / "exported" / "router.onnx"
+    assert _export_cli(["export", str(runs["a2c"]), "--out", str(out), "--model", "final"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out), str(tmp_path / "exported" / "router.manifest.json")]
+    assert json.loads(Path(printed[1]).read_text())["model"] == "final_model.zip"
+    assert OnnxRouter(out).algo == "a2c"
+    assert _export_cli(["export", str(tmp_path), "--out", str(tmp_path / "y.onnx")]) == 2
+    cap = capsys.readouterr()
+    assert "run.json not found" in cap.err + cap.out
