@@ -15,7 +15,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = train(args.algo, args.scenario, args.timesteps, n_envs=args.n_envs, seed=args.seed,
                 config=args.config, out=args.out, threads=args.threads, eval_freq=args.eval_freq,
                 eval_episodes=args.eval_episodes, progress=not args.no_progress,
-                device=args.device, vec=args.vec)
+                device=args.device, vec=args.vec,
+                warm_start=None if args.warm_start == "none" else args.warm_start,
+                warm_start_episodes=args.warm_start_episodes)
     run = json.loads((out / "run.json").read_text())
     best = run.get("best_validation", {})
     print(f"run directory: {out}")
@@ -40,6 +42,10 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--vec", choices=["auto", "subproc", "dummy"], default="auto")
     p.add_argument("--eval-freq", type=int, default=20_000, help="env steps between validations")
     p.add_argument("--eval-episodes", type=int, default=8)
+    p.add_argument("--warm-start", default="best",
+                   help="clone this heuristic before RL ('best': the best on validation; "
+                        "'none': start from scratch)")
+    p.add_argument("--warm-start-episodes", type=int, default=48)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 

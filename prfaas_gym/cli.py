@@ -98,6 +98,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(spec: str) -> str:
+    """A short table label: a checkpoint path becomes its file (or run directory) name."""
+    p = Path(spec)
+    return p.name if (len(p.parts) > 1 or p.suffix) and p.exists() else spec
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from agents.compare import compare, print_table, summarize, write_outputs
     from agents.registry import policy_factory
@@ -106,7 +112,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not names:
         raise PrfaasInputError("--policies is empty")
-    factories = {n: policy_factory(n, sc) for n in names}
+    factories = {_label(n): policy_factory(n, sc) for n in names}
     records = compare(sc, factories, args.seeds, split=args.split, n=args.requests,
                       rate=args.rate, progress=not args.no_progress)
     summary = summarize(records)
@@ -114,7 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
              + (f", rate {args.rate} req/s" if args.rate else ""))
     print_table(summary, title=title)
     if args.out:
-        meta = {"scenario": sc.name, "policies": names, "seeds": list(range(args.seeds)),
+        meta = {"scenario": sc.name, "policies": list(factories), "policy_specs": names, "seeds": list(range(args.seeds)),
                 "split": args.split, "rate": args.rate, "requests": args.requests,
                 "threshold_tokens": sc.threshold_tokens}
         for p in write_outputs(records, Path(args.out), meta):
