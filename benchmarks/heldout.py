@@ -1,0 +1,77 @@
+"""Held-out evaluation of a learned policy against every heuristic.
+
+Runs every heuristic, the threshold heuristic with its threshold grid-searched on the
+training split (``prfaas-threshold-tuned``), and the learned policy on the scenario's
+**eval** split (held-out trace windows, or synthetic seeds offset from training) for seeds
+0..K-1, all on identical workloads and links. Prints a markdown table (mean ± 95% CI over
+seeds) and the paired per-seed goodput ratio of the learned policy to the best heuristic;
+writes the comparison's CSV/JSON/plots to ``--out``.
+
+    python benchmarks/heldout.py --scenario bursty-fluctuating \
+        --policy agents/policies/bursty-fluctuating.onnx --seeds 5 --out results/heldout-bursty
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from agents.compare import ci95, compare, flat_metrics, summarize, write_outputs
+from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
+from prfaas_gym.scenario import load_scenario
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--scenario", required=True)
+    ap.add_argument("--policy", required=True, help="exported .onnx, run dir or .zip")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--requests", type=int, help="requests per run (default: the scenario's)")
+    ap.add_argument("--out", help="directory for CSV/JSON/plots")
+    args = ap.parse_args()
+    sc = load_scenario(args.scenario)
+    heuristics = [h for h in HEURISTICS if h not in ("random", "local-only")] + [TUNED_THRESHOLD]
+    label = Path(args.policy).name
+    factories = {h: policy_factory(h, sc) for h in heuristics}
+    factories[label] = policy_factory(args.policy, sc)
+    records = compare(sc, factories, args.seeds, split="eval", n=args.requests, progress=True)
+    summary = summarize(records)
+    per_seed = {name: {r.seed: flat_metrics(r.result) for r in records if r.policy == name}
+                for name in factories}
+    heur_means = {h: summary[h]["goodput_rps"][0] for h in heuristics}
+    best = max(heur_means, key=heur_means.__getitem__)
+    ratios = [per_seed[label][s]["goodput_rps"] / per_seed[best][s]["goodput_rps"]
+              for s in range(args.seeds) if per_seed[best][s]["goodput_rps"] > 0]
+    r_mean, r_half = ci95(ratios)
+    p90_l, p90_b = summary[label]["ttft_p90_s"][0], summary[best]["ttft_p90_s"][0]
+    print(f"\n{sc.name}, eval split, seeds 0..{args.seeds - 1}, "
+          f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds\n")
+    print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected |")
+    print("|---|---|---|---|---|")
+    for name in factories:
+        s = summary[name]
+        g, gh = s["goodput_rps"]
+        p, ph = s["ttft_p90_s"]
+        a, ah = s["slo_attainment"]
+        print(f"| {name} | {g:.3f} ± {gh:.3f} | {p:.2f} ± {ph:.2f} | {a:.3f} ± {ah:.3f} | "
+              f"{s['rejected'][0]:.0f} |")
+    print(f"\nbest heuristic: {best}; learned / best goodput, paired per seed: "
+          f"{r_mean:.3f} ± {r_half:.3f} (per seed: {', '.join(f'{x:.3f}' for x in ratios)}); "
+          f"P90 TTFT learned {p90_l:.2f} s vs {p90_b:.2f} s")
+    if args.out:
+        out = Path(args.out)
+        write_outputs(records, out, {"scenario": sc.name, "split": "eval",
+                                     "seeds": list(range(args.seeds)), "policy": args.policy})
+        (out / "heldout.json").write_text(json.dumps({
+            "scenario": sc.name, "best_heuristic": best, "ratio_mean": r_mean,
+            "ratio_ci95": r_half, "ratios": ratios, "ttft_p90_learned": p90_l,
+            "ttft_p90_best": p90_b,
+            "goodput": {n: summary[n]["goodput_rps"] for n in factories}},
+            indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+
+
+if __name__ == "__main__":
+    main()
