@@ -80,13 +80,7 @@ def run_policy(scenario: Scenario, policy: Policy, seed: int, split: str = "all"
     w = scenario.workload(seed, n=n, rate=rate, split=split)
     sim = Simulator(scenario.profile, w, scenario.bandwidth(seed), scenario.sim)
     t0 = time.perf_counter()
-    policy.reset(scenario.profile, seed)
-    if policy.tick_interval_s:
-        sim.set_tick_handler(policy.on_tick, policy.tick_interval_s)
-    decide, view, info = policy.decide, sim.view, sim.request_info
-    while (r := sim.next_request()) is not None:
-        sim.apply(r, decide(info(r), view(r)))
-    sim.finish()
+    sim.run(policy, seed)
     return sim.result(time.perf_counter() - t0), sim
 
 
