@@ -17,7 +17,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 eval_episodes=args.eval_episodes, progress=not args.no_progress,
                 device=args.device, vec=args.vec,
                 warm_start=None if args.warm_start == "none" else args.warm_start,
-                warm_start_episodes=args.warm_start_episodes)
+                warm_start_episodes=args.warm_start_episodes,
+                episode_requests=args.episode_requests)
     run = json.loads((out / "run.json").read_text())
     best = run.get("best_validation", {})
     print(f"run directory: {out}")
@@ -46,6 +47,8 @@ def add_agent_commands(sub: Any) -> None:
                    help="clone this heuristic before RL ('best': the best on validation; "
                         "'none': start from scratch)")
     p.add_argument("--warm-start-episodes", type=int, default=48)
+    p.add_argument("--episode-requests", type=int,
+                   help="requests per training/validation episode (default: the scenario's)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -27,7 +27,8 @@ def decision_to_action(d: Decision) -> int:
 
 
 def collect_demonstrations(scenario: Scenario, policy_name: str, seeds: Sequence[int],
-                           gamma: float) -> dict[str, np.ndarray]:
+                           gamma: float, episode_requests: int | None = None
+                           ) -> dict[str, np.ndarray]:
     """Roll the heuristic on training episodes; observations, actions, masks and discounted
     returns (the env's reward) per decision."""
     from agents.registry import policy_factory
@@ -35,7 +36,7 @@ def collect_demonstrations(scenario: Scenario, policy_name: str, seeds: Sequence
     obs, acts, masks, rets = [], [], [], []
     make = policy_factory(policy_name, scenario)
     for seed in seeds:
-        env = PrfaasRouteEnv(scenario, split="train")
+        env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests)
         env.reset(seed=int(seed))
         pol = make()
         pol.reset(env.profile, int(seed))

@@ -107,28 +107,29 @@ def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _make_env(scenario: Scenario, seed: int):
+def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None):
     def thunk():
         from stable_baselines3.common.monitor import Monitor
-        env = PrfaasRouteEnv(scenario, split="train")
+        env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests)
         env.reset(seed=seed)
         return Monitor(env)
     return thunk
 
 
-def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto"):
+def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto",
+                   episode_requests: int | None = None):
     """``n_envs`` training envs (subprocesses when ``n_envs > 1`` unless ``vec='dummy'``),
     seeded ``seed, seed + 1, ...``."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [_make_env(scenario, seed + i) for i in range(n_envs)]
+    fns = [_make_env(scenario, seed + i, episode_requests) for i in range(n_envs)]
     if vec == "subproc" or (vec == "auto" and n_envs > 1):
         return SubprocVecEnv(fns, start_method="fork")
     return DummyVecEnv(fns)
 
 
 def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
-               masked: bool, baseline: dict[str, Any]):
+               masked: bool, baseline: dict[str, Any], episode_requests: int | None):
     from stable_baselines3.common.callbacks import BaseCallback
 
     class ServingMetrics(BaseCallback):
@@ -169,7 +170,8 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             return True
 
         def evaluate(self) -> None:
-            metrics = run_episodes(scenario, model_chooser(self.model, masked), eval_seeds)
+            metrics = run_episodes(scenario, model_chooser(self.model, masked), eval_seeds,
+                                   episode_requests=episode_requests)
             g = mean_goodput(metrics)
             ratio = g / baseline["goodput"] if baseline["goodput"] > 0 else float("nan")
             row = {"timesteps": int(self.num_timesteps), "goodput_rps": g,
@@ -197,7 +199,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
           config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
           eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
           device: str = "cpu", vec: str = "auto", verbose: int = 0,
-          warm_start: str | None = "best", warm_start_episodes: int = 48) -> Path:
+          warm_start: str | None = "best", warm_start_episodes: int = 48,
+          episode_requests: int | None = None) -> Path:
     """Train and return the run directory (see the module docstring for its contents).
 
     ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
@@ -222,9 +225,9 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     (out / "config.yaml").write_text(yaml.safe_dump({ENV_ID: hp}, sort_keys=True))
     t0 = time.perf_counter()
     eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
-    name, _, table = best_heuristic(sc, eval_seeds)
+    name, _, table = best_heuristic(sc, eval_seeds, episode_requests=episode_requests)
     baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
-    env = make_train_env(sc, n_envs, seed, vec)
+    env = make_train_env(sc, n_envs, seed, vec, episode_requests)
     cls = algo_class(algo)
     kwargs = {k: v for k, v in hp.items() if k not in ("policy", "policy_kwargs")}
     model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
@@ -236,19 +239,21 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
 
         teacher = name if warm_start == "best" else warm_start
         demo_seeds = list(range(seed + 10_000, seed + 10_000 + warm_start_episodes))
-        demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99))
+        demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99),
+                                       episode_requests)
         warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
                 "samples": int(len(demos["actions"])), **pretrain(model, demos, seed=seed)}
-    probe = PrfaasRouteEnv(sc, split="train")
+    probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
     probe.reset(seed=seed)
     write_run_json(out, probe, algo, scenario=sc.name, seed=seed, hyperparams=hp,
                    timesteps=timesteps, n_envs=n_envs, threads=threads, device=device,
+                   episode_requests=probe.episode_requests,
                    train_split="train", eval_split="eval", validation_seeds=eval_seeds,
                    training_seeds=list(range(seed, seed + n_envs)),
                    randomize={k: list(v) for k, v in sc.randomize.items()},
                    best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
     metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo == "maskable_ppo",
-                                    baseline)
+                                    baseline, episode_requests)
     model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb], progress_bar=progress,
                 tb_log_name=algo)
     val_cb.evaluate()
@@ -258,6 +263,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     best = max(val_cb.history, key=lambda r: r["goodput_rps"])
     write_run_json(out, probe, algo, scenario=sc.name, seed=seed, hyperparams=hp,
                    timesteps=timesteps, n_envs=n_envs, threads=threads, device=device,
+                   episode_requests=probe.episode_requests,
                    train_split="train", eval_split="eval", validation_seeds=eval_seeds,
                    training_seeds=list(range(seed, seed + n_envs)),
                    randomize={k: list(v) for k, v in sc.randomize.items()},
