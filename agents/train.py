@@ -245,13 +245,14 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                 "samples": int(len(demos["actions"])), **pretrain(model, demos, seed=seed)}
     probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
     probe.reset(seed=seed)
-    write_run_json(out, probe, algo, scenario=sc.name, seed=seed, hyperparams=hp,
-                   timesteps=timesteps, n_envs=n_envs, threads=threads, device=device,
-                   episode_requests=probe.episode_requests,
-                   train_split="train", eval_split="eval", validation_seeds=eval_seeds,
-                   training_seeds=list(range(seed, seed + n_envs)),
-                   randomize={k: list(v) for k, v in sc.randomize.items()},
-                   best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
+    record = dict(scenario=sc.name, seed=seed, hyperparams=hp, timesteps=timesteps,
+                  n_envs=n_envs, threads=threads, device=device,
+                  episode_requests=probe.episode_requests, train_split="train",
+                  eval_split="eval", validation_seeds=eval_seeds,
+                  training_seeds=list(range(seed, seed + n_envs)),
+                  randomize={k: list(v) for k, v in sc.randomize.items()},
+                  best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
+    write_run_json(out, probe, algo, **record)
     metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo == "maskable_ppo",
                                     baseline, episode_requests)
     model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb], progress_bar=progress,
@@ -261,12 +262,6 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     env.close()
     wall = time.perf_counter() - t0
     best = max(val_cb.history, key=lambda r: r["goodput_rps"])
-    write_run_json(out, probe, algo, scenario=sc.name, seed=seed, hyperparams=hp,
-                   timesteps=timesteps, n_envs=n_envs, threads=threads, device=device,
-                   episode_requests=probe.episode_requests,
-                   train_split="train", eval_split="eval", validation_seeds=eval_seeds,
-                   training_seeds=list(range(seed, seed + n_envs)),
-                   randomize={k: list(v) for k, v in sc.randomize.items()},
-                   best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm,
-                   best_validation=best, wall_s=wall, steps_per_s=timesteps / wall)
+    write_run_json(out, probe, algo, **record, best_validation=best, wall_s=wall,
+                   steps_per_s=timesteps / wall)
     return out
