@@ -112,3 +112,30 @@ def test_observation_never_sees_output_length():
     o2 = env.featurizer(env.sim.request_info(r2), v)
     np.testing.assert_array_equal(o1, o2)
     assert not hasattr(RequestInfo, "output_tokens")
+
+
+def test_domain_randomisation_draws_cluster_sizes_load_and_link(tmp_path):
+    """Episodes draw cluster sizes, load and link mean from the scenario's ranges; the
+    observation shape never changes."""
+    import yaml
+
+    from prfaas_gym.scenario import load_scenario, scenario_dir
+
+    d = yaml.safe_load((scenario_dir() / "bursty-fluctuating.yaml").read_text())
+    d["randomize"] = {"rate_scale": [0.5, 2.0], "link_gbps": [5.0, 50.0], "n_prfaas": [1, 4],
+                      "n_local": [4, 10]}
+    p = tmp_path / "rand.yaml"
+    p.write_text(yaml.safe_dump(d))
+    env = PrfaasRouteEnv(load_scenario(p), episode_requests=32)
+    sizes, rates, links = set(), set(), set()
+    for seed in range(12):
+        obs, _ = env.reset(seed=seed)
+        assert obs.shape == (32,)
+        dep = env.profile.deployment
+        assert 1 <= dep.n_prfaas <= 4 and 4 <= dep.n_prefill + dep.n_decode <= 10
+        assert dep.n_prefill >= 1 and dep.n_decode >= 1
+        sizes.add((dep.n_prfaas, dep.n_prefill, dep.n_decode))
+        rates.add(round(env.sim.workload.mean_rate, 3))
+        links.add(round(env.sim.bandwidth.mean_gbps, 3))
+        assert 5.0 - 1e-6 <= env.sim.bandwidth.mean_gbps <= 50.0 + 1e-6
+    assert len(sizes) > 3 and len(rates) > 6 and len(links) > 6
