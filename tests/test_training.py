@@ -86,3 +86,31 @@ def test_warm_start_clones_the_teacher():
     # conductor's choices are learnable from the observation: most are reproduced
     assert stats["agreement"] > 0.8 and stats["agreement"] > before + 0.2
     assert np.isfinite(stats["value_mse"])
+
+
+def test_cuda_training_path_when_a_gpu_is_present(tmp_path):
+    """Exercised only where torch sees a GPU: train on CUDA, export, and check the ONNX
+    logits against the CUDA policy's."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from agents.export import LogitsModule, export_onnx, load_sb3
+    from agents.learned import OnnxRouter
+    from agents.train import train
+    from prfaas_gym.env import PrfaasRouteEnv
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "policy": "MlpPolicy", "n_steps": 64, "batch_size": 64, "n_epochs": 1,
+        "policy_kwargs": {"net_arch": [16, 16]}}}))
+    out = train("maskable_ppo", "bursty-fluctuating", 128, n_envs=1, vec="dummy", config=cfg,
+                out=tmp_path / "run", eval_freq=128, eval_episodes=1, progress=False,
+                device="cuda", warm_start=None)
+    onnx_path, _ = export_onnx(out, tmp_path / "p.onnx")
+    env = PrfaasRouteEnv("bursty-fluctuating", episode_requests=32)
+    obs = np.stack([env.reset(seed=s)[0] for s in range(8)])
+    model = load_sb3(out / "best_model.zip", "maskable_ppo")
+    with torch.no_grad():
+        expected = LogitsModule(model, "maskable_ppo")(torch.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(OnnxRouter(onnx_path).logits(obs), expected, atol=1e-5)
