@@ -14,6 +14,7 @@ boundaries.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -196,10 +197,10 @@ def masked_argmax(logits: np.ndarray, best: tuple[int, float, int, float]) -> in
     """``argmax`` of ``logits`` with infeasible actions (``action_masks(best)``) at ``-inf``;
     ties go to the lower action index, as ``np.argmax``; NaN logits are never chosen."""
     l0, l1, l2 = logits.tolist()
-    a, m = REJECT_ACTION, l2
-    if best[2] >= 0 and l1 >= m:
+    a, m = REJECT_ACTION, (l2 if l2 == l2 else -math.inf)  # x != x: NaN
+    if best[2] >= 0 and l1 == l1 and l1 >= m:
         a, m = REMOTE, l1
-    if best[0] >= 0 and l0 >= m:
+    if best[0] >= 0 and l0 == l0 and l0 >= m:
         a = LOCAL
     return a
 

@@ -22,7 +22,8 @@ Short timescale (every request; the threshold state is updated once per telemetr
   the estimate).
 
 Long timescale (``on_tick`` every ``tick_interval_s``, 30 s):
-- Convert one local node per tick between prefill and decode. Prefill -> decode when decode
+- Convert one local node per tick between prefill and decode, and none while an earlier
+  conversion is still draining or switching. Prefill -> decode when decode
   is the bottleneck: requests wait for a decode slot (waiting > 0 on average per instance
   ``>= decode_wait_trigger``, 1) and the local prefill mean wait is below
   ``prefill_idle_wait_s`` (1 s). Decode -> prefill when prefill is the bottleneck: local
@@ -165,6 +166,8 @@ class PrfaasDual(Policy):
         nodes = view.n_local_nodes
         pf_nodes = [j for j in range(nodes) if view.prefill_available[n_remote + j]]
         dec_nodes = [j for j in range(nodes) if view.decode_available[j]]
+        if len(pf_nodes) + len(dec_nodes) < nodes:
+            return changes  # a node is still draining or switching: let it land first
         lw = _mean_wait(view, Cluster.LOCAL)
         if dec_nodes:
             waiting = sum(view.decode_waiting[j] for j in dec_nodes) / len(dec_nodes)

@@ -92,8 +92,12 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None)
         raise PrfaasInputError(f"unknown hyperparameter(s) {sorted(unknown)} for {algo}; "
                                f"allowed: {sorted(allowed)}", f"{where}: {ENV_ID}")
     pk = hp.get("policy_kwargs") or {}
-    if not isinstance(pk, dict) or set(pk) - {"net_arch", "activation_fn"}:
-        raise PrfaasInputError("policy_kwargs may hold net_arch (list of ints) and "
+    arch = pk.get("net_arch", [64, 64]) if isinstance(pk, dict) else None
+    if not isinstance(pk, dict) or set(pk) - {"net_arch", "activation_fn"} \
+            or pk.get("activation_fn", "tanh") not in ("tanh", "relu") \
+            or not (isinstance(arch, list) and arch and all(
+                isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in arch)):
+        raise PrfaasInputError("policy_kwargs may hold net_arch (a list of positive ints) and "
                                "activation_fn (tanh|relu)", f"{where}: {ENV_ID}.policy_kwargs")
     return hp
 

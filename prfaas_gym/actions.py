@@ -28,6 +28,8 @@ def action_to_decision(action: int, best: Best) -> Decision:
     """The :class:`Decision` an action stands for."""
     bl, _, br, _ = best
     a = int(action)
+    if not 0 <= a < len(ACTIONS):
+        raise ValueError(f"action {a} is outside Discrete({len(ACTIONS)}) {ACTIONS}")
     if a == REJECT_ACTION:
         return Decision(Placement.REJECT)
     if (a == REMOTE and br >= 0) or (a == LOCAL and bl < 0 and br >= 0):

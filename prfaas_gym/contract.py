@@ -59,7 +59,8 @@ class LinkView:
 
     ``measured_gbps`` is the throughput the link delivered over the last telemetry interval
     (bytes actually sent / interval); ``capacity_gbps`` is the link's current capacity as a
-    bandwidth probe would report it; ``bytes_queued`` are KV bytes not yet delivered.
+    bandwidth probe would report it; ``bytes_queued`` is the backlog: bytes produced (by a
+    prefill that streams its KV layer by layer) but not yet sent.
     """
 
     capacity_gbps: float = 0.0
@@ -84,8 +85,8 @@ class ClusterView:
     since (a router knows its own decisions); the prefix hits are current.
 
     Per decode instance ``j``: ``decode_available[j]``, ``decode_running[j]``,
-    ``decode_waiting[j]``, ``decode_kv_used_bytes[j]``, ``decode_kv_capacity_bytes[j]``,
-    ``decode_max_batch[j]``.
+    ``decode_waiting[j]``, ``decode_kv_used_bytes[j]`` (KV of the running requests' prompts
+    and tokens generated so far), ``decode_kv_capacity_bytes[j]``, ``decode_max_batch[j]``.
 
     Recent rates (over a sliding window of telemetry intervals): ``arrival_rate``,
     ``offload_fraction``, ``ttft_p90_s``, ``tpot_mean_s``, ``slo_attainment``.

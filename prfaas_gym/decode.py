@@ -114,6 +114,9 @@ class DecodeInstance:
             self.kv_used -= job.decode_kv_bytes
             job.t_done = t
             done.append(job)
+        if self.batch == 0:
+            self.kv_used = 0.0  # no float residue: an empty instance admits anything that fits
+            self.context = 0.0
         waiting = self.waiting
         while waiting and self.batch < self.max_batch and \
                 self.kv_used + waiting[0].decode_kv_bytes <= self.kv_capacity:

@@ -160,7 +160,7 @@ class PrfaasRouteEnv(gym.Env):
         if self.tick_policy is not None:
             self.tick_policy.reset(profile, seed)
             self.sim.set_tick_handler(self.tick_policy.on_tick, self.tick_policy.tick_interval_s)
-        self._n_paid = 0
+        self._n_requests = max(len(workload), 1)
         self._paid_upto = 0
         self._advance()
         return self._obs(), {"request_id": self._request.id if self._request else None}
@@ -244,7 +244,7 @@ class PrfaasRouteEnv(gym.Env):
             self.sim.finish()
             info["episode_metrics"] = self.sim.result()
             info["counts"] = self.sim.counts()
-        reward = self._new_slo_completions() / self.episode_requests
+        reward = self._new_slo_completions() / self._n_requests
         return self._obs(), float(reward), False, truncated, info
 
     @property

@@ -24,7 +24,7 @@ from prfaas_gym.contract import ClusterView, RequestInfo
 from prfaas_gym.estimate import best_per_cluster
 from prfaas_gym.profile import Profile
 
-FEATURIZER_VERSION = 1
+FEATURIZER_VERSION = 2  # v2: link backlog = produced-but-unsent bytes; decode KV = in use
 CLIP = 10.0
 
 #: (name, meaning and unit before normalisation, normalisation)
@@ -46,12 +46,12 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("queue_remote", "queued prefill tokens, PrfaaS, per instance", "/ token_scale"),
     ("link_capacity", "link capacity now (Gbps)", "/ nominal capacity"),
     ("link_util", "measured link throughput / capacity", "-"),
-    ("link_backlog", "KV bytes queued on the link / capacity (s)", "/ slo_ttft"),
+    ("link_backlog", "KV bytes produced but not yet sent / capacity (s)", "/ slo_ttft"),
     ("link_flows", "transfers in flight on the link", "/ 16"),
     ("kv_ship_s", "this request's KV bytes / link capacity (s)", "/ slo_ttft"),
     ("decode_util", "decode batch occupancy (running / max batch), mean", "-"),
     ("decode_waiting", "requests waiting for a decode slot per decode instance", "/ max batch"),
-    ("decode_kv", "decode KV memory used / capacity, mean", "-"),
+    ("decode_kv", "decode KV memory in use (prompt + generated) / capacity, mean", "-"),
     ("prefill_role_frac", "local nodes in the prefill role / local nodes", "-"),
     ("arrival_rate", "recent arrival rate (req/s)", "/ lambda_ref"),
     ("recent_offload", "recent fraction of requests sent to PrfaaS", "-"),

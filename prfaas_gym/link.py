@@ -134,6 +134,21 @@ class Link:
                     t = tf
         return t
 
+    def backlog_bytes(self) -> float:
+        """Bytes produced but not yet sent (what a sender's socket buffers would hold):
+        released flows count all their remaining bytes; a flow whose prefill is still
+        running counts only what its prefill has produced beyond what was sent."""
+        total = 0.0
+        t = self.t
+        for f in self.flows:
+            if f.held == 0.0:
+                total += f.remaining
+            else:
+                body = f.total - f.held
+                produced = min(body, f.cap * (t - f.start_t)) if f.cap != math.inf else body
+                total += max(0.0, produced - (body - f.remaining))
+        return total
+
     @property
     def bytes_queued(self) -> float:
         return sum(f.remaining + f.held for f in self.flows)

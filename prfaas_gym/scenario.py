@@ -348,6 +348,9 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     drain = float(_number(env, "max_drain_s", f"{w} env", 0)) if "max_drain_s" in env else 120.0
     rnd_d = _mapping(d.get("randomize"), _RANDOMIZE_KEYS, f"{w} randomize")
     rnd = {k: _range(rnd_d, k, f"{w} randomize", integer=k in ("n_prfaas", "n_local")) for k in rnd_d}
+    if "n_local" in rnd and rnd["n_local"][0] < 2:
+        raise PrfaasInputError("must be >= 2 (a local prefill and a local decode node)",
+                               f"{w} randomize.n_local")
     scen = Scenario(name=name, description=str(d.get("description", "")), profile=profile,
                     workload_spec=copy.deepcopy(wl), bandwidth_spec=copy.deepcopy(d["bandwidth"]),
                     policy=d["policy"], threshold_spec=thr, sim=sim, requests=requests,

@@ -167,7 +167,8 @@ class Simulator:
         dcost = p.local_hw.decode
         self.decode = [DecodeInstance(j, dcost, dcost.kv_capacity_gib * GIB) for j in range(L)]
         self.decode_available = [r == Role.DECODE for r in self.node_role]
-        self.cache = PrefixCacheIndex(n_pf, dep.prefix_cache_blocks, model.block_size,
+        # cache blocks are the granularity of the workload's hashes (Mooncake: 512 tokens)
+        self.cache = PrefixCacheIndex(n_pf, dep.prefix_cache_blocks, self.workload.block_size,
                                       model.snapshot_interval_blocks)
         rtt = self.bandwidth.rtt_s or p.link.rtt_s
         self.links = [Link(self.bandwidth, rtt), Link(self.uplink_bandwidth, rtt)]
@@ -322,7 +323,7 @@ class Simulator:
 
     def _start_copy(self, job: Job, src: int, dst: int, blocks: int, t: float) -> None:
         model = self.profile.model
-        nbytes = model.kv_bytes(blocks * model.block_size)
+        nbytes = model.kv_bytes(blocks * self.cache.block_size)
         job.state = JobState.COPYING
         job.prefill_idx = dst
         payload = (job, dst, blocks)
@@ -416,6 +417,13 @@ class Simulator:
             elif kind == _COPY_DONE:
                 job, dst, blocks = payload  # type: ignore[misc]
                 self.cache.insert(dst, job.request.block_hashes, blocks)
+                if not self.prefill_available[dst]:  # it began to drain meanwhile
+                    want = Placement.REMOTE if self.prefill_cluster[dst] == Cluster.REMOTE \
+                        else Placement.LOCAL
+                    dst = self._pick_prefill(Decision(want))
+                    if dst < 0:
+                        self._fail(job)
+                        continue
                 self._enqueue_prefill(job, dst, t)
             elif kind == _TICK:
                 self._tick(t)
@@ -443,7 +451,7 @@ class Simulator:
         self.queued_reqs[i] -= 1
         r = job.request
         if r.block_hashes and self.cache.capacity:
-            self.cache.insert(i, r.block_hashes, r.prompt_tokens // r.block_size)
+            self.cache.insert(i, r.block_hashes, r.prompt_tokens // self.cache.block_size)
         job.state = JobState.TRANSFER
 
     def _prefill_end(self, job: Job, t: float) -> None:
@@ -475,20 +483,21 @@ class Simulator:
         if j is None or not self.decode_available[j]:
             j = self._least_loaded_decode(job)
             if j < 0:
-                job.state = JobState.FAILED
-                self.n_failed += 1
-                self._in_flight -= 1
+                self._fail(job)
                 return
         inst = self.decode[j]
         if job.decode_kv_bytes > inst.kv_capacity:
-            job.state = JobState.FAILED
-            self.n_failed += 1
-            self._in_flight -= 1
+            self._fail(job)
             return
         job.decode_idx = j
         job.state = JobState.DECODE
         inst.arrive(job, t)
         self._reschedule_decode(inst, t)
+
+    def _fail(self, job: Job) -> None:
+        job.state = JobState.FAILED
+        self.n_failed += 1
+        self._in_flight -= 1
 
     def _least_loaded_decode(self, job: Job) -> int:
         best, best_load = -1, math.inf
@@ -592,7 +601,9 @@ class Simulator:
         dec = self.decode
         self._snap_running = [d.batch for d in dec]
         self._snap_waiting = [len(d.waiting) for d in dec]
-        self._snap_kv = [d.kv_used for d in dec]
+        model = self.profile.model
+        self._snap_kv = [model.kv_bytes(0) * d.batch + (model.kv_bytes(d.context) - model.kv_bytes(0))
+                         for d in dec]
         n = len(self.busy_until)
         self._disp_tokens = [0.0] * n
         self._disp_reqs = [0] * n
@@ -603,12 +614,18 @@ class Simulator:
             sent = link.bytes_sent
             measured = (sent - self._snap_link_bytes[k]) / dt if dt > 0 else 0.0
             self._snap_link_bytes[k] = sent
-            raw.append((link.capacity, measured, link.bytes_queued if link.flows else 0.0,
+            raw.append((link.capacity, measured, link.backlog_bytes() if link.flows else 0.0,
                         len(link.flows), link.rtt_s))
         self._snap_link_raw = raw
         self._snap_derived = False
+        if self._recent_dirty:
+            rt, rp, rs = self._recent_ttft, self._recent_tpot, self._recent_slo
+            self._snap_recent = (sorted(rt)[(len(rt) * 9) // 10] if rt else 0.0,
+                                 sum(rp) / len(rp) if rp else 0.0,
+                                 sum(rs) / len(rs) if rs else 1.0)
+            self._recent_dirty = False
         if dt > 0:
-            a = min(1.0, dt / 10.0)  # ~10 s memory
+            a = 1.0 - math.exp(-dt / 10.0)  # ~10 s memory
             self._ewma_rate += a * (self._arrivals_since / dt - self._ewma_rate)
             if self._arrivals_since:
                 frac = self._offloads_since / self._arrivals_since
@@ -632,12 +649,6 @@ class Simulator:
         self._snap_wait = [b - t if b > t else 0.0 for b in self._snap_busy]
         self._snap_links = [LinkView(cap * 8e-9, m * 8e-9, m / cap if cap > 0 else 1.0, q, f, rtt)
                             for cap, m, q, f, rtt in self._snap_link_raw]
-        if self._recent_dirty:
-            rt, rp, rs = self._recent_ttft, self._recent_tpot, self._recent_slo
-            self._snap_recent = (sorted(rt)[(len(rt) * 9) // 10] if rt else 0.0,
-                                 sum(rp) / len(rp) if rp else 0.0,
-                                 sum(rs) / len(rs) if rs else 1.0)
-            self._recent_dirty = False
         self._snap_derived = True
 
     def _hits_for(self, r: Request) -> list[int]:
@@ -671,12 +682,12 @@ class Simulator:
             hits = [0] * len(wait)
         return ClusterView(
             time_s=t, snapshot_time_s=self._snap_t,
-            prefill_cluster=self.prefill_cluster, prefill_available=list(self.prefill_available),
+            prefill_cluster=self.prefill_cluster[:], prefill_available=self.prefill_available[:],
             prefill_queued_tokens=qtok, prefill_queued_requests=qreq, prefill_wait_s=wait,
             prefix_hit_tokens=hits,
             decode_available=list(self.decode_available),
-            decode_running=self._snap_running, decode_waiting=self._snap_waiting,
-            decode_kv_used_bytes=self._snap_kv,
+            decode_running=self._snap_running[:], decode_waiting=self._snap_waiting[:],
+            decode_kv_used_bytes=self._snap_kv[:],
             decode_kv_capacity_bytes=[d.kv_capacity for d in self.decode],
             decode_max_batch=[d.max_batch for d in self.decode],
             link=self._snap_links[0], uplink=self._snap_links[1],

@@ -303,7 +303,8 @@ def test_learned_policy_decisions_equal_sb3(runs, algo):
     if algo == "maskable_ppo":
         pred, _ = model.predict(obs, deterministic=True, action_masks=masks)
         np.testing.assert_array_equal(pred, ref)
-    assert len(set(ref.tolist())) >= 2
+    # the logits genuinely vary with the observation, so the equality above is not vacuous
+    assert np.ptp(sb3_logits(model, algo, obs), axis=0).max() > 1e-3
     sb3_policy = _Recording(load_learned_policy(run_dir).router)
     result2, _ = run_policy(sc, sb3_policy, seed=0, n=100)
     assert [d for *_, d in sb3_policy.log] == [d for *_, d in policy.log]
