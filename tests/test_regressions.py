@@ -32,17 +32,19 @@ def test_cache_blocks_follow_the_workload_not_the_profile(block):
     assert jobs[1].hit_tokens == 8 * block
 
 
-def test_env_return_is_slo_fraction_when_the_split_is_shorter_than_an_episode():
+def test_env_return_is_slo_fraction_when_the_split_is_shorter_than_an_episode(
+        shared_traces, monkeypatch):
     from agents.evaluation import heuristic_chooser, run_episodes
     from agents.heuristics import Conductor
     from prfaas_gym.scenario import load_scenario
 
-    sc = load_scenario("paper-case-study")
-    sc.requests = 50
-    m = run_episodes(sc, heuristic_chooser(Conductor()), [0], split="all",
-                     episode_requests=5000)[0]
-    assert m["requests"] == 50 * 32 or m["requests"] <= 5000
-    assert m["return"] == pytest.approx(m["slo_met"] / m["requests"])
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+    sc = load_scenario("mooncake-conversation")
+    n_eval = len(sc.split_trace("eval"))
+    m = run_episodes(sc, heuristic_chooser(Conductor()), [0], split="eval",
+                     episode_requests=n_eval + 1000)[0]
+    assert m["requests"] == n_eval
+    assert m["return"] == pytest.approx(m["slo_met"] / n_eval)
 
 
 def test_decode_admits_a_request_needing_exactly_the_capacity_after_others_leave():
