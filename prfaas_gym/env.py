@@ -69,7 +69,8 @@ class PrfaasRouteEnv(gym.Env):
     ## Reward
     After each decision the simulation runs to the next arrival; the reward is the number of
     requests that *completed within their SLO* (TTFT <= slo.ttft_s and TPOT <= slo.tpot_s)
-    in that interval, divided by ``episode_requests``. At the last step the episode drains
+    in that interval, divided by the episode's request count (``episode_requests``, or fewer
+    when a trace split is shorter). At the last step the episode drains
     (up to ``max_drain_s``) and those completions are paid too. The undiscounted return is
     therefore the fraction of the episode's requests served within SLO, and
     ``goodput = return * episode_requests / span`` — the sum is proportional to goodput.
@@ -94,7 +95,8 @@ class PrfaasRouteEnv(gym.Env):
     whose ``on_tick`` runs role rebalancing (e.g. ``prfaas-dual``), or None.
 
     ## Version history
-    * v0: initial version (featurizer v1).
+    * v0: initial version (featurizer v2: link backlog = produced-but-unsent KV bytes;
+      decode KV = memory in use, never reservations that would reveal output lengths).
     """
 
     metadata = {"render_modes": []}
