@@ -52,7 +52,7 @@ def estimate_all(profile: Profile, request: RequestInfo, view: ClusterView) -> l
             out.append(math.inf)
             continue
         h = hits[i]
-        key = (c, h)
+        key = (c, h)  # most instances share (cluster, 0): one prefill-time evaluation each
         base = memo.get(key)
         if base is None:
             new = prompt - h

@@ -202,5 +202,6 @@ class Featurizer:
             math.log(incr_best) - self._ln_thr,
         ]
         obs = np.array(x, dtype=np.float32)
-        np.clip(obs, -CLIP, CLIP, out=obs)
+        np.minimum(obs, CLIP, out=obs)  # two ufuncs: cheaper than np.clip's Python wrapper
+        np.maximum(obs, -CLIP, out=obs)
         return obs
