@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", default="paper-case-study", help="profile preset or YAML path")
     g.add_argument("--scenario", help="plan for a scenario's deployment and workload")
-    p.add_argument("--trace"), p.add_argument("--trace-format")
+    p.add_argument("--trace", help="with --scenario: plan for this request trace's lengths")
+    p.add_argument("--trace-format", choices=["mooncake", "azure", "vidur", "burstgpt"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
