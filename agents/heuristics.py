@@ -39,16 +39,22 @@ def decision_for(i: int, view: ClusterView, copy_from: int | None = None) -> Dec
     return Decision(place, prefill_instance=i, copy_prefix_from=copy_from)
 
 
+def route_to(profile: Profile, request: RequestInfo, view: ClusterView,
+             cluster: Cluster) -> Decision:
+    """The min-estimated-TTFT instance of ``cluster``, or of any cluster if it has none."""
+    i, _ = best_instance(profile, request, view, cluster)
+    if i < 0:
+        i, _ = best_instance(profile, request, view, None)
+    return decision_for(i, view)
+
+
 class LocalOnly(Policy):
     """Homogeneous PD: every request prefills in the local cluster (min estimated TTFT)."""
 
     name = "local-only"
 
     def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
-        i, _ = best_instance(self.profile, request, view, Cluster.LOCAL)
-        if i < 0:
-            i, _ = best_instance(self.profile, request, view, None)
-        return decision_for(i, view)
+        return route_to(self.profile, request, view, Cluster.LOCAL)
 
 
 class RemoteAll(Policy):
@@ -57,10 +63,7 @@ class RemoteAll(Policy):
     name = "remote-all"
 
     def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
-        i, _ = best_instance(self.profile, request, view, Cluster.REMOTE)
-        if i < 0:
-            i, _ = best_instance(self.profile, request, view, None)
-        return decision_for(i, view)
+        return route_to(self.profile, request, view, Cluster.REMOTE)
 
 
 class PrfaasThreshold(Policy):
@@ -80,10 +83,7 @@ class PrfaasThreshold(Policy):
                          if c == Cluster.LOCAL), default=0)
         incremental = request.prompt_tokens - local_hit
         cluster = Cluster.REMOTE if incremental > self.threshold_tokens else Cluster.LOCAL
-        i, _ = best_instance(self.profile, request, view, cluster)
-        if i < 0:
-            i, _ = best_instance(self.profile, request, view, None)
-        return decision_for(i, view)
+        return route_to(self.profile, request, view, cluster)
 
 
 class LeastLoaded(Policy):
