@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run one policy on one scenario and print the result")
     _add_scenario_args(p)
-    p.add_argument("--policy", required=True, help="heuristic name or checkpoint path")
+    p.add_argument("--policy", required=True,
+                   help="heuristic name (see compare --help) or checkpoint path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", help="also write the result JSON here")
@@ -166,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="run several policies on identical traces and seeds")
     _add_scenario_args(p)
-    p.add_argument("--policies", required=True, help="comma-separated names or checkpoint paths")
+    p.add_argument("--policies", required=True,
+                   help="comma-separated heuristic names (local-only, remote-all, "
+                        "prfaas-threshold, prfaas-threshold-tuned, prfaas-dual, conductor, "
+                        "least-loaded, random) or checkpoint paths (.onnx, run dir, .zip)")
     p.add_argument("--seeds", type=_positive_int, default=3)
     p.add_argument("--out", help="directory for runs.csv, summary.json and plots")
     p.add_argument("--no-progress", action="store_true")
