@@ -25,7 +25,7 @@ from prfaas_gym.contract import (
     Policy,
     RequestInfo,
 )
-from prfaas_gym.estimate import best_instance, estimate_ttft
+from prfaas_gym.estimate import best_instance, best_per_cluster, estimate_ttft
 from prfaas_gym.profile import Profile
 
 __all__ = ["Conductor", "LeastLoaded", "LocalOnly", "PrfaasThreshold", "RandomRouter",
@@ -41,11 +41,10 @@ def decision_for(i: int, view: ClusterView, copy_from: int | None = None) -> Dec
 
 def route_to(profile: Profile, request: RequestInfo, view: ClusterView,
              cluster: Cluster) -> Decision:
-    """The min-estimated-TTFT instance of ``cluster``, or of any cluster if it has none."""
-    i, _ = best_instance(profile, request, view, cluster)
-    if i < 0:
-        i, _ = best_instance(profile, request, view, None)
-    return decision_for(i, view)
+    """The min-estimated-TTFT instance of ``cluster``, or of the other cluster if it has none."""
+    bl, _, br, _ = best_per_cluster(profile, request, view)
+    first, other = (br, bl) if cluster == Cluster.REMOTE else (bl, br)
+    return decision_for(first if first >= 0 else other, view)
 
 
 class LocalOnly(Policy):
@@ -79,8 +78,7 @@ class PrfaasThreshold(Policy):
         self.threshold_tokens = float(threshold_tokens)
 
     def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
-        local_hit = max((h for h, c in zip(view.prefix_hit_tokens, view.prefill_cluster)
-                         if c == Cluster.LOCAL), default=0)
+        local_hit, _ = view.best_hits()
         incremental = request.prompt_tokens - local_hit
         cluster = Cluster.REMOTE if incremental > self.threshold_tokens else Cluster.LOCAL
         return route_to(self.profile, request, view, cluster)

@@ -51,7 +51,7 @@ from prfaas_gym.contract import (
     Role,
     RoleChange,
 )
-from prfaas_gym.estimate import best_instance, estimate_ttft
+from prfaas_gym.estimate import best_per_cluster, estimate_ttft
 from prfaas_gym.planner import best_threshold
 from prfaas_gym.profile import Profile
 
@@ -113,26 +113,21 @@ class PrfaasDual(Policy):
             self._last_snapshot = view.snapshot_time_s
             self._update(view)
         hits = view.prefix_hit_tokens
-        clusters = view.prefill_cluster
         prompt = request.prompt_tokens
-        local_hit = remote_hit = 0
-        for h, c in zip(hits, clusters):
-            if c:  # remote
-                if h > remote_hit:
-                    remote_hit = h
-            elif h > local_hit:
-                local_hit = h
+        local_hit, remote_hit = view.best_hits()
         best_hit = max(local_hit, remote_hit)
         self._lengths.append(prompt - local_hit)
         # abundant bandwidth: the best global prefix counts (it can be copied across);
         # otherwise only the local cluster's own cache decides the local incremental length
         hit = best_hit if self._abundant else local_hit
         cluster = Cluster.REMOTE if prompt - hit > self.t_eff else Cluster.LOCAL
-        i, t_i = best_instance(self.profile, request, view, cluster)
+        bl, tl, br, tr = best_per_cluster(self.profile, request, view)
+        if cluster == Cluster.REMOTE:
+            i, t_i = (br, tr) if br >= 0 else (bl, tl)
+        else:
+            i, t_i = (bl, tl) if bl >= 0 else (br, tr)
         if i < 0:
-            i, t_i = best_instance(self.profile, request, view, None)
-            if i < 0:
-                return decision_for(-1, view)
+            return decision_for(-1, view)
         copy = None
         if self._abundant and hits:
             holder = max(range(len(hits)), key=hits.__getitem__)
@@ -140,9 +135,8 @@ class PrfaasDual(Policy):
                 copy = holder
             elif cluster == Cluster.LOCAL and prompt - local_hit > self.t_eff:
                 # the remote prefix is not worth copying: judge by the local cache alone
-                j, _ = best_instance(self.profile, request, view, Cluster.REMOTE)
-                if j >= 0:
-                    i = j
+                if br >= 0:
+                    i = br
         return decision_for(i, view, copy)
 
     def _copy_pays(self, request: RequestInfo, view: ClusterView, i: int, holder: int,

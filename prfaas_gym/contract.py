@@ -122,6 +122,19 @@ class ClusterView:
     def n_local_nodes(self) -> int:
         return len(self.decode_available)
 
+    def best_hits(self) -> tuple[int, int]:
+        """(best usable cached prefix of this request in the local cluster, in the remote
+        cluster), in tokens, over all instances available or not (a draining node's cache
+        can still be copied from)."""
+        local = remote = 0
+        for h, c in zip(self.prefix_hit_tokens, self.prefill_cluster):
+            if c:  # remote
+                if h > remote:
+                    remote = h
+            elif h > local:
+                local = h
+        return local, remote
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

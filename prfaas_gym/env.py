@@ -13,9 +13,10 @@ from gymnasium import spaces
 from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
 from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
-from prfaas_gym.request import Request, Workload
+from prfaas_gym.request import Workload
 from prfaas_gym.scenario import Scenario, load_scenario
 from prfaas_gym.simulator import Simulator
+from prfaas_gym.workload import rebased
 
 ENV_ID = "PrfaasRoute-v0"
 ENV_VERSION = 0
@@ -186,13 +187,9 @@ class PrfaasRouteEnv(gym.Env):
             self._pool_uses = 0
         self._pool_uses += 1
         start = int(rng.integers(0, len(self._pool) - n + 1))
-        reqs = self._pool.requests[start:start + n]
-        t0 = reqs[0].arrival_s
         scale = 1.0 if rate is None else sc.mean_rate() / rate
-        shifted = [Request(k, (r.arrival_s - t0) * scale, r.prompt_tokens, r.output_tokens,
-                           r.block_hashes, r.block_size, r.session_id)
-                   for k, r in enumerate(reqs)]
-        return Workload(shifted, name=self._pool.name, block_size=self._pool.block_size)
+        return rebased(self._pool, self._pool.requests[start:start + n],
+                       f"episode window at {start}", time_scale=scale)
 
     # -- stepping -----------------------------------------------------------------------
     def _advance(self) -> None:

@@ -1,17 +1,36 @@
 """The one TTFT estimate every router and the featurizer share.
 
-For an available prefill instance ``i``::
+For an available prefill instance ``i`` holding ``hit_i`` cached tokens of the request::
 
-    est_ttft[i] = wait_s[i] + T_i(new_i, hit_i) + transfer_i
-    new_i = prompt - hit_i,  transfer_i = KV last-layer tail + RTT + link backlog (remote only)
+    est_ttft[i] = service_i + delay_i
+    service_i   = T_i(prompt - hit_i, hit_i)                       (local)
+                = T_i(prompt - hit_i, hit_i) + KV last-layer tail + RTT   (remote)
+    delay_i     = wait_s[i]                                        (local)
+                = max(wait_s[i], link backlog / capacity)          (remote: the KV stream
+                  cannot overtake the bytes already queued on the link)
 """
 
 from __future__ import annotations
 
 import math
 
-from prfaas_gym.contract import Cluster, ClusterView, RequestInfo
+from prfaas_gym.contract import Cluster, ClusterView, LinkView, RequestInfo
 from prfaas_gym.profile import Profile
+
+
+def _link_bytes_per_s(link: LinkView) -> float:
+    return max(link.capacity_gbps, 1e-9) * 1e9 / 8
+
+
+def _service_s(profile: Profile, remote: bool, prompt: int, hit: int, link: LinkView,
+               cap: float) -> float:
+    """The queue-independent part of the estimate (see the module docstring)."""
+    new = prompt - hit
+    if not remote:
+        return profile.local_hw.prefill.time_with_cache(new, hit)
+    model = profile.model
+    return profile.prfaas_hw.prefill.time_with_cache(new, hit) \
+        + model.kv_bytes(new) / model.layers / cap + link.rtt_s
 
 
 def estimate_ttft(profile: Profile, request: RequestInfo, view: ClusterView, i: int,
@@ -19,32 +38,25 @@ def estimate_ttft(profile: Profile, request: RequestInfo, view: ClusterView, i: 
     """Estimated TTFT of ``request`` on prefill instance ``i`` with ``hit`` cached tokens
     (default: the instance's own usable prefix hit)."""
     h = view.prefix_hit_tokens[i] if hit is None else hit
-    new = request.prompt_tokens - h
     remote = view.prefill_cluster[i] == Cluster.REMOTE
-    hw = profile.prfaas_hw if remote else profile.local_hw
-    t = view.prefill_wait_s[i] + hw.prefill.time_with_cache(new, h)
-    if remote:
-        link = view.link
-        cap = max(link.capacity_gbps, 1e-9) * 1e9 / 8
-        kv = profile.model.kv_bytes(new)
-        backlog = link.bytes_queued / cap
-        t += kv / profile.model.layers / cap + link.rtt_s + max(0.0, backlog - view.prefill_wait_s[i])
-    return t
+    link = view.link
+    cap = _link_bytes_per_s(link)
+    wait = view.prefill_wait_s[i]
+    backlog = link.bytes_queued / cap
+    delay = backlog if remote and backlog > wait else wait
+    return _service_s(profile, remote, request.prompt_tokens, h, link, cap) + delay
 
 
 def estimate_all(profile: Profile, request: RequestInfo, view: ClusterView) -> list[float]:
     """:func:`estimate_ttft` for every prefill instance (``inf`` where unavailable), computing
-    each distinct (cluster, hit) prefill time once."""
+    each distinct (cluster, hit) service time once."""
     prompt = request.prompt_tokens
     hits = view.prefix_hit_tokens
     waits = view.prefill_wait_s
     avail = view.prefill_available
     link = view.link
-    cap = max(link.capacity_gbps, 1e-9) * 1e9 / 8
+    cap = _link_bytes_per_s(link)
     backlog = link.bytes_queued / cap
-    model = profile.model
-    remote_pf = profile.prfaas_hw.prefill
-    local_pf = profile.local_hw.prefill
     memo: dict[tuple[int, int], float] = {}
     out = []
     for i, c in enumerate(view.prefill_cluster):
@@ -55,18 +67,9 @@ def estimate_all(profile: Profile, request: RequestInfo, view: ClusterView) -> l
         key = (c, h)  # most instances share (cluster, 0): one prefill-time evaluation each
         base = memo.get(key)
         if base is None:
-            new = prompt - h
-            if c == 1:  # Cluster.REMOTE
-                base = remote_pf.time_with_cache(new, h) + model.kv_bytes(new) / model.layers / cap \
-                    + link.rtt_s
-            else:
-                base = local_pf.time_with_cache(new, h)
-            memo[key] = base
+            base = memo[key] = _service_s(profile, c == 1, prompt, h, link, cap)
         w = waits[i]
-        if c == 1 and backlog > w:
-            out.append(base + backlog)
-        else:
-            out.append(base + w)
+        out.append(base + (backlog if c == 1 and backlog > w else w))
     return out
 
 

@@ -126,6 +126,7 @@ class Featurizer:
         lw_sum = rw_sum = lq = rq = 0.0
         lw_min = rw_min = math.inf
         nl = nr = 0
+        # two explicit branches: list-indexed per-cluster accumulators cost ~2 us more here
         for i, c in enumerate(view.prefill_cluster):
             h = hits[i]
             if c:  # remote

@@ -47,7 +47,7 @@ from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import Profile, load_profile
 from prfaas_gym.request import Workload
 from prfaas_gym.simulator import SimConfig
-from prfaas_gym.workload import TRACE_FORMATS, load_trace, take, to_mean_rate
+from prfaas_gym.workload import TRACE_FORMATS, load_trace, rebased, to_mean_rate
 
 _TOP_KEYS = {"name", "description", "profile", "deployment", "link", "slo", "workload",
              "bandwidth", "policy", "threshold_tokens", "sim", "env", "randomize"}
@@ -186,12 +186,7 @@ class Scenario:
             return w
         cut = w.requests[0].arrival_s + (1 - self.eval_fraction) * w.duration_s
         reqs = [r for r in w.requests if (r.arrival_s < cut) == (split == "train")]
-        t0 = reqs[0].arrival_s if reqs else 0.0
-        from prfaas_gym.request import Request
-        shifted = [Request(r.id, r.arrival_s - t0, r.prompt_tokens, r.output_tokens,
-                           r.block_hashes, r.block_size, r.session_id) for r in reqs]
-        return Workload.from_requests(shifted, name=f"{w.name}[{split}]", block_size=w.block_size,
-                                      source=w.source)
+        return rebased(w, reqs, f"{split} split", name=f"{w.name}[{split}]")
 
     def workload(self, seed: int, n: int | None = None, rate: float | None = None,
                  split: str = "all", start: int | None = None) -> Workload:
@@ -220,13 +215,7 @@ class Scenario:
             return w
         if start is None:
             start = 0 if split == "all" else int(np.random.default_rng(seed).integers(0, len(w) - n + 1))
-        reqs = w.requests[start:start + n]
-        t0 = reqs[0].arrival_s
-        from prfaas_gym.request import Request
-        shifted = [Request(r.id, r.arrival_s - t0, r.prompt_tokens, r.output_tokens,
-                           r.block_hashes, r.block_size, r.session_id) for r in reqs]
-        return take(Workload.from_requests(shifted, name=w.name, block_size=w.block_size,
-                                           source=w.source), n)
+        return rebased(w, w.requests[start:start + n], f"requests {start}..{start + n - 1}")
 
     @property
     def _trace_rate(self) -> float | None:

@@ -48,7 +48,7 @@ from prfaas_gym.decode import DecodeInstance
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.link import Flow, Link
 from prfaas_gym.prefix_cache import PrefixCacheIndex
-from prfaas_gym.profile import GIB, Profile
+from prfaas_gym.profile import GIB, MIB, Profile
 from prfaas_gym.request import Request, Workload
 
 
@@ -601,8 +601,9 @@ class Simulator:
         dec = self.decode
         self._snap_running = [d.batch for d in dec]
         self._snap_waiting = [len(d.waiting) for d in dec]
+        # KV in use: each running request's fixed state + per-token KV of its context so far
         model = self.profile.model
-        self._snap_kv = [model.kv_bytes(0) * d.batch + (model.kv_bytes(d.context) - model.kv_bytes(0))
+        self._snap_kv = [(model.kv_fixed_mib * d.batch + model.kv_per_token_mib * d.context) * MIB
                          for d in dec]
         n = len(self.busy_until)
         self._disp_tokens = [0.0] * n
@@ -677,7 +678,7 @@ class Simulator:
         dr = self._disp_reqs
         qreq = [q + dr[i] for i, q in enumerate(self._snap_qreq)]
         if r is not None and r.block_hashes and self.cache.capacity:
-            hits = self._hits_for(r)
+            hits = self._hits_for(r)[:]  # the router's copy: the simulator reuses its own
         else:
             hits = [0] * len(wait)
         return ClusterView(

@@ -33,7 +33,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -470,6 +470,17 @@ def _retimed(w: Workload, arrival: Callable[[Request], float], note: str) -> Wor
 
 def _append(source: str, note: str) -> str:
     return f"{source}; {note}" if source else note
+
+
+def rebased(w: Workload, requests: Sequence[Request], note: str, time_scale: float = 1.0,
+            name: str | None = None) -> Workload:
+    """``requests`` (a run of ``w``'s, in arrival order) as a workload of their own: arrivals
+    shifted so the first is at 0 and multiplied by ``time_scale``, ids renumbered 0..n-1."""
+    t0 = requests[0].arrival_s if requests else 0.0
+    reqs = [Request(k, (r.arrival_s - t0) * time_scale, r.prompt_tokens, r.output_tokens,
+                    r.block_hashes, r.block_size, r.session_id) for k, r in enumerate(requests)]
+    return Workload(reqs, name=w.name if name is None else name, block_size=w.block_size,
+                    source=_append(w.source, note))
 
 
 def scale_rate(w: Workload, factor: float) -> Workload:
