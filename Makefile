@@ -6,10 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# setup.py compiles these with mypyc (keep the two lists in step); editing one reinstalls
+# (recompiles) on the next make
+COMPILED_SRC := $(addprefix prfaas_gym/,simulator.py link.py decode.py prefix_cache.py estimate.py featurizer.py profile.py contract.py)
 
 .PHONY: demo test lint bench install clean
 
-$(BIN)/prfaas: pyproject.toml
+$(BIN)/prfaas: pyproject.toml setup.py $(COMPILED_SRC)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e '.[dev]'

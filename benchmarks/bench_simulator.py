@@ -14,6 +14,7 @@ import argparse
 import time
 
 from agents.registry import policy_factory
+from prfaas_gym import _compiled
 from prfaas_gym.scenario import load_scenario
 from prfaas_gym.simulator import Simulator
 
@@ -46,6 +47,7 @@ def main() -> None:
     n = len(sc.workload(0, split="all"))
     rate, res = measure(sc, "prfaas-dual", args.repeat)
     base, _ = measure(sc, "local-only", args.repeat)
+    print(f"prfaas_gym: {_compiled.describe()}")
     print(f"trace: {n} requests (mooncake-conversation), policy prfaas-dual")
     print(f"simulated requests per wall second: {rate:,.0f}  (target >= {TARGET:,}: "
           f"{'MET' if rate >= TARGET else 'NOT MET'})")

@@ -2,6 +2,10 @@
 
 from gymnasium.envs.registration import register
 
+from prfaas_gym import _compiled
+
+_compiled.install()  # before any compiled submodule is imported
+
 __version__ = "0.1.0"
 
 register(id="PrfaasRoute-v0", entry_point="prfaas_gym.env:PrfaasRouteEnv")

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
+from mypy_extensions import mypyc_attr
+
+from prfaas_gym._compiled import pickle_by_constructor
+
 if TYPE_CHECKING:
     from prfaas_gym.profile import Profile
 
@@ -165,6 +169,7 @@ class RoleChange:
     role: Role
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # heuristics subclass it in Python
 class Policy:
     """A router. Subclasses override :meth:`decide` and optionally :meth:`on_tick`.
 
@@ -185,3 +190,6 @@ class Policy:
 
     def on_tick(self, view: ClusterView) -> list[RoleChange]:
         return []
+
+
+pickle_by_constructor(RequestInfo, Decision, RoleChange)

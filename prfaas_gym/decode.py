@@ -21,9 +21,12 @@ import math
 from collections import deque
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from prfaas_gym.profile import DecodeCost
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class DecodeInstance:
     __slots__ = ("index", "cost", "kv_capacity", "max_batch", "running", "batch", "context",
                  "steps", "boundary_t", "waiting", "kv_used", "version", "next_event_t",

@@ -19,7 +19,9 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from mypy_extensions import mypyc_attr
 
+from prfaas_gym._compiled import pickle_by_constructor
 from prfaas_gym.contract import ClusterView, RequestInfo
 from prfaas_gym.estimate import best_per_cluster
 from prfaas_gym.profile import Profile
@@ -96,6 +98,7 @@ def spec_hash() -> str:
     return hashlib.sha256(json.dumps(spec(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Featurizer:
     """Builds observations for one deployment profile."""
 
@@ -206,3 +209,6 @@ class Featurizer:
         np.minimum(obs, CLIP, out=obs)  # two ufuncs: cheaper than np.clip's Python wrapper
         np.maximum(obs, -CLIP, out=obs)
         return obs
+
+
+pickle_by_constructor(FeatureScales)

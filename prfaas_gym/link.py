@@ -20,11 +20,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from prfaas_gym.bandwidth import BandwidthTrace
 
 _EPS_BYTES = 1.0
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Flow:
     __slots__ = ("remaining", "held", "cap", "rate", "total", "payload", "start_t")
 
@@ -38,6 +41,7 @@ class Flow:
         self.start_t = start_t
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Link:
     """A shared link direction. The simulator owns the clock and calls :meth:`advance`."""
 

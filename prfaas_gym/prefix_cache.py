@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
+from mypy_extensions import mypyc_attr
 
+
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class PrefixCacheIndex:
     """LRU caches of ``capacity_blocks`` blocks for ``n_instances`` prefill instances.
 

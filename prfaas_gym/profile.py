@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from prfaas_gym._compiled import pickle_by_constructor
 from prfaas_gym.errors import PrfaasInputError
 
 MIB = 1024 * 1024
@@ -363,3 +364,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     except yaml.YAMLError as e:
         raise PrfaasInputError(f"invalid YAML ({e})", where) from None
     return profile_from_dict(data, where)
+
+
+pickle_by_constructor(PrefillCost, DecodeCost, Hardware, ModelSpec, Deployment, LinkSpec, Slo,
+                      Profile)

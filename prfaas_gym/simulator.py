@@ -31,7 +31,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import cast
 
+from mypy_extensions import mypyc_attr
+
+from prfaas_gym._compiled import pickle_by_constructor
 from prfaas_gym.bandwidth import BandwidthTrace
 from prfaas_gym.contract import (
     Cluster,
@@ -93,6 +97,7 @@ class NodeState(IntEnum):
     SWITCHING = 2
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Job:
     """A request in the simulator, with its timeline (``nan`` until reached)."""
 
@@ -127,6 +132,7 @@ _PREFILL_START, _PREFILL_END, _LINK, _KV_ARRIVAL, _DECODE, _COPY_DONE, _TELEMETR
 _DOWN, _UP = 0, 1
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Simulator:
     """Event loop over a workload. Drive it with :meth:`run` (a :class:`Policy`) or step by
     step: ``while (r := sim.next_request()) is not None: sim.apply(r, decide(r, sim.view(r)))``
@@ -155,7 +161,7 @@ class Simulator:
         self.n_remote = R = dep.n_prfaas
         self.n_local = L = dep.n_prefill + dep.n_decode
         n_pf = R + L
-        self.prefill_cluster = [Cluster.REMOTE] * R + [Cluster.LOCAL] * L
+        self.prefill_cluster: list[int] = [int(Cluster.REMOTE)] * R + [int(Cluster.LOCAL)] * L
         self.prefill_cost = [p.prfaas_hw.prefill] * R + [p.local_hw.prefill] * L
         self.busy_until = [0.0] * n_pf
         self.queued_tokens = [0.0] * n_pf
@@ -394,9 +400,9 @@ class Simulator:
             t, _, kind, payload = pop(heap)
             self.now = t
             if kind == _DECODE:
-                inst_idx, version = payload  # type: ignore[misc]
-                inst = self.decode[inst_idx]
-                if version == inst.version:
+                dpay = cast(tuple[int, int], payload)
+                inst = self.decode[dpay[0]]
+                if dpay[1] == inst.version:
                     self._decode_boundary(inst, t)
             elif kind == _LOCAL_KV_ARRIVAL:
                 self._prefill_done(payload)  # type: ignore[arg-type]
@@ -406,16 +412,17 @@ class Simulator:
             elif kind == _KV_ARRIVAL:
                 self._kv_arrival(payload, t)  # type: ignore[arg-type]
             elif kind == _LINK:
-                direction, version = payload  # type: ignore[misc]
-                if version == self.links[direction].version:
-                    self._link_event(direction, t)
+                lpay = cast(tuple[int, int], payload)
+                if lpay[1] == self.links[lpay[0]].version:
+                    self._link_event(lpay[0], t)
             elif kind == _PREFILL_START:
                 self._start_remote_flow(payload, t)  # type: ignore[arg-type]
             elif kind == _TELEMETRY:
                 self._take_snapshot(t)
                 self._schedule_telemetry(t)
             elif kind == _COPY_DONE:
-                job, dst, blocks = payload  # type: ignore[misc]
+                cpay = cast(tuple[Job, int, int], payload)
+                job, dst, blocks = cpay
                 self.cache.insert(dst, job.request.block_hashes, blocks)
                 if not self.prefill_available[dst]:  # it began to drain meanwhile
                     want = Placement.REMOTE if self.prefill_cluster[dst] == Cluster.REMOTE \
@@ -457,7 +464,7 @@ class Simulator:
     def _prefill_end(self, job: Job, t: float) -> None:
         """A remote prefill ended: its held last-layer KV may go."""
         self._prefill_done(job)
-        self.links[_DOWN].release(t, job.flow)
+        self.links[_DOWN].release(t, cast(Flow, job.flow))
         self._schedule_link(_DOWN)
 
     def _schedule_link(self, direction: int) -> None:
@@ -710,3 +717,6 @@ class Simulator:
 
 def workload_first(w: Workload) -> float:
     return w.requests[0].arrival_s if w.requests else 0.0
+
+
+pickle_by_constructor(SimConfig)
