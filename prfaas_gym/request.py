@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
+from prfaas_gym._compiled import pickle_by_constructor
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -30,6 +34,7 @@ class Request:
     session_id: int | None = None
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 @dataclass(slots=True)
 class Workload:
     """An ordered list of requests (sorted by arrival) plus where it came from."""
@@ -72,3 +77,6 @@ class Workload:
             for i, r in enumerate(ordered)
         ]
         return Workload(renumbered, name=name, block_size=block_size, source=source)
+
+
+pickle_by_constructor(Request)
