@@ -35,8 +35,10 @@ class PrefixCacheIndex:
         self.capacity = capacity_blocks
         self.block_size = block_size
         self.interval = snapshot_interval_blocks
-        self.caches: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(n_instances)]
-        self.holders: dict[int, int] = {}
+        # keys typed ``object``: compiled, an ``int`` would be unboxed and re-boxed (a fresh
+        # int object) on every dict operation
+        self.caches: list[OrderedDict[object, None]] = [OrderedDict() for _ in range(n_instances)]
+        self.holders: dict[object, int] = {}
         self._all = (1 << n_instances) - 1
         self.version = 0  # bumped on every insert (lets callers reuse a lookup)
 
@@ -49,6 +51,7 @@ class PrefixCacheIndex:
         holders = self.holders
         mask = self._all
         k = 0
+        h: object
         for h in hashes:
             m = holders.get(h, 0) & mask
             if m != mask:
@@ -102,8 +105,10 @@ class PrefixCacheIndex:
         holders = self.holders
         bit = 1 << instance
         touch = cache.move_to_end
+        keys: Sequence[object] = hashes
+        h: object
         for k in range(min(n_blocks, len(hashes)) - 1, -1, -1):
-            h = hashes[k]
+            h = keys[k]
             if h in cache:
                 touch(h)
             else:
