@@ -32,6 +32,7 @@ sampler spec adds ``variants`` (synthetic kinds: how many traces to generate, de
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import io
@@ -94,6 +95,13 @@ def bytes_per_s_to_gbps(bps: float) -> float:
 # --------------------------------------------------------------------------------------------
 
 
+def _normalised_offset(offset: float, period: float, where: str) -> float:
+    if not math.isfinite(offset):
+        raise PrfaasInputError(f"offset_s must be finite, got {offset!r}", where)
+    offset = offset % period
+    return 0.0 if offset >= period else offset  # float rounding of a tiny negative offset
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class BandwidthTrace:
     """Periodic piecewise-constant link capacity (bytes/s); see the module docstring.
@@ -146,11 +154,7 @@ class BandwidthTrace:
                                    f"segment start ({times[-1]!r})", where)
         if not math.isfinite(rtt) or rtt < 0:
             raise PrfaasInputError(f"rtt_s must be finite and >= 0, got {rtt!r}", where)
-        if not math.isfinite(offset):
-            raise PrfaasInputError(f"offset_s must be finite, got {offset!r}", where)
-        offset = offset % period
-        if offset >= period:  # float rounding of a tiny negative offset
-            offset = 0.0
+        offset = _normalised_offset(offset, period, where)
         times.setflags(write=False)
         caps.setflags(write=False)
         durations = np.diff(np.append(times, period))
@@ -369,7 +373,11 @@ class BandwidthTrace:
 
     def with_offset(self, offset_s: float) -> BandwidthTrace:
         """Same trace, episodes start at trace time ``offset_s`` (taken modulo the period)."""
-        return dataclasses.replace(self, offset_s=offset_s)
+        offset = _normalised_offset(float(offset_s), self._period, self.name or "bandwidth trace")
+        new = copy.copy(self)  # shares the validated read-only arrays and their caches
+        object.__setattr__(new, "offset_s", offset)
+        object.__setattr__(new, "_offset", offset)
+        return new
 
     def with_rtt(self, rtt_s: float) -> BandwidthTrace:
         return dataclasses.replace(self, rtt_s=rtt_s)

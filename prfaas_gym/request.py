@@ -79,4 +79,14 @@ class Workload:
         return Workload(renumbered, name=name, block_size=block_size, source=source)
 
 
+def rebased_requests(requests: Sequence[Request], time_scale: float = 1.0) -> list[Request]:
+    """``requests`` (in arrival order) with arrivals shifted so the first is at 0 and
+    multiplied by ``time_scale``, ids renumbered ``0..n-1``; everything else kept."""
+    if not requests:
+        return []
+    t0 = requests[0].arrival_s
+    return [Request(k, (r.arrival_s - t0) * time_scale, r.prompt_tokens, r.output_tokens,
+                    r.block_hashes, r.block_size, r.session_id) for k, r in enumerate(requests)]
+
+
 pickle_by_constructor(Request)

@@ -96,6 +96,7 @@ from typing import Any
 
 import numpy as np
 
+from prfaas_gym.block_hashes import hashed_requests
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.request import Request, Workload
 from prfaas_gym.workload import read_lengths
@@ -647,33 +648,8 @@ def to_workload(d: Draft, block_size: int = 512, name: str = "synthetic", source
     rank[order] = np.arange(len(d))
     parent = d.parent[order]
     parent_pos = np.where(parent >= 0, rank[np.maximum(parent, 0)], -1).tolist()
-    system = d.system_prompt[order].tolist()
-    pool = d.system_tokens.tolist()
-    chains: dict[int, tuple[int, ...]] = {}
-    table: list[tuple[int, ...]] = []
-    next_id = 0
-    reqs = []
-    for i in range(len(order)):
-        pp = parent_pos[i]
-        if pp >= 0:
-            # only the parent's full blocks are identical content; its partial last block and
-            # everything after differ (output tokens, new user text)
-            prefix = table[pp][: prompt[pp] // bs]
-        elif system[i] >= 0:
-            j = system[i]
-            if j not in chains:
-                full = pool[j] // bs
-                chains[j] = tuple(range(next_id, next_id + full))
-                next_id += full
-            prefix = chains[j]
-        else:
-            prefix = ()
-        fresh = -(-prompt[i] // bs) - len(prefix)
-        h = prefix + tuple(range(next_id, next_id + fresh))
-        next_id += fresh
-        table.append(h)
-        if i >= skip:
-            reqs.append(Request(i - skip, arrival[i], prompt[i], output[i], h, bs, sids[i]))
+    reqs = hashed_requests(arrival, prompt, output, parent_pos, d.system_prompt[order].tolist(),
+                           d.system_tokens.tolist(), sids, bs, skip)
     return Workload(reqs, name=name, block_size=bs, source=source)
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.request import Request, Workload
+from prfaas_gym.request import Request, Workload, rebased_requests
 
 __all__ = [
     "TRACE_FORMATS",
@@ -476,10 +476,7 @@ def rebased(w: Workload, requests: Sequence[Request], note: str, time_scale: flo
             name: str | None = None) -> Workload:
     """``requests`` (a run of ``w``'s, in arrival order) as a workload of their own: arrivals
     shifted so the first is at 0 and multiplied by ``time_scale``, ids renumbered 0..n-1."""
-    t0 = requests[0].arrival_s if requests else 0.0
-    reqs = [Request(k, (r.arrival_s - t0) * time_scale, r.prompt_tokens, r.output_tokens,
-                    r.block_hashes, r.block_size, r.session_id) for k, r in enumerate(requests)]
-    return Workload(reqs, name=w.name if name is None else name, block_size=w.block_size,
+    return Workload(rebased_requests(requests, time_scale), name=w.name if name is None else name, block_size=w.block_size,
                     source=_append(w.source, note))
 
 
