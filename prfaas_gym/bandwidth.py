@@ -156,22 +156,27 @@ class BandwidthTrace:
             raise PrfaasInputError(f"rtt_s must be finite and >= 0, got {rtt!r}", where)
         offset = _normalised_offset(offset, period, where)
         times.setflags(write=False)
-        caps.setflags(write=False)
-        durations = np.diff(np.append(times, period))
-        cum = np.concatenate(([0.0], np.cumsum(caps * durations)))
         sa = object.__setattr__
         sa(self, "times_s", times)
-        sa(self, "bytes_per_s", caps)
         sa(self, "period_s", period)
         sa(self, "rtt_s", rtt)
         sa(self, "name", str(self.name))
         sa(self, "offset_s", offset)
         sa(self, "_times", times.tolist())
-        sa(self, "_caps", caps.tolist())
-        sa(self, "_cum", cum.tolist())
         sa(self, "_n", n)
         sa(self, "_period", period)
         sa(self, "_offset", offset)
+        self._set_capacities(caps)
+
+    def _set_capacities(self, caps: np.ndarray) -> None:
+        """Install validated capacities and their caches (construction only)."""
+        caps.setflags(write=False)
+        durations = np.diff(np.append(self.times_s, self._period))
+        cum = np.concatenate(([0.0], np.cumsum(caps * durations)))
+        sa = object.__setattr__
+        sa(self, "bytes_per_s", caps)
+        sa(self, "_caps", caps.tolist())
+        sa(self, "_cum", cum.tolist())
         sa(self, "_total", float(cum[-1]))
 
     # -- construction helpers ---------------------------------------------------------------
@@ -357,7 +362,13 @@ class BandwidthTrace:
         if not math.isfinite(factor) or factor < 0:
             raise PrfaasInputError(f"scale factor must be finite and >= 0, got {factor!r}",
                                    self.name or None)
-        return dataclasses.replace(self, bytes_per_s=self.bytes_per_s * factor)
+        caps = self.bytes_per_s * factor
+        if not np.all(np.isfinite(caps)):
+            raise PrfaasInputError(f"scale factor {factor!r} overflows the capacities",
+                                   self.name or None)
+        new = copy.copy(self)  # times are shared: only the capacities are re-derived
+        new._set_capacities(caps)
+        return new
 
     def scaled_to_mean(self, gbps: float) -> BandwidthTrace:
         """Rescaled so the time-weighted mean is ``gbps`` Gbit/s (shape kept)."""

@@ -74,6 +74,18 @@ class LinkView:
     transfers_in_flight: int = 0
     rtt_s: float = 0.0
 
+    # Written out (the dataclass keeps it): compiled with mypyc, a hand-written __init__ is
+    # native code, the generated one interpreted; views are built on every decision.
+    def __init__(self, capacity_gbps: float = 0.0, measured_gbps: float = 0.0,
+                 utilization: float = 0.0, bytes_queued: float = 0.0,
+                 transfers_in_flight: int = 0, rtt_s: float = 0.0) -> None:
+        self.capacity_gbps = capacity_gbps
+        self.measured_gbps = measured_gbps
+        self.utilization = utilization
+        self.bytes_queued = bytes_queued
+        self.transfers_in_flight = transfers_in_flight
+        self.rtt_s = rtt_s
+
 
 @dataclass(slots=True)
 class ClusterView:
@@ -117,6 +129,53 @@ class ClusterView:
     ttft_p90_s: float = 0.0
     tpot_mean_s: float = 0.0
     slo_attainment: float = 1.0
+
+    # Written out for the same reason as LinkView's (None stands for an empty list).
+    def __init__(
+        self,
+        time_s: float = 0.0,
+        snapshot_time_s: float = 0.0,
+        prefill_cluster: list[int] | None = None,
+        prefill_available: list[bool] | None = None,
+        prefill_queued_tokens: list[float] | None = None,
+        prefill_queued_requests: list[int] | None = None,
+        prefill_wait_s: list[float] | None = None,
+        prefix_hit_tokens: list[int] | None = None,
+        decode_available: list[bool] | None = None,
+        decode_running: list[int] | None = None,
+        decode_waiting: list[int] | None = None,
+        decode_kv_used_bytes: list[float] | None = None,
+        decode_kv_capacity_bytes: list[float] | None = None,
+        decode_max_batch: list[int] | None = None,
+        link: LinkView | None = None,
+        uplink: LinkView | None = None,
+        arrival_rate: float = 0.0,
+        offload_fraction: float = 0.0,
+        ttft_p90_s: float = 0.0,
+        tpot_mean_s: float = 0.0,
+        slo_attainment: float = 1.0,
+    ) -> None:
+        self.time_s = time_s
+        self.snapshot_time_s = snapshot_time_s
+        self.prefill_cluster = [] if prefill_cluster is None else prefill_cluster
+        self.prefill_available = [] if prefill_available is None else prefill_available
+        self.prefill_queued_tokens = [] if prefill_queued_tokens is None else prefill_queued_tokens
+        self.prefill_queued_requests = [] if prefill_queued_requests is None else prefill_queued_requests
+        self.prefill_wait_s = [] if prefill_wait_s is None else prefill_wait_s
+        self.prefix_hit_tokens = [] if prefix_hit_tokens is None else prefix_hit_tokens
+        self.decode_available = [] if decode_available is None else decode_available
+        self.decode_running = [] if decode_running is None else decode_running
+        self.decode_waiting = [] if decode_waiting is None else decode_waiting
+        self.decode_kv_used_bytes = [] if decode_kv_used_bytes is None else decode_kv_used_bytes
+        self.decode_kv_capacity_bytes = [] if decode_kv_capacity_bytes is None else decode_kv_capacity_bytes
+        self.decode_max_batch = [] if decode_max_batch is None else decode_max_batch
+        self.link = LinkView() if link is None else link
+        self.uplink = LinkView() if uplink is None else uplink
+        self.arrival_rate = arrival_rate
+        self.offload_fraction = offload_fraction
+        self.ttft_p90_s = ttft_p90_s
+        self.tpot_mean_s = tpot_mean_s
+        self.slo_attainment = slo_attainment
 
     @property
     def n_remote(self) -> int:
