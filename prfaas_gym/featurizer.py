@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from array import array
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -171,7 +172,7 @@ class Featurizer:
         incr_best = max(prompt - max(lh, rh), 1)
         miss = 3.0  # "unavailable" stands in as 3 SLOs away
         tok = s.token_scale
-        x = [
+        x: list[float] = [
             math.log1p(prompt) / self._ln_norm,
             lh / prompt,
             rh / prompt,
@@ -205,10 +206,14 @@ class Featurizer:
             1.0 if bl >= 0 else 0.0,
             math.log(incr_best) - self._ln_thr,
         ]
-        obs = np.array(x, dtype=np.float32)
-        np.minimum(obs, CLIP, out=obs)  # two ufuncs: cheaper than np.clip's Python wrapper
-        np.maximum(obs, -CLIP, out=obs)
-        return obs
+        for k in range(len(x)):  # clip (before the float32 cast: the same, as rounding is monotone)
+            v = x[k]
+            if v > CLIP:
+                x[k] = CLIP
+            elif v < -CLIP:
+                x[k] = -CLIP
+        # array('f') casts in C; np.array(list) would first infer the list's dtype and shape
+        return np.frombuffer(array("f", x), dtype=np.float32)
 
 
 pickle_by_constructor(FeatureScales)
