@@ -11,7 +11,7 @@ import os
 from setuptools import setup
 
 COMPILED = ["simulator", "link", "decode", "prefix_cache", "estimate", "featurizer", "profile",
-            "contract", "request", "block_hashes"]
+            "contract", "request", "block_hashes", "actions"]
 
 ext_modules = []
 if os.environ.get("PRFAAS_PURE_PYTHON", "") in ("", "0"):

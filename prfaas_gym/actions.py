@@ -9,6 +9,8 @@ choice falls back to the other cluster (and to reject if neither has an instance
 
 from __future__ import annotations
 
+from typing import SupportsInt
+
 import numpy as np
 
 from prfaas_gym.contract import Decision, Placement
@@ -24,7 +26,7 @@ def action_masks(best: Best) -> np.ndarray:
     return np.array([best[0] >= 0, best[2] >= 0, True], dtype=bool)
 
 
-def action_to_decision(action: int, best: Best) -> Decision:
+def action_to_decision(action: SupportsInt, best: Best) -> Decision:
     """The :class:`Decision` an action stands for."""
     bl, _, br, _ = best
     a = int(action)

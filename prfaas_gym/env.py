@@ -213,16 +213,10 @@ class PrfaasRouteEnv(gym.Env):
         return action_to_decision(action, self._best)
 
     def _new_slo_completions(self) -> int:
-        slo = self.profile.slo
-        done = self.sim.completed
-        n = 0
-        for k in range(self._paid_upto, len(done)):
-            j = done[k]
-            ttft = j.t_first_token - j.request.arrival_s
-            tpot = (j.t_done - j.t_first_token) / (j.output_tokens - 1) if j.output_tokens > 1 else 0.0
-            if ttft <= slo.ttft_s and tpot <= slo.tpot_s:
-                n += 1
-        self._paid_upto = len(done)
+        """SLO-meeting completions since the last call (the simulator counts them as they
+        complete: TTFT <= slo.ttft_s and TPOT <= slo.tpot_s)."""
+        n = self.sim.n_slo_met - self._paid_upto
+        self._paid_upto = self.sim.n_slo_met
         return n
 
     def step(self, action: int):

@@ -183,6 +183,7 @@ class Simulator:
         self.completed: list[Job] = []
         self.n_rejected = 0
         self.n_failed = 0
+        self.n_slo_met = 0  # completions within both SLOs (the env's reward counts these)
         self.n_offloaded = 0
         self.n_role_switches = 0
         self.copy_bytes = [0.0, 0.0]
@@ -537,7 +538,9 @@ class Simulator:
             tpot = (job.t_done - job.t_first_token) / (job.output_tokens - 1) \
                 if job.output_tokens > 1 else 0.0
             self._recent_tpot.append(tpot)
-            self._recent_slo.append(ttft <= slo.ttft_s and tpot <= slo.tpot_s)
+            met = ttft <= slo.ttft_s and tpot <= slo.tpot_s
+            self.n_slo_met += met
+            self._recent_slo.append(met)
         self._reschedule_decode(inst, t)
         j = inst.index
         if self.node_state[j] == NodeState.DRAINING and self.node_role[j] == Role.DECODE \
