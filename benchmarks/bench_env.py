@@ -2,6 +2,8 @@
 measured in the same run (both created with ``gymnasium.make``, both driven by the same
 ``rng.integers(n)`` action sampler; resets are counted in the time). ``--masked`` samples
 PrfaasRoute's actions from ``action_masks()`` instead (numpy's ``choice`` adds ~8 us a step).
+When the package is compiled, the same source run as plain Python (``PRFAAS_PURE_PYTHON=1``)
+is measured too, in a subprocess, with its own CartPole figure.
 
 Target (issue 2): PrfaasRoute-v0 >= 0.3x CartPole-v1's step rate.
 
@@ -11,6 +13,9 @@ Target (issue 2): PrfaasRoute-v0 >= 0.3x CartPole-v1's step rate.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
 import gymnasium as gym
@@ -45,17 +50,27 @@ def main() -> None:
     ap.add_argument("--scenario", default="bursty-fluctuating")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--masked", action="store_true", help="sample from action_masks()")
+    ap.add_argument("--ratio-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     cart = gym.make("CartPole-v1")
     prf = gym.make("PrfaasRoute-v0", scenario=args.scenario)
     c = max(steps_per_s(cart, args.steps, False) for _ in range(args.repeat))
     p = max(steps_per_s(prf, args.steps, args.masked) for _ in range(args.repeat))
     ratio = p / c
+    if args.ratio_only:
+        print(ratio)
+        return
     kind = "random masked" if args.masked else "random"
     print(f"prfaas_gym: {_compiled.describe()}")
     print(f"CartPole-v1 (random actions):            {c:,.0f} steps/s")
     print(f"PrfaasRoute-v0 {args.scenario} ({kind}): {p:,.0f} steps/s")
     print(f"ratio {ratio:.2f}x  (target >= {TARGET_RATIO}x: {'MET' if ratio >= TARGET_RATIO else 'NOT MET'})")
+    if _compiled.compiled_modules():
+        cmd = [sys.executable, __file__, "--steps", str(args.steps), "--scenario", args.scenario,
+               "--repeat", str(args.repeat), "--ratio-only"] + (["--masked"] if args.masked else [])
+        pure = float(subprocess.run(cmd, env={**os.environ, "PRFAAS_PURE_PYTHON": "1"},
+                                    capture_output=True, text=True, check=True).stdout)
+        print(f"same source as plain Python (PRFAAS_PURE_PYTHON=1): ratio {pure:.2f}x")
 
 
 if __name__ == "__main__":

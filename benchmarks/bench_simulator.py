@@ -2,8 +2,9 @@
 dual-timescale heuristic, in simulated requests per second of wall time on one core.
 
 Target (issue 2): >= 20,000 simulated requests per wall-clock second.
-Prints the best of ``--repeat`` runs (the machine is shared and noisy) and, as a baseline
-measured in the same run, the same trace with the trivial ``local-only`` policy.
+Prints the best of ``--repeat`` runs (the machine is shared and noisy) and, as baselines
+measured in the same run, the same trace with the trivial ``local-only`` policy and, when the
+package is compiled, the same source run as plain Python (``PRFAAS_PURE_PYTHON=1``).
 
     python benchmarks/bench_simulator.py [--trace PATH] [--repeat 3]
 """
@@ -11,6 +12,9 @@ measured in the same run, the same trace with the trivial ``local-only`` policy.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
 from agents.registry import policy_factory
@@ -40,12 +44,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trace", help="Mooncake conversation trace (default: from the scenario)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sc = load_scenario("mooncake-conversation")
     if args.trace:
         sc = sc.with_trace(args.trace, "mooncake")
     n = len(sc.workload(0, split="all"))
     rate, res = measure(sc, "prfaas-dual", args.repeat)
+    if args.rate_only:
+        print(rate)
+        return
     base, _ = measure(sc, "local-only", args.repeat)
     print(f"prfaas_gym: {_compiled.describe()}")
     print(f"trace: {n} requests (mooncake-conversation), policy prfaas-dual")
@@ -53,6 +61,14 @@ def main() -> None:
           f"{'MET' if rate >= TARGET else 'NOT MET'})")
     print(f"baseline, local-only policy on the same trace: {base:,.0f} req/s "
           f"(prfaas-dual / local-only = {rate / base:.2f}x)")
+    if _compiled.compiled_modules():
+        cmd = [sys.executable, __file__, "--repeat", str(args.repeat), "--rate-only"]
+        if args.trace:
+            cmd += ["--trace", args.trace]
+        pure = float(subprocess.run(cmd, env={**os.environ, "PRFAAS_PURE_PYTHON": "1"},
+                                    capture_output=True, text=True, check=True).stdout)
+        print(f"same source as plain Python (PRFAAS_PURE_PYTHON=1): {pure:,.0f} req/s "
+              f"(compiled / pure = {rate / pure:.2f}x)")
     print(f"check: completed {res['completed']}, goodput {res['goodput_rps']:.3f} req/s, "
           f"offload {res['offload_fraction']:.2f}, prefix hit rate {res['prefix_hit_rate']:.2f}")
 
