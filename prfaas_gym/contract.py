@@ -56,6 +56,18 @@ class RequestInfo:
     block_size: int = 512
     session_id: int | None = None
 
+    # Written out (the dataclass keeps it): compiled with mypyc, a hand-written __init__ is
+    # native code (object.__setattr__ becomes a plain store), the generated one interpreted.
+    def __init__(self, id: int, arrival_s: float, prompt_tokens: int,
+                 block_hashes: tuple[int, ...] = (), block_size: int = 512,
+                 session_id: int | None = None) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "arrival_s", arrival_s)
+        object.__setattr__(self, "prompt_tokens", prompt_tokens)
+        object.__setattr__(self, "block_hashes", block_hashes)
+        object.__setattr__(self, "block_size", block_size)
+        object.__setattr__(self, "session_id", session_id)
+
 
 @dataclass(slots=True)
 class LinkView:
@@ -74,8 +86,7 @@ class LinkView:
     transfers_in_flight: int = 0
     rtt_s: float = 0.0
 
-    # Written out (the dataclass keeps it): compiled with mypyc, a hand-written __init__ is
-    # native code, the generated one interpreted; views are built on every decision.
+    # Written out for the same reason as RequestInfo's; views are built on every decision.
     def __init__(self, capacity_gbps: float = 0.0, measured_gbps: float = 0.0,
                  utilization: float = 0.0, bytes_queued: float = 0.0,
                  transfers_in_flight: int = 0, rtt_s: float = 0.0) -> None:
@@ -214,6 +225,14 @@ class Decision:
     prefill_instance: int | None = None
     decode_instance: int | None = None
     copy_prefix_from: int | None = None
+
+    # Written out for the same reason as RequestInfo's.
+    def __init__(self, placement: Placement, prefill_instance: int | None = None,
+                 decode_instance: int | None = None, copy_prefix_from: int | None = None) -> None:
+        object.__setattr__(self, "placement", placement)
+        object.__setattr__(self, "prefill_instance", prefill_instance)
+        object.__setattr__(self, "decode_instance", decode_instance)
+        object.__setattr__(self, "copy_prefix_from", copy_prefix_from)
 
 
 REJECT = Decision(Placement.REJECT)

@@ -33,6 +33,19 @@ class Request:
     block_size: int = 512
     session_id: int | None = None
 
+    # Written out (the dataclass keeps it): compiled with mypyc, a hand-written __init__ is
+    # native code (object.__setattr__ becomes a plain store), the generated one interpreted.
+    def __init__(self, id: int, arrival_s: float, prompt_tokens: int, output_tokens: int,
+                 block_hashes: tuple[int, ...] = (), block_size: int = 512,
+                 session_id: int | None = None) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "arrival_s", arrival_s)
+        object.__setattr__(self, "prompt_tokens", prompt_tokens)
+        object.__setattr__(self, "output_tokens", output_tokens)
+        object.__setattr__(self, "block_hashes", block_hashes)
+        object.__setattr__(self, "block_size", block_size)
+        object.__setattr__(self, "session_id", session_id)
+
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 @dataclass(slots=True)
