@@ -70,8 +70,7 @@ class Link:
             self.bytes_sent += sent
             self.t = t
         if t >= self._next_change:
-            self.capacity = self.trace.capacity_at(t)
-            self._next_change = self.trace.next_change_after(t)
+            self.capacity, self._next_change = self.trace.segment_at(t)
 
     def add_flow(self, t: float, total_bytes: float, payload: Any, cap: float = math.inf,
                  held_bytes: float = 0.0) -> Flow:
