@@ -36,4 +36,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_env.py
 
 clean:
-	rm -rf $(VENV) results *.egg-info
+	rm -rf $(VENV) results *.egg-info build prfaas_gym/*.so *__mypyc*.so

@@ -6,7 +6,9 @@ mypyc (part of mypy) compiles the same source to C extensions, about twice as fa
 package then runs the identical source as plain Python.
 """
 
+import importlib.machinery
 import os
+from pathlib import Path
 
 from setuptools import setup
 
@@ -21,6 +23,14 @@ if os.environ.get("PRFAAS_PURE_PYTHON", "") in ("", "0"):
         ["--follow-imports=silent", "--ignore-missing-imports", "--no-site-packages",
          *(f"prfaas_gym/{m}.py" for m in COMPILED)],
         opt_level="3",
+        group_name="prfaas_gym",  # a stable name for the shared runtime library
     )
+else:
+    # an earlier compiled editable install left extensions beside the sources; they would
+    # shadow the sources this pure-Python install promises
+    here = Path(__file__).resolve().parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for stale in [*here.glob(f"prfaas_gym/*{suffix}"), *here.glob(f"*__mypyc{suffix}")]:
+            stale.unlink()
 
 setup(ext_modules=ext_modules)

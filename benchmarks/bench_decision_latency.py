@@ -143,6 +143,9 @@ def main() -> None:
     n = args.decisions
     t0 = time.perf_counter()
     pairs = collect_pairs(scenario, n)
+    from prfaas_gym import _compiled
+
+    print(f"prfaas_gym: {_compiled.describe()}")
     print(f"{len(pairs)} (request, view) pairs from {scenario.name} "
           f"({time.perf_counter() - t0:.1f} s); onnxruntime providers {router.providers}")
     bests = [fz.best(i, v) for i, v in pairs]

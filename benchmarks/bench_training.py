@@ -60,6 +60,9 @@ def main() -> None:
     env.close()
     total = SHIPPED_TIMESTEPS.get(sc.name, 1_000_000)
     projected = total / train_rate
+    from prfaas_gym import _compiled
+
+    print(f"prfaas_gym: {_compiled.describe()}")
     print(f"{sc.name}, {args.n_envs} envs, torch threads 1")
     print(f"env steps/s (vectorised, random masked actions): {env_rate:,.0f}")
     print(f"training steps/s (MaskablePPO rollouts + updates): {train_rate:,.0f}")

@@ -1,9 +1,12 @@
 """Which modules run compiled, and the switch that runs them as plain Python.
 
-``setup.py`` compiles the simulator's hot modules (the event loop, link, decode, prefix
-caches, TTFT estimate, featurizer) with mypyc. Each compiled extension sits beside its
-``.py`` source and shadows it on import; both are built from the same source and give
-bit-identical results (``tests/test_compiled.py``).
+``setup.py`` compiles the simulator's hot modules (``COMPILED`` there: the event loop, link,
+decode, prefix caches, TTFT estimate, featurizer, actions, contract, profile, request and
+block hashes) with mypyc. Each compiled extension sits beside its ``.py`` source and shadows
+it on import; both are built from the same source and give bit-identical results
+(``tests/test_compiled.py``). Pickles are interchangeable between the two: stateful classes
+pickle their attributes as a dict (:func:`object_state`), frozen dataclasses their
+constructor arguments (:func:`pickle_by_constructor`).
 
 ``PRFAAS_PURE_PYTHON=1`` in the environment, read when :mod:`prfaas_gym` is first imported,
 loads the ``.py`` sources instead: for a debugger, coverage, or to check an edit without
@@ -17,10 +20,12 @@ import dataclasses
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import operator
 import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any, SupportsFloat, SupportsIndex
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PURE_PYTHON = os.environ.get("PRFAAS_PURE_PYTHON", "") not in ("", "0")
@@ -49,6 +54,57 @@ def pickle_by_constructor(*classes: type) -> None:
     this works the same compiled or not."""
     for cls in classes:
         copyreg.pickle(cls, _by_fields)  # type: ignore[arg-type]
+
+
+def _attribute_names(obj: object) -> list[str]:
+    names = getattr(type(obj), "__mypyc_attrs__", None)  # compiled: the native layout
+    if names is None:
+        names = [n for k in type(obj).__mro__ for n in getattr(k, "__slots__", ())]
+        names += list(getattr(obj, "__dict__", ()))
+    return [n for n in names if not n.startswith("__")]
+
+
+def object_state(obj: object) -> dict[str, object]:
+    """``obj``'s attributes as a dict, the same whether its class is compiled (a native
+    struct) or not (``__dict__`` or ``__slots__``): what ``__getstate__`` returns, so that a
+    pickle made in either mode loads in the other."""
+    state = {}
+    for n in _attribute_names(obj):
+        try:
+            state[n] = getattr(obj, n)
+        except AttributeError:  # never assigned
+            pass
+    return state
+
+
+def restore_state(obj: object, state: dict[str, object]) -> None:
+    """The ``__setstate__`` counterpart of :func:`object_state`."""
+    for n, v in state.items():
+        object.__setattr__(obj, n, v)
+
+
+# Argument normalisation for the hand-written constructors of compiled classes: compiled
+# code checks argument types strictly (a numpy integer is not an ``int``), plain Python does
+# not check at all; both now accept what a user would pass and store the same types.
+def as_int(x: SupportsIndex) -> int:
+    """``x`` as an exact int (numpy integers included); TypeError for a float or a string."""
+    return x if type(x) is int else operator.index(x)
+
+
+def as_opt_int(x: SupportsIndex | None) -> int | None:
+    return None if x is None else as_int(x)
+
+
+def as_float(x: SupportsFloat) -> float:
+    return x if type(x) is float else float(x)
+
+
+def as_tuple(x: Any) -> tuple[Any, ...]:
+    return x if type(x) is tuple else tuple(x)
+
+
+def as_list(x: Any) -> list[Any]:
+    return x if type(x) is list else list(x)
 
 
 def compiled_modules() -> list[str]:

@@ -384,7 +384,12 @@ class BandwidthTrace:
 
     def with_offset(self, offset_s: float) -> BandwidthTrace:
         """Same trace, episodes start at trace time ``offset_s`` (taken modulo the period)."""
-        offset = _normalised_offset(float(offset_s), self._period, self.name or "bandwidth trace")
+        where = self.name or "bandwidth trace"
+        try:
+            offset = float(offset_s)
+        except (TypeError, ValueError) as exc:
+            raise PrfaasInputError(f"non-numeric offset_s ({exc})", where) from None
+        offset = _normalised_offset(offset, self._period, where)
         new = copy.copy(self)  # shares the validated read-only arrays and their caches
         object.__setattr__(new, "offset_s", offset)
         object.__setattr__(new, "_offset", offset)

@@ -15,13 +15,23 @@ role and its decode slot only in the decode role (both are unavailable while it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, SupportsFloat, SupportsIndex
 
 from mypy_extensions import mypyc_attr
 
-from prfaas_gym._compiled import pickle_by_constructor
+from prfaas_gym._compiled import (
+    as_float,
+    as_int,
+    as_list,
+    as_opt_int,
+    as_tuple,
+    object_state,
+    pickle_by_constructor,
+    restore_state,
+)
 
 if TYPE_CHECKING:
     from prfaas_gym.profile import Profile
@@ -58,15 +68,17 @@ class RequestInfo:
 
     # Written out (the dataclass keeps it): compiled with mypyc, a hand-written __init__ is
     # native code (object.__setattr__ becomes a plain store), the generated one interpreted.
-    def __init__(self, id: int, arrival_s: float, prompt_tokens: int,
-                 block_hashes: tuple[int, ...] = (), block_size: int = 512,
-                 session_id: int | None = None) -> None:
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "arrival_s", arrival_s)
-        object.__setattr__(self, "prompt_tokens", prompt_tokens)
-        object.__setattr__(self, "block_hashes", block_hashes)
-        object.__setattr__(self, "block_size", block_size)
-        object.__setattr__(self, "session_id", session_id)
+    # Compiled code checks argument types strictly (a numpy integer is not an int), so the
+    # arguments are normalised here, the same compiled or not.
+    def __init__(self, id: SupportsIndex, arrival_s: SupportsFloat, prompt_tokens: SupportsIndex,
+                 block_hashes: Sequence[int] = (), block_size: SupportsIndex = 512,
+                 session_id: SupportsIndex | None = None) -> None:
+        object.__setattr__(self, "id", as_int(id))
+        object.__setattr__(self, "arrival_s", as_float(arrival_s))
+        object.__setattr__(self, "prompt_tokens", as_int(prompt_tokens))
+        object.__setattr__(self, "block_hashes", as_tuple(block_hashes))
+        object.__setattr__(self, "block_size", as_int(block_size))
+        object.__setattr__(self, "session_id", as_opt_int(session_id))
 
 
 @dataclass(slots=True)
@@ -87,15 +99,21 @@ class LinkView:
     rtt_s: float = 0.0
 
     # Written out for the same reason as RequestInfo's; views are built on every decision.
-    def __init__(self, capacity_gbps: float = 0.0, measured_gbps: float = 0.0,
-                 utilization: float = 0.0, bytes_queued: float = 0.0,
-                 transfers_in_flight: int = 0, rtt_s: float = 0.0) -> None:
-        self.capacity_gbps = capacity_gbps
-        self.measured_gbps = measured_gbps
-        self.utilization = utilization
-        self.bytes_queued = bytes_queued
-        self.transfers_in_flight = transfers_in_flight
-        self.rtt_s = rtt_s
+    def __init__(self, capacity_gbps: SupportsFloat = 0.0, measured_gbps: SupportsFloat = 0.0,
+                 utilization: SupportsFloat = 0.0, bytes_queued: SupportsFloat = 0.0,
+                 transfers_in_flight: SupportsIndex = 0, rtt_s: SupportsFloat = 0.0) -> None:
+        self.capacity_gbps = as_float(capacity_gbps)
+        self.measured_gbps = as_float(measured_gbps)
+        self.utilization = as_float(utilization)
+        self.bytes_queued = as_float(bytes_queued)
+        self.transfers_in_flight = as_int(transfers_in_flight)
+        self.rtt_s = as_float(rtt_s)
+
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
 
 
 @dataclass(slots=True)
@@ -103,7 +121,8 @@ class ClusterView:
     """A snapshot of everything a scheduler may observe, struct-of-arrays.
 
     Per prefill instance ``i`` (see the module docstring for numbering):
-    ``prefill_cluster[i]`` (:class:`Cluster`), ``prefill_available[i]``,
+    ``prefill_cluster[i]`` (an int: 0 = local, 1 = remote, as :class:`Cluster`),
+    ``prefill_available[i]``,
     ``prefill_queued_tokens[i]`` (incremental tokens queued or running),
     ``prefill_queued_requests[i]``, ``prefill_wait_s[i]`` (estimated time until a newly
     queued request would start), and ``prefix_hit_tokens[i]`` — the usable cached prefix of
@@ -141,52 +160,59 @@ class ClusterView:
     tpot_mean_s: float = 0.0
     slo_attainment: float = 1.0
 
-    # Written out for the same reason as LinkView's (None stands for an empty list).
+    # Written out for the same reason as LinkView's (None stands for an empty list; any
+    # sequence is copied into a list).
     def __init__(
         self,
-        time_s: float = 0.0,
-        snapshot_time_s: float = 0.0,
-        prefill_cluster: list[int] | None = None,
-        prefill_available: list[bool] | None = None,
-        prefill_queued_tokens: list[float] | None = None,
-        prefill_queued_requests: list[int] | None = None,
-        prefill_wait_s: list[float] | None = None,
-        prefix_hit_tokens: list[int] | None = None,
-        decode_available: list[bool] | None = None,
-        decode_running: list[int] | None = None,
-        decode_waiting: list[int] | None = None,
-        decode_kv_used_bytes: list[float] | None = None,
-        decode_kv_capacity_bytes: list[float] | None = None,
-        decode_max_batch: list[int] | None = None,
+        time_s: SupportsFloat = 0.0,
+        snapshot_time_s: SupportsFloat = 0.0,
+        prefill_cluster: Sequence[int] | None = None,
+        prefill_available: Sequence[bool] | None = None,
+        prefill_queued_tokens: Sequence[float] | None = None,
+        prefill_queued_requests: Sequence[int] | None = None,
+        prefill_wait_s: Sequence[float] | None = None,
+        prefix_hit_tokens: Sequence[int] | None = None,
+        decode_available: Sequence[bool] | None = None,
+        decode_running: Sequence[int] | None = None,
+        decode_waiting: Sequence[int] | None = None,
+        decode_kv_used_bytes: Sequence[float] | None = None,
+        decode_kv_capacity_bytes: Sequence[float] | None = None,
+        decode_max_batch: Sequence[int] | None = None,
         link: LinkView | None = None,
         uplink: LinkView | None = None,
-        arrival_rate: float = 0.0,
-        offload_fraction: float = 0.0,
-        ttft_p90_s: float = 0.0,
-        tpot_mean_s: float = 0.0,
-        slo_attainment: float = 1.0,
+        arrival_rate: SupportsFloat = 0.0,
+        offload_fraction: SupportsFloat = 0.0,
+        ttft_p90_s: SupportsFloat = 0.0,
+        tpot_mean_s: SupportsFloat = 0.0,
+        slo_attainment: SupportsFloat = 1.0,
     ) -> None:
-        self.time_s = time_s
-        self.snapshot_time_s = snapshot_time_s
-        self.prefill_cluster = [] if prefill_cluster is None else prefill_cluster
-        self.prefill_available = [] if prefill_available is None else prefill_available
-        self.prefill_queued_tokens = [] if prefill_queued_tokens is None else prefill_queued_tokens
-        self.prefill_queued_requests = [] if prefill_queued_requests is None else prefill_queued_requests
-        self.prefill_wait_s = [] if prefill_wait_s is None else prefill_wait_s
-        self.prefix_hit_tokens = [] if prefix_hit_tokens is None else prefix_hit_tokens
-        self.decode_available = [] if decode_available is None else decode_available
-        self.decode_running = [] if decode_running is None else decode_running
-        self.decode_waiting = [] if decode_waiting is None else decode_waiting
-        self.decode_kv_used_bytes = [] if decode_kv_used_bytes is None else decode_kv_used_bytes
-        self.decode_kv_capacity_bytes = [] if decode_kv_capacity_bytes is None else decode_kv_capacity_bytes
-        self.decode_max_batch = [] if decode_max_batch is None else decode_max_batch
+        self.time_s = as_float(time_s)
+        self.snapshot_time_s = as_float(snapshot_time_s)
+        self.prefill_cluster = [] if prefill_cluster is None else as_list(prefill_cluster)
+        self.prefill_available = [] if prefill_available is None else as_list(prefill_available)
+        self.prefill_queued_tokens = [] if prefill_queued_tokens is None else as_list(prefill_queued_tokens)
+        self.prefill_queued_requests = [] if prefill_queued_requests is None else as_list(prefill_queued_requests)
+        self.prefill_wait_s = [] if prefill_wait_s is None else as_list(prefill_wait_s)
+        self.prefix_hit_tokens = [] if prefix_hit_tokens is None else as_list(prefix_hit_tokens)
+        self.decode_available = [] if decode_available is None else as_list(decode_available)
+        self.decode_running = [] if decode_running is None else as_list(decode_running)
+        self.decode_waiting = [] if decode_waiting is None else as_list(decode_waiting)
+        self.decode_kv_used_bytes = [] if decode_kv_used_bytes is None else as_list(decode_kv_used_bytes)
+        self.decode_kv_capacity_bytes = [] if decode_kv_capacity_bytes is None else as_list(decode_kv_capacity_bytes)
+        self.decode_max_batch = [] if decode_max_batch is None else as_list(decode_max_batch)
         self.link = LinkView() if link is None else link
         self.uplink = LinkView() if uplink is None else uplink
-        self.arrival_rate = arrival_rate
-        self.offload_fraction = offload_fraction
-        self.ttft_p90_s = ttft_p90_s
-        self.tpot_mean_s = tpot_mean_s
-        self.slo_attainment = slo_attainment
+        self.arrival_rate = as_float(arrival_rate)
+        self.offload_fraction = as_float(offload_fraction)
+        self.ttft_p90_s = as_float(ttft_p90_s)
+        self.tpot_mean_s = as_float(tpot_mean_s)
+        self.slo_attainment = as_float(slo_attainment)
+
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
 
     @property
     def n_remote(self) -> int:
@@ -227,12 +253,15 @@ class Decision:
     copy_prefix_from: int | None = None
 
     # Written out for the same reason as RequestInfo's.
-    def __init__(self, placement: Placement, prefill_instance: int | None = None,
-                 decode_instance: int | None = None, copy_prefix_from: int | None = None) -> None:
-        object.__setattr__(self, "placement", placement)
-        object.__setattr__(self, "prefill_instance", prefill_instance)
-        object.__setattr__(self, "decode_instance", decode_instance)
-        object.__setattr__(self, "copy_prefix_from", copy_prefix_from)
+    def __init__(self, placement: Placement | SupportsIndex,
+                 prefill_instance: SupportsIndex | None = None,
+                 decode_instance: SupportsIndex | None = None,
+                 copy_prefix_from: SupportsIndex | None = None) -> None:
+        object.__setattr__(self, "placement", placement if type(placement) is Placement
+                           else Placement(as_int(placement)))
+        object.__setattr__(self, "prefill_instance", as_opt_int(prefill_instance))
+        object.__setattr__(self, "decode_instance", as_opt_int(decode_instance))
+        object.__setattr__(self, "copy_prefix_from", as_opt_int(copy_prefix_from))
 
 
 REJECT = Decision(Placement.REJECT)

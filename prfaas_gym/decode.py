@@ -23,6 +23,7 @@ from typing import Any
 
 from mypy_extensions import mypyc_attr
 
+from prfaas_gym._compiled import object_state, restore_state
 from prfaas_gym.profile import DecodeCost
 
 
@@ -51,6 +52,12 @@ class DecodeInstance:
         self.tokens_out = 0
 
     # -- step arithmetic ---------------------------------------------------------------
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
+
     def span(self, n: int) -> float:
         """Seconds for ``n`` steps from the last boundary with the current batch."""
         b = self.batch

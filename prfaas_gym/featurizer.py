@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from mypy_extensions import mypyc_attr
 
-from prfaas_gym._compiled import pickle_by_constructor
+from prfaas_gym._compiled import object_state, pickle_by_constructor, restore_state
 from prfaas_gym.contract import ClusterView, RequestInfo
 from prfaas_gym.estimate import best_per_cluster
 from prfaas_gym.profile import Profile
@@ -108,6 +108,12 @@ class Featurizer:
         self.scales = scales
         self._ln_norm = math.log1p(scales.token_scale * 4)
         self._ln_thr = math.log(scales.threshold_ref)
+
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
 
     def spec_record(self) -> dict:
         return {**spec(), "hash": spec_hash(), "scales": asdict(self.scales)}

@@ -22,6 +22,7 @@ from typing import Any
 
 from mypy_extensions import mypyc_attr
 
+from prfaas_gym._compiled import object_state, restore_state
 from prfaas_gym.bandwidth import BandwidthTrace
 
 _EPS_BYTES = 1.0
@@ -40,6 +41,12 @@ class Flow:
         self.payload = payload
         self.start_t = start_t
 
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
+
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Link:
@@ -54,6 +61,12 @@ class Link:
         self.version = 0
         self.capacity = trace.capacity_at(0.0)
         self._next_change = trace.next_change_after(0.0)
+
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
 
     def advance(self, t: float) -> None:
         """Move the fluid state forward to time ``t`` (rates are constant in between)."""

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from mypy_extensions import mypyc_attr
 
+from prfaas_gym._compiled import object_state, restore_state
+
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class PrefixCacheIndex:
@@ -41,6 +43,12 @@ class PrefixCacheIndex:
         self.holders: dict[object, int] = {}
         self._all = (1 << n_instances) - 1
         self.version = 0  # bumped on every insert (lets callers reuse a lookup)
+
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
 
     def matched_blocks(self, hashes: Sequence[int]) -> list[int]:
         """Number of leading blocks of ``hashes`` each instance holds."""

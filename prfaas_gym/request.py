@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import SupportsFloat, SupportsIndex
 
 from mypy_extensions import mypyc_attr
 
-from prfaas_gym._compiled import pickle_by_constructor
+from prfaas_gym._compiled import (
+    as_float,
+    as_int,
+    as_list,
+    as_opt_int,
+    as_tuple,
+    object_state,
+    pickle_by_constructor,
+    restore_state,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +45,17 @@ class Request:
 
     # Written out (the dataclass keeps it): compiled with mypyc, a hand-written __init__ is
     # native code (object.__setattr__ becomes a plain store), the generated one interpreted.
-    def __init__(self, id: int, arrival_s: float, prompt_tokens: int, output_tokens: int,
-                 block_hashes: tuple[int, ...] = (), block_size: int = 512,
-                 session_id: int | None = None) -> None:
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "arrival_s", arrival_s)
-        object.__setattr__(self, "prompt_tokens", prompt_tokens)
-        object.__setattr__(self, "output_tokens", output_tokens)
-        object.__setattr__(self, "block_hashes", block_hashes)
-        object.__setattr__(self, "block_size", block_size)
-        object.__setattr__(self, "session_id", session_id)
+    # Arguments are normalised (numpy integers, a list of hashes) as in the other constructors.
+    def __init__(self, id: SupportsIndex, arrival_s: SupportsFloat, prompt_tokens: SupportsIndex,
+                 output_tokens: SupportsIndex, block_hashes: Sequence[int] = (),
+                 block_size: SupportsIndex = 512, session_id: SupportsIndex | None = None) -> None:
+        object.__setattr__(self, "id", as_int(id))
+        object.__setattr__(self, "arrival_s", as_float(arrival_s))
+        object.__setattr__(self, "prompt_tokens", as_int(prompt_tokens))
+        object.__setattr__(self, "output_tokens", as_int(output_tokens))
+        object.__setattr__(self, "block_hashes", as_tuple(block_hashes))
+        object.__setattr__(self, "block_size", as_int(block_size))
+        object.__setattr__(self, "session_id", as_opt_int(session_id))
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
@@ -56,6 +67,20 @@ class Workload:
     name: str = "workload"
     block_size: int = 512
     source: str = field(default="")
+
+    # Written out for the same reasons as Request's.
+    def __init__(self, requests: Sequence[Request], name: str = "workload",
+                 block_size: SupportsIndex = 512, source: str = "") -> None:
+        self.requests = as_list(requests)
+        self.name = name
+        self.block_size = as_int(block_size)
+        self.source = source
+
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
 
     def __len__(self) -> int:
         return len(self.requests)

@@ -35,7 +35,7 @@ from typing import cast
 
 from mypy_extensions import mypyc_attr
 
-from prfaas_gym._compiled import pickle_by_constructor
+from prfaas_gym._compiled import object_state, pickle_by_constructor, restore_state
 from prfaas_gym.bandwidth import BandwidthTrace
 from prfaas_gym.contract import (
     Cluster,
@@ -125,6 +125,12 @@ class Job:
         self.t_done = math.nan
         self.flow: Flow | None = None
 
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
+
 
 # Event kinds (ints keep the heap fast).
 _PREFILL_START, _PREFILL_END, _LINK, _KV_ARRIVAL, _DECODE, _COPY_DONE, _TELEMETRY, _TICK, \
@@ -152,6 +158,12 @@ class Simulator:
         self.reset()
 
     # ------------------------------------------------------------------ set-up
+    def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
+
     def reset(self) -> None:
         p, dep, model = self.profile, self.profile.deployment, self.profile.model
         self.now = 0.0

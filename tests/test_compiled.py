@@ -42,13 +42,42 @@ print(json.dumps(out, default=str))
 """
 
 
-def _probe(pure: bool) -> dict:
+# "save PATH": step an env 10 times, pickle it to PATH, then print its next 20 steps;
+# "load PATH": unpickle and print the next 20 steps.
+_PICKLE_PROBE = r"""
+import json, pickle, sys
+import prfaas_gym
+from prfaas_gym.env import PrfaasRouteEnv
+mode, path = sys.argv[1], sys.argv[2]
+if mode == "save":
+    env = PrfaasRouteEnv("bursty-fluctuating", episode_requests=64)
+    env.reset(seed=4)
+    for k in range(10):
+        env.step(k % 3)
+    with open(path, "wb") as f:
+        pickle.dump(env, f)
+else:
+    with open(path, "rb") as f:
+        env = pickle.load(f)
+out = []
+for k in range(20):
+    obs, r, te, tr, info = env.step((k + 1) % 3)
+    out.append(obs.tolist() + [r])
+print(json.dumps(out))
+"""
+
+
+def _run(code: str, pure: bool, *args: str) -> str:
     env = {**os.environ, "PRFAAS_PURE_PYTHON": "1" if pure else "0"}
     root = Path(__file__).resolve().parents[1]
-    p = subprocess.run([sys.executable, "-c", _PROBE], env=env, cwd=root, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=root,
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    return p.stdout
+
+
+def _probe(pure: bool) -> dict:
+    return json.loads(_run(_PROBE, pure))
 
 
 def test_pure_python_switch_loads_the_sources():
@@ -57,8 +86,12 @@ def test_pure_python_switch_loads_the_sources():
     assert out["simulator_file"].endswith("simulator.py")
 
 
-@pytest.mark.skipif(not _compiled.compiled_modules(),
-                    reason="installed without compilation (PRFAAS_PURE_PYTHON=1 at install)")
+_NOT_COMPILED = pytest.mark.skipif(
+    not _compiled.compiled_modules(),
+    reason="no compiled modules in use (installed with PRFAAS_PURE_PYTHON=1, or it is set now)")
+
+
+@_NOT_COMPILED
 def test_compiled_modules_agree_with_their_source_exactly():
     compiled, pure = _probe(pure=False), _probe(pure=True)
     assert compiled["describe"].startswith("compiled with mypyc")
@@ -66,6 +99,14 @@ def test_compiled_modules_agree_with_their_source_exactly():
     # compared as JSON text: exact floats, and a NaN equals a NaN
     assert json.dumps(compiled["runs"]) == json.dumps(pure["runs"])
     assert json.dumps(compiled["env"]) == json.dumps(pure["env"])
+
+
+@_NOT_COMPILED
+@pytest.mark.parametrize("save_pure", [False, True], ids=["compiled-to-pure", "pure-to-compiled"])
+def test_an_env_pickled_in_one_mode_continues_identically_in_the_other(tmp_path, save_pure):
+    path = str(tmp_path / "env.pkl")
+    continued = _run(_PICKLE_PROBE, save_pure, "save", path)
+    assert _run(_PICKLE_PROBE, not save_pure, "load", path) == continued
 
 
 def test_a_source_edited_after_the_build_is_reported_stale(tmp_path):
@@ -78,3 +119,25 @@ def test_a_source_edited_after_the_build_is_reported_stale(tmp_path):
     assert _compiled.stale_extensions({"simulator": ext}) == []
     os.utime(src, (1100.0, 1100.0))
     assert _compiled.stale_extensions({"simulator": ext}) == [(src, ext)]
+
+
+def test_constructors_accept_what_a_user_passes_and_store_plain_types():
+    np = pytest.importorskip("numpy")
+    from prfaas_gym.contract import ClusterView, Decision, LinkView, Placement, RequestInfo
+    from prfaas_gym.request import Request, Workload
+
+    d = Decision(np.int64(1), prefill_instance=np.int64(2))
+    assert d == Decision(Placement.REMOTE, 2) and type(d.placement) is Placement
+    assert type(d.prefill_instance) is int
+    r = Request(np.int64(0), 1, np.int64(700), np.int32(5), [3, 4], np.int64(512), None)
+    assert r == Request(0, 1.0, 700, 5, (3, 4), 512)
+    assert type(r.arrival_s) is float and type(r.prompt_tokens) is int
+    assert RequestInfo(0, np.float32(0.5), 10, [1]).block_hashes == (1,)
+    assert LinkView(transfers_in_flight=np.int64(2), rtt_s=0).transfers_in_flight == 2
+    v = ClusterView(prefill_cluster=(0, 1), prefill_wait_s=np.zeros(2))
+    assert v.prefill_cluster == [0, 1] and type(v.prefill_wait_s) is list
+    assert Workload((r,)).requests == [r]
+    with pytest.raises(ValueError):
+        Decision(7)  # no such placement
+    with pytest.raises(TypeError):
+        Request(1.5, 0.0, 10, 1)  # an id is an integer
