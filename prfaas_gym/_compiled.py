@@ -1,7 +1,7 @@
 """Which modules run compiled, and the switch that runs them as plain Python.
 
 ``setup.py`` compiles the simulator's hot modules (``COMPILED`` there: the event loop, link,
-decode, prefix caches, TTFT estimate, featurizer, actions, contract, profile, request and
+decode, prefix caches, TTFT estimate, featurizer, actions, contract, profile, request, coerce and
 block hashes) with mypyc. Each compiled extension sits beside its ``.py`` source and shadows
 it on import; both are built from the same source and give bit-identical results
 (``tests/test_compiled.py``). Pickles are interchangeable between the two: stateful classes
@@ -20,12 +20,10 @@ import dataclasses
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import operator
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, SupportsFloat, SupportsIndex
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PURE_PYTHON = os.environ.get("PRFAAS_PURE_PYTHON", "") not in ("", "0")
@@ -81,30 +79,6 @@ def restore_state(obj: object, state: dict[str, object]) -> None:
     """The ``__setstate__`` counterpart of :func:`object_state`."""
     for n, v in state.items():
         object.__setattr__(obj, n, v)
-
-
-# Argument normalisation for the hand-written constructors of compiled classes: compiled
-# code checks argument types strictly (a numpy integer is not an ``int``), plain Python does
-# not check at all; both now accept what a user would pass and store the same types.
-def as_int(x: SupportsIndex) -> int:
-    """``x`` as an exact int (numpy integers included); TypeError for a float or a string."""
-    return x if type(x) is int else operator.index(x)
-
-
-def as_opt_int(x: SupportsIndex | None) -> int | None:
-    return None if x is None else as_int(x)
-
-
-def as_float(x: SupportsFloat) -> float:
-    return x if type(x) is float else float(x)
-
-
-def as_tuple(x: Any) -> tuple[Any, ...]:
-    return x if type(x) is tuple else tuple(x)
-
-
-def as_list(x: Any) -> list[Any]:
-    return x if type(x) is list else list(x)
 
 
 def compiled_modules() -> list[str]:

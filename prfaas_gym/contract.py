@@ -22,16 +22,8 @@ from typing import TYPE_CHECKING, SupportsFloat, SupportsIndex
 
 from mypy_extensions import mypyc_attr
 
-from prfaas_gym._compiled import (
-    as_float,
-    as_int,
-    as_list,
-    as_opt_int,
-    as_tuple,
-    object_state,
-    pickle_by_constructor,
-    restore_state,
-)
+from prfaas_gym._compiled import object_state, pickle_by_constructor, restore_state
+from prfaas_gym.coerce import as_float, as_int, as_list, as_opt_int, as_tuple
 
 if TYPE_CHECKING:
     from prfaas_gym.profile import Profile

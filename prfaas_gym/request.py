@@ -8,16 +8,8 @@ from typing import SupportsFloat, SupportsIndex
 
 from mypy_extensions import mypyc_attr
 
-from prfaas_gym._compiled import (
-    as_float,
-    as_int,
-    as_list,
-    as_opt_int,
-    as_tuple,
-    object_state,
-    pickle_by_constructor,
-    restore_state,
-)
+from prfaas_gym._compiled import object_state, pickle_by_constructor, restore_state
+from prfaas_gym.coerce import as_float, as_int, as_list, as_opt_int, as_tuple
 
 
 @dataclass(frozen=True, slots=True)
