@@ -643,8 +643,7 @@ class Simulator:
         self._snap_derived = False
         if self._recent_dirty:
             rt, rp, rs = self._recent_ttft, self._recent_tpot, self._recent_slo
-            # the P90 element of the ascending order, found among the largest tenth
-            self._snap_recent = (heapq.nlargest(len(rt) - (len(rt) * 9) // 10, rt)[-1] if rt else 0.0,
+            self._snap_recent = (sorted(rt)[(len(rt) * 9) // 10] if rt else 0.0,
                                  sum(rp) / len(rp) if rp else 0.0,
                                  sum(rs) / len(rs) if rs else 1.0)
             self._recent_dirty = False
