@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from array import array
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -212,14 +211,14 @@ class Featurizer:
             1.0 if bl >= 0 else 0.0,
             math.log(incr_best) - self._ln_thr,
         ]
-        for k in range(len(x)):  # clip (before the float32 cast: the same, as rounding is monotone)
+        # clip here, natively, before the float32 cast (the same result: rounding is monotone)
+        for k in range(len(x)):
             v = x[k]
             if v > CLIP:
                 x[k] = CLIP
             elif v < -CLIP:
                 x[k] = -CLIP
-        # array('f') casts in C; np.array(list) would first infer the list's dtype and shape
-        return np.frombuffer(array("f", x), dtype=np.float32)
+        return np.array(x, dtype=np.float32)
 
 
 pickle_by_constructor(FeatureScales)
