@@ -31,6 +31,6 @@ else:
     here = Path(__file__).resolve().parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         for stale in [*here.glob(f"prfaas_gym/*{suffix}"), *here.glob(f"*__mypyc{suffix}")]:
-            stale.unlink()
+            stale.unlink(missing_ok=True)
 
 setup(ext_modules=ext_modules)

@@ -1,9 +1,9 @@
 """Which modules run compiled, and the switch that runs them as plain Python.
 
 ``setup.py`` compiles the simulator's hot modules (``COMPILED`` there: the event loop, link,
-decode, prefix caches, TTFT estimate, featurizer, actions, contract, profile, request, coerce and
-block hashes) with mypyc. Each compiled extension sits beside its ``.py`` source and shadows
-it on import; both are built from the same source and give bit-identical results
+decode, prefix caches, TTFT estimate, featurizer, actions, contract, profile, request,
+argument coercion and block hashes) with mypyc. Each compiled extension sits beside its
+``.py`` source and shadows it on import; both are built from the same source and give bit-identical results
 (``tests/test_compiled.py``). Pickles are interchangeable between the two: stateful classes
 pickle their attributes as a dict (:func:`object_state`), frozen dataclasses their
 constructor arguments (:func:`pickle_by_constructor`).
