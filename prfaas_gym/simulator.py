@@ -413,9 +413,9 @@ class Simulator:
             t, _, kind, payload = pop(heap)
             self.now = t
             if kind == _DECODE:
-                dpay = cast(tuple[int, int], payload)
-                inst = self.decode[dpay[0]]
-                if dpay[1] == inst.version:
+                inst_idx, version = cast(tuple[int, int], payload)
+                inst = self.decode[inst_idx]
+                if version == inst.version:
                     self._decode_boundary(inst, t)
             elif kind == _LOCAL_KV_ARRIVAL:
                 self._prefill_done(payload)  # type: ignore[arg-type]
@@ -425,17 +425,16 @@ class Simulator:
             elif kind == _KV_ARRIVAL:
                 self._kv_arrival(payload, t)  # type: ignore[arg-type]
             elif kind == _LINK:
-                lpay = cast(tuple[int, int], payload)
-                if lpay[1] == self.links[lpay[0]].version:
-                    self._link_event(lpay[0], t)
+                direction, version = cast(tuple[int, int], payload)
+                if version == self.links[direction].version:
+                    self._link_event(direction, t)
             elif kind == _PREFILL_START:
                 self._start_remote_flow(payload, t)  # type: ignore[arg-type]
             elif kind == _TELEMETRY:
                 self._take_snapshot(t)
                 self._schedule_telemetry(t)
             elif kind == _COPY_DONE:
-                cpay = cast(tuple[Job, int, int], payload)
-                job, dst, blocks = cpay
+                job, dst, blocks = cast(tuple[Job, int, int], payload)
                 self.cache.insert(dst, job.request.block_hashes, blocks)
                 if not self.prefill_available[dst]:  # it began to drain meanwhile
                     want = Placement.REMOTE if self.prefill_cluster[dst] == Cluster.REMOTE \
