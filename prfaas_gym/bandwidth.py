@@ -38,7 +38,7 @@ import dataclasses
 import io
 import json
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +117,10 @@ class BandwidthTrace:
     name: str = ""
     offset_s: float = 0.0
 
-    # caches (not dataclass fields): _times, _caps, _cum (len n+1), _n, _period, _offset,
-    # _total (bytes per period)
+    # caches (not dataclass fields): _times (list), _cum (array, len n+1), _n, _period,
+    # _offset, _total (bytes per period). Capacities are read with ``bytes_per_s.item(i)``:
+    # converting them to a list cost more per episode (a fresh rescaled trace each) than
+    # the few hundred lookups an episode makes.
 
     def __post_init__(self) -> None:
         where = self.name or "bandwidth trace"
@@ -173,11 +175,11 @@ class BandwidthTrace:
         caps.setflags(write=False)
         durations = np.diff(np.append(self.times_s, self._period))
         cum = np.concatenate(([0.0], np.cumsum(caps * durations)))
+        cum.setflags(write=False)
         sa = object.__setattr__
         sa(self, "bytes_per_s", caps)
-        sa(self, "_caps", caps.tolist())
-        sa(self, "_cum", cum.tolist())
-        sa(self, "_total", float(cum[-1]))
+        sa(self, "_cum", cum)
+        sa(self, "_total", cum.item(-1))
 
     # -- construction helpers ---------------------------------------------------------------
 
@@ -217,7 +219,7 @@ class BandwidthTrace:
         times = self._times
         n = self._n
         if n == 1:
-            return self._caps[0]
+            return self.bytes_per_s.item(0)
         x = self._offset + t
         p = self._period
         u = x % p
@@ -225,7 +227,7 @@ class BandwidthTrace:
         end = times[i + 1] if i + 1 < n else p
         if end - u <= (_SNAP_S if x < 1e6 else x * 1e-15):
             i = i + 1 if i + 1 < n else 0
-        return self._caps[i]
+        return self.bytes_per_s.item(i)
 
     def next_change_after(self, t: float) -> float:
         """Episode time of the first segment boundary strictly after ``t``.
@@ -256,7 +258,7 @@ class BandwidthTrace:
         """``(capacity_at(t), next_change_after(t))`` with one lookup."""
         n = self._n
         if n == 1:
-            return self._caps[0], math.inf
+            return self.bytes_per_s.item(0), math.inf
         times = self._times
         x = self._offset + t
         p = self._period
@@ -270,7 +272,7 @@ class BandwidthTrace:
                 u -= p
             end = times[i + 1] if i + 1 < n else p
         nxt = t + (end - u)
-        return self._caps[i], (nxt if nxt > t else math.nextafter(t, math.inf))
+        return self.bytes_per_s.item(i), (nxt if nxt > t else math.nextafter(t, math.inf))
 
     def _split(self, x: float) -> tuple[int, float]:
         """Absolute trace time ``x`` -> (period index k, position u in [0, period))."""
@@ -288,7 +290,7 @@ class BandwidthTrace:
     def _g(self, u: float) -> float:
         """Bytes delivered from trace time 0 to ``u`` in [0, period]."""
         i = bisect_right(self._times, u) - 1
-        return self._cum[i] + self._caps[i] * (u - self._times[i])
+        return self._cum.item(i) + self.bytes_per_s.item(i) * (u - self._times[i])
 
     def integral(self, t0: float, t1: float) -> float:
         """Bytes deliverable in episode time ``[t0, t1]`` (0 if ``t1 <= t0``)."""
@@ -304,15 +306,15 @@ class BandwidthTrace:
     def _g_inverse(self, g: float) -> float:
         """Earliest trace position u in [0, period] with ``_g(u) >= g`` (0 < g <= total)."""
         cum = self._cum
-        i = bisect_left(cum, g) - 1
+        i = int(np.searchsorted(cum, g, side="left")) - 1  # bisect_left
         if i >= self._n:  # g above the total by rounding
-            g = cum[-1]
-            i = bisect_left(cum, g) - 1
+            g = cum.item(-1)
+            i = int(np.searchsorted(cum, g, side="left")) - 1
         i = max(i, 0)
-        cap = self._caps[i]
+        cap = self.bytes_per_s.item(i)
         if cap <= 0.0:
             return self._times[i]
-        return self._times[i] + (g - cum[i]) / cap
+        return self._times[i] + (g - cum.item(i)) / cap
 
     def time_to_deliver(self, t: float, nbytes: float) -> float:
         """Earliest episode time ``t' >= t`` with ``integral(t, t') >= nbytes``.
