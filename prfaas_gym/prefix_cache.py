@@ -10,12 +10,12 @@ computed to produce the first output token).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from mypy_extensions import mypyc_attr
 
 from prfaas_gym._compiled import object_state, restore_state
+from prfaas_gym.coerce import as_tuple
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
@@ -25,10 +25,15 @@ class PrefixCacheIndex:
     ``holders`` is the global KV index: block hash -> bitmask of the instances holding it.
     Capacity 0 disables caching (every lookup is a miss, inserts are ignored).
 
-    Each cache is an exact LRU kept as an ``OrderedDict`` from least to most recently used
-    block: a touch moves a block to the end and eviction pops the front, both O(1) in C and
-    neither allocates (a touch that allocated a record per block made the cyclic GC run
-    often enough to cost a tenth of an env step).
+    Each cache is an exact LRU kept lazily. ``caches[i]`` maps each held block to the stamp
+    (a number) of the last insert that touched it, and ``_log[i]`` lists the inserts
+    ``(stamp, hashes, n)`` oldest first. An insert touches its blocks from the last to the
+    first, so the least recently used block is found by walking the log from the oldest
+    insert, each from its last block, to the first block whose stamp is still that
+    insert's. The walk is a cursor that only moves forward. A touch is one dict store (no
+    reordering), and a cache below capacity does no eviction work at all. The hashes of one
+    request are distinct (each stands for its whole prefix); if one repeats, its eviction
+    order follows its first touch in that insert.
     """
 
     def __init__(self, n_instances: int, capacity_blocks: int, block_size: int,
@@ -39,8 +44,15 @@ class PrefixCacheIndex:
         self.interval = snapshot_interval_blocks
         # keys typed ``object``: compiled, an ``int`` would be unboxed and re-boxed (a fresh
         # int object) on every dict operation
-        self.caches: list[OrderedDict[object, None]] = [OrderedDict() for _ in range(n_instances)]
+        # stamps are ints, not the log records: a dict of atomic keys and values stays out
+        # of the cyclic GC, which would otherwise traverse every cached block
+        self.caches: list[dict[object, object]] = [{} for _ in range(n_instances)]
         self.holders: dict[object, int] = {}
+        self._log: list[list[tuple[object, tuple[object, ...], int]]] = [
+            [] for _ in range(n_instances)]
+        self._stamp = 0
+        self._head = [0] * n_instances  # first record of _log[i] eviction has not finished
+        self._done = [0] * n_instances  # blocks of that record already examined (from its end)
         self._all = (1 << n_instances) - 1
         self.version = 0  # bumped on every insert (lets callers reuse a lookup)
 
@@ -107,30 +119,60 @@ class PrefixCacheIndex:
         the most recently used and are evicted after its tail (evicting a leading block would
         strand the rest of the chain).
         """
-        if not self.capacity or n_blocks <= 0:
+        if not self.capacity:
+            return
+        keys: tuple[object, ...] = as_tuple(hashes)
+        n = min(n_blocks, len(keys))
+        if n <= 0:
             return
         cache = self.caches[instance]
         holders = self.holders
         bit = 1 << instance
-        touch = cache.move_to_end
-        keys: Sequence[object] = hashes
+        self._stamp += 1
+        stamp: object = self._stamp  # boxed once: every block of this insert shares it
+        self._log[instance].append((stamp, keys, n))
         h: object
-        for k in range(min(n_blocks, len(hashes)) - 1, -1, -1):
+        for k in range(n - 1, -1, -1):
             h = keys[k]
-            if h in cache:
-                touch(h)
-            else:
-                cache[h] = None
+            size = len(cache)
+            cache[h] = stamp
+            if len(cache) != size:  # new on this instance
                 holders[h] = holders.get(h, 0) | bit
-        evict = cache.popitem
-        while len(cache) > self.capacity:
-            old = evict(last=False)[0]
-            m = holders[old] & ~bit
-            if m:
-                holders[old] = m
-            else:
-                del holders[old]
+        if len(cache) > self.capacity:
+            self._evict(instance)
         self.version += 1
+
+    def _evict(self, instance: int) -> None:
+        """Drop least recently used blocks of ``instance`` until it is within capacity."""
+        cache = self.caches[instance]
+        log = self._log[instance]
+        holders = self.holders
+        keep = ~(1 << instance)
+        head = self._head[instance]
+        done = self._done[instance]
+        h: object
+        while len(cache) > self.capacity:
+            stamp, keys, n = log[head]
+            k = n - 1 - done
+            while k >= 0 and len(cache) > self.capacity:
+                h = keys[k]
+                k -= 1
+                if cache.get(h) == stamp:  # not touched since (== : pickling copies ints)
+                    del cache[h]
+                    m = holders[h] & keep
+                    if m:
+                        holders[h] = m
+                    else:
+                        del holders[h]
+            done = n - 1 - k
+            if k < 0:
+                head += 1
+                done = 0
+        if head > 64 and 2 * head > len(log):  # forget consumed records
+            del log[:head]
+            head = 0
+        self._head[instance] = head
+        self._done[instance] = done
 
     def held_blocks(self, instance: int) -> int:
         return len(self.caches[instance])

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+import random
+from collections import OrderedDict
+
+import pytest
+
 from prfaas_gym.prefix_cache import PrefixCacheIndex
 
 
@@ -36,3 +42,65 @@ def test_disabled_cache_never_hits():
     c = PrefixCacheIndex(2, capacity_blocks=0, block_size=10)
     c.insert(0, [1, 2], 2)
     assert c.usable_hit_tokens([1, 2, 3], 100) == [0, 0]
+
+
+class _ReferenceLRU:
+    """The textbook block LRU (an OrderedDict per instance) the lazy cache must equal."""
+
+    def __init__(self, n: int, capacity: int) -> None:
+        self.capacity = capacity
+        self.caches = [OrderedDict() for _ in range(n)]
+        self.holders: dict[int, int] = {}
+
+    def insert(self, i: int, hashes: list[int], n_blocks: int) -> None:
+        cache, bit = self.caches[i], 1 << i
+        for h in reversed(hashes[:n_blocks]):
+            if h in cache:
+                cache.move_to_end(h)
+            else:
+                cache[h] = None
+                self.holders[h] = self.holders.get(h, 0) | bit
+        while len(cache) > self.capacity:
+            old, _ = cache.popitem(last=False)
+            m = self.holders[old] & ~bit
+            if m:
+                self.holders[old] = m
+            else:
+                del self.holders[old]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lazy_lru_evicts_exactly_like_a_textbook_lru(seed):
+    rng = random.Random(seed)
+    n_inst, capacity = 3, rng.choice([1, 5, 17, 40])
+    lazy = PrefixCacheIndex(n_inst, capacity, block_size=1)
+    ref = _ReferenceLRU(n_inst, capacity)
+    chains: list[list[int]] = []
+    next_id = 0
+    for _ in range(400):
+        # a request extends a random earlier one's prefix (sharing) or starts fresh
+        base = rng.choice(chains)[: rng.randint(0, 12)] if chains and rng.random() < 0.7 else []
+        fresh = list(range(next_id, next_id + rng.randint(1, 12)))
+        next_id += len(fresh)
+        hashes = base + fresh
+        chains.append(hashes)
+        i, n = rng.randrange(n_inst), rng.randint(0, len(hashes))
+        lazy.insert(i, hashes, n)
+        ref.insert(i, hashes, n)
+        assert [set(c) for c in lazy.caches] == [set(c) for c in ref.caches]
+        assert lazy.holders == ref.holders
+    for hashes in chains[-50:]:
+        assert lazy.matched_blocks(hashes) == [
+            next((k for k, h in enumerate(hashes) if h not in c), len(hashes))
+            for c in ref.caches]
+
+
+def test_cache_pickles_with_its_eviction_state():
+    c = PrefixCacheIndex(2, capacity_blocks=4, block_size=10)
+    c.insert(0, [1, 2, 3], 3)
+    c.insert(0, [4, 5], 2)  # evicts 3
+    d = pickle.loads(pickle.dumps(c))
+    for x in (c, d):
+        x.insert(0, [6], 1)  # evicts 2, then the next eviction takes 1
+        x.insert(0, [7], 1)
+    assert set(d.caches[0]) == set(c.caches[0]) == {4, 5, 6, 7}
