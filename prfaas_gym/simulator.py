@@ -25,7 +25,6 @@ decode instance) or is still in flight when the run stops; :meth:`Simulator.coun
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
 from collections.abc import Callable
@@ -64,7 +63,9 @@ class SimConfig:
     decision sees the true state). ``admission_max_wait_s``: optional admission control — a
     request whose chosen prefill instance has a longer estimated wait is rejected.
     ``max_drain_s``: after the last arrival, stop at most this long later (the rest is in
-    flight). ``record_timeseries``: sample queue depths and link use every telemetry tick.
+    flight). ``record_timeseries``: sample queue depths and link use every telemetry tick
+    (without it, and without a tick handler, telemetry stops refreshing after the last
+    arrival: nothing reads it during the drain).
     """
 
     telemetry_interval_s: float = 1.0
@@ -138,6 +139,57 @@ _PREFILL_START, _PREFILL_END, _LINK, _KV_ARRIVAL, _DECODE, _COPY_DONE, _TELEMETR
 _DOWN, _UP = 0, 1
 
 
+# The event queue: a binary heap of (time, seq, kind, payload) ordered by (time, seq). The
+# same order as heapq's (seq is unique, so the payload is never compared), with the two
+# keys compared natively. Entries are moved as plain objects: compiled, a typed tuple would
+# be unboxed on every read and boxed into a new tuple on every store.
+Event = tuple[float, int, int, object]
+
+
+def _before(a: object, b: object) -> bool:
+    """Event ``a`` comes before event ``b``: (time, seq) is smaller."""
+    ea = cast(tuple[object, ...], a)  # reads two items (the Event cast would unbox four)
+    eb = cast(tuple[object, ...], b)
+    ta, tb = cast(float, ea[0]), cast(float, eb[0])
+    return ta < tb or (ta == tb and cast(int, ea[1]) < cast(int, eb[1]))
+
+
+def _heap_push(heap: list[object], e: object) -> None:
+    heap.append(e)
+    pos = len(heap) - 1
+    while pos > 0:
+        up = (pos - 1) >> 1
+        p = heap[up]
+        if not _before(e, p):
+            break
+        heap[pos] = p
+        pos = up
+    heap[pos] = e
+
+
+def _heap_pop(heap: list[object]) -> object:
+    """Remove and return the first event (the heap must not be empty)."""
+    last = heap.pop()
+    if not heap:
+        return last
+    top = heap[0]
+    n = len(heap)
+    pos = 0
+    child = 1
+    while child < n:
+        c = heap[child]
+        if child + 1 < n and _before(heap[child + 1], c):
+            child += 1
+            c = heap[child]
+        if not _before(c, last):
+            break
+        heap[pos] = c
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = last
+    return top
+
+
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Simulator:
     """Event loop over a workload. Drive it with :meth:`run` (a :class:`Policy`) or step by
@@ -167,7 +219,7 @@ class Simulator:
     def reset(self) -> None:
         p, dep, model = self.profile, self.profile.deployment, self.profile.model
         self.now = 0.0
-        self._heap: list[tuple[float, int, int, object]] = []
+        self._heap: list[object] = []  # Event tuples
         self._seq = 0
         self._next_arrival = 0
         self.n_remote = R = dep.n_prfaas
@@ -237,7 +289,7 @@ class Simulator:
 
     def _push(self, t: float, kind: int, payload: object) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, kind, payload))
+        _heap_push(self._heap, (t, self._seq, kind, payload))
 
     # ------------------------------------------------------------------ driving
     def next_request(self) -> Request | None:
@@ -408,9 +460,11 @@ class Simulator:
     # ------------------------------------------------------------------ the event loop
     def _run_until(self, t_stop: float, inclusive: bool) -> None:
         heap = self._heap
-        pop = heapq.heappop
-        while heap and (heap[0][0] < t_stop or (inclusive and heap[0][0] <= t_stop)):
-            t, _, kind, payload = pop(heap)
+        while heap:
+            t0 = cast(float, cast(tuple[object, ...], heap[0])[0])
+            if not (t0 < t_stop or (inclusive and t0 <= t_stop)):
+                break
+            t, _, kind, payload = cast(Event, _heap_pop(heap))
             self.now = t
             if kind == _DECODE:
                 inst_idx, version = cast(tuple[int, int], payload)
@@ -455,12 +509,17 @@ class Simulator:
 
     def _schedule_telemetry(self, t: float) -> None:
         """Next refresh one interval on; across an idle gap (nothing in flight, so nothing
-        changes) jump to the last refresh time before the next arrival."""
+        changes) jump to the last refresh time before the next arrival. After the last
+        arrival, refreshes stop unless a tick handler or the time series reads them (the
+        drain makes no decision)."""
         dt = self.config.telemetry_interval_s
         reqs = self.workload.requests
+        more = self._next_arrival < len(reqs)
+        if not more and self.tick_handler is None and not self.config.record_timeseries:
+            return
         if self._in_flight:
             self._push(t + dt, _TELEMETRY, None)
-        elif self._next_arrival < len(reqs):
+        elif more:
             ta = reqs[self._next_arrival].arrival_s
             self._push(max(t + dt, math.floor(ta / dt) * dt), _TELEMETRY, None)
 

@@ -111,3 +111,27 @@ def test_conductor_rejects_under_overload(bursty):
     res, _ = run_policy(bursty, policy_factory("conductor", bursty)(), seed=0, n=600,
                         rate=3 * bursty.mean_rate())
     assert res["rejected"] > 0
+
+
+def test_event_queue_pops_in_heapq_order():
+    """The simulator's own heap orders events exactly as heapq orders (time, seq, ...)."""
+    import heapq
+    import random
+
+    from prfaas_gym.simulator import _heap_pop, _heap_push
+
+    rng = random.Random(3)
+    mine: list = []
+    ref: list = []
+    seq = 0
+    for _ in range(5000):
+        if ref and rng.random() < 0.45:
+            assert _heap_pop(mine) == heapq.heappop(ref)
+        else:
+            seq += 1
+            e = (float(rng.randint(0, 50)), seq, rng.randint(0, 9), None)  # many equal times
+            _heap_push(mine, e)
+            heapq.heappush(ref, e)
+    while ref:
+        assert _heap_pop(mine) == heapq.heappop(ref)
+    assert not mine
