@@ -10,8 +10,6 @@ allocated in request order from 0.
 
 from __future__ import annotations
 
-import gc
-
 from prfaas_gym.request import Request
 
 
@@ -25,22 +23,6 @@ def hashed_requests(arrival_s: list[float], prompt_tokens: list[int], output_tok
     index into ``system_tokens`` (the shared prompts' lengths), or -1. Rows before ``skip``
     are hashed (later turns may extend them) but not returned.
     """
-    # The loop allocates a Request and a tuple per row and frees nothing: the cyclic GC
-    # would run every 700 rows and re-scan the rows already built (a fifth of the time),
-    # for cycles this code cannot make.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _hashed(arrival_s, prompt_tokens, output_tokens, parent, system_prompt,
-                       system_tokens, session_id, block_size, skip)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _hashed(arrival_s: list[float], prompt_tokens: list[int], output_tokens: list[int],
-            parent: list[int], system_prompt: list[int], system_tokens: list[int],
-            session_id: list[int | None], block_size: int, skip: int) -> list[Request]:
     bs = block_size
     chains: dict[int, tuple[int, ...]] = {}
     table: list[tuple[int, ...]] = []
