@@ -318,3 +318,12 @@ def test_mooncake_fit_generates_a_look_alike_without_external_files() -> None:
     assert s["prompt_mean"] == pytest.approx(12035, rel=0.15)
     assert s["output_mean"] == pytest.approx(343, rel=0.05)
     assert {r.block_hashes[0] for r in w} == {w[0].block_hashes[0]}
+
+
+def test_block_ids_from_the_shared_table_are_the_plain_ranges() -> None:
+    from prfaas_gym import block_hashes as bh
+
+    cap = bh._ID_TABLE_CAP
+    for start, stop in [(0, 5), (3, 3), (100, 70_000), (70_000, 70_010), (cap - 2, cap + 3),
+                        (cap + 5, cap + 9), (10, 20)]:
+        assert bh._ids(start, stop) == tuple(range(start, stop))
