@@ -49,7 +49,7 @@ def estimate_ttft(profile: Profile, request: RequestInfo, view: ClusterView, i: 
 
 def estimate_all(profile: Profile, request: RequestInfo, view: ClusterView) -> list[float]:
     """:func:`estimate_ttft` for every prefill instance (``inf`` where unavailable), computing
-    each distinct (cluster, hit) service time once."""
+    the no-hit service time once per cluster (most instances hold none of the prefix)."""
     prompt = request.prompt_tokens
     hits = view.prefix_hit_tokens
     waits = view.prefill_wait_s
@@ -57,19 +57,22 @@ def estimate_all(profile: Profile, request: RequestInfo, view: ClusterView) -> l
     link = view.link
     cap = _link_bytes_per_s(link)
     backlog = link.bytes_queued / cap
-    memo: dict[tuple[int, int], float] = {}
+    cold = [-1.0, -1.0]  # [local, remote] service time without a hit; -1: not computed yet
     out = []
     for i, c in enumerate(view.prefill_cluster):
         if not avail[i]:
             out.append(math.inf)
             continue
         h = hits[i]
-        key = (c, h)  # most instances share (cluster, 0): one prefill-time evaluation each
-        base = memo.get(key)
-        if base is None:
-            base = memo[key] = _service_s(profile, c == 1, prompt, h, link, cap)
+        remote = c == 1
+        if h:
+            base = _service_s(profile, remote, prompt, h, link, cap)
+        else:
+            base = cold[c]
+            if base < 0.0:
+                base = cold[c] = _service_s(profile, remote, prompt, 0, link, cap)
         w = waits[i]
-        out.append(base + (backlog if c == 1 and backlog > w else w))
+        out.append(base + (backlog if remote and backlog > w else w))
     return out
 
 
