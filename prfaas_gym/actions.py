@@ -9,14 +9,20 @@ choice falls back to the other cluster (and to reject if neither has an instance
 
 from __future__ import annotations
 
-from typing import SupportsInt
+from typing import Final, SupportsInt
 
 import numpy as np
 
 from prfaas_gym.contract import Decision, Placement
 
 ACTIONS: tuple[str, ...] = ("local", "remote", "reject")
-LOCAL, REMOTE, REJECT_ACTION = 0, 1, 2
+LOCAL: Final = 0
+REMOTE: Final = 1
+REJECT_ACTION: Final = 2
+# compiled, Final names are C statics; ``Placement.REMOTE`` would be two dict lookups a use
+_AT_LOCAL: Final = Placement.LOCAL
+_AT_REMOTE: Final = Placement.REMOTE
+_REJECT: Final = Placement.REJECT
 
 Best = tuple[int, float, int, float]  # (best local, its est. TTFT, best remote, its est. TTFT)
 
@@ -33,9 +39,9 @@ def action_to_decision(action: SupportsInt, best: Best) -> Decision:
     if not 0 <= a < len(ACTIONS):
         raise ValueError(f"action {a} is outside Discrete({len(ACTIONS)}) {ACTIONS}")
     if a == REJECT_ACTION:
-        return Decision(Placement.REJECT)
+        return Decision(_REJECT)
     if (a == REMOTE and br >= 0) or (a == LOCAL and bl < 0 and br >= 0):
-        return Decision(Placement.REMOTE, prefill_instance=br)
+        return Decision(_AT_REMOTE, prefill_instance=br)
     if bl >= 0:
-        return Decision(Placement.LOCAL, prefill_instance=bl)
-    return Decision(Placement.REJECT)
+        return Decision(_AT_LOCAL, prefill_instance=bl)
+    return Decision(_REJECT)

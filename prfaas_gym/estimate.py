@@ -38,7 +38,7 @@ def estimate_ttft(profile: Profile, request: RequestInfo, view: ClusterView, i: 
     """Estimated TTFT of ``request`` on prefill instance ``i`` with ``hit`` cached tokens
     (default: the instance's own usable prefix hit)."""
     h = view.prefix_hit_tokens[i] if hit is None else hit
-    remote = view.prefill_cluster[i] == Cluster.REMOTE
+    remote = view.prefill_cluster[i] == 1  # Cluster.REMOTE
     link = view.link
     cap = _link_bytes_per_s(link)
     wait = view.prefill_wait_s[i]

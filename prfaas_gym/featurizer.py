@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import Final
 
 import numpy as np
 from mypy_extensions import mypyc_attr
@@ -26,8 +27,8 @@ from prfaas_gym.contract import ClusterView, RequestInfo
 from prfaas_gym.estimate import best_per_cluster
 from prfaas_gym.profile import Profile
 
-FEATURIZER_VERSION = 2  # v2: link backlog = produced-but-unsent bytes; decode KV = in use
-CLIP = 10.0
+FEATURIZER_VERSION: Final = 2  # v2: link backlog = produced-but-unsent bytes; decode KV = in use
+CLIP: Final = 10.0
 
 #: (name, meaning and unit before normalisation, normalisation)
 FEATURES: tuple[tuple[str, str, str], ...] = (

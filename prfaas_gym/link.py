@@ -18,14 +18,14 @@ prefill ends, a slight pessimism under congestion.)
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
 from prfaas_gym._compiled import object_state, restore_state
 from prfaas_gym.bandwidth import BandwidthTrace
 
-_EPS_BYTES = 1.0
+_EPS_BYTES: Final = 1.0
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled

@@ -26,15 +26,15 @@ import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from prfaas_gym._compiled import pickle_by_constructor
 from prfaas_gym.errors import PrfaasInputError
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+MIB: Final = 1024 * 1024
+GIB: Final = 1024 * MIB
 
 
 @dataclass(frozen=True, slots=True)
