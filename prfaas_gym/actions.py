@@ -15,7 +15,7 @@ import numpy as np
 
 from prfaas_gym.contract import Decision, Placement
 
-ACTIONS: tuple[str, ...] = ("local", "remote", "reject")
+ACTIONS: Final[tuple[str, ...]] = ("local", "remote", "reject")
 LOCAL: Final = 0
 REMOTE: Final = 1
 REJECT_ACTION: Final = 2

@@ -10,6 +10,8 @@ allocated in request order from 0.
 
 from __future__ import annotations
 
+from typing import Final
+
 from prfaas_gym.request import Request
 
 # Block ids are sliced from one shared tuple of int objects instead of being created per
@@ -17,7 +19,7 @@ from prfaas_gym.request import Request
 # with the pool) was 30% of its generation instructions. The table grows to a quarter
 # above the largest id used, up to _ID_TABLE_CAP ids (36 bytes each; a bursty-fluctuating
 # env pool needs ~550k); ids beyond it are created as before.
-_ID_TABLE_CAP = 1 << 21
+_ID_TABLE_CAP: Final = 1 << 21
 _id_table: tuple[int, ...] = ()
 
 

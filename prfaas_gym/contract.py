@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, SupportsFloat, SupportsIndex
+from typing import TYPE_CHECKING, Final, SupportsFloat, SupportsIndex
 
 from mypy_extensions import mypyc_attr
 
@@ -256,7 +256,7 @@ class Decision:
         object.__setattr__(self, "copy_prefix_from", as_opt_int(copy_prefix_from))
 
 
-REJECT = Decision(Placement.REJECT)
+REJECT: Final = Decision(Placement.REJECT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ FEATURIZER_VERSION: Final = 2  # v2: link backlog = produced-but-unsent bytes; d
 CLIP: Final = 10.0
 
 #: (name, meaning and unit before normalisation, normalisation)
-FEATURES: tuple[tuple[str, str, str], ...] = (
+FEATURES: Final[tuple[tuple[str, str, str], ...]] = (
     ("log_prompt", "ln(1 + prompt tokens)", "/ ln(1 + token_scale * 4)"),
     ("local_hit_frac", "best usable cached prefix in the local cluster / prompt", "-"),
     ("remote_hit_frac", "best usable cached prefix in the PrfaaS cluster / prompt", "-"),
@@ -65,7 +65,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("has_local", "1 if a local prefill instance is available", "-"),
     ("threshold_ratio", "ln(prompt - best hit) - ln(threshold_ref)", "-"),
 )
-N_FEATURES = len(FEATURES)
+N_FEATURES: Final = len(FEATURES)
 
 
 @dataclass(frozen=True, slots=True)
