@@ -34,6 +34,8 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_env.py
+	@if command -v valgrind >/dev/null; then $(BIN)/python benchmarks/bench_env_instructions.py; \
+	  else echo "valgrind not installed: skipping benchmarks/bench_env_instructions.py"; fi
 
 clean:
 	rm -rf $(VENV) results *.egg-info build prfaas_gym/*.so *__mypyc*.so
