@@ -268,6 +268,8 @@ class Simulator:
         self.prefill_available = [True] * R + [r == _PREFILL_ROLE for r in self.node_role]
         dcost = p.local_hw.decode
         self.decode = [DecodeInstance(j, dcost, dcost.kv_capacity_gib * GIB) for j in range(L)]
+        self._decode_kv_caps = [d.kv_capacity for d in self.decode]  # constant: views copy
+        self._decode_max_batch = [d.max_batch for d in self.decode]
         self.decode_available = [r == _DECODE_ROLE for r in self.node_role]
         # cache blocks are the granularity of the workload's hashes (Mooncake: 512 tokens)
         self.cache = PrefixCacheIndex(n_pf, dep.prefix_cache_blocks, self.workload.block_size,
@@ -801,8 +803,8 @@ class Simulator:
             decode_available=list(self.decode_available),
             decode_running=self._snap_running[:], decode_waiting=self._snap_waiting[:],
             decode_kv_used_bytes=self._snap_kv[:],
-            decode_kv_capacity_bytes=[d.kv_capacity for d in self.decode],
-            decode_max_batch=[d.max_batch for d in self.decode],
+            decode_kv_capacity_bytes=self._decode_kv_caps[:],
+            decode_max_batch=self._decode_max_batch[:],
             link=self._snap_links[0], uplink=self._snap_links[1],
             arrival_rate=self._ewma_rate, offload_fraction=self._ewma_offload,
             ttft_p90_s=self._snap_recent[0], tpot_mean_s=self._snap_recent[1],
