@@ -29,6 +29,7 @@ from prfaas_gym.profile import Profile
 
 FEATURIZER_VERSION: Final = 2  # v2: link backlog = produced-but-unsent bytes; decode KV = in use
 CLIP: Final = 10.0
+_FLOAT32: Final = np.dtype(np.float32)  # a dtype object: np.float32 is re-resolved per call
 
 #: (name, meaning and unit before normalisation, normalisation)
 FEATURES: Final[tuple[tuple[str, str, str], ...]] = (
@@ -219,7 +220,7 @@ class Featurizer:
                 x[k] = CLIP
             elif v < -CLIP:
                 x[k] = -CLIP
-        return np.array(x, dtype=np.float32)
+        return np.array(x, dtype=_FLOAT32)
 
 
 pickle_by_constructor(FeatureScales)
