@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 # setup.py compiles these with mypyc (keep the two lists in step); editing one reinstalls
 # (recompiles) on the next make
-COMPILED_SRC := $(addprefix prfaas_gym/,simulator.py link.py decode.py prefix_cache.py estimate.py featurizer.py profile.py contract.py request.py block_hashes.py actions.py coerce.py)
+COMPILED_SRC := $(addprefix prfaas_gym/,simulator.py link.py decode.py prefix_cache.py estimate.py featurizer.py profile.py contract.py request.py block_hashes.py actions.py coerce.py episode.py)
 
 .PHONY: demo test lint bench install clean
 

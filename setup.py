@@ -13,7 +13,7 @@ from pathlib import Path
 from setuptools import setup
 
 COMPILED = ["simulator", "link", "decode", "prefix_cache", "estimate", "featurizer", "profile",
-            "contract", "request", "block_hashes", "actions", "coerce"]
+            "contract", "request", "block_hashes", "actions", "coerce", "episode"]
 
 ext_modules = []
 if os.environ.get("PRFAAS_PURE_PYTHON", "") in ("", "0"):

@@ -2,8 +2,9 @@
 
 ``setup.py`` compiles the simulator's hot modules (``COMPILED`` there: the event loop, link,
 decode, prefix caches, TTFT estimate, featurizer, actions, contract, profile, request,
-argument coercion and block hashes) with mypyc. Each compiled extension sits beside its
-``.py`` source and shadows it on import; both are built from the same source and give bit-identical results
+argument coercion, block hashes and the env's episode) with mypyc. Each compiled extension
+sits beside its ``.py`` source and shadows it on import; both are built from the same
+source and give bit-identical results
 (``tests/test_compiled.py``). Pickles are interchangeable between the two: stateful classes
 pickle their attributes as a dict (:func:`object_state`), frozen dataclasses their
 constructor arguments (:func:`pickle_by_constructor`).

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
+from prfaas_gym.actions import ACTIONS, action_masks
 from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
+from prfaas_gym.episode import Episode
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
 from prfaas_gym.request import Workload
 from prfaas_gym.scenario import Scenario, load_scenario
@@ -119,9 +119,7 @@ class PrfaasRouteEnv(gym.Env):
         self.action_space = spaces.Discrete(len(ACTIONS))
         self.spec_hash = spec_hash()
         self.sim: Simulator | None = None
-        self._request = None
-        self._info: RequestInfo | None = None
-        self._best: tuple[int, float, int, float] = (-1, math.inf, -1, math.inf)
+        self._episode: Episode | None = None
         self._pool: Workload | None = None
         self._pool_uses = 0
 
@@ -163,10 +161,8 @@ class PrfaasRouteEnv(gym.Env):
         if self.tick_policy is not None:
             self.tick_policy.reset(profile, seed)
             self.sim.set_tick_handler(self.tick_policy.on_tick, self.tick_policy.tick_interval_s)
-        self._n_requests = max(len(workload), 1)
-        self._paid_upto = 0
-        self._advance()
-        return self._obs(), {"request_id": self._request.id if self._request else None}
+        self._episode = ep = Episode(self.sim, self.featurizer)
+        return ep.obs(), {"request_id": ep.request.id if ep.request else None}
 
     def _episode_workload(self, rng: np.random.Generator, rate: float | None,
                           reseeded: bool) -> Workload:
@@ -192,63 +188,46 @@ class PrfaasRouteEnv(gym.Env):
                        f"episode window at {start}", time_scale=scale)
 
     # -- stepping -----------------------------------------------------------------------
-    def _advance(self) -> None:
-        self._request = self.sim.next_request()
-        if self._request is not None:
-            self._info = self.sim.request_info(self._request)
-            self._view = self.sim.view(self._request)
-            self._best = self.featurizer.best(self._info, self._view)
-
     def _obs(self) -> np.ndarray:
-        if self._request is None:
-            return np.zeros(N_FEATURES, dtype=np.float32)
-        return self.featurizer(self._info, self._view, self._best)
+        return self._episode.obs()
 
     def action_masks(self) -> np.ndarray:
         """Feasible actions for the current request: [local, remote, reject]."""
-        return action_masks(self._best)
+        return action_masks(self._episode.best)
 
     def decision(self, action: int) -> Decision:
         """The :class:`Decision` an action stands for in the current state."""
-        return action_to_decision(action, self._best)
-
-    def _new_slo_completions(self) -> int:
-        """SLO-meeting completions since the last call (the simulator counts them as they
-        complete: TTFT <= slo.ttft_s and TPOT <= slo.tpot_s)."""
-        n = self.sim.n_slo_met - self._paid_upto
-        self._paid_upto = self.sim.n_slo_met
-        return n
+        return self._episode.decision(action)
 
     def step(self, action: int):
-        if self._request is None:
-            raise RuntimeError("step() after the episode ended; call reset()")
-        return self.step_decision(self.decision(action))
+        ep = self._episode
+        if ep is None:
+            raise RuntimeError("step() before reset()")
+        obs, reward, truncated = ep.step_action(action)
+        return obs, reward, False, truncated, self._final_info() if truncated else {}
 
     def step_decision(self, decision: Decision):
         """Like :meth:`step`, with a full :class:`Decision` (e.g. from a heuristic
         :class:`Policy`) instead of an action; returns the same 5-tuple."""
-        if self._request is None:
-            raise RuntimeError("step() after the episode ended; call reset()")
-        self.sim.apply(self._request, decision)
-        self._advance()
-        truncated = self._request is None
-        info: dict[str, Any] = {}
-        if truncated:
-            self.sim.finish()
-            info["episode_metrics"] = self.sim.result()
-            info["counts"] = self.sim.counts()
-        reward = self._new_slo_completions() / self._n_requests
-        return self._obs(), float(reward), False, truncated, info
+        ep = self._episode
+        if ep is None:
+            raise RuntimeError("step() before reset()")
+        obs, reward, truncated = ep.step(decision)
+        return obs, reward, False, truncated, self._final_info() if truncated else {}
+
+    def _final_info(self) -> dict[str, Any]:
+        return {"episode_metrics": self.sim.result(), "counts": self.sim.counts()}
 
     @property
     def request_info(self) -> RequestInfo | None:
         """The request awaiting a decision (None after the last one)."""
-        return self._info if self._request is not None else None
+        ep = self._episode
+        return ep.info if ep is not None and ep.request is not None else None
 
     @property
     def view(self):
         """The router's view for the request awaiting a decision."""
-        return self._view
+        return self._episode.view
 
     # -- convenience --------------------------------------------------------------------
     def cluster_of(self, instance: int) -> Cluster:
