@@ -136,8 +136,10 @@ class PrefixCacheIndex:
             h = keys[k]
             size = len(cache)
             cache[h] = stamp
-            if len(cache) != size:  # new on this instance
-                holders[h] = holders.get(h, 0) | bit
+            if len(cache) != size:  # new on this instance (so its bit is not in holders)
+                m = holders.setdefault(h, bit)  # one lookup for a block no one else holds
+                if m != bit:
+                    holders[h] = m | bit
         if len(cache) > self.capacity:
             self._evict(instance)
         self.version += 1
