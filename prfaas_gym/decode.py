@@ -19,12 +19,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mypy_extensions import mypyc_attr
 
 from prfaas_gym._compiled import object_state, restore_state
 from prfaas_gym.profile import DecodeCost
+
+if TYPE_CHECKING:  # typed, a compiled attribute access is native (on an Any, a dict lookup)
+    from prfaas_gym.simulator import Job
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
@@ -39,12 +42,12 @@ class DecodeInstance:
         self.kv_capacity = kv_capacity_bytes
         self.max_batch = cost.max_batch
         self._a, self._s, self._c = cost.step_base_s, cost.step_per_seq_s, cost.step_per_ctx_token_s
-        self.running: list[tuple[int, int, Any]] = []  # heap of (finish_step, seq, job)
+        self.running: list[tuple[int, int, Job]] = []  # heap of (finish_step, seq, job)
         self.batch = 0
         self.context = 0.0  # total context of the batch at the last boundary
         self.steps = 0  # steps done up to the last boundary
         self.boundary_t = 0.0
-        self.waiting: deque[Any] = deque()
+        self.waiting: deque[Job] = deque()
         self.kv_used = 0.0
         self.version = 0
         self.next_event_t = math.inf
@@ -90,7 +93,7 @@ class DecodeInstance:
         return n
 
     # -- state changes -------------------------------------------------------------------
-    def can_admit(self, job: Any) -> bool:
+    def can_admit(self, job: Job) -> bool:
         return self.batch < self.max_batch and self.kv_used + job.decode_kv_bytes <= self.kv_capacity
 
     def load(self) -> int:
@@ -106,13 +109,13 @@ class DecodeInstance:
             self.tokens_out += b * n
         self.boundary_t = t
 
-    def arrive(self, job: Any, t: float) -> None:
+    def arrive(self, job: Job, t: float) -> None:
         """The job's KV is here; it queues for the next boundary. Call :meth:`reschedule` after."""
         self.waiting.append(job)
         if self.batch == 0:
             self.boundary_t = t
 
-    def on_boundary(self, t: float, done: list[Any], joined: list[Any]) -> None:
+    def on_boundary(self, t: float, done: list[Job], joined: list[Job]) -> None:
         """Process the boundary at ``t``: finished requests leave, waiting ones join (FCFS)."""
         self.advance_to(t)
         running = self.running

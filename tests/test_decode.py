@@ -11,6 +11,8 @@ import pytest
 
 from prfaas_gym.decode import DecodeInstance
 from prfaas_gym.profile import DecodeCost
+from prfaas_gym.request import Request
+from prfaas_gym.simulator import Job
 
 
 @dataclass
@@ -56,14 +58,19 @@ def per_token_reference(jobs: list[J], cost: DecodeCost, kv_cap: float) -> list[
     return [out[id(j)] for j in jobs]
 
 
-def fluid(jobs: list[J], cost: DecodeCost, kv_cap: float) -> list[tuple[float, float]]:
+def fluid(specs: list[J], cost: DecodeCost, kv_cap: float) -> list[tuple[float, float]]:
     inst = DecodeInstance(0, cost, kv_cap)
-    order = sorted(jobs, key=lambda j: j.arrival)
+    jobs = []
+    for k, j in enumerate(specs):
+        job = Job(Request(k, j.arrival, j.prompt_tokens, j.output_tokens))
+        job.decode_kv_bytes = j.decode_kv_bytes
+        jobs.append(job)
+    order = sorted(jobs, key=lambda j: j.request.arrival_s)
     i = 0
     done: list = []
     joined: list = []
     while True:
-        ta = order[i].arrival if i < len(order) else math.inf
+        ta = order[i].request.arrival_s if i < len(order) else math.inf
         tn = inst.next_event_t
         if ta == math.inf and tn == math.inf:
             break

@@ -49,10 +49,12 @@ def test_env_return_is_slo_fraction_when_the_split_is_shorter_than_an_episode(
 
 def test_decode_admits_a_request_needing_exactly_the_capacity_after_others_leave():
     from prfaas_gym.decode import DecodeInstance
+    from prfaas_gym.simulator import Job
 
-    class J:
-        def __init__(self, need, out):
-            self.prompt_tokens, self.output_tokens, self.decode_kv_bytes = 10, out, need
+    def J(need, out):
+        job = Job(Request(0, 0.0, 10, out))
+        job.decode_kv_bytes = need
+        return job
 
     inst = DecodeInstance(0, DecodeCost(step_base_s=0.01, max_batch=4), kv_capacity_bytes=0.4)
     a, b, c = J(0.1, 3), J(0.3, 5), J(0.4, 2)
