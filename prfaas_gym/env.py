@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -21,6 +22,7 @@ from prfaas_gym.workload import rebased
 ENV_ID = "PrfaasRoute-v0"
 ENV_VERSION = 0
 POOL_EPISODES = 32
+_NO_CHOICE = (-1, math.inf, -1, math.inf)  # no instance in either cluster
 
 
 class PrfaasRouteEnv(gym.Env):
@@ -192,8 +194,10 @@ class PrfaasRouteEnv(gym.Env):
         return self._episode.obs()
 
     def action_masks(self) -> np.ndarray:
-        """Feasible actions for the current request: [local, remote, reject]."""
-        return action_masks(self._episode.best)
+        """Feasible actions for the current request: [local, remote, reject] (before
+        :meth:`reset` and after the last request, only reject)."""
+        ep = self._episode
+        return action_masks(ep.best if ep is not None and ep.request is not None else _NO_CHOICE)
 
     def decision(self, action: int) -> Decision:
         """The :class:`Decision` an action stands for in the current state."""
