@@ -88,6 +88,18 @@ def test_action_masks_follow_the_deployment():
     assert env.sim.jobs[0].placement == 0
 
 
+def test_without_a_pending_request_only_reject_is_feasible():
+    env = make(episode_requests=4)
+    assert env.action_masks().tolist() == [False, False, True]  # before reset
+    env.reset(seed=0)
+    trunc = False
+    while not trunc:
+        *_, trunc, _ = env.step(0)
+    assert env.action_masks().tolist() == [False, False, True]
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)
+
+
 def test_reject_action_rejects():
     env = make(episode_requests=16)
     env.reset(seed=0)
