@@ -9,6 +9,7 @@ choice falls back to the other cluster (and to reject if neither has an instance
 
 from __future__ import annotations
 
+import math
 from typing import Final, SupportsInt
 
 import numpy as np
@@ -25,6 +26,7 @@ _AT_REMOTE: Final = Placement.REMOTE
 _REJECT: Final = Placement.REJECT
 
 Best = tuple[int, float, int, float]  # (best local, its est. TTFT, best remote, its est. TTFT)
+NO_CHOICE: Final[Best] = (-1, math.inf, -1, math.inf)  # no instance in either cluster
 
 
 def action_masks(best: Best) -> np.ndarray:

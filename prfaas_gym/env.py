@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prfaas_gym.actions import ACTIONS, action_masks
+from prfaas_gym.actions import ACTIONS, NO_CHOICE, action_masks
 from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
 from prfaas_gym.episode import Episode
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
@@ -22,7 +21,6 @@ from prfaas_gym.workload import rebased
 ENV_ID = "PrfaasRoute-v0"
 ENV_VERSION = 0
 POOL_EPISODES = 32
-_NO_CHOICE = (-1, math.inf, -1, math.inf)  # no instance in either cluster
 
 
 class PrfaasRouteEnv(gym.Env):
@@ -197,7 +195,7 @@ class PrfaasRouteEnv(gym.Env):
         """Feasible actions for the current request: [local, remote, reject] (before
         :meth:`reset` and after the last request, only reject)."""
         ep = self._episode
-        return action_masks(ep.best if ep is not None and ep.request is not None else _NO_CHOICE)
+        return action_masks(ep.best if ep is not None and ep.request is not None else NO_CHOICE)
 
     def decision(self, action: int) -> Decision:
         """The :class:`Decision` an action stands for in the current state."""

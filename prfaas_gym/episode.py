@@ -7,14 +7,13 @@ with the simulator, so the step's own bookkeeping runs natively.
 
 from __future__ import annotations
 
-import math
 from typing import SupportsInt
 
 import numpy as np
 from mypy_extensions import mypyc_attr
 
 from prfaas_gym._compiled import object_state, restore_state
-from prfaas_gym.actions import Best, action_to_decision
+from prfaas_gym.actions import NO_CHOICE, Best, action_to_decision
 from prfaas_gym.contract import ClusterView, Decision, RequestInfo
 from prfaas_gym.featurizer import N_FEATURES, Featurizer
 from prfaas_gym.request import Request
@@ -40,7 +39,7 @@ class Episode:
         self.request: Request | None = None
         self.info: RequestInfo | None = None
         self.view: ClusterView | None = None
-        self.best: Best = (-1, math.inf, -1, math.inf)
+        self.best: Best = NO_CHOICE
         self.advance()
 
     def __getstate__(self) -> dict[str, object]:  # the same in compiled and pure runs
@@ -75,7 +74,7 @@ class Episode:
         """:meth:`step` with the decision of ``action``."""
         if self.request is None:
             raise RuntimeError("step() after the episode ended; call reset()")
-        return self.step(action_to_decision(action, self.best))
+        return self.step(self.decision(action))
 
     def step(self, decision: Decision) -> tuple[np.ndarray, float, bool]:
         """Apply ``decision`` to the pending request and advance: (obs, reward, truncated).
