@@ -25,7 +25,12 @@ from prfaas_gym.contract import (
     Policy,
     RequestInfo,
 )
-from prfaas_gym.estimate import best_instance, best_per_cluster, estimate_ttft
+from prfaas_gym.estimate import (
+    best_instance,
+    best_per_cluster,
+    best_per_cluster_with_copy,
+    estimate_ttft,
+)
 from prfaas_gym.profile import Profile
 
 __all__ = ["Conductor", "LeastLoaded", "LocalOnly", "PrfaasThreshold", "RandomRouter",
@@ -116,8 +121,9 @@ class RandomRouter(Policy):
 class Conductor(Policy):
     """Mooncake's Conductor: per request, minimum estimated TTFT over every prefill instance,
     counting prefix reuse and, where a better prefix lives elsewhere, the transfer of the
-    missing prefix from its best holder. **Early rejection**: reject at arrival when the
-    predicted TTFT exceeds the TTFT SLO, or when the predicted TPOT of the least-loaded
+    missing prefix from its best holder
+    (:func:`~prfaas_gym.estimate.best_per_cluster_with_copy`). **Early rejection**: reject at
+    arrival when the predicted TTFT exceeds the TTFT SLO, or when the predicted TPOT of the least-loaded
     decode instance (its step time with one more request) exceeds the TPOT SLO, so that no
     prefill is wasted on a request that would miss anyway.
     ``ttft_slack``: multiply the SLO by this before comparing (1.0 = reject exactly at it)."""
@@ -130,37 +136,17 @@ class Conductor(Policy):
 
     def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
         p = self.profile
-        hits = view.prefix_hit_tokens
-        holder = max(range(len(hits)), key=hits.__getitem__) if hits else -1
-        best, best_t, best_copy = -1, math.inf, None
-        for i in range(len(view.prefill_cluster)):
-            if not view.prefill_available[i]:
-                continue
-            t = estimate_ttft(p, request, view, i)
-            copy = None
-            if holder >= 0 and hits[holder] > hits[i]:
-                tc = self._with_copy(request, view, i, holder)
-                if tc < t:
-                    t, copy = tc, holder
-            if t < best_t:
-                best, best_t, best_copy = i, t, copy
+        bl, tl, br, tr, cl, cr = best_per_cluster_with_copy(p, request, view)
+        # the lower estimate; on a tie the lower instance index (the first minimum)
+        if br >= 0 and (bl < 0 or tr < tl or (tr == tl and br < bl)):
+            best, best_t, copy = br, tr, cr
+        else:
+            best, best_t, copy = bl, tl, cl
         if best < 0 or best_t > p.slo.ttft_s * self.ttft_slack:
             return REJECT
         if self._predicted_tpot(view, request) > p.slo.tpot_s * self.tpot_slack:
             return REJECT
-        return decision_for(best, view, best_copy)
-
-    def _with_copy(self, request: RequestInfo, view: ClusterView, i: int, holder: int) -> float:
-        p = self.profile
-        hit = view.prefix_hit_tokens[holder]
-        nbytes = p.model.kv_bytes(hit)
-        if view.prefill_cluster[holder] == view.prefill_cluster[i]:
-            copy_s = nbytes / (p.deployment.rdma_gbps * 1e9 / 8)
-        else:
-            lv = view.link if view.prefill_cluster[holder] == Cluster.REMOTE else view.uplink
-            cap = max(lv.capacity_gbps, 1e-9) * 1e9 / 8
-            copy_s = (nbytes + lv.bytes_queued) / cap + lv.rtt_s
-        return copy_s + estimate_ttft(p, request, view, i, hit=hit)
+        return decision_for(best, view, copy if copy >= 0 else None)
 
     def _predicted_tpot(self, view: ClusterView, request: RequestInfo) -> float:
         dec = self.profile.local_hw.decode

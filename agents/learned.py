@@ -30,7 +30,7 @@ from agents.run_dir import (
     scales_from_record,
     sha256_file,
 )
-from prfaas_gym.actions import LOCAL, REJECT_ACTION, REMOTE, action_to_decision
+from prfaas_gym.actions import LOCAL, REJECT_ACTION, REMOTE, Best, action_to_decision
 from prfaas_gym.contract import ClusterView, Decision, Policy, RequestInfo
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import N_FEATURES, FeatureScales, Featurizer
@@ -193,7 +193,7 @@ class Sb3Router:
         return self.logits(obs)[0]
 
 
-def masked_argmax(logits: np.ndarray, best: tuple[int, float, int, float]) -> int:
+def masked_argmax(logits: np.ndarray, best: Best) -> int:
     """``argmax`` of ``logits`` with infeasible actions (``action_masks(best)``) at ``-inf``;
     ties go to the lower action index, as ``np.argmax``; NaN logits are never chosen."""
     l0, l1, l2 = logits.tolist()

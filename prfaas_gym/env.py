@@ -19,7 +19,7 @@ from prfaas_gym.simulator import Simulator
 from prfaas_gym.workload import rebased
 
 ENV_ID = "PrfaasRoute-v0"
-ENV_VERSION = 0
+ENV_VERSION = 1  # v1: a cluster's instance counts a prefix copy from the best holder
 POOL_EPISODES = 32
 
 
@@ -45,8 +45,11 @@ class PrfaasRouteEnv(gym.Env):
 
     The instance inside the chosen cluster is the one with the minimum estimated TTFT
     (:func:`prfaas_gym.estimate.estimate_ttft`: queue wait + prefill time with this
-    instance's cached prefix + link transfer); the decode instance is the least loaded when
-    the KV arrives. :meth:`action_masks` marks a cluster with no available instance
+    instance's cached prefix + link transfer), where an instance may first copy the
+    request's prefix from the instance holding the most of it if that lowers its estimate
+    (:func:`prfaas_gym.estimate.best_per_cluster_with_copy`, Mooncake's Conductor's rule: the
+    action space contains that heuristic's decisions); the decode instance is the least
+    loaded when the KV arrives. :meth:`action_masks` marks a cluster with no available instance
     infeasible (reject is always feasible). An infeasible action falls back to the other
     cluster.
 

@@ -8,6 +8,15 @@ For an available prefill instance ``i`` holding ``hit_i`` cached tokens of the r
     delay_i     = wait_s[i]                                        (local)
                 = max(wait_s[i], link backlog / capacity)          (remote: the KV stream
                   cannot overtake the bytes already queued on the link)
+
+With a prefix copy (Mooncake's Conductor): where the instance ``h`` holding the most of the
+request's prefix holds more than ``i`` does, ``i`` may first copy that prefix from ``h``::
+
+    est_ttft_copy[i] = copy_s(h -> i) + est_ttft[i] with hit_i = hit_h
+    copy_s           = KV bytes(hit_h) / RDMA rate                 (same cluster)
+                     = (KV bytes(hit_h) + link backlog) / link capacity + RTT  (across the link)
+
+and the copy is taken when it lowers the estimate.
 """
 
 from __future__ import annotations
@@ -87,6 +96,59 @@ def best_instance(profile: Profile, request: RequestInfo, view: ClusterView,
         if t < best_t and (cluster is None or c == cluster):
             best, best_t = i, t
     return best, best_t
+
+
+def copy_s(profile: Profile, view: ClusterView, holder: int, dst: int, tokens: int) -> float:
+    """Estimated time to copy ``tokens`` of cached prefix from instance ``holder`` to ``dst``
+    (see the module docstring)."""
+    nbytes = profile.model.kv_bytes(tokens)
+    src_cluster = view.prefill_cluster[holder]
+    if src_cluster == view.prefill_cluster[dst]:
+        return nbytes / (profile.deployment.rdma_gbps * 1e9 / 8)
+    lv = view.link if src_cluster == 1 else view.uplink  # remote -> local rides the link
+    return (nbytes + lv.bytes_queued) / _link_bytes_per_s(lv) + lv.rtt_s
+
+
+def best_per_cluster_with_copy(profile: Profile, request: RequestInfo, view: ClusterView
+                               ) -> tuple[int, float, int, float, int, int]:
+    """:func:`best_per_cluster` where an instance may first copy the prefix from its best
+    holder (the first instance with the most cached tokens of the request) when that lowers
+    its estimate: (best local, its est. TTFT, best remote, its est. TTFT, copy source for the
+    local choice, for the remote choice); a copy source is -1 where no copy pays."""
+    est = estimate_all(profile, request, view)
+    hits = view.prefix_hit_tokens
+    holder, top = -1, 0
+    for i, h in enumerate(hits):
+        if h > top:
+            holder, top = i, h
+    avail = view.prefill_available
+    prompt = request.prompt_tokens
+    link = view.link
+    cap = _link_bytes_per_s(link)
+    backlog = link.bytes_queued / cap
+    warm = [-1.0, -1.0]  # [local, remote] service time with the holder's hit; -1: not yet
+    bl, tl, br, tr, cl, cr = -1, math.inf, -1, math.inf, -1, -1
+    for i, c in enumerate(view.prefill_cluster):
+        if not avail[i]:
+            continue
+        t = est[i]
+        src = -1
+        if holder >= 0 and top > hits[i]:
+            remote = c == 1
+            base = warm[c]
+            if base < 0.0:
+                base = warm[c] = _service_s(profile, remote, prompt, top, link, cap)
+            w = view.prefill_wait_s[i]
+            tc = copy_s(profile, view, holder, i, top) \
+                + (base + (backlog if remote and backlog > w else w))
+            if tc < t:
+                t, src = tc, holder
+        if c == 1:
+            if t < tr:
+                br, tr, cr = i, t, src
+        elif t < tl:
+            bl, tl, cl = i, t, src
+    return bl, tl, br, tr, cl, cr
 
 
 def best_per_cluster(profile: Profile, request: RequestInfo,

@@ -24,10 +24,12 @@ from mypy_extensions import mypyc_attr
 
 from prfaas_gym._compiled import object_state, pickle_by_constructor, restore_state
 from prfaas_gym.contract import ClusterView, RequestInfo
-from prfaas_gym.estimate import best_per_cluster
+from prfaas_gym.estimate import best_per_cluster_with_copy
 from prfaas_gym.profile import Profile
 
-FEATURIZER_VERSION: Final = 2  # v2: link backlog = produced-but-unsent bytes; decode KV = in use
+# v2: link backlog = produced-but-unsent bytes; decode KV = in use
+# v3: the best instance's est. TTFT counts a prefix copy from the best holder
+FEATURIZER_VERSION: Final = 3
 CLIP: Final = 10.0
 _FLOAT32: Final = np.dtype(np.float32)  # a dtype object: np.float32 is re-resolved per call
 
@@ -38,8 +40,10 @@ FEATURES: Final[tuple[tuple[str, str, str], ...]] = (
     ("remote_hit_frac", "best usable cached prefix in the PrfaaS cluster / prompt", "-"),
     ("incr_local", "prompt - local hit (tokens)", "/ token_scale"),
     ("incr_remote", "prompt - remote hit (tokens)", "/ token_scale"),
-    ("ttft_local", "est. TTFT on the best local instance (s)", "/ slo_ttft"),
-    ("ttft_remote", "est. TTFT on the best PrfaaS instance (s)", "/ slo_ttft"),
+    ("ttft_local", "est. TTFT on the best local instance, with a prefix copy where it pays (s)",
+     "/ slo_ttft"),
+    ("ttft_remote", "est. TTFT on the best PrfaaS instance, with a prefix copy where it pays (s)",
+     "/ slo_ttft"),
     ("prefill_local", "prefill compute time on the local hardware (s)", "/ slo_ttft"),
     ("prefill_remote", "prefill compute time on the PrfaaS hardware (s)", "/ slo_ttft"),
     ("wait_local_mean", "mean est. wait of available local prefill instances (s)", "/ slo_ttft"),
@@ -119,15 +123,16 @@ class Featurizer:
     def spec_record(self) -> dict:
         return {**spec(), "hash": spec_hash(), "scales": asdict(self.scales)}
 
-    def best(self, request: RequestInfo, view: ClusterView) -> tuple[int, float, int, float]:
-        """(best local instance, its est. TTFT, best remote instance, its est. TTFT)."""
-        return best_per_cluster(self.profile, request, view)
+    def best(self, request: RequestInfo, view: ClusterView
+             ) -> tuple[int, float, int, float, int, int]:
+        """The action space's choice per cluster (:data:`prfaas_gym.actions.Best`)."""
+        return best_per_cluster_with_copy(self.profile, request, view)
 
     def __call__(self, request: RequestInfo, view: ClusterView,
-                 best: tuple[int, float, int, float] | None = None) -> np.ndarray:
+                 best: tuple[int, float, int, float, int, int] | None = None) -> np.ndarray:
         s = self.scales
         p = self.profile
-        bl, tl, br, tr = best if best is not None else self.best(request, view)
+        bl, tl, br, tr, _, _ = best if best is not None else self.best(request, view)
         prompt = request.prompt_tokens
         hits = view.prefix_hit_tokens
         av = view.prefill_available

@@ -37,7 +37,7 @@ from agents.run_dir import (  # noqa: E402
     write_run_json,
 )
 from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision  # noqa: E402
-from prfaas_gym.env import PrfaasRouteEnv  # noqa: E402
+from prfaas_gym.env import ENV_VERSION, PrfaasRouteEnv  # noqa: E402
 from prfaas_gym.errors import PrfaasInputError  # noqa: E402
 from prfaas_gym.featurizer import N_FEATURES, spec_hash  # noqa: E402
 from prfaas_gym.scenario import load_scenario  # noqa: E402
@@ -125,7 +125,7 @@ def _edit_manifest(onnx: Path, edit) -> None:
 
 def test_run_json_records_training_context(runs):
     rec = read_run_json(runs["ppo"])
-    assert rec["env_id"] == "PrfaasRoute-v0" and rec["env_version"] == 0
+    assert rec["env_id"] == "PrfaasRoute-v0" and rec["env_version"] == ENV_VERSION
     assert rec["algo"] == "ppo" and rec["scenario"] == SCENARIO and rec["seed"] == 0
     assert rec["observation"]["hash"] == spec_hash()
     assert len(rec["observation"]["features"]) == N_FEATURES
@@ -182,7 +182,7 @@ def test_manifest_contents(runs):
     assert m["actions"] == list(ACTIONS) and m["deterministic"] is True
     assert "-inf" in m["masks"]
     assert m["algo"] == "maskable_ppo" and m["scenario"] == SCENARIO and m["seed"] == 0
-    assert m["env_id"] == "PrfaasRoute-v0" and m["env_version"] == 0
+    assert m["env_id"] == "PrfaasRoute-v0" and m["env_version"] == ENV_VERSION
     assert m["versions"] == rec["versions"] and m["commit"] == rec["commit"]
     assert m["export_versions"]["onnxruntime"] and m["export_versions"]["exporter"]
 
@@ -270,7 +270,7 @@ def test_masked_argmax_matches_numpy():
     rng = np.random.default_rng(0)
     for _ in range(2000):
         logits = rng.integers(-2, 3, size=3).astype(np.float32)
-        best = (int(rng.integers(-1, 2)), 0.0, int(rng.integers(-1, 2)), 0.0)
+        best = (int(rng.integers(-1, 2)), 0.0, int(rng.integers(-1, 2)), 0.0, -1, -1)
         masked = np.where(action_masks(best), logits, -np.inf)
         assert masked_argmax(logits, best) == int(np.argmax(masked))
 

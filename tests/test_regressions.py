@@ -89,7 +89,7 @@ def test_view_does_not_reveal_output_lengths_of_running_requests():
 def test_masked_argmax_never_picks_nan():
     from agents.learned import masked_argmax
 
-    best = (0, 1.0, 1, 1.0)
+    best = (0, 1.0, 1, 1.0, -1, -1)
     assert masked_argmax(np.array([1.0, 0.0, np.nan]), best) == 0
     assert masked_argmax(np.array([np.nan, np.nan, 0.0]), best) == 2
 
@@ -118,7 +118,7 @@ def test_out_of_range_action_is_an_error():
     from prfaas_gym.actions import action_to_decision
 
     with pytest.raises(ValueError, match="Discrete"):
-        action_to_decision(3, (0, 1.0, 1, 1.0))
+        action_to_decision(3, (0, 1.0, 1, 1.0, -1, -1))
 
 
 def test_link_backlog_counts_only_produced_bytes():
