@@ -18,6 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 device=args.device, vec=args.vec,
                 warm_start=None if args.warm_start == "none" else args.warm_start,
                 warm_start_episodes=args.warm_start_episodes,
+                warm_start_epochs=args.warm_start_epochs,
                 episode_requests=args.episode_requests)
     run = json.loads((out / "run.json").read_text())
     best = run.get("best_validation", {})
@@ -46,7 +47,10 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--warm-start", default="best",
                    help="clone this heuristic before RL ('best': the best on validation; "
                         "'none': start from scratch)")
-    p.add_argument("--warm-start-episodes", type=int, default=48)
+    p.add_argument("--warm-start-episodes", type=int, default=96,
+                   help="training episodes of the heuristic to clone")
+    p.add_argument("--warm-start-epochs", type=int, default=100,
+                   help="passes over those episodes when cloning")
     p.add_argument("--episode-requests", type=int,
                    help="requests per training/validation episode (default: the scenario's)")
     p.add_argument("--no-progress", action="store_true")

@@ -203,20 +203,24 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
           config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
           eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
           device: str = "cpu", vec: str = "auto", verbose: int = 0,
-          warm_start: str | None = "best", warm_start_episodes: int = 48,
-          episode_requests: int | None = None) -> Path:
+          warm_start: str | None = "best", warm_start_episodes: int = 96,
+          warm_start_epochs: int = 100, episode_requests: int | None = None) -> Path:
     """Train and return the run directory (see the module docstring for its contents).
 
     ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
     ``"best"`` (the best heuristic on the validation episodes) or None; ignored for DQN.
+    ``warm_start_episodes`` training episodes of it, ``warm_start_epochs`` passes over them
+    (the clone's agreement with the conductor on bursty-fluctuating: 96.5% after 20 passes
+    over 48 episodes, 98.3% after 100 over 96, mostly on near-ties between the clusters).
     """
     import torch
 
     from agents.run_dir import write_run_json
 
-    if timesteps < 1 or n_envs < 1 or threads < 1 or eval_freq < 1 or eval_episodes < 1:
-        raise PrfaasInputError("timesteps, n_envs, threads, eval_freq and eval_episodes "
-                               "must be >= 1")
+    if min(timesteps, n_envs, threads, eval_freq, eval_episodes, warm_start_episodes,
+           warm_start_epochs) < 1:
+        raise PrfaasInputError("timesteps, n_envs, threads, eval_freq, eval_episodes, "
+                               "warm_start_episodes and warm_start_epochs must be >= 1")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -246,7 +250,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99),
                                        episode_requests)
         warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
-                "samples": int(len(demos["actions"])), **pretrain(model, demos, seed=seed)}
+                "epochs": warm_start_epochs, "samples": int(len(demos["actions"])),
+                **pretrain(model, demos, epochs=warm_start_epochs, seed=seed)}
     probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
     probe.reset(seed=seed)
     record = dict(scenario=sc.name, seed=seed, hyperparams=hp, timesteps=timesteps,

@@ -151,3 +151,36 @@ def test_domain_randomisation_draws_cluster_sizes_load_and_link(tmp_path):
         links.add(round(env.sim.bandwidth.mean_gbps, 3))
         assert 5.0 - 1e-6 <= env.sim.bandwidth.mean_gbps <= 50.0 + 1e-6
     assert len(sizes) > 3 and len(rates) > 6 and len(links) > 6
+
+
+def test_action_space_contains_the_conductor():
+    """Every decision of the best heuristic (Mooncake's conductor, prefix copies included) is
+    one of the env's actions, so a policy cloned from it can match it exactly."""
+    from agents.heuristics import Conductor
+    from agents.imitation import decision_to_action
+    from prfaas_gym.estimate import best_per_cluster
+
+    env = make(episode_requests=512)
+    env.reset(seed=3)
+    pol = Conductor()
+    pol.reset(env.profile, 0)
+    copies = 0
+    actions = set()
+    while env.request_info is not None:
+        info, view = env.request_info, env.view
+        want = pol.decide(info, view)
+        a = decision_to_action(want)
+        assert env.action_masks()[a]
+        got = env.decision(a)
+        assert (got.placement, got.prefill_instance, got.copy_prefix_from) == \
+            (want.placement, want.prefill_instance, want.copy_prefix_from)
+        # a copy only ever lowers a cluster's estimate; without one it is the plain minimum
+        bl, tl, br, tr, cl, cr = env._episode.best
+        pl, ptl, pr, ptr = best_per_cluster(env.profile, info, view)
+        assert tl <= ptl and tr <= ptr
+        assert cl >= 0 or (bl, tl) == (pl, ptl)
+        assert cr >= 0 or (br, tr) == (pr, ptr)
+        copies += want.copy_prefix_from is not None
+        actions.add(a)
+        env.step(a)
+    assert copies > 10 and {0, 1} <= actions  # the episode exercised copies and both clusters

@@ -23,7 +23,8 @@ def tiny_run(tmp_path_factory):
                  "--timesteps", "256", "--n-envs", "2", "--vec", "dummy", "--seed", "3",
                  "--config", str(cfg), "--out", str(out), "--eval-freq", "128",
                  "--eval-episodes", "1", "--warm-start", "conductor",
-                 "--warm-start-episodes", "1", "--no-progress"]) == 0
+                 "--warm-start-episodes", "1", "--warm-start-epochs", "2",
+                 "--no-progress"]) == 0
     return out
 
 
@@ -36,6 +37,7 @@ def test_run_directory_records_what_was_trained(tiny_run):
     assert run["observation"]["hash"]
     assert set(run["validation_seeds"]).isdisjoint(run["training_seeds"])
     assert run["warm_start"]["teacher"] == "conductor"
+    assert run["warm_start"]["epochs"] == 2 and run["warm_start"]["episodes"] == 1
     assert (tiny_run / "best_model.zip").exists() and (tiny_run / "final_model.zip").exists()
     history = json.loads((tiny_run / "eval.json").read_text())["history"]
     assert len(history) >= 2 and any(h.get("best") for h in history)
