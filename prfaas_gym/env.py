@@ -20,7 +20,10 @@ from prfaas_gym.workload import rebased
 
 ENV_ID = "PrfaasRoute-v0"
 ENV_VERSION = 1  # v1: a cluster's instance counts a prefix copy from the best holder
-POOL_EPISODES = 32
+POOL_EPISODES = 32  # a synthetic pool holds this many episodes' worth of requests
+# episodes drawn from one pool before it is regenerated: generating a request costs about
+# as much as a step, so a pool used once per request would be a fifth of the step time
+POOL_REUSE = 128
 
 
 class PrfaasRouteEnv(gym.Env):
@@ -81,8 +84,9 @@ class PrfaasRouteEnv(gym.Env):
 
     ## Starting state and episodes
     ``reset(seed)`` draws (from ``self.np_random``) a window of ``episode_requests``
-    consecutive requests of the trace's split (or of a pool of synthetic requests that is
-    regenerated every 32 episodes), a bandwidth
+    consecutive requests of the trace's split (or of a pool of 32 episodes' worth of
+    synthetic requests, regenerated every 128 episodes: a request recurs in about four
+    episodes, each time under its own load scale, link and cluster draws), a bandwidth
     trace with a random offset, and, if the scenario has ``randomize``, a load scale, link
     mean and cluster sizes. The cluster starts empty.
 
@@ -173,14 +177,14 @@ class PrfaasRouteEnv(gym.Env):
 
         Traces: a random window of the split. Synthetic workloads: a random window of a pool
         of ``POOL_EPISODES`` episodes' worth of requests generated from ``self.np_random``
-        and regenerated every ``POOL_EPISODES`` resets (and on every explicit seed), so that
+        and regenerated every ``POOL_REUSE`` resets (and on every explicit seed), so that
         generation is not paid per episode. Load randomisation time-scales the window.
         """
         sc = self.scenario
         n = self.episode_requests
         if sc.is_trace:
             return sc.workload(int(rng.integers(2**31)), n=n, rate=rate, split=self.split)
-        if reseeded or self._pool is None or self._pool_uses >= POOL_EPISODES:
+        if reseeded or self._pool is None or self._pool_uses >= POOL_REUSE:
             self._pool = sc.workload(int(rng.integers(2**31)), n=n * POOL_EPISODES,
                                      split=self.split)
             self._pool_uses = 0

@@ -115,35 +115,47 @@ def best_per_cluster_with_copy(profile: Profile, request: RequestInfo, view: Clu
     holder (the first instance with the most cached tokens of the request) when that lowers
     its estimate: (best local, its est. TTFT, best remote, its est. TTFT, copy source for the
     local choice, for the remote choice); a copy source is -1 where no copy pays."""
-    est = estimate_all(profile, request, view)
     hits = view.prefix_hit_tokens
     holder, top = -1, 0
     for i, h in enumerate(hits):
         if h > top:
             holder, top = i, h
     avail = view.prefill_available
+    waits = view.prefill_wait_s
     prompt = request.prompt_tokens
     link = view.link
     cap = _link_bytes_per_s(link)
     backlog = link.bytes_queued / cap
-    warm = [-1.0, -1.0]  # [local, remote] service time with the holder's hit; -1: not yet
+    # per cluster [local, remote], computed on first use (-1: not yet): the service time
+    # without a hit (as estimate_all), with the holder's hit, and the copy from the holder
+    cold = [-1.0, -1.0]
+    warm = [-1.0, -1.0]
+    move = [-1.0, -1.0]
     bl, tl, br, tr, cl, cr = -1, math.inf, -1, math.inf, -1, -1
     for i, c in enumerate(view.prefill_cluster):
         if not avail[i]:
             continue
-        t = est[i]
+        remote = c == 1
+        h = hits[i]
+        if h:
+            base = _service_s(profile, remote, prompt, h, link, cap)
+        else:
+            base = cold[c]
+            if base < 0.0:
+                base = cold[c] = _service_s(profile, remote, prompt, 0, link, cap)
+        w = waits[i]
+        delay = backlog if remote and backlog > w else w
+        t = base + delay
         src = -1
-        if holder >= 0 and top > hits[i]:
-            remote = c == 1
+        if top > h:  # the holder has more of the prefix than i: a copy may pay
             base = warm[c]
             if base < 0.0:
                 base = warm[c] = _service_s(profile, remote, prompt, top, link, cap)
-            w = view.prefill_wait_s[i]
-            tc = copy_s(profile, view, holder, i, top) \
-                + (base + (backlog if remote and backlog > w else w))
+                move[c] = copy_s(profile, view, holder, i, top)
+            tc = move[c] + (base + delay)
             if tc < t:
                 t, src = tc, holder
-        if c == 1:
+        if remote:
             if t < tr:
                 br, tr, cr = i, t, src
         elif t < tl:

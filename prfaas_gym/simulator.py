@@ -396,10 +396,9 @@ class Simulator:
         job.decode_idx = dec if dec is not None and 0 <= dec < self.n_local else None
         src = d.copy_prefix_from
         if src is not None and src != idx and 0 <= src < len(self.busy_until) and r.block_hashes:
-            hits = self.cache.matched_blocks(r.block_hashes)
-            src_blocks = self.cache.usable_blocks(hits[src], r.prompt_tokens)
-            if src_blocks > self.cache.usable_blocks(hits[idx], r.prompt_tokens):
-                self._start_copy(job, src, idx, src_blocks, t)
+            hits = self._hits_for(r)  # usable tokens, whole blocks; the view's lookup
+            if hits[src] > hits[idx]:
+                self._start_copy(job, src, idx, hits[src] // self.cache.block_size, t)
                 return job
         self._enqueue_prefill(job, idx, t)
         return job

@@ -350,3 +350,20 @@ def test_export_command(runs, tmp_path, capsys):
     assert _export_cli(["export", str(tmp_path), "--out", str(tmp_path / "y.onnx")]) == 2
     cap = capsys.readouterr()
     assert "run.json not found" in cap.err + cap.out
+
+
+@pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
+                                  "paper-case-study"])
+def test_shipped_policies_match_this_code_and_route(name, shared_traces):
+    """The committed policies load under this code's env version, observation spec and
+    action meanings (a change to any of them needs a retrain), and route their scenario's
+    held-out requests about as well as the conductor they started from."""
+    from agents.heuristics import Conductor
+
+    path = Path(__file__).resolve().parents[1] / "agents" / "policies" / f"{name}.onnx"
+    policy = load_learned_policy(path)
+    sc = load_scenario(name)
+    learned, _ = run_policy(sc, policy, 0, split="eval", n=400)
+    conductor, _ = run_policy(sc, Conductor(), 0, split="eval", n=400)
+    assert learned["requests"] == 400 and learned["completed"] > 0
+    assert learned["goodput_rps"] >= 0.9 * conductor["goodput_rps"]
