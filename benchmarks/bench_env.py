@@ -1,14 +1,16 @@
 """Env step rate of PrfaasRoute-v0 with random actions, against Gymnasium's CartPole-v1
 measured in the same run (both created with ``gymnasium.make``, both driven by the same
-``rng.integers(n)`` action sampler; resets are counted in the time; the two are measured
-in turn, ``--repeat`` times, and each keeps its best). ``--masked`` samples
+``rng.integers(n)`` action sampler; resets are counted in the time, and the default step
+count is one cycle of the env's synthetic request pool (``POOL_REUSE`` episodes), so that
+its regeneration is paid at its average rate; the two are measured in turn, ``--repeat``
+times, and each keeps its best). ``--masked`` samples
 PrfaasRoute's actions from ``action_masks()`` instead (numpy's ``choice`` adds ~8 us a step).
 When the package is compiled, the same source run as plain Python (``PRFAAS_PURE_PYTHON=1``)
 is measured too, in a subprocess, with its own CartPole figure.
 
 Target (issue 2): PrfaasRoute-v0 >= 0.3x CartPole-v1's step rate.
 
-    python benchmarks/bench_env.py [--steps 20000] [--scenario bursty-fluctuating] [--masked]
+    python benchmarks/bench_env.py [--steps N] [--scenario bursty-fluctuating] [--masked]
 """
 
 from __future__ import annotations
@@ -47,12 +49,18 @@ def steps_per_s(env: gym.Env, steps: int, masked: bool) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=20_000)
+    ap.add_argument("--steps", type=int, help="default: one pool cycle (32,768 steps for "
+                    "bursty-fluctuating)")
     ap.add_argument("--scenario", default="bursty-fluctuating")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--masked", action="store_true", help="sample from action_masks()")
     ap.add_argument("--ratio-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.steps is None:
+        from prfaas_gym.env import POOL_REUSE
+        from prfaas_gym.scenario import load_scenario
+
+        args.steps = POOL_REUSE * load_scenario(args.scenario).episode_requests
     cart = gym.make("CartPole-v1")
     prf = gym.make("PrfaasRoute-v0", scenario=args.scenario)
     # interleaved, best of each: a slow spell of this shared machine hits both alike

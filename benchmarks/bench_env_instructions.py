@@ -3,12 +3,13 @@ cachegrind: the noise-free cross-check of ``bench_env.py`` on a shared machine.
 
 Each env runs ``--steps`` random steps (the same ``rng.integers`` sampler as
 ``bench_env.py``) and once with 0 steps; the difference divided by the step count is the
-cost of a step, resets and (for PrfaasRoute, with the default 8,448 = 33 episodes of 256)
-one regeneration of the synthetic request pool included. OpenBLAS is held to one thread
+cost of a step, resets and the synthetic request pool's regeneration included: the default
+step count is one pool cycle (``POOL_REUSE`` episodes of the scenario's length; 32,768 for
+bursty-fluctuating), whose last reset regenerates the pool once. OpenBLAS is held to one thread
 (its idle worker threads would otherwise be counted). Needs ``valgrind`` on the PATH; takes
 a few minutes (cachegrind runs code ~50x slower).
 
-    python benchmarks/bench_env_instructions.py [--steps 8448] [--scenario bursty-fluctuating]
+    python benchmarks/bench_env_instructions.py [--steps N] [--scenario bursty-fluctuating]
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ def instructions(env_id: str, scenario: str, steps: int) -> int:
     return int(m.group(1).replace(",", ""))
 
 
+def pool_cycle(scenario: str) -> int:
+    """Steps between two regenerations of the env's synthetic request pool."""
+    from prfaas_gym.env import POOL_REUSE
+    from prfaas_gym.scenario import load_scenario
+
+    return POOL_REUSE * load_scenario(scenario).episode_requests
+
+
 def per_step(env_id: str, scenario: str, steps: int) -> float:
     return (instructions(env_id, scenario, steps) - instructions(env_id, scenario, 0)) / steps
 
@@ -55,7 +64,7 @@ def per_step(env_id: str, scenario: str, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=8448)
+    ap.add_argument("--steps", type=int, help="default: one pool cycle")
     ap.add_argument("--scenario", default="bursty-fluctuating")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
@@ -65,7 +74,7 @@ def main() -> None:
     print(f"prfaas_gym: {_compiled.describe()}")
     cart = per_step("CartPole-v1", "", 20_000)
     print(f"CartPole-v1:                            {cart:10,.0f} instructions per step")
-    prf = per_step("PrfaasRoute-v0", args.scenario, args.steps)
+    prf = per_step("PrfaasRoute-v0", args.scenario, args.steps or pool_cycle(args.scenario))
     print(f"PrfaasRoute-v0 {args.scenario}: {prf:10,.0f} instructions per step")
     print(f"ratio of step rates at equal instructions per second: {cart / prf:.2f}x "
           "(the wall-clock target of bench_env.py is 0.3x)")
