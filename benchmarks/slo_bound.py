@@ -1,0 +1,168 @@
+"""An upper bound on the SLO attainment of *any* routing policy, and so on its goodput ratio
+to the best heuristic: how far the learned-policy targets of issue 3 can be reached at all.
+
+For the scenario's eval-split workloads (the held-out ones of ``heldout.py``, seeds 0..K-1)
+it keeps three resources and relaxes everything else. A request meets its TTFT SLO only if
+its whole prefill runs inside ``[arrival, arrival + SLO]``, and, when the prefill is remote,
+its KV crosses the link inside that interval too. So in a time window ``[a, b]`` the
+requests arriving in ``[a, b - SLO]`` that meet it fit into the window's remote prefill
+time (PrfaaS instances x length), link bytes (the bandwidth trace's integral) and local
+prefill time. Each request is charged its least possible prefill: with the longest prefix
+any earlier request could have left cached (an unbounded cache, copies free, the
+usable-block rule applied). The most requests that fit is bounded by the dual of that
+three-constraint linear program (any non-negative prices give a bound; the script takes
+the best of a grid), and the rest must miss. Windows of one partition of time are
+disjoint, so their forced misses add up; the bound takes the best of several window
+lengths and offsets. Work already queued at a window's start, decode, copies, RTT and
+queueing order are ignored, each of which only loosens the bound; the deployment is the
+scenario's (its local prefill/decode split is fixed, as for every policy the env trains).
+
+The goodput bound divides the bounded SLO-meeting count by the shortest possible span
+(first to last arrival) and compares it, per seed, with the conductor's measured goodput.
+The script also splits the TTFT of the conductor's TTFT misses into its parts (queueing,
+prefill, KV still in transit after the prefill, waiting to join a decode batch): where the
+time goes when capacity is not what binds.
+
+    python benchmarks/slo_bound.py --scenario bursty-fluctuating --seeds 5
+    python benchmarks/slo_bound.py --scenario mooncake-conversation --seeds 5 --requests 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from agents.compare import ci95, run_policy
+from agents.heuristics import Conductor
+from prfaas_gym.request import Workload
+from prfaas_gym.scenario import Scenario, load_scenario
+
+WINDOWS_S = (11.0, 12.0, 14.0, 17.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
+OFFSETS = 4  # offsets per window length, evenly spaced over one window
+_GRID = np.concatenate([[0.0], np.geomspace(0.05, 20.0, 10)])  # prices x 1 / mean demand
+
+
+def max_cached_tokens(w: Workload, interval_blocks: int) -> np.ndarray:
+    """Per request, the longest usable prefix an earlier request could have left cached."""
+    seen: set[int] = set()
+    bs = w.block_size
+    out = np.zeros(len(w.requests))
+    for k, r in enumerate(w.requests):
+        m = 0
+        for h in r.block_hashes:
+            if h not in seen:
+                break
+            m += 1
+        m = min(m, (r.prompt_tokens - 1) // bs)
+        out[k] = (m - m % interval_blocks) * bs if m > 0 else 0
+        seen.update(r.block_hashes)
+    return out
+
+
+def fitting_bound(remote_s: np.ndarray, link_b: np.ndarray, local_s: np.ndarray,
+                  caps: tuple[float, float, float]) -> float:
+    """Upper bound on how many requests fit, each either remote (remote prefill seconds and
+    link bytes) or local (local prefill seconds), under the three capacities: the LP dual
+    ``sum(price * cap) + sum(max(0, 1 - min(remote price, local price)))`` minimised over
+    a grid of prices (every price vector gives a valid bound)."""
+    n = len(remote_s)
+    best = float(n)
+    cr, cl, cb = caps
+    gr = _GRID / max(remote_s.mean(), 1e-12)
+    gl = _GRID / max(link_b.mean(), 1e-12)
+    gb = _GRID / max(local_s.mean(), 1e-12)
+    # [grid_r, grid_l, request]: the remote price of each request
+    rem = gr[:, None, None] * remote_s + gl[None, :, None] * link_b
+    for mb in gb:
+        loc = mb * local_s
+        slack = np.maximum(0.0, 1.0 - np.minimum(rem, loc)).sum(axis=-1)
+        total = gr[:, None] * cr + gl[None, :] * cl + mb * cb + slack
+        best = min(best, float(total.min()))
+    return best
+
+
+def forced_misses(arrival: np.ndarray, remote_s: np.ndarray, link_b: np.ndarray,
+                  local_s: np.ndarray, n_remote: int, n_local: int, link_bytes,
+                  slo: float, length: float, offset: float) -> int:
+    """Requests that must miss the TTFT SLO in one partition of time into windows."""
+    t0 = arrival.min() - offset
+    idx = np.floor((arrival - t0) / length).astype(np.int64)
+    misses = 0
+    for win in np.unique(idx):
+        a = t0 + win * length
+        b = a + length
+        sel = (idx == win) & (arrival <= b - slo)
+        k = int(sel.sum())
+        if not k:
+            continue
+        caps = (n_remote * length, link_bytes(a, b), n_local * length)
+        fit = fitting_bound(remote_s[sel], link_b[sel], local_s[sel], caps)
+        misses += max(0, k - int(np.floor(fit + 1e-9)))
+    return misses
+
+
+def bound(sc: Scenario, seed: int, n: int | None) -> tuple[float, float, int]:
+    """(attainment bound, goodput bound in req/s, requests) for one eval-split workload."""
+    w = sc.workload(seed, n=n, split="eval")
+    bw = sc.bandwidth(seed)
+    p, dep = sc.profile, sc.profile.deployment
+    arrival = np.array([r.arrival_s for r in w.requests])
+    prompt = np.array([r.prompt_tokens for r in w.requests], dtype=float)
+    hit = max_cached_tokens(w, p.model.snapshot_interval_blocks)
+    new = prompt - hit
+    remote = np.array([p.prfaas_hw.prefill.time_with_cache(x, h) for x, h in zip(new, hit)])
+    local = np.array([p.local_hw.prefill.time_with_cache(x, h) for x, h in zip(new, hit)])
+    link_b = np.array([p.model.kv_bytes(x) for x in new])
+    slo = p.slo.ttft_s
+    best = min(forced_misses(arrival, remote, link_b, local, dep.n_prfaas, dep.n_prefill,
+                             bw.integral, slo, L, L * k / OFFSETS)
+               for L in WINDOWS_S for k in range(OFFSETS))
+    count = len(w.requests)
+    span = arrival.max() - arrival.min()
+    met = count - best
+    return met / count, met / span, count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", default="bursty-fluctuating")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--requests", type=int, help="requests per run (default: the scenario's)")
+    args = ap.parse_args()
+    sc = load_scenario(args.scenario)
+    print(f"{sc.name}, eval split, seeds 0..{args.seeds - 1}")
+    print("| seed | requests | attainment bound | conductor attainment | goodput bound / "
+          "conductor |")
+    print("|---|---|---|---|---|")
+    atts, ratios = [], []
+    parts = np.zeros(4)
+    misses = 0
+    for s in range(args.seeds):
+        att, gp, count = bound(sc, s, args.requests)
+        res, sim = run_policy(sc, Conductor(), s, "eval", args.requests)
+        for j in sim.completed:
+            a = j.request.arrival_s
+            if j.t_first_token - a > sc.profile.slo.ttft_s:
+                misses += 1
+                parts += np.nan_to_num([j.t_prefill_start - a, j.t_prefill_end - j.t_prefill_start,
+                                        j.t_kv_arrival - j.t_prefill_end,
+                                        j.t_first_token - j.t_kv_arrival])
+        ratio = gp / res["goodput_rps"]
+        atts.append(att)
+        ratios.append(ratio)
+        print(f"| {s} | {count} | {att:.3f} | {res['slo_attainment']:.3f} | {ratio:.3f} |")
+    a, ah = ci95(atts)
+    r, rh = ci95(ratios)
+    print(f"\nany policy: SLO attainment <= {a:.3f} ± {ah:.3f}, goodput <= {r:.3f} ± {rh:.3f}x "
+          "the conductor's (mean ± 95% CI over seeds)")
+    if misses:
+        q, pf, kv, dj = parts / misses
+        print(f"conductor: {misses} TTFT misses; their mean TTFT {sum(parts) / misses:.1f} s = "
+              f"queueing {q:.1f} + prefill {pf:.1f} + KV after prefill {kv:.1f} + "
+              f"decode join {dj:.1f}")
+
+
+if __name__ == "__main__":
+    main()
