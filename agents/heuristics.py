@@ -123,9 +123,9 @@ class Conductor(Policy):
     counting prefix reuse and, where a better prefix lives elsewhere, the transfer of the
     missing prefix from its best holder
     (:func:`~prfaas_gym.estimate.best_per_cluster_with_copy`). **Early rejection**: reject at
-    arrival when the predicted TTFT exceeds the TTFT SLO, or when the predicted TPOT of the least-loaded
-    decode instance (its step time with one more request) exceeds the TPOT SLO, so that no
-    prefill is wasted on a request that would miss anyway.
+    arrival when the predicted TTFT exceeds the TTFT SLO, or when the predicted TPOT of the
+    least-loaded decode instance (its step time with one more request) exceeds the TPOT SLO,
+    so that no prefill is wasted on a request that would miss anyway.
     ``ttft_slack``: multiply the SLO by this before comparing (1.0 = reject exactly at it)."""
 
     name = "conductor"

@@ -21,8 +21,8 @@ from prfaas_gym.workload import rebased
 ENV_ID = "PrfaasRoute-v0"
 ENV_VERSION = 1  # v1: a cluster's instance counts a prefix copy from the best holder
 POOL_EPISODES = 32  # a synthetic pool holds this many episodes' worth of requests
-# episodes drawn from one pool before it is regenerated: generating a request costs about
-# as much as a step, so a pool used once per request would be a fifth of the step time
+# episodes drawn from one pool before it is regenerated: generation costs ~6 us a request,
+# a fifth of a step's wall time when every request served one episode only
 POOL_REUSE = 128
 
 
@@ -52,9 +52,9 @@ class PrfaasRouteEnv(gym.Env):
     request's prefix from the instance holding the most of it if that lowers its estimate
     (:func:`prfaas_gym.estimate.best_per_cluster_with_copy`, Mooncake's Conductor's rule: the
     action space contains that heuristic's decisions); the decode instance is the least
-    loaded when the KV arrives. :meth:`action_masks` marks a cluster with no available instance
-    infeasible (reject is always feasible). An infeasible action falls back to the other
-    cluster.
+    loaded when the KV arrives. :meth:`action_masks` marks a cluster with no available
+    instance infeasible (reject is always feasible). An infeasible action falls back to the
+    other cluster.
 
     ## Observation space
     ``Box(-10, 10, (32,), float32)`` built by :class:`prfaas_gym.featurizer.Featurizer`
