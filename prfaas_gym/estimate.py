@@ -126,9 +126,9 @@ def best_per_cluster_with_copy(profile: Profile, request: RequestInfo, view: Clu
     link = view.link
     cap = _link_bytes_per_s(link)
     backlog = link.bytes_queued / cap
+    est = estimate_all(profile, request, view)
     # per cluster [local, remote], computed on first use (-1: not yet): the service time
-    # without a hit (as estimate_all), with the holder's hit, and the copy from the holder
-    cold = [-1.0, -1.0]
+    # with the holder's hit, and the copy from the holder
     warm = [-1.0, -1.0]
     move = [-1.0, -1.0]
     bl, tl, br, tr, cl, cr = -1, math.inf, -1, math.inf, -1, -1
@@ -136,23 +136,15 @@ def best_per_cluster_with_copy(profile: Profile, request: RequestInfo, view: Clu
         if not avail[i]:
             continue
         remote = c == 1
-        h = hits[i]
-        if h:
-            base = _service_s(profile, remote, prompt, h, link, cap)
-        else:
-            base = cold[c]
-            if base < 0.0:
-                base = cold[c] = _service_s(profile, remote, prompt, 0, link, cap)
-        w = waits[i]
-        delay = backlog if remote and backlog > w else w
-        t = base + delay
+        t = est[i]
         src = -1
-        if top > h:  # the holder has more of the prefix than i: a copy may pay
+        if top > hits[i]:  # the holder has more of the prefix than i: a copy may pay
             base = warm[c]
             if base < 0.0:
                 base = warm[c] = _service_s(profile, remote, prompt, top, link, cap)
                 move[c] = copy_s(profile, view, holder, i, top)
-            tc = move[c] + (base + delay)
+            w = waits[i]
+            tc = move[c] + (base + (backlog if remote and backlog > w else w))
             if tc < t:
                 t, src = tc, holder
         if remote:
