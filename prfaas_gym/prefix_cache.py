@@ -62,6 +62,20 @@ class PrefixCacheIndex:
     def __setstate__(self, state: dict[str, object]) -> None:
         restore_state(self, state)
 
+    def __deepcopy__(self, memo: dict[int, object]) -> PrefixCacheIndex:
+        """A copy whose caches evolve independently; the logged hash tuples, never mutated,
+        are shared (a generic deep copy would copy every one: ~40x slower)."""
+        twin = PrefixCacheIndex(self.n, self.capacity, self.block_size, self.interval)
+        twin.caches = [dict(c) for c in self.caches]
+        twin.holders = dict(self.holders)
+        twin._log = [list(g) for g in self._log]
+        twin._stamp = self._stamp
+        twin._head = list(self._head)
+        twin._done = list(self._done)
+        twin.version = self.version
+        memo[id(self)] = twin
+        return twin
+
     def matched_blocks(self, hashes: Sequence[int]) -> list[int]:
         """Number of leading blocks of ``hashes`` each instance holds."""
         n = self.n

@@ -25,6 +25,7 @@ decode instance) or is still in flight when the run stops; :meth:`Simulator.coun
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from collections.abc import Callable
@@ -312,6 +313,32 @@ class Simulator:
         self._first_arrival = workload_first(self.workload)
         if self.tick_interval_s:
             self._push(self.tick_interval_s, _TICK, None)
+
+    def fork(self) -> Simulator:
+        """An independent copy of the simulation as it stands, for look-ahead and planning.
+
+        Decisions applied to the fork leave this simulator untouched, and the same calls on
+        both give the same results (the simulation is deterministic). What never changes
+        after it is made is shared, not copied: the profile, the workload and its requests,
+        the bandwidth traces, the config, finished (completed, rejected, failed) jobs, and the
+        tick handler (a policy's bound method: a fork's ticks call the same policy object).
+        The cost is the in-flight state plus the cached blocks' index, not the history.
+        Call it between :meth:`apply` and :meth:`next_request` or with a request pending;
+        the pending request is carried over.
+        """
+        memo: dict[int, object] = {}
+        p = self.profile
+        for x in (p, p.local_hw, p.prfaas_hw, p.local_hw.prefill, p.local_hw.decode,
+                  p.prfaas_hw.prefill, p.prfaas_hw.decode, p.model, p.deployment, p.link, p.slo,
+                  self.workload, self.config, self.bandwidth, self.uplink_bandwidth,
+                  self.tick_handler):
+            memo[id(x)] = x
+        for r in self.workload.requests:
+            memo[id(r)] = r
+        for j in self.jobs:
+            if j.state == _DONE or j.state == _REJECTED or j.state == _FAILED:
+                memo[id(j)] = j
+        return cast(Simulator, copy.deepcopy(self, memo))
 
     def set_tick_handler(self, handler: Callable[[ClusterView], list[RoleChange]] | None,
                          interval_s: float | None) -> None:

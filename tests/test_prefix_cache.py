@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import random
 from collections import OrderedDict
@@ -104,3 +105,18 @@ def test_cache_pickles_with_its_eviction_state():
         x.insert(0, [6], 1)  # evicts 2, then the next eviction takes 1
         x.insert(0, [7], 1)
     assert set(d.caches[0]) == set(c.caches[0]) == {4, 5, 6, 7}
+
+
+def test_deep_copy_evolves_independently_with_the_same_eviction_order():
+    c = PrefixCacheIndex(2, capacity_blocks=4, block_size=10)
+    c.insert(0, [1, 2, 3], 3)
+    c.insert(0, [4, 5], 2)  # evicts 3
+    d = copy.deepcopy(c)
+    d.insert(1, [1, 2], 2)
+    assert c.holders[1] == 0b01 and d.holders[1] == 0b11  # the original is untouched
+    assert c.version != d.version
+    for x in (c, d):
+        x.insert(0, [6], 1)  # evicts 2, then the next eviction takes 1
+        x.insert(0, [7], 1)
+    assert set(d.caches[0]) == set(c.caches[0]) == {4, 5, 6, 7}
+    assert 1 not in c.holders and d.holders[1] == 0b10

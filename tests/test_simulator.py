@@ -46,6 +46,50 @@ def test_same_seed_same_result(bursty):
     assert a["ttft_s"] != c["ttft_s"]
 
 
+def _route(sim: Simulator, policy, stop_after: int | None = None) -> None:
+    """Route with ``policy`` until ``stop_after`` more requests (None: to the end, drained)."""
+    k = 0
+    while (r := sim.next_request()) is not None:
+        sim.apply(r, policy.decide(sim.request_info(r), sim.view(r)))
+        k += 1
+        if k == stop_after:
+            return
+    sim.finish()
+
+
+def _result(sim: Simulator) -> dict:
+    out = sim.result()
+    out.pop("wall_s", None)
+    return out
+
+
+def test_fork_continues_identically_and_leaves_the_original_alone(bursty):
+    def sim_and_policy():
+        sim = Simulator(bursty.profile, bursty.workload(2, n=500, split="eval"),
+                        bursty.bandwidth(2), bursty.sim)
+        pol = make_heuristic("conductor")
+        pol.reset(bursty.profile, 2)
+        return sim, pol
+
+    ref, pol = sim_and_policy()
+    _route(ref, pol)
+    sim, pol = sim_and_policy()
+    _route(sim, pol, stop_after=250)
+    r = sim.next_request()  # fork with a request pending: it is carried over
+    assert r is not None
+    other, same = sim.fork(), sim.fork()
+    assert sim.completed and other.completed[0] is sim.completed[0]  # history is shared
+    other.apply(r, Decision(Placement.REMOTE))
+    remote_all = make_heuristic("remote-all")
+    remote_all.reset(bursty.profile, 2)
+    _route(other, remote_all)  # a different future on the fork...
+    for s in (sim, same):  # ...changes nothing in the original or in a sibling fork
+        s.apply(r, pol.decide(s.request_info(r), s.view(r)))
+        _route(s, pol)
+        assert _result(s) == _result(ref)
+    assert _result(other)["goodput_rps"] != _result(ref)["goodput_rps"]
+
+
 def test_prefix_cache_hits_cut_prefill_time():
     prof = load_profile("single-host")
     shared = tuple(range(40))
