@@ -7,6 +7,7 @@ confidence interval (Student's t over the per-seed values).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -82,6 +83,18 @@ def run_policy(scenario: Scenario, policy: Policy, seed: int, split: str = "all"
     t0 = time.perf_counter()
     sim.run(policy, seed)
     return sim.result(time.perf_counter() - t0), sim
+
+
+def add_eval_arguments(ap: argparse.ArgumentParser,
+                       default_scenario: str | None = "bursty-fluctuating") -> None:
+    """``--scenario`` (required when ``default_scenario`` is None), ``--seeds`` and
+    ``--requests``: the options of the scripts that evaluate on a scenario's eval split."""
+    if default_scenario is None:
+        ap.add_argument("--scenario", required=True)
+    else:
+        ap.add_argument("--scenario", default=default_scenario)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--requests", type=int, help="requests per run (default: the scenario's)")
 
 
 def compare(scenario: Scenario, policies: dict[str, Callable[[], Policy]], seeds: int,

@@ -19,17 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.compare import ci95, compare, flat_metrics, summarize, write_outputs
+from agents.compare import add_eval_arguments, ci95, compare, flat_metrics, summarize, write_outputs
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
 from prfaas_gym.scenario import load_scenario
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--scenario", required=True)
+    add_eval_arguments(ap, default_scenario=None)
     ap.add_argument("--policy", required=True, help="exported .onnx, run dir or .zip")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--requests", type=int, help="requests per run (default: the scenario's)")
     ap.add_argument("--out", help="directory for CSV/JSON/plots")
     args = ap.parse_args()
     sc = load_scenario(args.scenario)

@@ -20,8 +20,10 @@ scenario's (its local prefill/decode split is fixed, as for every policy the env
 The goodput bound divides the bounded SLO-meeting count by the shortest possible span
 (first to last arrival) and compares it, per seed, with the conductor's measured goodput.
 The script also splits the TTFT of the conductor's TTFT misses into its parts (queueing,
-prefill, KV still in transit after the prefill, waiting to join a decode batch): where the
-time goes when capacity is not what binds.
+prefill, KV still in transit after the prefill, waiting to join a decode batch), and counts
+them by where they prefilled and, for remote ones, whether the link fell under half its
+capacity at the decision while their KV crossed: where the time goes when capacity is not
+what binds.
 
     python benchmarks/slo_bound.py --scenario bursty-fluctuating --seeds 5
     python benchmarks/slo_bound.py --scenario mooncake-conversation --seeds 5 --requests 1000
@@ -33,10 +35,13 @@ import argparse
 
 import numpy as np
 
-from agents.compare import ci95, run_policy
+from agents.compare import add_eval_arguments, ci95, run_policy
 from agents.heuristics import Conductor
+from prfaas_gym.bandwidth import gbps_to_bytes_per_s
+from prfaas_gym.contract import Placement
 from prfaas_gym.request import Workload
 from prfaas_gym.scenario import Scenario, load_scenario
+from prfaas_gym.simulator import Job, Simulator
 
 WINDOWS_S = (11.0, 12.0, 14.0, 17.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
 OFFSETS = 4  # offsets per window length, evenly spaced over one window
@@ -124,12 +129,23 @@ def bound(sc: Scenario, seed: int, n: int | None) -> tuple[float, float, int]:
     return met / count, met / span, count
 
 
+def link_kind(sim: Simulator, j: Job) -> str:
+    """Where a TTFT miss went: prefilled locally, or remotely with the link's mean capacity
+    while its KV crossed (prefill start to arrival) under half of (``fell``) or at least
+    half of (``held``) the capacity at its arrival."""
+    if not j.t_kv_arrival > j.t_prefill_end or j.placement != Placement.REMOTE:
+        return "local"
+    t0, t1 = j.t_prefill_start, j.t_kv_arrival
+    bw = sim.bandwidth
+    mean_bps = bw.integral(t0, t1) / (t1 - t0)
+    return "remote, link fell" if mean_bps < 0.5 * gbps_to_bytes_per_s(
+        bw.gbps_at(j.request.arrival_s)) else "remote, link held"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", default="bursty-fluctuating")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--requests", type=int, help="requests per run (default: the scenario's)")
+    add_eval_arguments(ap)
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
     print(f"{sc.name}, eval split, seeds 0..{args.seeds - 1}")
@@ -139,6 +155,7 @@ def main() -> None:
     atts, ratios = [], []
     parts = np.zeros(4)
     misses = 0
+    kinds = {"local": 0, "remote, link held": 0, "remote, link fell": 0}
     for s in range(args.seeds):
         att, gp, count = bound(sc, s, args.requests)
         res, sim = run_policy(sc, Conductor(), s, "eval", args.requests)
@@ -149,6 +166,7 @@ def main() -> None:
                 parts += np.nan_to_num([j.t_prefill_start - a, j.t_prefill_end - j.t_prefill_start,
                                         j.t_kv_arrival - j.t_prefill_end,
                                         j.t_first_token - j.t_kv_arrival])
+                kinds[link_kind(sim, j)] += 1
         ratio = gp / res["goodput_rps"]
         atts.append(att)
         ratios.append(ratio)
@@ -162,6 +180,9 @@ def main() -> None:
         print(f"conductor: {misses} TTFT misses; their mean TTFT {sum(parts) / misses:.1f} s = "
               f"queueing {q:.1f} + prefill {pf:.1f} + KV after prefill {kv:.1f} + "
               f"decode join {dj:.1f}")
+        print("by where they went: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+              + " (link fell: its mean capacity while the KV crossed was under half its "
+              "capacity at the request's arrival; held: it was not)")
 
 
 if __name__ == "__main__":
