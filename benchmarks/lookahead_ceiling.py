@@ -99,7 +99,7 @@ def _lookahead(sim: Simulator, r: Request, d: Decision, conductor: Conductor, ho
             break
         fork.apply(nr, conductor.decide(fork.request_info(nr), fork.view(nr)))
     fork.advance(t + horizon_s + drain_s)
-    jobs = fork.jobs
+    jobs = fork.jobs  # the original's jobs in the same order, then the look-ahead's
     if nr is not None:
         jobs = jobs[:-1]
     return _met(jobs[open_from:], slo_s)

