@@ -66,7 +66,7 @@ class PrefixCacheIndex:
         """A copy whose caches evolve independently; the logged hash tuples, never mutated,
         are shared (a generic deep copy copies every one: 33x slower, 2000 requests into a bursty
         run)."""
-        twin = PrefixCacheIndex(self.n, self.capacity, self.block_size, self.interval)
+        twin = type(self)(self.n, self.capacity, self.block_size, self.interval)
         twin.caches = [dict(c) for c in self.caches]
         twin.holders = dict(self.holders)
         twin._log = [list(g) for g in self._log]

@@ -107,16 +107,46 @@ def test_cache_pickles_with_its_eviction_state():
     assert set(d.caches[0]) == set(c.caches[0]) == {4, 5, 6, 7}
 
 
-def test_deep_copy_evolves_independently_with_the_same_eviction_order():
-    c = PrefixCacheIndex(2, capacity_blocks=4, block_size=10)
-    c.insert(0, [1, 2, 3], 3)
-    c.insert(0, [4, 5], 2)  # evicts 3
+def _random_inserts(rng: random.Random, n_inst: int, count: int, first_id: int):
+    """(instance, hashes, n_blocks) inserts sharing prefixes, as the textbook test draws."""
+    chains: list[list[int]] = []
+    next_id = first_id
+    for _ in range(count):
+        base = rng.choice(chains)[: rng.randint(0, 12)] if chains and rng.random() < 0.7 else []
+        fresh = list(range(next_id, next_id + rng.randint(1, 12)))
+        next_id += len(fresh)
+        hashes = base + fresh
+        chains.append(hashes)
+        yield rng.randrange(n_inst), hashes, rng.randint(0, len(hashes))
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("capacity", [17, 200])  # 200: old log records outlive the copy
+def test_deep_copy_evolves_independently_with_the_same_eviction_order(seed, capacity):
+    rng = random.Random(seed)
+    lazy = PrefixCacheIndex(3, capacity, block_size=1)
+    ref = _ReferenceLRU(3, capacity)
+    for i, hashes, n in _random_inserts(rng, 3, 300, 0):  # well past capacity: evicting
+        lazy.insert(i, hashes, n)
+        ref.insert(i, hashes, n)
+    twin, twin_ref = copy.deepcopy(lazy), copy.deepcopy(ref)
+    assert type(twin) is PrefixCacheIndex and twin.version == lazy.version
+    # different futures (reusing the same hashes): each copy must still evict exactly like
+    # its own textbook LRU
+    for (c, r), future in (((lazy, ref), 1), ((twin, twin_ref), 2)):
+        for i, hashes, n in _random_inserts(random.Random(100 * seed + future), 3, 300, 0):
+            c.insert(i, hashes, n)
+            r.insert(i, hashes, n)
+            assert [set(x) for x in c.caches] == [set(x) for x in r.caches]
+            assert c.holders == r.holders
+
+
+def test_deep_copy_continues_the_stamp_sequence():
+    c = PrefixCacheIndex(1, capacity_blocks=4, block_size=10)
+    c.insert(0, [1, 2], 2)
+    c.insert(0, [3, 4], 2)  # full; LRU order 2, 1, 4, 3
     d = copy.deepcopy(c)
-    d.insert(1, [1, 2], 2)
-    assert c.holders[1] == 0b01 and d.holders[1] == 0b11  # the original is untouched
-    assert c.version != d.version
-    for x in (c, d):
-        x.insert(0, [6], 1)  # evicts 2, then the next eviction takes 1
-        x.insert(0, [7], 1)
-    assert set(d.caches[0]) == set(c.caches[0]) == {4, 5, 6, 7}
-    assert 1 not in c.holders and d.holders[1] == 0b10
+    d.insert(0, [1], 1)  # 2, 4, 3, 1: a reused stamp would mark 1 as still that of [1, 2]
+    d.insert(0, [5], 1)  # evicts 2
+    d.insert(0, [6], 1)  # evicts 4, not the just-touched 1
+    assert set(d.caches[0]) == {1, 3, 5, 6}

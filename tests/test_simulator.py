@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from agents.compare import run_policy
@@ -63,12 +65,21 @@ def _result(sim: Simulator) -> dict:
     return out
 
 
+def _small_cache(sc):
+    """``sc``'s profile with prefix caches small enough to evict within a few hundred
+    requests."""
+    return dataclasses.replace(sc.profile, deployment=dataclasses.replace(
+        sc.profile.deployment, prefix_cache_blocks=600))
+
+
 def test_fork_continues_identically_and_leaves_the_original_alone(bursty):
+    profile = _small_cache(bursty)
+
     def sim_and_policy():
-        sim = Simulator(bursty.profile, bursty.workload(2, n=500, split="eval"),
-                        bursty.bandwidth(2), bursty.sim)
+        sim = Simulator(profile, bursty.workload(2, n=500, split="eval"), bursty.bandwidth(2),
+                        bursty.sim)
         pol = make_heuristic("conductor")
-        pol.reset(bursty.profile, 2)
+        pol.reset(profile, 2)
         return sim, pol
 
     ref, pol = sim_and_policy()
@@ -77,17 +88,40 @@ def test_fork_continues_identically_and_leaves_the_original_alone(bursty):
     _route(sim, pol, stop_after=250)
     r = sim.next_request()  # fork with a request pending: it is carried over
     assert r is not None
+    assert max(sim.cache.held_blocks(i) for i in range(sim.cache.n)) == 600  # evicting
     other, same = sim.fork(), sim.fork()
     assert sim.completed and other.completed[0] is sim.completed[0]  # history is shared
     other.apply(r, Decision(Placement.REMOTE))
     remote_all = make_heuristic("remote-all")
-    remote_all.reset(bursty.profile, 2)
+    remote_all.reset(profile, 2)
     _route(other, remote_all)  # a different future on the fork...
     for s in (sim, same):  # ...changes nothing in the original or in a sibling fork
         s.apply(r, pol.decide(s.request_info(r), s.view(r)))
         _route(s, pol)
         assert _result(s) == _result(ref)
     assert _result(other)["goodput_rps"] != _result(ref)["goodput_rps"]
+
+
+def test_fork_ticks_call_the_handler_it_is_given(bursty):
+    def sim_with_ticks():
+        sim = Simulator(bursty.profile, bursty.workload(1, n=200), bursty.bandwidth(1), bursty.sim)
+        calls: list[str] = []
+        sim.set_tick_handler(lambda view: calls.append("original") or [], 5.0)
+        return sim, calls
+
+    pol = make_heuristic("conductor")
+    pol.reset(bursty.profile, 1)
+    sim, calls = sim_with_ticks()
+    _route(sim, pol, stop_after=100)
+    n = len(calls)
+    _route(sim.fork(), pol)  # by default a fork's ticks call the same handler
+    assert len(calls) > n
+    n, mine = len(calls), []
+    _route(sim.fork(tick_handler=lambda view: mine.append("fork") or []), pol)
+    assert mine and len(calls) == n  # the original's handler is left alone
+    plain = Simulator(bursty.profile, bursty.workload(1, n=20), bursty.bandwidth(1), bursty.sim)
+    with pytest.raises(ValueError, match="no tick schedule"):
+        plain.fork(tick_handler=lambda view: [])
 
 
 def test_prefix_cache_hits_cut_prefill_time():
