@@ -46,11 +46,6 @@ from prfaas_gym.simulator import Job, JobState, Simulator
 _RESOLVED = (JobState.DONE, JobState.REJECTED, JobState.FAILED)
 
 
-def _same(a: Decision, b: Decision) -> bool:
-    return (a.placement, a.prefill_instance, a.copy_prefix_from) == \
-        (b.placement, b.prefill_instance, b.copy_prefix_from)
-
-
 def _met(jobs: list[Job], slo_s: float) -> int:
     return sum(1 for j in jobs if j.t_first_token - j.request.arrival_s <= slo_s)
 
@@ -79,7 +74,7 @@ def run(sc: Scenario, seed: int, n: int | None, plan: bool, horizon_s: float, dr
             cands = [chosen]
             for a, ok in enumerate(action_masks(best)):
                 d = action_to_decision(a, best)
-                if ok and not any(_same(d, c) for c in cands):
+                if ok and d not in cands:
                     cands.append(d)
             if len(cands) > 1:
                 examined += 1
