@@ -42,6 +42,12 @@ def _service_s(profile: Profile, remote: bool, prompt: int, hit: int, link: Link
         + model.kv_bytes(new) / model.layers / cap + link.rtt_s
 
 
+def _delay_s(remote: bool, wait: float, backlog_s: float) -> float:
+    """``delay_i`` of the module docstring: the instance's wait, and for a remote one no less
+    than the link backlog (its KV stream cannot overtake the bytes already queued)."""
+    return backlog_s if remote and backlog_s > wait else wait
+
+
 def estimate_ttft(profile: Profile, request: RequestInfo, view: ClusterView, i: int,
                   hit: int | None = None) -> float:
     """Estimated TTFT of ``request`` on prefill instance ``i`` with ``hit`` cached tokens
@@ -50,9 +56,7 @@ def estimate_ttft(profile: Profile, request: RequestInfo, view: ClusterView, i: 
     remote = view.prefill_cluster[i] == 1  # Cluster.REMOTE
     link = view.link
     cap = _link_bytes_per_s(link)
-    wait = view.prefill_wait_s[i]
-    backlog = link.bytes_queued / cap
-    delay = backlog if remote and backlog > wait else wait
+    delay = _delay_s(remote, view.prefill_wait_s[i], link.bytes_queued / cap)
     return _service_s(profile, remote, request.prompt_tokens, h, link, cap) + delay
 
 
@@ -80,8 +84,7 @@ def estimate_all(profile: Profile, request: RequestInfo, view: ClusterView) -> l
             base = cold[c]
             if base < 0.0:
                 base = cold[c] = _service_s(profile, remote, prompt, 0, link, cap)
-        w = waits[i]
-        out.append(base + (backlog if remote and backlog > w else w))
+        out.append(base + _delay_s(remote, waits[i], backlog))
     return out
 
 
@@ -143,8 +146,7 @@ def best_per_cluster_with_copy(profile: Profile, request: RequestInfo, view: Clu
             if base < 0.0:
                 base = warm[c] = _service_s(profile, remote, prompt, top, link, cap)
                 move[c] = copy_s(profile, view, holder, i, top)
-            w = waits[i]
-            tc = move[c] + (base + (backlog if remote and backlog > w else w))
+            tc = move[c] + (base + _delay_s(remote, waits[i], backlog))
             if tc < t:
                 t, src = tc, holder
         if remote:
