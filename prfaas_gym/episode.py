@@ -72,8 +72,6 @@ class Episode:
 
     def step_action(self, action: SupportsInt) -> tuple[np.ndarray, float, bool]:
         """:meth:`step` with the decision of ``action``."""
-        if self.request is None:
-            raise RuntimeError("step() after the episode ended; call reset()")
         return self.step(self.decision(action))
 
     def step(self, decision: Decision) -> tuple[np.ndarray, float, bool]:
