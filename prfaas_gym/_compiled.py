@@ -59,7 +59,10 @@ def _attribute_names(obj: object) -> list[str]:
     names = getattr(type(obj), "__mypyc_attrs__", None)  # compiled: the native layout
     if names is None:
         names = [n for k in type(obj).__mro__ for n in getattr(k, "__slots__", ())]
-        names += list(getattr(obj, "__dict__", ()))
+    else:
+        names = list(names)
+    # a Python subclass of a compiled class keeps its own attributes in a __dict__
+    names += [n for n in getattr(obj, "__dict__", ()) if n not in names]
     return [n for n in names if not n.startswith("__")]
 
 

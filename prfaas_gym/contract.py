@@ -281,6 +281,14 @@ class Policy:
     name: str = "policy"
     tick_interval_s: float | None = None
 
+    # A subclass's state (its __dict__) survives pickling and copying, compiled or not: a
+    # policy travels to subprocess envs with the tick handler, and look-aheads copy it.
+    def __getstate__(self) -> dict[str, object]:
+        return object_state(self)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        restore_state(self, state)
+
     def reset(self, profile: Profile, seed: int | None = None) -> None:
         self.profile = profile
 

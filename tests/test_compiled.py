@@ -42,17 +42,20 @@ print(json.dumps(out, default=str))
 """
 
 
-# "save PATH": step an env 10 times, pickle it to PATH, then print its next 20 steps;
+# "save PATH": step an env with a role-switching tick policy 150 times (past several
+# ticks), pickle it to PATH, then print its next 20 steps;
 # "load PATH": unpickle and print the next 20 steps.
 _PICKLE_PROBE = r"""
 import json, pickle, sys
 import prfaas_gym
 from prfaas_gym.env import PrfaasRouteEnv
+from agents.prfaas_dual import PrfaasDual
 mode, path = sys.argv[1], sys.argv[2]
 if mode == "save":
-    env = PrfaasRouteEnv("bursty-fluctuating", episode_requests=64)
+    env = PrfaasRouteEnv("bursty-fluctuating", episode_requests=300,
+                         tick_policy=PrfaasDual(threshold_tokens=12_000))
     env.reset(seed=4)
-    for k in range(10):
+    for k in range(150):
         env.step(k % 3)
     with open(path, "wb") as f:
         pickle.dump(env, f)

@@ -65,6 +65,31 @@ def test_env_survives_pickling_mid_episode():
         assert r1 == r2
 
 
+def test_env_with_a_tick_policy_survives_pickling_and_copying_mid_episode():
+    # SubprocVecEnv pickles the env with its tick policy; the policy's own state (a Python
+    # subclass of a compiled class) must travel too
+    import copy
+
+    from agents.prfaas_dual import PrfaasDual
+
+    env = make(episode_requests=400, tick_policy=PrfaasDual(threshold_tokens=12_000))
+    env.reset(seed=3)
+    for k in range(200):
+        env.step(k % 2)
+    assert env.sim.now > 3 * env.tick_policy.tick_interval_s  # ticks have run
+    clones = [pickle.loads(pickle.dumps(env)), copy.deepcopy(env)]
+    for clone in clones:
+        assert clone.tick_policy is not env.tick_policy
+        assert clone.tick_policy.base_threshold == 12_000
+        assert list(clone.tick_policy._lengths) == list(env.tick_policy._lengths)
+    for k in range(150):
+        o1, r1, *_ = env.step(k % 3)
+        for clone in clones:
+            o2, r2, *_ = clone.step(k % 3)
+            np.testing.assert_array_equal(o1, o2)
+            assert r1 == r2
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_conservation_and_goodput_at_episode_end(seed):
     env = make(episode_requests=80)
