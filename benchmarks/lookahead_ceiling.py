@@ -21,9 +21,20 @@ No router that sees only the present knows what it knows, so the gain it finds i
 optimistic reference for what this action space can add to the conductor by better
 per-request choices, not a bound: several steps of improvement could add more.
 
+``--levers roles`` looks ahead over the other lever a scheduler has, dynamic prefill/decode
+role switching, instead: every ``--roles-every`` seconds of simulated time (at the first
+arrival past the mark) and while no local node is draining or switching, it forks once per
+role change {none, the least-waiting prefill node -> decode, the least-busy decode node ->
+prefill} (the simulator refuses a change that would leave a role empty), lets the conductor
+route the next ``--roles-horizon`` seconds (a switch takes the deployment's
+``switch_delay_s`` to land, so this horizon is longer) plus ``--drain``, scores the same way,
+and requests the winning change on the real run. Routing stays the conductor's. ``--levers
+both`` does both look-aheads.
+
     python benchmarks/lookahead_ceiling.py --scenario bursty-fluctuating --seeds 5
     python benchmarks/lookahead_ceiling.py --scenario mooncake-conversation --seeds 5 \\
         --requests 1000
+    python benchmarks/lookahead_ceiling.py --scenario bursty-fluctuating --seeds 5 --levers both
 """
 
 from __future__ import annotations
@@ -31,13 +42,14 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from agents.compare import add_eval_arguments, ci95
 from agents.heuristics import Conductor
 from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
-from prfaas_gym.contract import REJECT, Decision
+from prfaas_gym.contract import REJECT, ClusterView, Decision, Role, RoleChange
 from prfaas_gym.estimate import best_per_cluster_with_copy
 from prfaas_gym.request import Request
 from prfaas_gym.scenario import Scenario, load_scenario
@@ -50,27 +62,57 @@ def _met(jobs: list[Job], slo_s: float) -> int:
     return sum(1 for j in jobs if j.t_first_token - j.request.arrival_s <= slo_s)
 
 
+class Run(NamedTuple):
+    """One eval run: its result dict, the contested requests looked ahead on and how many
+    of them the look-ahead changed, and the role look-aheads and the changes they made."""
+
+    result: dict
+    examined: int
+    changed: int
+    role_looks: int = 0
+    role_changes: int = 0
+
+
 def run(sc: Scenario, seed: int, n: int | None, plan: bool, horizon_s: float, drain_s: float,
-        contested: float) -> tuple[dict, int, int]:
-    """(result, contested decisions, decisions the look-ahead changed) for one eval run;
-    ``plan=False`` is the plain conductor on the same workload and link."""
+        contested: float, roles_every_s: float = 0.0, roles_horizon_s: float = 120.0) -> Run:
+    """One eval run. ``plan`` turns on the per-request look-ahead and ``roles_every_s > 0``
+    the role look-ahead; with neither it is the plain conductor on the same workload and
+    link."""
     w = sc.workload(seed, n=n, split="eval")
     sim = Simulator(sc.profile, w, sc.bandwidth(seed), sc.sim)
     p = sc.profile
     slo = p.slo.ttft_s
     conductor = Conductor()
     conductor.reset(p, seed)
-    examined = changed = 0
+    examined = changed = role_looks = role_changes = 0
+    next_roles = -math.inf
     open_from = 0  # every job before this index is resolved or has its first token
+
+    def first_open() -> int:
+        jobs = sim.jobs
+        k = open_from
+        while k < len(jobs) and (jobs[k].state in _RESOLVED
+                                 or not math.isnan(jobs[k].t_first_token)):
+            k += 1
+        return k
+
     while (r := sim.next_request()) is not None:
+        if roles_every_s > 0 and r.arrival_s >= next_roles:
+            next_roles = r.arrival_s + roles_every_s
+            changes = role_candidates(sim.view(r))
+            if len(changes) > 1:
+                open_from = first_open()
+                role_looks += 1
+                scores = [_lookahead(sim, r, None, conductor, roles_horizon_s, drain_s,
+                                     open_from, slo, c) for c in changes]
+                best_change = changes[int(np.argmax(scores))]  # a tie keeps "none"
+                if best_change is not None and sim.request_role_change(best_change):
+                    role_changes += 1
         info, view = sim.request_info(r), sim.view(r)
         chosen = conductor.decide(info, view)
         best = best_per_cluster_with_copy(p, info, view)
         if plan and min(best[1], best[3]) > contested * slo:
-            jobs = sim.jobs
-            while open_from < len(jobs) and (jobs[open_from].state in _RESOLVED
-                                             or not math.isnan(jobs[open_from].t_first_token)):
-                open_from += 1
+            open_from = first_open()
             cands = [chosen]
             for a, ok in enumerate(action_masks(best)):
                 d = action_to_decision(a, best)
@@ -85,12 +127,38 @@ def run(sc: Scenario, seed: int, n: int | None, plan: bool, horizon_s: float, dr
                 chosen = cands[k]
         sim.apply(r, chosen)
     sim.finish()
-    return sim.result(), examined, changed
+    return Run(sim.result(), examined, changed, role_looks, role_changes)
 
 
-def _lookahead(sim: Simulator, r: Request, d: Decision, conductor: Conductor, horizon_s: float,
-               drain_s: float, open_from: int, slo_s: float) -> int:
+def role_candidates(view: ClusterView) -> list[RoleChange | None]:
+    """None (no change), then one prefill node -> decode (the one with the least prefill
+    wait, which drains first) and one decode node -> prefill (the one running the fewest
+    requests) where the role keeps another node; only None while a node is switching."""
+    R, nodes = view.n_remote, view.n_local_nodes
+    prefill = [j for j in range(nodes) if view.prefill_available[R + j]]
+    decode = [j for j in range(nodes) if view.decode_available[j]]
+    out: list[RoleChange | None] = [None]
+    if len(prefill) + len(decode) < nodes:
+        return out
+    if len(prefill) > 1:
+        out.append(RoleChange(min(prefill, key=lambda j: view.prefill_wait_s[R + j]),
+                              Role.DECODE))
+    if len(decode) > 1:
+        out.append(RoleChange(min(decode, key=lambda j: view.decode_running[j]), Role.PREFILL))
+    return out
+
+
+def _lookahead(sim: Simulator, r: Request, d: Decision | None, conductor: Conductor,
+               horizon_s: float, drain_s: float, open_from: int, slo_s: float,
+               change: RoleChange | None = None) -> int:
+    """Requests meeting the TTFT SLO in a fork that requests ``change``, applies ``d`` to the
+    pending request ``r`` (None: the conductor's choice) and lets the conductor route the
+    next ``horizon_s`` seconds, then ``drain_s`` more."""
     fork = sim.fork()  # the pending request ``r`` is carried over
+    if change is not None:
+        fork.request_role_change(change)
+    if d is None:
+        d = conductor.decide(fork.request_info(r), fork.view(r))
     fork.apply(r, d)
     t = r.arrival_s
     while (nr := fork.next_request()) is not None:
@@ -115,31 +183,45 @@ def main() -> None:
                     help="seconds a look-ahead runs on after its horizon (default 30)")
     ap.add_argument("--contested", type=float, default=0.5,
                     help="look ahead where the best estimated TTFT exceeds this x the SLO")
+    ap.add_argument("--levers", choices=("request", "roles", "both"), default="request",
+                    help="look ahead per contested request (default), over role switches, "
+                         "or both")
+    ap.add_argument("--roles-every", type=float, default=30.0,
+                    help="seconds between role look-aheads (default 30)")
+    ap.add_argument("--roles-horizon", type=float, default=120.0,
+                    help="seconds of future arrivals each role look-ahead routes (default 120)")
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
-    print(f"{sc.name}, eval split, seeds 0..{args.seeds - 1}; actions {list(ACTIONS)}; "
-          f"horizon {args.horizon:g} s, drain {args.drain:g} s, contested > "
-          f"{args.contested:g} x SLO")
+    plan = args.levers in ("request", "both")
+    roles_every = args.roles_every if args.levers in ("roles", "both") else 0.0
+    print(f"{sc.name}, eval split, seeds 0..{args.seeds - 1}; levers: {args.levers}; drain "
+          f"{args.drain:g} s" + (f"; request actions {list(ACTIONS)}, horizon "
+                                 f"{args.horizon:g} s, contested > {args.contested:g} x SLO"
+                                 if plan else "")
+          + (f"; role changes every {roles_every:g} s, horizon {args.roles_horizon:g} s"
+             if roles_every else ""))
     print("| seed | requests | conductor goodput | look-ahead goodput | ratio | SLO attainment "
           "(cond. / look-ahead) | P90 TTFT s (cond. / look-ahead) | contested | changed | "
-          "wall s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "role looks | role changes | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for s in range(args.seeds):
-        base, _, _ = run(sc, s, args.requests, False, args.horizon, args.drain, args.contested)
+        base = run(sc, s, args.requests, False, args.horizon, args.drain, args.contested).result
         t0 = time.perf_counter()
-        res, examined, changed = run(sc, s, args.requests, True, args.horizon, args.drain,
-                                     args.contested)
+        out = run(sc, s, args.requests, plan, args.horizon, args.drain, args.contested,
+                  roles_every, args.roles_horizon)
         wall = time.perf_counter() - t0
+        res = out.result
         ratio = res["goodput_rps"] / base["goodput_rps"]
         ratios.append(ratio)
         print(f"| {s} | {res['requests']} | {base['goodput_rps']:.3f} | "
               f"{res['goodput_rps']:.3f} | {ratio:.3f} | {base['slo_attainment']:.3f} / "
               f"{res['slo_attainment']:.3f} | {base['ttft_s']['p90']:.2f} / "
-              f"{res['ttft_s']['p90']:.2f} | {examined} | {changed} | {wall:.0f} |", flush=True)
+              f"{res['ttft_s']['p90']:.2f} | {out.examined} | {out.changed} | "
+              f"{out.role_looks} | {out.role_changes} | {wall:.0f} |", flush=True)
     m, h = ci95(ratios)
-    print(f"\nclairvoyant one-step look-ahead / conductor goodput: {m:.3f} ± {h:.3f} "
-          "(mean ± 95% CI over seeds)")
+    print(f"\nclairvoyant one-step look-ahead ({args.levers}) / conductor goodput: "
+          f"{m:.3f} ± {h:.3f} (mean ± 95% CI over seeds)")
 
 
 if __name__ == "__main__":
