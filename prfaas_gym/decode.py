@@ -30,6 +30,13 @@ if TYPE_CHECKING:  # typed, a compiled attribute access is native (on an Any, a 
     from prfaas_gym.simulator import Job
 
 
+def clock_tolerance(t: float) -> float:
+    """The slack for comparing a computed step boundary with the clock at time ``t``: 1 ns,
+    or, far from time 0 (past about 2.5e6 s) where a double no longer resolves 1 ns, four
+    units in the last place of ``t``."""
+    return max(1e-9, t * 4e-16)
+
+
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class DecodeInstance:
     __slots__ = ("index", "cost", "kv_capacity", "max_batch", "running", "batch", "context",
@@ -70,25 +77,27 @@ class DecodeInstance:
         return n * (self._a + self._s * b + c * self.context) + c * b * n * (n - 1) / 2
 
     def steps_by(self, dt: float) -> int:
-        """Whole steps completed ``dt`` seconds after the last boundary (with a 1 ns tolerance)."""
+        """Whole steps completed ``dt`` seconds after the last boundary (with a 1 ns tolerance,
+        or a few units in the last place of the clock where those exceed 1 ns)."""
         b = self.batch
         if dt <= 0 or b == 0:
             return 0
+        dt += clock_tolerance(self.boundary_t + dt)
         c = self._c
         alpha = self._a + self._s * b + c * self.context
         if c == 0.0:
-            n = int((dt + 1e-9) / alpha)
-            if (n + 1) * alpha <= dt + 1e-9:
+            n = int(dt / alpha)
+            if (n + 1) * alpha <= dt:
                 n += 1
-            elif n > 0 and n * alpha > dt + 1e-9:
+            elif n > 0 and n * alpha > dt:
                 n -= 1
             return n
         cb = c * b
         h = alpha - cb / 2
-        n = int((-h + math.sqrt(h * h + 2 * cb * (dt + 1e-9))) / cb)
-        while n > 0 and self.span(n) > dt + 1e-9:
+        n = int((-h + math.sqrt(h * h + 2 * cb * dt)) / cb)
+        while n > 0 and self.span(n) > dt:
             n -= 1
-        while self.span(n + 1) <= dt + 1e-9:
+        while self.span(n + 1) <= dt:
             n += 1
         return n
 
@@ -158,7 +167,7 @@ class DecodeInstance:
                     self.kv_used + waiting[0].decode_kv_bytes <= self.kv_capacity:
                 n = self.steps_by(now - self.boundary_t)
                 tb = self.boundary_t + self.span(n)
-                if tb < now - 1e-9:
+                if tb < now - clock_tolerance(now):
                     tb = self.boundary_t + self.span(n + 1)
                 if tb < now:
                     tb = now

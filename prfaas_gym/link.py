@@ -104,14 +104,23 @@ class Link:
     def pop_finished(self, t: float) -> list[Flow]:
         """Advance to ``t`` and remove the flows whose bytes are all sent."""
         self.advance(t)
-        done = [f for f in self.flows if f.remaining < _EPS_BYTES and f.held == 0.0]
+        done = [f for f in self.flows if self._sent(f, t)]
         if done:
-            self.flows = [f for f in self.flows if not (f.remaining < _EPS_BYTES and f.held == 0.0)]
+            self.flows = [f for f in self.flows if not self._sent(f, t)]
             self.bytes_sent += sum(f.remaining for f in done)
             for f in done:
                 f.remaining = 0.0
         self._share()
         return done
+
+    @staticmethod
+    def _sent(f: Flow, t: float) -> bool:
+        """All its bytes are sent: under a byte left, or (far from time 0, where a clock tick
+        is long) so few that sending them would not move the clock past ``t``, which would
+        otherwise re-fire this event forever."""
+        if f.held != 0.0:
+            return False
+        return f.remaining < _EPS_BYTES or (f.rate > 0 and t + f.remaining / f.rate <= t)
 
     def _share(self) -> None:
         """Max-min fair rates (water-filling over the caps)."""

@@ -182,7 +182,7 @@ def _csv_rows(path: Path, lines: list[str], fmt: str, required: tuple[str, ...],
             f"{path}:1")
     index = {name: i for i, name in reversed(list(enumerate(header)))}
 
-    def rows() -> Iterator[tuple[str, list[str]]]:
+    def rows() -> Iterator[tuple[int, str, list[str]]]:
         try:
             for fields in reader:
                 if not fields or all(not f.strip() for f in fields):
@@ -192,11 +192,15 @@ def _csv_rows(path: Path, lines: list[str], fmt: str, required: tuple[str, ...],
                     raise PrfaasInputError(
                         f"expected {len(header)} fields ({', '.join(header)}), got "
                         f"{len(fields)}", where)
-                yield where, fields
+                yield reader.line_num, where, fields
         except csv.Error as e:
             raise PrfaasInputError(f"malformed CSV ({e})", f"{path}:{reader.line_num}") from None
 
     return index, rows()
+
+
+#: The longest a trace may span: a double's spacing at 1e8 s is 15 ns.
+MAX_TRACE_SPAN_S = 1e8
 
 
 def _field(fields: list[str], index: dict[str, int], name: str, where: str) -> str:
@@ -208,9 +212,21 @@ def _field(fields: list[str], index: dict[str, int], name: str, where: str) -> s
 
 def _workload(arrivals: list[float], prompts: list[int], outputs: list[int],
               hashes: list[tuple[int, ...]] | None, sessions: list[int | None] | None,
-              name: str, block_size: int, source: str) -> Workload:
-    """Requests relative to the earliest arrival, sorted stably by arrival."""
-    t0 = min(arrivals)
+              name: str, block_size: int, source: str, path: Path,
+              linenos: list[int]) -> Workload:
+    """Requests relative to the earliest arrival, sorted stably by arrival. ``linenos`` are
+    the file lines of the arrivals, for the error on a trace longer than
+    :data:`MAX_TRACE_SPAN_S`."""
+    first = min(range(len(arrivals)), key=arrivals.__getitem__)
+    last = max(range(len(arrivals)), key=arrivals.__getitem__)
+    t0 = arrivals[first]
+    span = arrivals[last] - t0
+    if span > MAX_TRACE_SPAN_S:
+        raise PrfaasInputError(
+            f"line {linenos[last]} arrives {span:.3g} s after line {linenos[first]}; a trace may "
+            f"span at most {MAX_TRACE_SPAN_S:.0e} s (about 3 years), beyond which the "
+            "simulator's clock loses its resolution (a timestamp in the wrong unit, or a "
+            "corrupt line?)", str(path))
     reqs = [
         Request(i, arrivals[i] - t0, prompts[i], outputs[i],
                 hashes[i] if hashes is not None else (), block_size,
@@ -234,6 +250,7 @@ def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Wo
     """
     p, lines = _read_text(path)
     arrivals: list[float] = []
+    linenos: list[int] = []
     prompts: list[int] = []
     outputs: list[int] = []
     hashes: list[tuple[int, ...]] = []
@@ -270,6 +287,7 @@ def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Wo
         if sid is not None and (isinstance(sid, bool) or not isinstance(sid, int)):
             raise PrfaasInputError(f"session_id must be an integer or null, got {sid!r}", where)
         arrivals.append(_seconds(obj["timestamp"], "timestamp", where) / 1000.0)
+        linenos.append(lineno)
         prompts.append(prompt)
         outputs.append(_length(obj["output_length"], "output_length", where))
         hashes.append(tuple(ids))
@@ -277,7 +295,7 @@ def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Wo
     if not arrivals:
         raise PrfaasInputError("trace file is empty", p)
     return _workload(arrivals, prompts, outputs, hashes, sessions, p.stem, block_size,
-                     f"mooncake trace {p}")
+                     f"mooncake trace {p}", p, linenos)
 
 
 def load_azure(path: str | Path) -> Workload:
@@ -289,10 +307,12 @@ def load_azure(path: str | Path) -> Workload:
     p, lines = _read_text(path)
     index, rows = _csv_rows(p, lines, "azure", _AZURE_COLUMNS)
     stamps: list[int] = []
+    linenos: list[int] = []
     prompts: list[int] = []
     outputs: list[int] = []
-    for where, f in rows:
+    for lineno, where, f in rows:
         stamps.append(_parse_azure_timestamp(_field(f, index, "TIMESTAMP", where), where))
+        linenos.append(lineno)
         prompts.append(_length(_field(f, index, "ContextTokens", where), "ContextTokens", where))
         outputs.append(_length(_field(f, index, "GeneratedTokens", where), "GeneratedTokens",
                                where))
@@ -301,7 +321,7 @@ def load_azure(path: str | Path) -> Workload:
     t0 = min(stamps)
     arrivals = [(s - t0) / 1e9 for s in stamps]
     return _workload(arrivals, prompts, outputs, None, None, p.stem, MOONCAKE_BLOCK_SIZE,
-                     f"azure trace {p}")
+                     f"azure trace {p}", p, linenos)
 
 
 def load_vidur(path: str | Path) -> Workload:
@@ -315,10 +335,12 @@ def load_vidur(path: str | Path) -> Workload:
     _reject_timestampless_vidur(p, lines)
     index, rows = _csv_rows(p, lines, "vidur", _VIDUR_COLUMNS)
     arrivals: list[float] = []
+    linenos: list[int] = []
     prompts: list[int] = []
     outputs: list[int] = []
-    for where, f in rows:
+    for lineno, where, f in rows:
         arrivals.append(_seconds(_field(f, index, "arrived_at", where), "arrived_at", where))
+        linenos.append(lineno)
         prompts.append(_length(_field(f, index, "num_prefill_tokens", where),
                                "num_prefill_tokens", where))
         outputs.append(_length(_field(f, index, "num_decode_tokens", where),
@@ -326,7 +348,7 @@ def load_vidur(path: str | Path) -> Workload:
     if not arrivals:
         raise PrfaasInputError("trace has a header but no data rows", p)
     return _workload(arrivals, prompts, outputs, None, None, p.stem, MOONCAKE_BLOCK_SIZE,
-                     f"vidur trace {p}")
+                     f"vidur trace {p}", p, linenos)
 
 
 def _reject_timestampless_vidur(p: Path, lines: list[str]) -> None:
@@ -351,10 +373,11 @@ def load_burstgpt(path: str | Path, model: str | None = None,
     p, lines = _read_text(path)
     index, rows = _csv_rows(p, lines, "burstgpt", _BURSTGPT_COLUMNS)
     arrivals: list[float] = []
+    linenos: list[int] = []
     prompts: list[int] = []
     outputs: list[int] = []
     failed = filtered = 0
-    for where, f in rows:
+    for lineno, where, f in rows:
         if model is not None and f[index["Model"]].strip() != model:
             filtered += 1
             continue
@@ -368,6 +391,7 @@ def load_burstgpt(path: str | Path, model: str | None = None,
         if out < 0:
             raise PrfaasInputError(f"Response tokens must be >= 0, got {out}", where)
         arrivals.append(_seconds(_field(f, index, "Timestamp", where), "Timestamp", where))
+        linenos.append(lineno)
         prompts.append(_length(_field(f, index, "Request tokens", where), "Request tokens",
                                where))
         outputs.append(out)
@@ -378,7 +402,7 @@ def load_burstgpt(path: str | Path, model: str | None = None,
     if filtered:
         source += f"; filtered out {filtered} rows (model={model}, log_type={log_type})"
     return _workload(arrivals, prompts, outputs, None, None, p.stem, MOONCAKE_BLOCK_SIZE,
-                     source)
+                     source, p, linenos)
 
 
 _LOADERS: dict[str, Callable[[Path], Workload]] = {
@@ -438,7 +462,7 @@ def read_lengths(path: str | Path, format: str | None = None) -> tuple[np.ndarra
         if "arrived_at" not in header:
             index, rows = _csv_rows(p, lines, "vidur", _VIDUR_LENGTH_COLUMNS)
             prompts, outputs = [], []
-            for where, f in rows:
+            for _, where, f in rows:
                 prompts.append(_length(_field(f, index, "num_prefill_tokens", where),
                                        "num_prefill_tokens", where))
                 outputs.append(_length(_field(f, index, "num_decode_tokens", where),

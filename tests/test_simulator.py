@@ -124,6 +124,46 @@ def test_fork_ticks_call_the_handler_it_is_given(bursty):
         plain.fork(tick_handler=lambda view: [])
 
 
+_SHIFTED_RUN = r"""
+import dataclasses, json, sys
+from agents.registry import make_heuristic
+from prfaas_gym.metrics import latencies
+from prfaas_gym.request import Workload
+from prfaas_gym.scenario import load_scenario
+from prfaas_gym.simulator import Simulator
+sc = load_scenario("mooncake-conversation")
+w = sc.workload(0, n=200)
+reqs = [dataclasses.replace(r, arrival_s=r.arrival_s + float(sys.argv[1])) for r in w.requests]
+sim = Simulator(sc.profile, Workload.from_requests(reqs, name="shifted"), sc.bandwidth(0), sc.sim)
+sim.run(make_heuristic("conductor"), 0)
+print(json.dumps(latencies(sim.completed)[0].tolist()))
+"""
+
+
+@pytest.mark.parametrize("offset_s", [5e7, 1e9])
+def test_a_workload_far_from_time_zero_runs_as_near_it(offset_s):
+    # Far from 0 a double cannot resolve 1 ns: event times computed there must still move the
+    # clock (a link flow and a decode step each used to re-fire forever). In a subprocess, so
+    # that a hang in compiled code, which no signal interrupts, fails the test.
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    def ttfts(offset: float) -> np.ndarray:
+        try:
+            p = subprocess.run([sys.executable, "-c", _SHIFTED_RUN, repr(offset)],
+                               capture_output=True, text=True, timeout=120, check=True)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the run shifted by {offset:g} s did not finish in 120 s")
+        return np.asarray(json.loads(p.stdout))
+
+    far, near = ttfts(offset_s), ttfts(0.0)
+    assert len(far) == len(near) > 150
+    np.testing.assert_allclose(far, near, rtol=0, atol=1e-5)
+
+
 def test_prefix_cache_hits_cut_prefill_time():
     prof = load_profile("single-host")
     shared = tuple(range(40))

@@ -174,6 +174,24 @@ def test_malformed_mooncake_lines_name_field_and_line(tmp_path: Path, line: str,
     assert needle in str(err)
 
 
+@pytest.mark.parametrize("outlier_ms", [1e12, -1e12, 1e300])
+def test_a_timestamp_years_away_names_both_lines(tmp_path: Path, outlier_ms: float) -> None:
+    # a unit error or a corrupt line, and a clock that could not resolve a decode step
+    p = write(tmp_path, "t.jsonl", [mooncake_line(ts=0), mooncake_line(ts=outlier_ms),
+                                    mooncake_line(ts=9000)])
+    err = error_for(p)
+    first, last = (1, 2) if outlier_ms > 0 else (2, 3)
+    assert f"line {last} arrives" in str(err) and f"after line {first}" in str(err)
+    assert "at most 1e+08 s" in str(err)
+
+
+def test_a_csv_timestamp_years_away_names_its_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "t.csv", ["TIMESTAMP,ContextTokens,GeneratedTokens",
+                                  "2023-11-16 18:17:03.9799600,4808,10",
+                                  "2029-11-16 18:17:04.0319600,12,8"])
+    assert "line 3 arrives 1.89e+08 s after line 2" in str(error_for(p))
+
+
 def test_wrong_csv_header_names_expected_columns(tmp_path: Path) -> None:
     p = write(tmp_path, "t.csv", ["time,prompt,output", "1,2,3"])
     err = error_for(p, "azure")
