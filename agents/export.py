@@ -15,8 +15,12 @@ Loading the SB3 zip unpickles it: export only run directories you trust.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import json
+import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ import torch
 from torch import nn
 
 from agents.run_dir import (
+    ALGO_METADATA_KEY,
+    MANIFEST_FORMAT,
     MODEL_FILES,
     check_compatible,
     library_versions,
@@ -37,7 +43,6 @@ from agents.run_dir import (
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import N_FEATURES
 
-MANIFEST_FORMAT = 1
 OPSET = 17
 MASKS_NOTE = "applied by the caller: logits of infeasible actions set to -inf before argmax"
 
@@ -123,45 +128,72 @@ def sb3_logits(model: Any, algo: str, obs: np.ndarray) -> np.ndarray:
         return model.policy.get_distribution(t).distribution.logits.cpu().numpy()
 
 
-def _torch_export(module: nn.Module, path: Path) -> str:
+def _torch_export(module: nn.Module) -> tuple[bytes, str]:
     """Export with the TorchScript-based exporter (``dynamo=False``): the dynamo exporter
-    needs onnxscript, which this project does not depend on. Returns the exporter name."""
+    needs onnxscript, which this project does not depend on. Returns the serialised graph and
+    the exporter name."""
     dummy = torch.zeros(1, N_FEATURES, dtype=torch.float32)
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (dummy,), str(path), dynamo=False, input_names=["obs"],
+        torch.onnx.export(module, (dummy,), buf, dynamo=False, input_names=["obs"],
                           output_names=["logits"], opset_version=OPSET,
                           dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}})
-    return "torch.onnx.export(dynamo=False)"
+    return buf.getvalue(), "torch.onnx.export(dynamo=False)"
+
+
+def _check_out(out_path: Path) -> None:
+    """Refuse an ``--out`` that is not a ``.onnx`` file name (so it cannot overwrite a
+    checkpoint or run.json), whose directory is a file, or where the ONNX file or its
+    manifest is a directory."""
+    if out_path.suffix != ".onnx":
+        raise PrfaasInputError("--out must name a .onnx file", out_path)
+    try:
+        parent = out_path.parent
+        if parent.exists() and not parent.is_dir():
+            raise PrfaasInputError(f"cannot create the file: {parent} is not a directory",
+                                   out_path)
+        for p in (out_path, manifest_path_for(out_path)):
+            if p.is_dir():
+                raise PrfaasInputError(f"cannot write {p.name}: it is a directory", out_path)
+    except OSError as e:
+        raise PrfaasInputError(f"cannot write the exported policy: {e.strerror or e}",
+                               out_path) from None
 
 
 def export_onnx(run_dir: str | Path, out_path: str | Path,
                 model: str = "best") -> tuple[Path, Path]:
     """Export ``run_dir``'s ``best_model.zip`` (``model="best"``) or ``final_model.zip``
-    to ``out_path`` and write its manifest; returns ``(onnx_path, manifest_path)``.
+    to ``out_path`` (a ``.onnx`` file name) and write its manifest beside it; returns
+    ``(onnx_path, manifest_path)``.
 
     Refuses (:class:`PrfaasInputError`) a run whose run.json is missing or incompatible with
-    this code, or whose zip does not load. The written graph passes
-    ``onnx.checker.check_model``; the manifest records the onnx file's sha256.
+    this code, or whose zip does not load, and an ``out_path`` that is not a ``.onnx`` name,
+    is a directory, or cannot be written. The graph (which records ``algo`` in its metadata
+    under ``prfaas.algo``) passes ``onnx.checker.check_model``; the manifest records its
+    sha256. Atomic: both files are written to temporary files in the same directory and
+    moved into place only once both are complete, so on any failure an existing pair is
+    left as it was.
     **Trusted input only: the SB3 zip is unpickled.**
     """
     import onnx
 
     run_dir = Path(run_dir)
+    out_path = Path(out_path)
     if model not in MODEL_FILES:
         raise PrfaasInputError(f"--model must be one of {sorted(MODEL_FILES)}, got {model!r}")
+    _check_out(out_path)
     record = read_run_json(run_dir)
     check_compatible(record, run_dir / "run.json")
     scales = scales_from_record(record, run_dir / "run.json")
     algo = record["algo"]
     zip_path = run_dir / MODEL_FILES[model]
     sb3_model = load_sb3(zip_path, algo)
-    module = LogitsModule(sb3_model, algo)
-
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    exporter = _torch_export(module, out_path)
-    onnx.checker.check_model(onnx.load(str(out_path)))
+    data, exporter = _torch_export(LogitsModule(sb3_model, algo))
+    proto = onnx.load_from_string(data)
+    onnx.helper.set_model_props(proto, {ALGO_METADATA_KEY: algo})
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
 
     from dataclasses import asdict
 
@@ -191,10 +223,32 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
         "onnx_file": out_path.name,
-        "onnx_sha256": sha256_file(out_path),
     }
     manifest_path = manifest_path_for(out_path)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    tag = uuid.uuid4().hex[:8]
+    tmp_onnx = out_path.with_name(f".{out_path.name}.{tag}.tmp")
+    tmp_manifest = manifest_path.with_name(f".{manifest_path.name}.{tag}.tmp")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PrfaasInputError(f"cannot create the directory {out_path.parent}: "
+                               f"{e.strerror or e}", out_path) from None
+    try:
+        tmp_onnx.write_bytes(data)
+        manifest["onnx_sha256"] = sha256_file(tmp_onnx)
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        # Both files are complete and checked. A rename within one directory needs no
+        # space and is atomic; should the second one fail anyway, the pair's sha256 no
+        # longer matches and OnnxRouter refuses the pair instead of mixing them.
+        os.replace(tmp_onnx, out_path)
+        os.replace(tmp_manifest, manifest_path)
+    except OSError as e:
+        raise PrfaasInputError(f"cannot write the exported policy: {e.strerror or e}",
+                               out_path) from None
+    finally:
+        for tmp in (tmp_onnx, tmp_manifest):
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return out_path, manifest_path
 
 

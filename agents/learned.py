@@ -21,9 +21,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from agents.run_dir import (
+    ALGO_METADATA_KEY,
     MODEL_FILES,
     RUN_JSON,
     check_compatible,
+    check_manifest,
     manifest_path_for,
     read_json_record,
     read_run_json,
@@ -66,10 +68,12 @@ class OnnxRouter:
 
     ``OnnxRouter(path)`` reads ``<path without .onnx>.manifest.json`` (or
     ``manifest_path``) and raises :class:`PrfaasInputError` naming the file when: the ONNX
-    file or manifest is missing; the manifest is not valid JSON; its env_id, env_version,
-    observation spec hash or action meanings differ from this code (the message lists each
-    field as expected vs found); the file's sha256 differs from the manifest's; or
-    onnxruntime cannot load the file (corrupt / truncated).
+    file or manifest is missing; the manifest is not valid JSON; its ``format`` is not the
+    one this code reads; its ``algo`` is unknown or differs from the one the graph records;
+    its env_id, env_version, observation spec hash or action meanings differ from this code
+    (the message lists each field as expected vs found); its normalisation scales are not
+    finite positive numbers; the file's sha256 differs from the manifest's; or onnxruntime
+    cannot load the file (corrupt / truncated).
 
     Session: 1 intra-op thread, sequential; CUDAExecutionProvider first when onnxruntime
     offers it, then the CPU provider. :meth:`logits` is safe to call from several threads;
@@ -88,9 +92,9 @@ class OnnxRouter:
                                    "policy is the .onnx file plus the .manifest.json that "
                                    "`prfaas export` writes beside it)", self.path)
         self.manifest: dict[str, Any] = read_json_record(self.manifest_path, "ONNX manifest")
+        self.algo: str = check_manifest(self.manifest, self.manifest_path)
         check_compatible(self.manifest, self.manifest_path)
         self.scales: FeatureScales = scales_from_record(self.manifest, self.manifest_path)
-        self.algo = str(self.manifest.get("algo", "onnx"))
         expected = self.manifest.get("onnx_sha256")
         if not isinstance(expected, str):
             raise PrfaasInputError("key 'onnx_sha256' is missing", self.manifest_path)
@@ -123,6 +127,12 @@ class OnnxRouter:
                 f"graph signature is {[(i.name, i.shape) for i in ins]} -> "
                 f"{[(o.name, o.shape) for o in outs]}; expected obs [batch, {N_FEATURES}] -> "
                 f"logits [batch, {N_ACTIONS}]", self.path)
+        # Graphs exported since the exporter began recording it carry their algo too.
+        graph_algo = self.session.get_modelmeta().custom_metadata_map.get(ALGO_METADATA_KEY)
+        if graph_algo is not None and graph_algo != self.algo:
+            raise PrfaasInputError(f"key 'algo': the manifest says {self.algo!r}, but the ONNX "
+                                   f"graph was exported from a {graph_algo!r} model",
+                                   self.manifest_path)
         self.providers = self.session.get_providers()
         self._in = np.zeros((1, N_FEATURES), dtype=np.float32)
         self._out = np.zeros((1, N_ACTIONS), dtype=np.float32)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import platform
 import subprocess
 from importlib import metadata
@@ -27,6 +28,10 @@ from prfaas_gym.errors import PrfaasInputError
 RUN_JSON = "run.json"
 MODEL_FILES = {"best": "best_model.zip", "final": "final_model.zip"}
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+#: The manifest format :func:`agents.export.export_onnx` writes and this code reads.
+MANIFEST_FORMAT = 1
+#: ONNX metadata key under which the exporter records the algorithm the graph came from.
+ALGO_METADATA_KEY = "prfaas.algo"
 _DISTRIBUTIONS = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium", "numpy",
                   "onnxruntime", "onnx")
 
@@ -196,9 +201,27 @@ def check_compatible(record: dict[str, Any], where: str | Path) -> None:
                                + "; ".join(diffs), where)
 
 
+def check_manifest(manifest: dict[str, Any], where: str | Path) -> str:
+    """Refuse an ONNX manifest of another ``format`` than :data:`MANIFEST_FORMAT` or
+    without a known ``algo``; returns the algo. :class:`PrfaasInputError` at ``where``."""
+    fmt = manifest.get("format")
+    if type(fmt) is not int or fmt != MANIFEST_FORMAT:
+        raise PrfaasInputError(f"key 'format': this code reads manifest format "
+                               f"{MANIFEST_FORMAT}, found {fmt!r} (re-export the policy with "
+                               "`prfaas export`)", where)
+    algo = manifest.get("algo")
+    if algo not in ALGOS:
+        raise PrfaasInputError(f"key 'algo': expected one of {list(ALGOS)}, found {algo!r}",
+                               where)
+    return algo
+
+
 def scales_from_record(record: dict[str, Any], where: str | Path) -> Any:
     """The :class:`~prfaas_gym.featurizer.FeatureScales` recorded in ``observation.scales``;
-    :class:`PrfaasInputError` if missing or with other fields than this code's."""
+    :class:`PrfaasInputError` at ``where`` if missing, with other fields than this code's, or
+    with a value that is not a finite positive number (a bool or a string is not a number:
+    each scale divides a feature, so 0, NaN or a negative value would corrupt every
+    observation)."""
     from prfaas_gym.featurizer import FeatureScales
 
     obs = record.get("observation")
@@ -210,7 +233,9 @@ def scales_from_record(record: dict[str, Any], where: str | Path) -> Any:
     if set(scales) != fields:
         raise PrfaasInputError(f"key 'observation.scales': expected fields {sorted(fields)}, "
                                f"found {sorted(scales)}", where)
-    try:
-        return FeatureScales(**{k: float(v) for k, v in scales.items()})
-    except (TypeError, ValueError) as e:
-        raise PrfaasInputError(f"key 'observation.scales': {e}", where) from None
+    for k, v in scales.items():
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and v > 0):
+            raise PrfaasInputError(f"key 'observation.scales.{k}': expected a finite number "
+                                   f"> 0, found {v!r}", where)
+    return FeatureScales(**{k: float(v) for k, v in scales.items()})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from importlib import resources
 from pathlib import Path
@@ -64,9 +65,98 @@ def algo_class(algo: str) -> Any:
         raise PrfaasInputError(f"unknown algorithm {algo!r}; choose from {list(ALGOS)}") from None
 
 
+#: The policies these algorithms accept for a flat vector observation.
+POLICIES = ("MlpPolicy",)
+
+# Value rules: (test, wording). Floats may be given as YAML ints; never as bools or strings.
+_FLOAT_RULES: dict[str, tuple[Any, str]] = {
+    "learning_rate": (lambda x: x > 0, "> 0"),
+    "gamma": (lambda x: 0 < x <= 1, "in (0, 1]"),
+    "gae_lambda": (lambda x: 0 <= x <= 1, "in [0, 1]"),
+    "ent_coef": (lambda x: x >= 0, ">= 0"),
+    "clip_range": (lambda x: x > 0, "> 0"),
+    "vf_coef": (lambda x: x >= 0, ">= 0"),
+    "max_grad_norm": (lambda x: x > 0, "> 0"),
+    "target_kl": (lambda x: x > 0, "> 0"),
+    "exploration_fraction": (lambda x: 0 < x <= 1, "in (0, 1]"),
+    "exploration_final_eps": (lambda x: 0 <= x <= 1, "in [0, 1]"),
+    "tau": (lambda x: 0 < x <= 1, "in (0, 1]"),
+}
+_INT_RULES: dict[str, tuple[Any, str]] = {
+    "n_steps": (lambda x: x >= 1, ">= 1"),
+    "batch_size": (lambda x: x >= 1, ">= 1"),
+    "n_epochs": (lambda x: x >= 1, ">= 1"),
+    "buffer_size": (lambda x: x >= 1, ">= 1"),
+    "learning_starts": (lambda x: x >= 0, ">= 0"),
+    "train_freq": (lambda x: x >= 1, ">= 1"),
+    "target_update_interval": (lambda x: x >= 1, ">= 1"),
+    "gradient_steps": (lambda x: x >= 1 or x == -1, ">= 1, or -1 (as many as env steps)"),
+}
+_NULLABLE = {"target_kl"}  # null: no KL early stopping (SB3's default)
+
+
+def _section(value: Any, where: str, key: str) -> dict[Any, Any]:
+    """``value`` as a mapping (null: empty); :class:`PrfaasInputError` at ``where: key``
+    otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PrfaasInputError(f"expected a mapping, found {type(value).__name__} {value!r}",
+                               f"{where}: {key}")
+    return value
+
+
+def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> None:
+    """Refuse unknown keys in the section ``hp`` (at ``where: key``) and values SB3 would
+    reject or silently misuse; the error names the file and the key path."""
+    allowed = _ALLOWED_KWARGS[algo] | {"policy", "policy_kwargs"}
+    unknown = sorted(str(k) for k in hp if k not in allowed)
+    if unknown:
+        raise PrfaasInputError(f"unknown hyperparameter(s) {unknown} for {algo}; "
+                               f"allowed: {sorted(allowed)}", f"{where}: {key}")
+    for name, v in hp.items():
+        at = f"{where}: {key}.{name}"
+        if name == "policy":
+            if v not in POLICIES:
+                raise PrfaasInputError(f"expected one of {list(POLICIES)} (the observation is "
+                                       f"a flat vector), found {v!r}", at)
+        elif name == "policy_kwargs":
+            pk = v or {}
+            arch = pk.get("net_arch", [64, 64]) if isinstance(pk, dict) else None
+            if not isinstance(pk, dict) or set(pk) - {"net_arch", "activation_fn"} \
+                    or pk.get("activation_fn", "tanh") not in ("tanh", "relu") \
+                    or not (isinstance(arch, list) and arch and all(
+                        isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in arch)):
+                raise PrfaasInputError("policy_kwargs may hold net_arch (a list of positive "
+                                       "ints) and activation_fn (tanh|relu)", at)
+        elif v is None and name in _NULLABLE:
+            continue
+        elif name in _INT_RULES:
+            ok, wording = _INT_RULES[name]
+            if name == "batch_size" and algo in ("ppo", "maskable_ppo"):
+                # PPO normalises advantages per mini-batch: a batch of 1 gives NaN
+                ok, wording = (lambda x: x >= 2), ">= 2"
+            if not (isinstance(v, int) and not isinstance(v, bool) and ok(v)):
+                raise PrfaasInputError(f"expected an integer {wording}, found {v!r}", at)
+        else:
+            ok, wording = _FLOAT_RULES[name]
+            hint = ""
+            if isinstance(v, str) and v.strip().lstrip("+-")[:1].isdigit():
+                hint = " (a string: YAML reads e.g. 3e-4 as one; write 3.0e-4)"
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) and ok(v)):
+                raise PrfaasInputError(f"expected a finite number {wording}, found "
+                                       f"{v!r}{hint}", at)
+
+
 def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None) -> dict[str, Any]:
     """Hyperparameters for ``algo`` from ``config`` (default: the shipped
-    ``agents/configs/<algo>.yaml``), keyed by env id, with per-scenario overrides."""
+    ``agents/configs/<algo>.yaml``), keyed by env id, with per-scenario overrides.
+
+    Every section (the env id's, ``scenarios:`` and each scenario's overrides, whether or not
+    it is ``scenario``) must be a mapping of known keys with valid values (types and ranges
+    SB3 accepts; see ``_FLOAT_RULES`` / ``_INT_RULES``); otherwise :class:`PrfaasInputError`
+    naming the file and the key path, e.g. ``tiny.yaml: PrfaasRoute-v0.gamma: ...``."""
     if algo not in ALGOS:
         raise PrfaasInputError(f"unknown algorithm {algo!r}; choose from {list(ALGOS)}")
     if config is None:
@@ -74,31 +164,25 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None)
         where = f"agents/configs/{algo}.yaml"
     else:
         p = Path(config)
-        if not p.exists():
+        if not p.is_file():
             raise PrfaasInputError("config file not found", p)
-        text, where = p.read_text(), str(p)
+        try:
+            text, where = p.read_text(), str(p)
+        except (OSError, UnicodeDecodeError) as e:
+            raise PrfaasInputError(f"cannot read the config file: {e}", p) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise PrfaasInputError(f"invalid YAML ({e})", where) from None
     if not isinstance(data, dict) or ENV_ID not in data:
         raise PrfaasInputError(f"expected a mapping with the key '{ENV_ID}'", where)
-    hp = copy.deepcopy(data[ENV_ID]) or {}
-    overrides = (hp.pop("scenarios", None) or {}).get(scenario, {})
-    hp.update(overrides or {})
-    allowed = _ALLOWED_KWARGS[algo] | {"policy", "policy_kwargs"}
-    unknown = set(hp) - allowed
-    if unknown:
-        raise PrfaasInputError(f"unknown hyperparameter(s) {sorted(unknown)} for {algo}; "
-                               f"allowed: {sorted(allowed)}", f"{where}: {ENV_ID}")
-    pk = hp.get("policy_kwargs") or {}
-    arch = pk.get("net_arch", [64, 64]) if isinstance(pk, dict) else None
-    if not isinstance(pk, dict) or set(pk) - {"net_arch", "activation_fn"} \
-            or pk.get("activation_fn", "tanh") not in ("tanh", "relu") \
-            or not (isinstance(arch, list) and arch and all(
-                isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in arch)):
-        raise PrfaasInputError("policy_kwargs may hold net_arch (a list of positive ints) and "
-                               "activation_fn (tanh|relu)", f"{where}: {ENV_ID}.policy_kwargs")
+    hp = copy.deepcopy(_section(data[ENV_ID], where, ENV_ID))
+    per_scenario = _section(hp.pop("scenarios", None), where, f"{ENV_ID}.scenarios")
+    _check_hyperparams(algo, hp, where, ENV_ID)
+    for name, section in per_scenario.items():
+        key = f"{ENV_ID}.scenarios.{name}"
+        _check_hyperparams(algo, _section(section, where, key), where, key)
+    hp.update(per_scenario.get(scenario) or {})
     return hp
 
 
@@ -199,6 +283,40 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
     return ServingMetrics(), Validation()
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_new_run_dir(out: Path) -> None:
+    """Refuse an ``out`` that would overwrite a run (an existing non-empty directory) or
+    that is not a directory; an absent or empty directory is fine."""
+    try:
+        is_dir, exists = out.is_dir(), out.exists()
+        not_empty = is_dir and any(out.iterdir())
+    except OSError as e:
+        raise PrfaasInputError(f"cannot use the run directory: {e.strerror or e}", out) from None
+    if not_empty:
+        raise PrfaasInputError("the run directory exists and is not empty (it may hold an "
+                               "earlier run); choose a new --out or remove it", out)
+    if exists and not is_dir:
+        raise PrfaasInputError("--out exists and is not a directory", out)
+
+
+def _check_warm_start(name: str, scenario: Scenario) -> None:
+    """Refuse a ``--warm-start`` that names no heuristic and no checkpoint."""
+    from agents.registry import HEURISTICS, TUNED_THRESHOLD
+
+    if name == "best" or name in HEURISTICS or name == TUNED_THRESHOLD:
+        return
+    if Path(name).exists():
+        from agents.learned import load_learned_policy
+
+        load_learned_policy(name, scenario)  # a clear error if it is not a loadable policy
+        return
+    raise PrfaasInputError(f"--warm-start {name!r}: expected 'best', 'none', a heuristic "
+                           f"{sorted([*HEURISTICS, TUNED_THRESHOLD])} or a checkpoint path")
+
+
 def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed: int = 0,
           config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
           eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
@@ -207,8 +325,13 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
           warm_start_epochs: int = 100, episode_requests: int | None = None) -> Path:
     """Train and return the run directory (see the module docstring for its contents).
 
+    ``out`` must not exist or be an empty directory: an earlier run is never overwritten.
+    Every argument, the scenario and the hyperparameters are validated before ``out`` is
+    created, so bad input (:class:`PrfaasInputError`) leaves nothing behind.
+
     ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
-    ``"best"`` (the best heuristic on the validation episodes) or None; ignored for DQN.
+    ``"best"`` (the best heuristic on the validation episodes), a checkpoint path or None;
+    ignored for DQN.
     ``warm_start_episodes`` training episodes of it, ``warm_start_epochs`` passes over them
     (the clone's agreement with the conductor on bursty-fluctuating: 96.5% after 20 passes
     over 48 episodes, 98.3% after 100 over 96, mostly on near-ties between the clusters).
@@ -217,20 +340,39 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
 
     from agents.run_dir import write_run_json
 
-    if min(timesteps, n_envs, threads, eval_freq, eval_episodes, warm_start_episodes,
-           warm_start_epochs) < 1:
-        raise PrfaasInputError("timesteps, n_envs, threads, eval_freq, eval_episodes, "
-                               "warm_start_episodes and warm_start_epochs must be >= 1")
+    for option, value in (("--timesteps", timesteps), ("--n-envs", n_envs),
+                          ("--threads", threads), ("--eval-freq", eval_freq),
+                          ("--eval-episodes", eval_episodes),
+                          ("--warm-start-episodes", warm_start_episodes),
+                          ("--warm-start-epochs", warm_start_epochs),
+                          ("--episode-requests", episode_requests)):
+        if value is not None and not (_is_int(value) and value >= 1):
+            raise PrfaasInputError(f"{option} must be >= 1, got {value!r}")
+    if not (_is_int(seed) and seed >= 0):
+        raise PrfaasInputError(f"--seed must be >= 0, got {seed!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise PrfaasInputError("--device cuda asked for, but torch sees no CUDA device")
-    torch.set_num_threads(threads)
     sc = load_scenario(scenario)
     hp = load_hyperparams(algo, sc.name, config)
+    n_steps = hp.get("n_steps", 2048)
+    if algo in ("ppo", "maskable_ppo") and n_steps * n_envs < 2:
+        raise PrfaasInputError(f"n_steps * --n-envs must be >= 2 for {algo} (it normalises "
+                               f"advantages over the rollout), got {n_steps} * {n_envs}",
+                               config or f"agents/configs/{algo}.yaml")
+    if warm_start is not None and algo != "dqn":
+        _check_warm_start(warm_start, sc)
+    torch.set_num_threads(threads)
+    # Everything is validated: from here on the run directory is created and written.
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump({ENV_ID: hp}, sort_keys=True))
+    _check_new_run_dir(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump({ENV_ID: hp}, sort_keys=True))
+    except OSError as e:
+        raise PrfaasInputError(f"cannot create the run directory: {e.strerror or e}",
+                               out) from None
     t0 = time.perf_counter()
     eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
     name, _, table = best_heuristic(sc, eval_seeds, episode_requests=episode_requests)

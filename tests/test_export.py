@@ -367,3 +367,111 @@ def test_shipped_policies_match_this_code_and_route(name, shared_traces):
     conductor, _ = run_policy(sc, Conductor(), 0, split="eval", n=400)
     assert learned["requests"] == 400 and learned["completed"] > 0
     assert learned["goodput_rps"] >= 0.9 * conductor["goodput_rps"]
+
+
+# -- atomic export and bad --out ----------------------------------------------------------------
+
+def _pair_bytes(onnx: Path) -> tuple[bytes, bytes]:
+    return onnx.read_bytes(), manifest_path_for(onnx).read_bytes()
+
+
+def _existing_pair(runs, d: Path) -> Path:
+    """A valid exported pair (of the DQN run) at ``d/policy.onnx``."""
+    return _copy_export(runs["dqn"], d)
+
+
+def test_failed_export_leaves_the_existing_pair_untouched(runs, tmp_path, monkeypatch):
+    import onnx
+
+    onnx_path = _existing_pair(runs, tmp_path)
+    before = _pair_bytes(onnx_path)
+
+    def broken(*a, **k):
+        raise onnx.checker.ValidationError("simulated checker failure")
+
+    monkeypatch.setattr(onnx.checker, "check_model", broken)
+    with pytest.raises(onnx.checker.ValidationError):
+        export_onnx(runs["ppo"], onnx_path)
+    assert _pair_bytes(onnx_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.manifest.json", "policy.onnx"]
+    monkeypatch.undo()
+    export_onnx(runs["ppo"], onnx_path)  # replaces both, consistently
+    assert OnnxRouter(onnx_path).algo == "ppo"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.manifest.json", "policy.onnx"]
+
+
+@pytest.mark.parametrize("make_out, expected", [
+    (lambda d: (d / "dir.onnx").mkdir() or d / "dir.onnx", "is a directory"),
+    (lambda d: manifest_path_for(d / "m.onnx").mkdir() or d / "m.onnx", "is a directory"),
+    (lambda d: d / "policy.onnx" / "x.onnx", "not a directory"),
+    (lambda d: d / "policy.onnx" / "sub" / "x.onnx", "cannot create"),
+    (lambda d: d / "best_model.zip", ".onnx"),
+])
+def test_bad_export_out_is_a_clear_error(runs, tmp_path, make_out, expected):
+    onnx_path = _existing_pair(runs, tmp_path)
+    (tmp_path / "best_model.zip").write_bytes(b"a checkpoint")
+    before = _pair_bytes(onnx_path)
+    out = make_out(tmp_path)
+    with pytest.raises(PrfaasInputError, match=expected) as ei:
+        export_onnx(runs["ppo"], out)
+    assert str(out) in str(ei.value)
+    assert _pair_bytes(onnx_path) == before
+    assert (tmp_path / "best_model.zip").read_bytes() == b"a checkpoint"
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_unwritable_export_dir_is_a_clear_error(runs, tmp_path, monkeypatch):
+    onnx_path = _existing_pair(runs, tmp_path)
+    before = _pair_bytes(onnx_path)
+
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    # root ignores chmod; simulate EACCES on every file write
+    monkeypatch.setattr(Path, "write_bytes", denied)
+    monkeypatch.setattr(Path, "write_text", denied)
+    with pytest.raises(PrfaasInputError, match="Permission denied") as ei:
+        export_onnx(runs["ppo"], onnx_path)
+    assert str(onnx_path) in str(ei.value)
+    monkeypatch.undo()
+    assert _pair_bytes(onnx_path) == before
+
+
+# -- normalisation scales, manifest format and algo -------------------------------------------
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True, -1e9, 0, "1.0", None])
+def test_bad_scales_refused(runs, tmp_path, value):
+    onnx = _copy_export(runs["maskable_ppo"], tmp_path / "export")
+    _edit_manifest(onnx, lambda m: m["observation"]["scales"].update(slo_ttft_s=value))
+    with pytest.raises(PrfaasInputError) as ei:
+        OnnxRouter(onnx)
+    msg = str(ei.value)
+    assert "policy.manifest.json" in msg and "observation.scales.slo_ttft_s" in msg
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs["maskable_ppo"], run_dir)
+    rec = json.loads((run_dir / "run.json").read_text())
+    rec["observation"]["scales"]["lambda_ref"] = value
+    (run_dir / "run.json").write_text(json.dumps(rec))
+    for load in (lambda: load_learned_policy(run_dir), lambda: export_onnx(run_dir, tmp_path / "x.onnx")):
+        with pytest.raises(PrfaasInputError) as ei:
+            load()
+        msg = str(ei.value)
+        assert "run.json" in msg and "observation.scales.lambda_ref" in msg
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda m: m.update(format=99), "'format'"),
+    (lambda m: m.update(format="1"), "'format'"),
+    (lambda m: m.update(format=True), "'format'"),
+    (lambda m: m.pop("format"), "'format'"),
+    (lambda m: m.update(algo="sac"), "'algo'"),
+    (lambda m: m.pop("algo"), "'algo'"),
+    (lambda m: m.update(algo="dqn"), "'algo'"),  # the graph is a MaskablePPO policy's
+])
+def test_manifest_format_and_algo_checked(runs, tmp_path, edit, expected):
+    onnx = _copy_export(runs["maskable_ppo"], tmp_path)
+    _edit_manifest(onnx, edit)
+    with pytest.raises(PrfaasInputError, match=expected) as ei:
+        OnnxRouter(onnx)
+    assert "policy.manifest.json" in str(ei.value)

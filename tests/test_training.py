@@ -116,3 +116,157 @@ def test_cuda_training_path_when_a_gpu_is_present(tmp_path):
     with torch.no_grad():
         expected = LogitsModule(model, "maskable_ppo")(torch.as_tensor(obs)).numpy()
     np.testing.assert_allclose(OnnxRouter(onnx_path).logits(obs), expected, atol=1e-5)
+
+
+# -- refusing bad train input before anything is written --------------------------------------
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "policy": "MlpPolicy", "n_steps": 32, "batch_size": 32, "n_epochs": 1,
+        "policy_kwargs": {"net_arch": [8]}}}))
+    return cfg
+
+
+def _train_argv(out, config, *extra: str) -> list[str]:
+    return ["train", "--algo", "maskable_ppo", "--scenario", "bursty-fluctuating",
+            "--timesteps", "32", "--n-envs", "1", "--vec", "dummy", "--config", str(config),
+            "--out", str(out), "--eval-freq", "32", "--eval-episodes", "1",
+            "--episode-requests", "16", "--warm-start", "none", "--no-progress", *extra]
+
+
+def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("earlier run\n")
+    (out / "run.json").write_text("{}\n")
+    assert main(_train_argv(out, tiny_config)) == 2
+    err = capsys.readouterr().err
+    assert "prfaas: error:" in err and str(out) in err and "not empty" in err
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "run.json"]
+    assert (out / "config.yaml").read_text() == "earlier run\n"
+
+
+def test_train_into_an_existing_empty_directory(tmp_path, tiny_config):
+    from agents.train import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    train("maskable_ppo", "bursty-fluctuating", 32, n_envs=1, vec="dummy", config=tiny_config,
+          out=out, eval_freq=32, eval_episodes=1, progress=False, warm_start=None,
+          episode_requests=16)
+    assert (out / "run.json").is_file() and (out / "final_model.zip").is_file()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--warm-start", "nope"], "--warm-start"),
+    (["--episode-requests", "0"], "--episode-requests must be >= 1, got 0"),
+    (["--episode-requests", "-3"], "--episode-requests must be >= 1, got -3"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--timesteps", "0"], "--timesteps must be >= 1, got 0"),
+])
+def test_train_validates_options_before_creating_the_run_directory(tmp_path, tiny_config,
+                                                                   capsys, extra, expected):
+    out = tmp_path / "run"
+    assert main(_train_argv(out, tiny_config, *extra)) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_bad_config_leaves_no_run_directory(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("PrfaasRoute-v0:\n  learning_rate: abc\n")
+    out = tmp_path / "run"
+    assert main(_train_argv(out, cfg)) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "PrfaasRoute-v0.learning_rate" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("out_name, expected", [
+    ("f", "not a directory"),
+    ("f/run", "cannot create"),
+])
+def test_train_out_that_is_not_a_usable_directory(tmp_path, tiny_config, capsys, out_name,
+                                                  expected):
+    (tmp_path / "f").write_text("keep\n")
+    out = tmp_path / out_name
+    assert main(_train_argv(out, tiny_config)) == 2
+    err = capsys.readouterr().err
+    assert "prfaas: error:" in err and expected in err and str(out) in err
+    assert (tmp_path / "f").read_text() == "keep\n"
+
+
+def test_train_unwritable_out_is_a_clear_error(tmp_path, tiny_config, capsys, monkeypatch):
+    from pathlib import Path
+
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", denied)  # root ignores chmod; simulate EACCES
+    out = tmp_path / "run"
+    assert main(_train_argv(out, tiny_config)) == 2
+    err = capsys.readouterr().err
+    assert "cannot create" in err and "Permission denied" in err and str(out) in err
+
+
+# -- hyperparameter values ------------------------------------------------------------------
+
+@pytest.mark.parametrize("algo, section, key", [
+    ("ppo", {"learning_rate": "abc"}, "PrfaasRoute-v0.learning_rate"),
+    ("ppo", {"learning_rate": float("nan")}, "PrfaasRoute-v0.learning_rate"),
+    ("ppo", {"learning_rate": 0.0}, "PrfaasRoute-v0.learning_rate"),
+    ("ppo", {"n_steps": 0}, "PrfaasRoute-v0.n_steps"),
+    ("ppo", {"n_steps": 8.5}, "PrfaasRoute-v0.n_steps"),
+    ("ppo", {"n_epochs": -1}, "PrfaasRoute-v0.n_epochs"),
+    ("ppo", {"batch_size": True}, "PrfaasRoute-v0.batch_size"),
+    ("ppo", {"batch_size": 1}, "PrfaasRoute-v0.batch_size"),
+    ("maskable_ppo", {"vf_coef": "x"}, "PrfaasRoute-v0.vf_coef"),
+    ("maskable_ppo", {"policy": "NopePolicy"}, "PrfaasRoute-v0.policy"),
+    ("maskable_ppo", {"gamma": 2.0}, "PrfaasRoute-v0.gamma"),
+    ("maskable_ppo", {"gamma": 0}, "PrfaasRoute-v0.gamma"),
+    ("maskable_ppo", {"gae_lambda": 1.5}, "PrfaasRoute-v0.gae_lambda"),
+    ("maskable_ppo", {"clip_range": -0.2}, "PrfaasRoute-v0.clip_range"),
+    ("maskable_ppo", {"ent_coef": float("inf")}, "PrfaasRoute-v0.ent_coef"),
+    ("maskable_ppo", {"target_kl": 0}, "PrfaasRoute-v0.target_kl"),
+    ("a2c", {"max_grad_norm": 0}, "PrfaasRoute-v0.max_grad_norm"),
+    ("dqn", {"buffer_size": 0}, "PrfaasRoute-v0.buffer_size"),
+    ("dqn", {"learning_starts": -1}, "PrfaasRoute-v0.learning_starts"),
+    ("dqn", {"train_freq": 0}, "PrfaasRoute-v0.train_freq"),
+    ("dqn", {"gradient_steps": 0}, "PrfaasRoute-v0.gradient_steps"),
+    ("dqn", {"exploration_fraction": 0.0}, "PrfaasRoute-v0.exploration_fraction"),
+    ("dqn", {"exploration_final_eps": 1.5}, "PrfaasRoute-v0.exploration_final_eps"),
+    ("dqn", {"tau": 0}, "PrfaasRoute-v0.tau"),
+    ("ppo", {"scenarios": [1, 2]}, "PrfaasRoute-v0.scenarios"),
+    ("ppo", {"scenarios": {"bursty-fluctuating": [1]}},
+     "PrfaasRoute-v0.scenarios.bursty-fluctuating"),
+    ("ppo", {"scenarios": {"another-scenario": {"gamma": 7}}},
+     "PrfaasRoute-v0.scenarios.another-scenario.gamma"),
+    ("ppo", {"scenarios": {"bursty-fluctuating": {"n_stepz": 7}}},
+     "PrfaasRoute-v0.scenarios.bursty-fluctuating"),
+    ("ppo", [1], "PrfaasRoute-v0"),
+])
+def test_bad_hyperparameter_values_are_named(tmp_path, algo, section, key):
+    from agents.train import load_hyperparams
+    from prfaas_gym.errors import PrfaasInputError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"PrfaasRoute-v0": section}))
+    with pytest.raises(PrfaasInputError) as ei:
+        load_hyperparams(algo, "bursty-fluctuating", bad)
+    assert str(ei.value).startswith(f"{bad}: {key}:")
+
+
+def test_valid_hyperparameters_load(tmp_path):
+    from agents.train import ALGOS, load_hyperparams
+
+    for algo in ALGOS:
+        for scenario in ("bursty-fluctuating", "mooncake-conversation", "paper-case-study"):
+            assert load_hyperparams(algo, scenario)["policy"] == "MlpPolicy"
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "learning_rate": 1, "gamma": 1.0, "gae_lambda": 0.0, "target_kl": None,
+        "scenarios": {"bursty-fluctuating": {"gamma": 0.9}, "other": None}}}))
+    hp = load_hyperparams("ppo", "bursty-fluctuating", ok)
+    assert hp == {"learning_rate": 1, "gamma": 0.9, "gae_lambda": 0.0, "target_kl": None}
