@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,54 @@ def _positive_float(s: str) -> float:
     return v
 
 
+def _non_negative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _writable_file(path: str) -> Path:
+    """``--out`` for a file, checked before the run: not a directory, in one that exists."""
+    p = Path(path)
+    if p.is_dir():
+        raise PrfaasInputError("--out is a directory; give a file name", p)
+    if not p.parent.is_dir():
+        raise PrfaasInputError(f"--out: {p.parent} is not an existing directory", p)
+    return p
+
+
+def _writable_dir(path: str) -> Path:
+    """``--out`` for a directory, created (if absent) before the run so that a path that
+    cannot be one fails first."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise PrfaasInputError("--out exists and is not a directory", p)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PrfaasInputError(f"--out: cannot create the directory ({e.strerror or e})",
+                               p) from None
+    return p
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, so that a failed write
+    leaves any earlier file as it was."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise PrfaasInputError(f"--out: cannot write the result ({e.strerror or e})",
+                               path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _scenario(args: argparse.Namespace):
     from prfaas_gym.scenario import load_scenario
 
@@ -48,6 +97,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from prfaas_gym import planner
     from prfaas_gym.profile import load_profile
 
+    if args.trace and not args.scenario:
+        raise PrfaasInputError("--trace needs --scenario (the deployment to plan for); "
+                               "--preset plans for the paper's workload")
     if args.scenario:
         sc = _scenario(args)
         w = sc.workload(0, n=20000, split="train" if sc.is_trace else "all")
@@ -78,12 +130,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from agents.compare import run_policy
     from agents.registry import policy_factory
 
+    out_path = _writable_file(args.out) if args.out else None
     sc = _scenario(args)
     policy = policy_factory(args.policy, sc)()
     result, _ = run_policy(sc, policy, args.seed, split=args.split, n=args.requests, rate=args.rate)
     out = {"scenario": sc.name, "policy": args.policy, "seed": args.seed, **result}
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    if out_path is not None:
+        _write_atomically(out_path, json.dumps(out, indent=2))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -104,26 +157,38 @@ def _label(spec: str) -> str:
     return p.name if (len(p.parts) > 1 or p.suffix) and p.exists() else spec
 
 
+def _labels(specs: list[str]) -> list[str]:
+    """Table labels for ``specs``: short where that is unambiguous, else the spec as given.
+    A spec listed twice is an error (it would be one row)."""
+    repeated = sorted({s for s in specs if specs.count(s) > 1})
+    if repeated:
+        raise PrfaasInputError(f"--policies lists {', '.join(repeated)} more than once")
+    short = [_label(s) for s in specs]
+    return [lab if short.count(lab) == 1 else s for s, lab in zip(specs, short)]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from agents.compare import compare, print_table, summarize, write_outputs
     from agents.registry import policy_factory
 
-    sc = _scenario(args)
+    out_dir = _writable_dir(args.out) if args.out else None
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not names:
         raise PrfaasInputError("--policies is empty")
-    factories = {_label(n): policy_factory(n, sc) for n in names}
+    labels = _labels(names)
+    sc = _scenario(args)
+    factories = {lab: policy_factory(n, sc) for lab, n in zip(labels, names)}
     records = compare(sc, factories, args.seeds, split=args.split, n=args.requests,
                       rate=args.rate, progress=not args.no_progress)
     summary = summarize(records)
     title = (f"{sc.name}: {args.seeds} seed(s), split {args.split}, mean ± 95% CI"
              + (f", rate {args.rate} req/s" if args.rate else ""))
     print_table(summary, title=title)
-    if args.out:
-        meta = {"scenario": sc.name, "policies": list(factories), "policy_specs": names, "seeds": list(range(args.seeds)),
-                "split": args.split, "rate": args.rate, "requests": args.requests,
-                "threshold_tokens": sc.threshold_tokens}
-        for p in write_outputs(records, Path(args.out), meta):
+    if out_dir is not None:
+        meta = {"scenario": sc.name, "policies": list(factories), "policy_specs": names,
+                "seeds": list(range(args.seeds)), "split": args.split, "rate": args.rate,
+                "requests": args.requests, "threshold_tokens": sc.threshold_tokens}
+        for p in write_outputs(records, out_dir, meta):
             print(f"wrote {p}")
     return 0
 
@@ -160,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_args(p)
     p.add_argument("--policy", required=True,
                    help="heuristic name (see compare --help) or checkpoint path")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", help="also write the result JSON here")
     p.set_defaults(func=cmd_simulate)
@@ -172,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "prfaas-threshold, prfaas-threshold-tuned, prfaas-dual, conductor, "
                         "least-loaded, random) or checkpoint paths (.onnx, run dir, .zip)")
     p.add_argument("--seeds", type=_positive_int, default=3)
-    p.add_argument("--out", help="directory for runs.csv, summary.json and plots")
+    p.add_argument("--out", help="directory for runs.csv, summary.json and plots (created if "
+                                 "absent; files of an earlier comparison there are replaced)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_compare)
 
@@ -192,14 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PrfaasInputError as e:
         print(f"prfaas: error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
-        print(f"prfaas: error: {e}", file=sys.stderr)
+    except OSError as e:  # a file that cannot be read or written: name it, no traceback
+        what = f"{e.filename}: " if e.filename else ""
+        print(f"prfaas: error: {what}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prfaas: interrupted", file=sys.stderr)
         return 130
-
-
 
 
 if __name__ == "__main__":

@@ -115,3 +115,69 @@ def test_invalid_scenario_file_exits_cleanly(tmp_path):
         "prfaas_gym/data/scenarios/paper-case-study.yaml").read_text() + "\nbogus_key: 1\n")
     p = run_cli("simulate", "--scenario", str(s), "--policy", "random")
     assert p.returncode != 0 and "bogus_key" in p.stderr and "Traceback" not in p.stderr
+
+
+_SIM = ["simulate", "--scenario", "bursty-fluctuating", "--policy", "conductor",
+        "--requests", "20"]
+_CMP = ["compare", "--scenario", "bursty-fluctuating", "--policies", "conductor", "--seeds",
+        "1", "--requests", "20", "--no-progress"]
+
+
+@pytest.mark.parametrize("argv,out,needle", [
+    (_SIM, "adir", "--out is a directory"),
+    (_SIM, "afile/x.json", "afile is not an existing directory"),
+    (_CMP, "afile", "--out exists and is not a directory"),
+    (_CMP, "afile/sub", "cannot create the directory"),
+])
+def test_a_bad_out_path_fails_before_the_run(tmp_path, capsys, argv, out, needle):
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("keep me")
+    assert main([*argv, "--out", str(tmp_path / out)]) == 2
+    captured = capsys.readouterr()
+    assert needle in captured.err
+    assert captured.out == ""  # nothing ran
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_simulate_out_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r.json"
+    assert main([*_SIM, "--out", str(out)]) == 0
+    first = out.read_text()
+    assert json.loads(first)["requests"] == 20
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary left behind
+
+    def full_disk(self, *a, **k):
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    assert main([*_SIM, "--seed", "1", "--out", str(out)]) == 2
+    assert "cannot write the result (No space left on device)" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert out.read_text() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_compare_keeps_policies_whose_file_names_match(tmp_path, capsys):
+    policies = Path(__file__).resolve().parents[1] / "agents" / "policies"
+    specs = []
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        for f in policies.glob("bursty-fluctuating.*"):
+            (tmp_path / d / f.name).write_bytes(f.read_bytes())
+        specs.append(str(tmp_path / d / "bursty-fluctuating.onnx"))
+    assert main(["compare", "--scenario", "bursty-fluctuating", "--policies",
+                 ",".join([*specs, "conductor"]), "--seeds", "1", "--requests", "60",
+                 "--no-progress", "--out", str(tmp_path / "cmp")]) == 0
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    assert list(summary["summary"]) == [*specs, "conductor"]
+    capsys.readouterr()
+    assert main([*_CMP[:4], "conductor,random,conductor", *_CMP[5:]]) == 2
+    assert "--policies lists conductor more than once" in capsys.readouterr().err
+
+
+def test_negative_seed_and_plan_trace_without_scenario_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        main([*_SIM, "--seed", "-1"])
+    assert "--seed: must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["plan", "--trace", "/does/not/matter.csv"]) == 2
+    assert "--trace needs --scenario" in capsys.readouterr().err
