@@ -89,12 +89,15 @@ def add_eval_arguments(ap: argparse.ArgumentParser,
                        default_scenario: str | None = "bursty-fluctuating") -> None:
     """``--scenario`` (required when ``default_scenario`` is None), ``--seeds`` and
     ``--requests``: the options of the scripts that evaluate on a scenario's eval split."""
+    from prfaas_gym.cli import positive_int
+
     if default_scenario is None:
         ap.add_argument("--scenario", required=True)
     else:
         ap.add_argument("--scenario", default=default_scenario)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--requests", type=int, help="requests per run (default: the scenario's)")
+    ap.add_argument("--seeds", type=positive_int, default=5)
+    ap.add_argument("--requests", type=positive_int,
+                    help="requests per run (default: the scenario's)")
 
 
 def compare(scenario: Scenario, policies: dict[str, Callable[[], Policy]], seeds: int,

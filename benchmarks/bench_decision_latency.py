@@ -35,6 +35,7 @@ from agents.learned import LearnedPolicy, OnnxRouter, masked_argmax  # noqa: E40
 from agents.registry import make_heuristic  # noqa: E402
 from agents.run_dir import read_run_json  # noqa: E402
 from prfaas_gym.actions import action_masks, action_to_decision  # noqa: E402
+from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.scenario import load_scenario  # noqa: E402
 from prfaas_gym.simulator import Simulator  # noqa: E402
 
@@ -107,11 +108,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("path", nargs="?", help="RUN_DIR or exported .onnx (default: train one)")
-    ap.add_argument("--decisions", type=int, default=10_000)
+    ap.add_argument("--decisions", type=positive_int, default=10_000)
     ap.add_argument("--scenario", help="scenario for the (request, view) pairs "
                                        "(default: the one the policy was trained on)")
     ap.add_argument("--disable-gc", action="store_true", help="disable the GC while timing")
-    ap.add_argument("--repeat", type=int, default=3,
+    ap.add_argument("--repeat", type=positive_int, default=3,
                     help="passes per row; the pass with the lowest p99 is reported")
     args = ap.parse_args()
 
@@ -209,4 +210,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from prfaas_gym import _compiled
+from prfaas_gym.cli import positive_int, run_script
 
 TARGET_RATIO = 0.3
 
@@ -49,10 +50,10 @@ def steps_per_s(env: gym.Env, steps: int, masked: bool) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, help="default: one pool cycle (32,768 steps for "
+    ap.add_argument("--steps", type=positive_int, help="default: one pool cycle (32,768 steps for "
                     "bursty-fluctuating)")
     ap.add_argument("--scenario", default="bursty-fluctuating")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=positive_int, default=3)
     ap.add_argument("--masked", action="store_true", help="sample from action_masks()")
     ap.add_argument("--ratio-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -86,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

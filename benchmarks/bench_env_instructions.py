@@ -21,6 +21,8 @@ import shutil
 import subprocess
 import sys
 
+from prfaas_gym.cli import positive_int, run_script
+
 DRIVER = """
 import sys
 import numpy as np, gymnasium as gym
@@ -64,7 +66,7 @@ def per_step(env_id: str, scenario: str, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, help="default: one pool cycle")
+    ap.add_argument("--steps", type=positive_int, help="default: one pool cycle")
     ap.add_argument("--scenario", default="bursty-fluctuating")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
@@ -81,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -19,6 +19,7 @@ import time
 
 from agents.registry import policy_factory
 from prfaas_gym import _compiled
+from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.scenario import load_scenario
 from prfaas_gym.simulator import Simulator
 
@@ -43,7 +44,7 @@ def measure(scenario, policy_name: str, repeat: int) -> tuple[float, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trace", help="Mooncake conversation trace (default: from the scenario)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=positive_int, default=3)
     ap.add_argument("--rate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     sc = load_scenario("mooncake-conversation")
@@ -74,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from prfaas_gym.cli import positive_int, run_script
 
 SHIPPED_TIMESTEPS = {"bursty-fluctuating": 400_000}  # agents/policies/README.md
 TARGET_S = 30 * 60
@@ -26,8 +29,8 @@ TARGET_S = 30 * 60
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scenario", default="bursty-fluctuating")
-    ap.add_argument("--steps", type=int, default=20_000)
-    ap.add_argument("--n-envs", type=int, default=2)
+    ap.add_argument("--steps", type=positive_int, default=20_000)
+    ap.add_argument("--n-envs", type=positive_int, default=2)
     ap.add_argument("--run", help="a finished run directory whose wall time to report")
     args = ap.parse_args()
 
@@ -77,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from agents.compare import add_eval_arguments, ci95, compare, flat_metrics, summarize, write_outputs
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
+from prfaas_gym.cli import run_script
 from prfaas_gym.scenario import load_scenario
 
 
@@ -72,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from typing import NamedTuple
 
@@ -49,6 +50,7 @@ import numpy as np
 from agents.compare import add_eval_arguments, ci95
 from agents.heuristics import Conductor
 from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
+from prfaas_gym.cli import non_negative_float, positive_float, run_script
 from prfaas_gym.contract import REJECT, ClusterView, Decision, Role, RoleChange
 from prfaas_gym.estimate import best_per_cluster_with_copy
 from prfaas_gym.request import Request
@@ -177,18 +179,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_eval_arguments(ap)
-    ap.add_argument("--horizon", type=float, default=20.0,
+    ap.add_argument("--horizon", type=non_negative_float, default=20.0,
                     help="seconds of future arrivals each look-ahead routes (default 20)")
-    ap.add_argument("--drain", type=float, default=30.0,
+    ap.add_argument("--drain", type=non_negative_float, default=30.0,
                     help="seconds a look-ahead runs on after its horizon (default 30)")
-    ap.add_argument("--contested", type=float, default=0.5,
+    ap.add_argument("--contested", type=non_negative_float, default=0.5,
                     help="look ahead where the best estimated TTFT exceeds this x the SLO")
     ap.add_argument("--levers", choices=("request", "roles", "both"), default="request",
                     help="look ahead per contested request (default), over role switches, "
                          "or both")
-    ap.add_argument("--roles-every", type=float, default=30.0,
+    ap.add_argument("--roles-every", type=positive_float, default=30.0,
                     help="seconds between role look-aheads (default 30)")
-    ap.add_argument("--roles-horizon", type=float, default=120.0,
+    ap.add_argument("--roles-horizon", type=non_negative_float, default=120.0,
                     help="seconds of future arrivals each role look-ahead routes (default 120)")
     args = ap.parse_args()
     sc = load_scenario(args.scenario)
@@ -225,4 +227,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -8,9 +8,11 @@ load, 0.05 req/s). Each configuration runs with its natural policy.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from agents.compare import run_policy
 from agents.registry import policy_factory
+from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.planner import plan_for_paper
 from prfaas_gym.scenario import load_scenario
 
@@ -22,7 +24,7 @@ SCENARIOS = {"prfaas": "paper-case-study", "homogeneous": "paper-homogeneous",
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--requests", type=int, default=4000)
+    ap.add_argument("--requests", type=positive_int, default=4000)
     args = ap.parse_args()
     plans = plan_for_paper("paper-case-study")
     print(f"{'config':12s} | {'Λ paper':>7s} {'planner':>7s} {'sim':>7s} | "
@@ -47,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

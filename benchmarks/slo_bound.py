@@ -32,12 +32,14 @@ what binds.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
 from agents.compare import add_eval_arguments, ci95, run_policy
 from agents.heuristics import Conductor
 from prfaas_gym.bandwidth import gbps_to_bytes_per_s
+from prfaas_gym.cli import run_script
 from prfaas_gym.contract import Placement
 from prfaas_gym.request import Workload
 from prfaas_gym.scenario import Scenario, load_scenario
@@ -186,4 +188,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

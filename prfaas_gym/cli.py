@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from prfaas_gym.errors import PrfaasInputError
 
 
-def _positive_int(s: str) -> int:
+# argparse types, shared with the benchmarks' command lines
+def positive_int(s: str) -> int:
     try:
         v = int(s)
     except ValueError:
@@ -22,7 +24,7 @@ def _positive_int(s: str) -> int:
     return v
 
 
-def _positive_float(s: str) -> float:
+def positive_float(s: str) -> float:
     try:
         v = float(s)
     except ValueError:
@@ -32,7 +34,7 @@ def _positive_float(s: str) -> float:
     return v
 
 
-def _non_negative_int(s: str) -> int:
+def non_negative_int(s: str) -> int:
     try:
         v = int(s)
     except ValueError:
@@ -40,6 +42,35 @@ def _non_negative_int(s: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
+
+
+def non_negative_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {v}")
+    return v
+
+
+def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
+    """Run ``main()`` and return its exit status, turning bad input (and a file that cannot
+    be read or written) into one line on stderr and status 2 instead of a traceback: the
+    ``prfaas`` command's and the benchmarks' contract."""
+    prog = prog or Path(sys.argv[0]).name
+    try:
+        return int(main() or 0)
+    except PrfaasInputError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        what = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {what}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _writable_file(path: str) -> Path:
@@ -199,10 +230,10 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace-format", choices=["mooncake", "azure", "vidur", "burstgpt"])
     p.add_argument("--bandwidth-trace", help="drive the link with this bandwidth trace")
     p.add_argument("--bandwidth-format", choices=["pensieve", "pantheon", "csv"])
-    p.add_argument("--rate", type=_positive_float,
+    p.add_argument("--rate", type=positive_float,
                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
                         "time-scales a recorded one")
-    p.add_argument("--requests", type=_positive_int, help="number of requests")
+    p.add_argument("--requests", type=positive_int, help="number of requests")
     p.add_argument("--split", choices=["all", "train", "eval"], default="all",
                    help="trace split (train/eval are disjoint windows; synthetic eval uses "
                         "offset seeds)")
@@ -225,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scenario_args(p)
     p.add_argument("--policy", required=True,
                    help="heuristic name (see compare --help) or checkpoint path")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", help="also write the result JSON here")
     p.set_defaults(func=cmd_simulate)
@@ -236,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated heuristic names (local-only, remote-all, "
                         "prfaas-threshold, prfaas-threshold-tuned, prfaas-dual, conductor, "
                         "least-loaded, random) or checkpoint paths (.onnx, run dir, .zip)")
-    p.add_argument("--seeds", type=_positive_int, default=3)
+    p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--out", help="directory for runs.csv, summary.json and plots (created if "
                                  "absent; files of an earlier comparison there are replaced)")
     p.add_argument("--no-progress", action="store_true")
@@ -253,18 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except PrfaasInputError as e:
-        print(f"prfaas: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a file that cannot be read or written: name it, no traceback
-        what = f"{e.filename}: " if e.filename else ""
-        print(f"prfaas: error: {what}{e.strerror or e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("prfaas: interrupted", file=sys.stderr)
-        return 130
+    return run_script(lambda: args.func(args), "prfaas")
 
 
 if __name__ == "__main__":

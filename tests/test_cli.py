@@ -181,3 +181,17 @@ def test_negative_seed_and_plan_trace_without_scenario_are_refused(capsys):
     assert "--seed: must be >= 0, got -1" in capsys.readouterr().err
     assert main(["plan", "--trace", "/does/not/matter.csv"]) == 2
     assert "--trace needs --scenario" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script,args,needle", [
+    ("heldout.py", ["--scenario", "bursty-fluctuating", "--policy", "nope"],
+     "heldout.py: error: unknown policy 'nope'"),
+    ("bench_decision_latency.py", ["/does/not/exist.onnx"], "ONNX file not found"),
+    ("lookahead_ceiling.py", ["--seeds", "0"], "--seeds: must be >= 1, got 0"),
+])
+def test_benchmarks_report_bad_input_in_one_line(script, args, needle):
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / script), *args],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert p.returncode == 2
+    assert needle in p.stderr and "Traceback" not in p.stderr
