@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,31 @@ from prfaas_gym.errors import PrfaasInputError
 
 MIB: Final = 1024 * 1024
 GIB: Final = 1024 * MIB
+
+
+def is_finite_number(v: object) -> bool:
+    """True for an int or a float (not a bool) whose value is a finite float."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def number_error(v: object) -> str:
+    """Why ``v`` is not a finite number, for an error message."""
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            pass
+        else:  # YAML 1.1 reads 1e-8 (no decimal point) as a string
+            return (f"must be a number, got the string {v!r} (write it with a decimal point, "
+                    "e.g. 1.0e-8)")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return f"must be a number, got {v!r}"
+    return f"must be a finite number, got {v!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +78,26 @@ class PrefillCost:
 
     def __post_init__(self) -> None:
         if self.coeffs:
+            cs = self.coeffs
+            if not all(math.isfinite(c) and c >= 0 for c in cs) or not any(c > 0 for c in cs):
+                raise PrfaasInputError(
+                    "prefill 'poly' coefficients must be finite and >= 0, not all 0 (so that "
+                    "T(l) = c0 + c1*l + c2*l^2 + ... is positive for l > 0 and never decreases "
+                    f"as the prompt grows), got {list(cs)}")
             object.__setattr__(self, "t0", self.time(0.0))
             return
         if len(self.tokens) < 2 or len(self.tokens) != len(self.seconds):
             raise PrfaasInputError("prefill table needs >= 2 points and equal-length "
                                    "'tokens' and 'seconds'")
+        if not all(math.isfinite(x) for x in self.tokens + self.seconds):
+            raise PrfaasInputError("prefill table 'tokens' and 'seconds' must be finite numbers, "
+                                   f"got {list(self.tokens)} and {list(self.seconds)}")
         if any(b <= a for a, b in zip(self.tokens, self.tokens[1:])):
             raise PrfaasInputError("prefill table 'tokens' must be strictly increasing")
         if any(s < 0 for s in self.seconds):
             raise PrfaasInputError("prefill table 'seconds' must be >= 0")
+        if not any(s > 0 for s in self.seconds):
+            raise PrfaasInputError("prefill table 'seconds' must not all be 0")
         object.__setattr__(self, "t0", self.time(0.0))
 
     def time(self, tokens: float) -> float:
@@ -109,14 +146,17 @@ class DecodeCost:
     kv_capacity_gib: float = 64.0
 
     def __post_init__(self) -> None:
-        if self.step_base_s < 0 or self.step_per_seq_s < 0 or self.step_per_ctx_token_s < 0:
-            raise PrfaasInputError("decode step coefficients must be >= 0")
+        for k, v in (("step_base_s", self.step_base_s), ("step_per_seq_s", self.step_per_seq_s),
+                     ("step_per_ctx_token_s", self.step_per_ctx_token_s)):
+            if not (math.isfinite(v) and v >= 0):
+                raise PrfaasInputError(f"decode {k} must be a finite number >= 0, got {v!r}")
         if self.step_base_s + self.step_per_seq_s + self.step_per_ctx_token_s <= 0:
             raise PrfaasInputError("decode step time must be positive")
         if self.max_batch < 1:
             raise PrfaasInputError("decode max_batch must be >= 1")
-        if self.kv_capacity_gib <= 0:
-            raise PrfaasInputError("decode kv_capacity_gib must be > 0")
+        if not (math.isfinite(self.kv_capacity_gib) and self.kv_capacity_gib > 0):
+            raise PrfaasInputError("decode kv_capacity_gib must be a finite number > 0, "
+                                   f"got {self.kv_capacity_gib!r}")
 
     def step_s(self, batch: int, context_tokens: float) -> float:
         return self.step_base_s + self.step_per_seq_s * batch + self.step_per_ctx_token_s * context_tokens
@@ -140,8 +180,10 @@ class ModelSpec:
     snapshot_interval_blocks: int = 1
 
     def __post_init__(self) -> None:
-        if self.kv_fixed_mib < 0 or self.kv_per_token_mib < 0:
-            raise PrfaasInputError("model KV sizes must be >= 0")
+        for k, v in (("kv_fixed_mib", self.kv_fixed_mib),
+                     ("kv_per_token_mib", self.kv_per_token_mib)):
+            if not (math.isfinite(v) and v >= 0):
+                raise PrfaasInputError(f"model {k} must be a finite number >= 0, got {v!r}")
         if self.layers < 1 or self.block_size < 1 or self.snapshot_interval_blocks < 1:
             raise PrfaasInputError("model layers, block_size, snapshot_interval_blocks must be >= 1")
 
@@ -174,6 +216,10 @@ class Deployment:
             raise PrfaasInputError("deployment needs at least one prefill instance")
         if self.rdma_gbps <= 0 or self.switch_delay_s < 0 or self.rdma_latency_s < 0:
             raise PrfaasInputError("deployment rdma_gbps must be > 0, delays >= 0")
+        for k, v in (("switch_delay_s", self.switch_delay_s), ("rdma_gbps", self.rdma_gbps),
+                     ("rdma_latency_s", self.rdma_latency_s)):
+            if not math.isfinite(v):
+                raise PrfaasInputError(f"deployment {k} must be a finite number, got {v!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +228,11 @@ class LinkSpec:
     rtt_s: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.capacity_gbps <= 0 or self.rtt_s < 0:
-            raise PrfaasInputError("link capacity_gbps must be > 0 and rtt_s >= 0")
+        if not (math.isfinite(self.capacity_gbps) and self.capacity_gbps > 0):
+            raise PrfaasInputError("link capacity_gbps must be a finite number > 0, "
+                                   f"got {self.capacity_gbps!r}")
+        if not (math.isfinite(self.rtt_s) and self.rtt_s >= 0):
+            raise PrfaasInputError(f"link rtt_s must be a finite number >= 0, got {self.rtt_s!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +241,9 @@ class Slo:
     tpot_s: float
 
     def __post_init__(self) -> None:
-        if self.ttft_s <= 0 or self.tpot_s <= 0:
-            raise PrfaasInputError("slo ttft_s and tpot_s must be > 0")
+        for k, v in (("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s)):
+            if not (math.isfinite(v) and v > 0):
+                raise PrfaasInputError(f"slo {k} must be a finite number > 0, got {v!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +289,12 @@ def _take(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]
     v = d[key]
     if kind in ((int, float), float) and isinstance(v, bool):
         raise PrfaasInputError(f"key '{key}' must be a number, got {v!r}", where)
+    if kind is int and isinstance(v, bool):
+        raise PrfaasInputError(f"key '{key}' must be an integer, got {v!r}", where)
     if not isinstance(v, kind):
         raise PrfaasInputError(f"key '{key}' has the wrong type ({type(v).__name__}: {v!r})", where)
+    if kind in ((int, float), float) and not is_finite_number(v):
+        raise PrfaasInputError(number_error(v), f"{where}.{key}")
     return v
 
 
@@ -259,9 +313,13 @@ def _parse_prefill(d: Any, where: str) -> PrefillCost:
         raise PrfaasInputError("give exactly one of 'table' or 'poly'", where)
     if "poly" in d:
         c = d["poly"]
-        if not isinstance(c, list) or not c or not all(isinstance(x, (int, float)) for x in c):
-            raise PrfaasInputError("'poly' must be a non-empty list of numbers", where + ".poly")
-        return PrefillCost(coeffs=tuple(float(x) for x in c))
+        if not isinstance(c, list) or not c or not all(is_finite_number(x) for x in c):
+            raise PrfaasInputError(f"'poly' must be a non-empty list of finite numbers, got {c!r}",
+                                   where + ".poly")
+        try:
+            return PrefillCost(coeffs=tuple(float(x) for x in c))
+        except PrfaasInputError as e:
+            raise PrfaasInputError(e.reason, where + ".poly") from None
     t = _check_keys(d["table"], {"tokens", "seconds"}, where + ".table")
     toks, secs = t.get("tokens"), t.get("seconds")
     if not isinstance(toks, list) or not isinstance(secs, list):
@@ -270,11 +328,13 @@ def _parse_prefill(d: Any, where: str) -> PrefillCost:
         return PrefillCost(tokens=tuple(float(x) for x in toks), seconds=tuple(float(x) for x in secs))
     except PrfaasInputError as e:
         raise PrfaasInputError(e.reason, where + ".table") from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise PrfaasInputError(f"non-numeric table entry ({e})", where + ".table") from None
 
 
-def _build(cls: type, d: dict[str, Any], where: str, rename: dict[str, str] | None = None) -> Any:
+def _build(cls: type, d: dict[str, Any], where: str, ints: frozenset[str] = frozenset(),
+           rename: dict[str, str] | None = None) -> Any:
+    """``cls(**d)``: every value a finite number, an integer where its field is in ``ints``."""
     rename = rename or {}
     fields = {f.name for f in dataclasses.fields(cls)}
     allowed = {rename.get(f, f) for f in fields} | set(rename)
@@ -282,8 +342,11 @@ def _build(cls: type, d: dict[str, Any], where: str, rename: dict[str, str] | No
     kwargs = {}
     for k, v in d.items():
         name = rename.get(k, k)
-        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise PrfaasInputError(f"key '{k}' has an invalid value {v!r}", where)
+        if name in ints:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise PrfaasInputError(f"must be an integer, got {v!r}", f"{where}.{k}")
+        elif not is_finite_number(v):
+            raise PrfaasInputError(number_error(v), f"{where}.{k}")
         kwargs[name] = v
     try:
         return cls(**kwargs)
@@ -300,7 +363,8 @@ def profile_from_dict(d: Any, where: str = "profile") -> Profile:
     for k in ("model", "hardware", "deployment", "link", "slo"):
         if k not in d:
             raise PrfaasInputError(f"missing required key '{k}'", where)
-    model = _build(ModelSpec, d["model"], f"{where}: model")
+    model = _build(ModelSpec, d["model"], f"{where}: model",
+                   ints=frozenset({"layers", "block_size", "snapshot_interval_blocks"}))
     hw_map = _check_keys(d["hardware"], set(d["hardware"]) if isinstance(d["hardware"], dict) else set(),
                          f"{where}: hardware")
     hardware: dict[str, Hardware] = {}
@@ -310,7 +374,8 @@ def profile_from_dict(d: Any, where: str = "profile") -> Profile:
         if "prefill" not in hd or "decode" not in hd:
             raise PrfaasInputError("needs both 'prefill' and 'decode'", w)
         hardware[name] = Hardware(name, _parse_prefill(hd["prefill"], w + ".prefill"),
-                                  _build(DecodeCost, hd["decode"], w + ".decode"))
+                                  _build(DecodeCost, hd["decode"], w + ".decode",
+                                         ints=frozenset({"max_batch"})))
     dep = _check_keys(d["deployment"], {"prfaas", "local", "prefix_cache_blocks"}, f"{where}: deployment")
     pr = _check_keys(dep.get("prfaas", {"instances": 0, "hardware": ""}), {"instances", "hardware"},
                      f"{where}: deployment.prfaas")
@@ -346,13 +411,37 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+def read_config_text(p: Path, what: str) -> str:
+    """The text of the ``what`` (e.g. ``"profile"``) YAML file ``p``, decoded as UTF-8.
+
+    PrfaasInputError for a missing file, a directory, an unreadable file or bytes that are
+    not UTF-8 text (a binary file).
+    """
+    if not p.exists():
+        raise PrfaasInputError(f"{what} file not found", p)
+    if p.is_dir():
+        raise PrfaasInputError(f"is a directory, not a {what} YAML file", p)
+    if not p.is_file():
+        raise PrfaasInputError(f"is not a regular file, so not a {what} YAML file", p)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise PrfaasInputError(f"cannot read the {what} file ({e.strerror or e})", p) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise PrfaasInputError(f"not a {what} YAML file: not UTF-8 text ({e.reason} at byte "
+                               f"{e.start})", f"{p}:{line}") from None
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a shipped preset by name (``paper-case-study``) or a profile YAML by path."""
+    if str(name_or_path).strip() == "":
+        raise PrfaasInputError(f"the profile name or path is empty; presets: {preset_names()}")
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists():
-            raise PrfaasInputError("profile file not found", p)
-        text, where = p.read_text(), str(p)
+        text, where = read_config_text(p, "profile"), str(p)
     else:
         res = resources.files("prfaas_gym") / "data" / "profiles" / f"{name_or_path}.yaml"
         if not res.is_file():
@@ -361,7 +450,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
         text, where = res.read_text(), f"preset {name_or_path}"
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
         raise PrfaasInputError(f"invalid YAML ({e})", where) from None
     return profile_from_dict(data, where)
 

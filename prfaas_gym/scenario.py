@@ -19,18 +19,22 @@ A scenario is a YAML file (shipped ones live in ``prfaas_gym/data/scenarios``). 
 ``policy``         the natural heuristic for this deployment
 ``threshold_tokens`` ``planner`` (solve Eqs. 3-8 on the workload's prompt lengths) or a number
 ``sim``            :class:`~prfaas_gym.simulator.SimConfig` fields
-``env``            ``episode_requests`` (default 256), ``max_drain_s`` (default 120)
+``env``            ``episode_requests`` (default 256), ``max_drain_s`` (default 120;
+                   ``.inf``: no limit)
 ``randomize``      domain randomisation for training episodes (all optional):
-                   ``rate_scale: [lo, hi]``, ``link_gbps: [lo, hi]``,
+                   ``rate_scale: [lo, hi]``, ``link_gbps: [lo, hi]`` (``lo > 0``),
                    ``n_prfaas: [lo, hi]``, ``n_local: [lo, hi]`` (integers, inclusive)
 
 Every key is validated; an unknown or invalid key raises :class:`PrfaasInputError` naming it.
+Every number must be finite (NaN and infinity are errors) except ``max_drain_s`` (here and
+in ``sim``), where ``.inf`` means no limit.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,7 +48,7 @@ import yaml
 from prfaas_gym import synthetic
 from prfaas_gym.bandwidth import BandwidthSampler, BandwidthTrace, bandwidth_sampler_from_spec
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.profile import Profile, load_profile
+from prfaas_gym.profile import Profile, is_finite_number, load_profile, read_config_text
 from prfaas_gym.request import Workload
 from prfaas_gym.simulator import SimConfig
 from prfaas_gym.workload import TRACE_FORMATS, load_trace, rebased, to_mean_rate
@@ -105,23 +109,45 @@ def _mapping(d: Any, allowed: set[str], where: str) -> dict[str, Any]:
     return d
 
 
+def _string_hint(v: Any) -> str:
+    """A hint for a number YAML 1.1 read as a string (``1e-3`` without a decimal point)."""
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return ""
+        return " (a string: write a number with a decimal point, e.g. 1.0e-3)"
+    return ""
+
+
 def _number(d: dict[str, Any], key: str, where: str, lo: float | None = None,
-            integer: bool = False) -> Any:
+            integer: bool = False, lo_open: bool = False, allow_inf: bool = False) -> Any:
+    """``d[key]``: an integer, or a finite number (``inf`` too with ``allow_inf``), ``>= lo``
+    (``> lo`` with ``lo_open``). NaN is never a number here."""
     v = d[key]
     ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or (lo is not None and v < lo):
-        kind = "an integer" if integer else "a number"
-        bound = f" >= {lo}" if lo is not None else ""
-        raise PrfaasInputError(f"must be {kind}{bound}, got {v!r}", f"{where}.{key}")
+    if ok and not isinstance(v, bool) and not integer:
+        ok = is_finite_number(v) or (allow_inf and v == math.inf)
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if isinstance(v, bool) or not ok:
+        kind = "an integer" if integer else "a number" if allow_inf else "a finite number"
+        bound = f" {'>' if lo_open else '>='} {lo:g}" if lo is not None else ""
+        also = " (or .inf: no limit)" if allow_inf else ""
+        raise PrfaasInputError(f"must be {kind}{bound}{also}, got {v!r}{_string_hint(v)}",
+                               f"{where}.{key}")
     return v
 
 
-def _range(d: dict[str, Any], key: str, where: str, integer: bool = False) -> tuple[float, float]:
+def _range(d: dict[str, Any], key: str, where: str, integer: bool = False,
+           positive: bool = False) -> tuple[float, float]:
+    """``d[key]`` as ``[lo, hi]``: finite, ``0 <= lo <= hi`` (``0 < lo`` with ``positive``)."""
     v = d[key]
-    if not (isinstance(v, list) and len(v) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-            and 0 <= v[0] <= v[1]):
-        raise PrfaasInputError(f"must be [lo, hi] with 0 <= lo <= hi, got {v!r}", f"{where}.{key}")
+    if not (isinstance(v, list) and len(v) == 2 and all(is_finite_number(x) for x in v)
+            and (0 < v[0] if positive else 0 <= v[0]) and v[0] <= v[1]):
+        rel = "<" if positive else "<="
+        raise PrfaasInputError(f"must be [lo, hi] of finite numbers with 0 {rel} lo <= hi, "
+                               f"got {v!r}", f"{where}.{key}")
     if integer and not all(isinstance(x, int) for x in v):
         raise PrfaasInputError(f"must be integers, got {v!r}", f"{where}.{key}")
     return (v[0], v[1])
@@ -146,6 +172,7 @@ class Scenario:
     randomize: dict[str, tuple[float, float]] = field(default_factory=dict)
     base_dir: Path | None = None
     trace_override: tuple[str, str | None] | None = None
+    where: str = ""  # the scenario file (or shipped name), for error messages
 
     # -- workloads -----------------------------------------------------------------
     @property
@@ -158,8 +185,18 @@ class Scenario:
             path, fmt = self.trace_override
             return load_trace(resolve_path(path, None, "--trace"), fmt)
         t = self.workload_spec["trace"]
-        path = resolve_path(t["path"], self.base_dir, f"{self.name}: workload.trace.path")
+        path = resolve_path(t["path"], self.base_dir, f"{self._loc}: workload.trace.path")
         return load_trace(path, t.get("format"))
+
+    @property
+    def _loc(self) -> str:
+        return self.where or self.name
+
+    def _trace_source(self) -> tuple[str, str]:
+        """The trace being replayed, for error messages: (its path as given, where it is set)."""
+        if self.trace_override is not None:
+            return self.trace_override[0], "--trace"
+        return str(self.workload_spec["trace"]["path"]), f"{self._loc}: workload.trace.path"
 
     def with_trace(self, path: str, fmt: str | None = None) -> Scenario:
         """A copy that replays the trace at ``path`` instead of the scenario's workload."""
@@ -183,10 +220,27 @@ class Scenario:
         (the rest, re-based to start at 0) or all of it."""
         w = self._trace
         if split == "all" or not w.requests:
-            return w
-        cut = w.requests[0].arrival_s + (1 - self.eval_fraction) * w.duration_s
-        reqs = [r for r in w.requests if (r.arrival_s < cut) == (split == "train")]
-        return rebased(w, reqs, f"{split} split", name=f"{w.name}[{split}]")
+            part = w
+        else:
+            cut = w.requests[0].arrival_s + (1 - self.eval_fraction) * w.duration_s
+            reqs = [r for r in w.requests if (r.arrival_s < cut) == (split == "train")]
+            part = rebased(w, reqs, f"{split} split", name=f"{w.name}[{split}]")
+        if not part.requests:
+            path, where = self._trace_source()
+            raise PrfaasInputError(
+                f"{self._split_desc(split, path)} has no requests (the trace has {len(w)} "
+                f"request(s) arriving over {w.duration_s:g} s)", where)
+        return part
+
+    def _split_desc(self, split: str, path: str) -> str:
+        """``split`` of the trace at ``path``, in words."""
+        if split == "train":
+            return (f"the train split (the first {1 - self.eval_fraction:.0%} of its time span) "
+                    f"of trace {path}")
+        if split == "eval":
+            return (f"the eval split (the last {self.eval_fraction:.0%} of its time span) "
+                    f"of trace {path}")
+        return f"trace {path}"
 
     def workload(self, seed: int, n: int | None = None, rate: float | None = None,
                  split: str = "all", start: int | None = None) -> Workload:
@@ -207,8 +261,16 @@ class Scenario:
             s = seed + 1_000_003 if split == "eval" else seed
             return synthetic.generate(spec, n or self.requests, s, where=f"{self.name}: workload")
         w = self.split_trace(split)
+        rate_where = None if rate is not None else f"{self._loc}: workload.trace.rate"
         rate = rate if rate is not None else self._trace_rate
         if rate is not None:
+            if len(w) < 2 or w.duration_s <= 0:
+                path, where = self._trace_source()
+                raise PrfaasInputError(
+                    f"cannot time-scale {self._split_desc(split, path)} to a mean rate of "
+                    f"{rate:g} req/s: that needs at least two requests with distinct arrival "
+                    f"times, and it has {len(w)} request(s) over {w.duration_s:g} s",
+                    rate_where or where)
             w = to_mean_rate(w, rate)
         n = n or (self.requests or len(w) if split == "all" else len(w))
         if n >= len(w):
@@ -249,7 +311,7 @@ class Scenario:
     def planned_threshold(self, profile: Profile) -> float:
         """The planner's threshold for ``profile`` on this scenario's prompt lengths."""
         from prfaas_gym.planner import best_threshold
-        w = self.workload(seed=0, n=4000, split="train" if self.is_trace else "all")
+        w = self._planning_workload()
         lengths = np.array([r.prompt_tokens for r in w.requests], dtype=np.float64)
         mean_out = float(np.mean([r.output_tokens for r in w.requests]))
         dep = profile.deployment
@@ -259,11 +321,22 @@ class Scenario:
                               dep.n_decode)
         return float(t)
 
+    def _planning_workload(self) -> Workload:
+        """The requests the planner solves on: 4000 of the train split (of a trace)."""
+        if not self.is_trace:
+            return self.workload(seed=0, n=4000, split="all")
+        try:
+            return self.workload(seed=0, n=4000, split="train")
+        except PrfaasInputError as e:
+            raise PrfaasInputError(f"{e.reason}; the planner solves for the threshold on the "
+                                   "train split (or set a numeric threshold_tokens)",
+                                   e.where) from None
+
     @cached_property
     def planned_lambda(self) -> float:
         """The planner's Λ_max for this deployment (a normalisation scale for rates)."""
         from prfaas_gym.planner import throughput
-        w = self.workload(seed=0, n=4000, split="train" if self.is_trace else "all")
+        w = self._planning_workload()
         lengths = np.array([r.prompt_tokens for r in w.requests], dtype=np.float64)
         mean_out = float(np.mean([r.output_tokens for r in w.requests]))
         dep = self.profile.deployment
@@ -291,23 +364,29 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     for k in dep:
         changes[k] = _number(dep, k, f"{w} deployment", 0, integer=k != "switch_delay_s")
     link = _mapping(d.get("link"), {"capacity_gbps", "rtt_s"}, f"{w} link")
+    link_d = {k: float(_number(link, k, f"{w} link", 0, lo_open=k == "capacity_gbps"))
+              for k in link}
     slo = _mapping(d.get("slo"), {"ttft_s", "tpot_s"}, f"{w} slo")
+    slo_d = {k: float(_number(slo, k, f"{w} slo", 0, lo_open=True)) for k in slo}
+    section = "deployment"
     try:
         if changes:
             profile = profile.with_deployment(**changes)
-        if link:
-            profile = profile.with_link(**{k: float(_number(link, k, f"{w} link", 0)) for k in link})
-        if slo:
-            profile = profile.with_slo(**{k: float(_number(slo, k, f"{w} slo", 0)) for k in slo})
+        section = "link"
+        if link_d:
+            profile = profile.with_link(**link_d)
+        section = "slo"
+        if slo_d:
+            profile = profile.with_slo(**slo_d)
     except PrfaasInputError as e:
-        raise PrfaasInputError(e.reason, f"{w} deployment/link/slo") from None
+        raise PrfaasInputError(e.reason, f"{w} {section}") from None
     wl = _mapping(d["workload"], _WORKLOAD_KEYS, f"{w} workload")
     if ("synthetic" in wl) == ("trace" in wl):
         raise PrfaasInputError("give exactly one of 'synthetic' or 'trace'", f"{w} workload")
     if "trace" in wl:
         tr = _mapping(wl["trace"], {"path", "format", "rate"}, f"{w} workload.trace")
         if "rate" in tr:
-            _number(tr, "rate", f"{w} workload.trace", 1e-9)
+            _number(tr, "rate", f"{w} workload.trace", 0, lo_open=True)
         if "path" not in tr:
             raise PrfaasInputError("missing required key 'path'", f"{w} workload.trace")
         if tr.get("format") is not None and tr["format"] not in TRACE_FORMATS:
@@ -325,18 +404,28 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
         raise PrfaasInputError(f"unknown policy {d['policy']!r}; heuristics: {sorted(HEURISTICS)}",
                                f"{w} policy")
     thr = d.get("threshold_tokens", "planner")
-    if not (thr == "planner" or (isinstance(thr, (int, float)) and not isinstance(thr, bool) and thr >= 0)):
-        raise PrfaasInputError(f"must be 'planner' or a number >= 0, got {thr!r}", f"{w} threshold_tokens")
+    if not (thr == "planner" or (is_finite_number(thr) and thr >= 0)):
+        raise PrfaasInputError(f"must be 'planner' or a finite number >= 0, got {thr!r}",
+                               f"{w} threshold_tokens")
     sim_d = _mapping(d.get("sim"), {f.name for f in dataclasses.fields(SimConfig)}, f"{w} sim")
+    for k in sim_d:
+        if k == "record_timeseries":
+            if not isinstance(sim_d[k], bool):
+                raise PrfaasInputError(f"must be true or false, got {sim_d[k]!r}",
+                                       f"{w} sim.{k}")
+        elif not (k == "admission_max_wait_s" and sim_d[k] is None):
+            _number(sim_d, k, f"{w} sim", 0, allow_inf=k == "max_drain_s")
     try:
         sim = SimConfig(**sim_d)
     except (PrfaasInputError, TypeError) as e:
         raise PrfaasInputError(str(e), f"{w} sim") from None
     env = _mapping(d.get("env"), _ENV_KEYS, f"{w} env")
     ep = int(_number(env, "episode_requests", f"{w} env", 1, integer=True)) if "episode_requests" in env else 256
-    drain = float(_number(env, "max_drain_s", f"{w} env", 0)) if "max_drain_s" in env else 120.0
+    drain = float(_number(env, "max_drain_s", f"{w} env", 0, allow_inf=True)) \
+        if "max_drain_s" in env else 120.0
     rnd_d = _mapping(d.get("randomize"), _RANDOMIZE_KEYS, f"{w} randomize")
-    rnd = {k: _range(rnd_d, k, f"{w} randomize", integer=k in ("n_prfaas", "n_local")) for k in rnd_d}
+    rnd = {k: _range(rnd_d, k, f"{w} randomize", integer=k in ("n_prfaas", "n_local"),
+                     positive=k in ("rate_scale", "link_gbps")) for k in rnd_d}
     if "n_local" in rnd and rnd["n_local"][0] < 2:
         raise PrfaasInputError("must be >= 2 (a local prefill and a local decode node)",
                                f"{w} randomize.n_local")
@@ -344,17 +433,18 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
                     workload_spec=copy.deepcopy(wl), bandwidth_spec=copy.deepcopy(d["bandwidth"]),
                     policy=d["policy"], threshold_spec=thr, sim=sim, requests=requests,
                     eval_fraction=eval_fraction, episode_requests=ep, max_drain_s=drain,
-                    randomize=rnd, base_dir=base_dir)
+                    randomize=rnd, base_dir=base_dir, where=where)
     bandwidth_sampler_from_spec(scen.bandwidth_spec, 0, base_dir, f"{w} bandwidth")  # validates
     return scen
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A shipped scenario by name or a scenario YAML by path."""
+    if str(name_or_path).strip() == "":
+        raise PrfaasInputError(f"the scenario name or path is empty; scenarios: {scenario_names()}")
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists():
-            raise PrfaasInputError("scenario file not found", p)
+        text = read_config_text(p, "scenario")
         where, base = str(p), p.resolve().parent
     else:
         p = scenario_dir() / f"{name_or_path}.yaml"
@@ -362,8 +452,10 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             raise PrfaasInputError(f"unknown scenario {str(name_or_path)!r}; scenarios: "
                                    f"{scenario_names()} (or a path to a YAML file)")
         where, base = str(name_or_path), None
+        text = p.read_text()
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
         raise PrfaasInputError(f"invalid YAML ({e})", where) from None
     return scenario_from_dict(data, where, base)

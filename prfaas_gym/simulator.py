@@ -64,9 +64,10 @@ class SimConfig:
     decision sees the true state). ``admission_max_wait_s``: optional admission control — a
     request whose chosen prefill instance has a longer estimated wait is rejected.
     ``max_drain_s``: after the last arrival, stop at most this long later (the rest is in
-    flight). ``record_timeseries``: sample queue depths and link use every telemetry tick
-    (without it, and without a tick handler, telemetry stops refreshing after the last
-    arrival: nothing reads it during the drain).
+    flight; ``inf``, the default: no limit). Every other time must be finite.
+    ``record_timeseries``: sample queue depths and link use every telemetry tick (without
+    it, and without a tick handler, telemetry stops refreshing after the last arrival:
+    nothing reads it during the drain).
     """
 
     telemetry_interval_s: float = 1.0
@@ -75,12 +76,16 @@ class SimConfig:
     record_timeseries: bool = True
 
     def __post_init__(self) -> None:
-        if self.telemetry_interval_s < 0:
-            raise PrfaasInputError("telemetry_interval_s must be >= 0")
-        if self.admission_max_wait_s is not None and self.admission_max_wait_s < 0:
-            raise PrfaasInputError("admission_max_wait_s must be >= 0")
-        if self.max_drain_s < 0:
-            raise PrfaasInputError("max_drain_s must be >= 0")
+        t = self.telemetry_interval_s
+        if not (math.isfinite(t) and t >= 0):
+            raise PrfaasInputError(f"telemetry_interval_s must be a finite number >= 0, got {t!r}")
+        a = self.admission_max_wait_s
+        if a is not None and not (math.isfinite(a) and a >= 0):
+            raise PrfaasInputError("admission_max_wait_s must be a finite number >= 0 (or null: no "
+                                   f"admission control), got {a!r}")
+        if not (self.max_drain_s >= 0):  # inf (the default) = no limit; NaN fails too
+            raise PrfaasInputError(f"max_drain_s must be a number >= 0 (or inf: no limit), got "
+                                   f"{self.max_drain_s!r}")
 
 
 class JobState(IntEnum):

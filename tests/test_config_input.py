@@ -1,0 +1,276 @@
+"""Bad numbers and unreadable files in scenario and profile YAML are clear errors.
+
+NaN or infinity where a finite number is meant, a prefill polynomial that is negative, a
+binary or a directory given as a YAML file, a trace split with no requests: each raises a
+:class:`PrfaasInputError` that names the file and the key (or the trace and the split).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import (
+    DecodeCost,
+    Deployment,
+    LinkSpec,
+    ModelSpec,
+    PrefillCost,
+    Slo,
+    load_profile,
+)
+from prfaas_gym.scenario import load_scenario, scenario_dir
+from prfaas_gym.simulator import SimConfig
+
+PROFILES = Path(__file__).resolve().parents[1] / "prfaas_gym" / "data" / "profiles"
+
+
+def _scenario(name: str = "paper-case-study") -> dict:
+    return yaml.safe_load((scenario_dir() / f"{name}.yaml").read_text())
+
+
+def _profile(name: str = "single-host") -> dict:
+    return yaml.safe_load((PROFILES / f"{name}.yaml").read_text())
+
+
+def _write(tmp_path: Path, data: object, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def _one_request_trace(tmp_path: Path) -> Path:
+    p = tmp_path / "one.jsonl"
+    p.write_text(json.dumps({"timestamp": 0, "input_length": 100, "output_length": 10,
+                             "hash_ids": []}) + "\n")
+    return p
+
+
+# ------------------------------------------------------------------ D3: NaN / inf / sign
+
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize("mutate,key", [
+    (lambda d: d.update(slo={"ttft_s": NAN, "tpot_s": 0.025}), "slo.ttft_s"),
+    (lambda d: d.update(slo={"ttft_s": 10.0, "tpot_s": INF}), "slo.tpot_s"),
+    (lambda d: d.update(sim={"telemetry_interval_s": NAN}), "sim.telemetry_interval_s"),
+    (lambda d: d.update(sim={"telemetry_interval_s": INF}), "sim.telemetry_interval_s"),
+    (lambda d: d.update(sim={"admission_max_wait_s": NAN}), "sim.admission_max_wait_s"),
+    (lambda d: d.update(sim={"max_drain_s": NAN}), "sim.max_drain_s"),
+    (lambda d: d.update(sim={"record_timeseries": 1}), "sim.record_timeseries"),
+    (lambda d: d.update(link={"capacity_gbps": NAN}), "link.capacity_gbps"),
+    (lambda d: d.update(link={"capacity_gbps": INF}), "link.capacity_gbps"),
+    (lambda d: d.update(link={"capacity_gbps": 10**400}), "link.capacity_gbps"),
+    (lambda d: d.update(link={"rtt_s": INF}), "link.rtt_s"),
+    (lambda d: d["deployment"].update(switch_delay_s=NAN), "deployment.switch_delay_s"),
+    (lambda d: d.update(env={"max_drain_s": NAN}), "env.max_drain_s"),
+    (lambda d: d.update(threshold_tokens=INF), "threshold_tokens"),
+    (lambda d: d.update(threshold_tokens=NAN), "threshold_tokens"),
+    (lambda d: d["workload"].update(eval_fraction=NAN), "workload.eval_fraction"),
+    (lambda d: d.update(randomize={"link_gbps": [0, INF]}), "randomize.link_gbps"),
+    (lambda d: d.update(randomize={"link_gbps": [0, 40.0]}), "randomize.link_gbps"),
+    (lambda d: d.update(randomize={"rate_scale": [0.0, 1.4]}), "randomize.rate_scale"),
+    (lambda d: d.update(randomize={"rate_scale": [0.5, NAN]}), "randomize.rate_scale"),
+])
+def test_scenario_non_finite_or_out_of_range_number_is_named(tmp_path, mutate, key):
+    d = _scenario()
+    mutate(d)
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(_write(tmp_path, d))
+    assert str(e.value).startswith(f"{tmp_path / 's.yaml'}: {key}:"), str(e.value)
+
+
+def test_scenario_trace_rate_must_be_finite(tmp_path):
+    d = _scenario("mooncake-conversation")
+    d["workload"]["trace"]["rate"] = NAN
+    with pytest.raises(PrfaasInputError, match=r"s\.yaml: workload\.trace\.rate: .*finite"):
+        load_scenario(_write(tmp_path, d))
+
+
+def test_infinite_max_drain_means_no_limit(tmp_path):
+    d = _scenario()
+    d["env"]["max_drain_s"] = INF
+    d["sim"] = {"max_drain_s": INF}
+    sc = load_scenario(_write(tmp_path, d))
+    assert sc.max_drain_s == INF and sc.sim.max_drain_s == INF
+
+
+@pytest.mark.parametrize("mutate,key", [
+    (lambda d: d["model"].update(kv_per_token_mib=NAN), "model.kv_per_token_mib"),
+    (lambda d: d["model"].update(kv_fixed_mib=INF), "model.kv_fixed_mib"),
+    (lambda d: d["link"].update(capacity_gbps=NAN), "link.capacity_gbps"),
+    (lambda d: d["link"].update(rtt_s=INF), "link.rtt_s"),
+    (lambda d: d["slo"].update(ttft_s=NAN), "slo.ttft_s"),
+    (lambda d: d["hardware"]["fast"]["prefill"].update(poly=[NAN]), "hardware.fast.prefill.poly"),
+    (lambda d: d["hardware"]["fast"]["prefill"].update(poly=[0.01, INF]),
+     "hardware.fast.prefill.poly"),
+    (lambda d: d["hardware"]["fast"]["decode"].update(step_base_s=INF),
+     "hardware.fast.decode.step_base_s"),
+    (lambda d: d["hardware"]["fast"]["decode"].update(kv_capacity_gib=NAN),
+     "hardware.fast.decode.kv_capacity_gib"),
+    (lambda d: d["deployment"]["local"].update(rdma_gbps=NAN), "deployment.local.rdma_gbps"),
+    (lambda d: d["deployment"]["local"].update(switch_delay_s=INF),
+     "deployment.local.switch_delay_s"),
+])
+def test_profile_non_finite_number_is_named(tmp_path, mutate, key):
+    d = _profile()
+    mutate(d)
+    p = _write(tmp_path, d, "p.yaml")
+    with pytest.raises(PrfaasInputError) as e:
+        load_profile(p)
+    assert str(e.value).startswith(f"{p}: {key}:"), str(e.value)
+    assert "finite" in str(e.value)
+
+
+def test_profile_table_with_nan_is_named(tmp_path):
+    d = _profile("paper-case-study")
+    hw = next(h for h in d["hardware"].values() if "table" in h["prefill"])
+    hw["prefill"]["table"]["seconds"][1] = NAN
+    p = _write(tmp_path, d, "p.yaml")
+    with pytest.raises(PrfaasInputError, match=r"prefill\.table: .*finite"):
+        load_profile(p)
+
+
+@pytest.mark.parametrize("poly", [[-1.0, -5.0e-5, 1.0e-9], [0.01, 5e-5, -1e-9], [0.0, 0.0]])
+def test_prefill_polynomial_must_be_positive_and_increasing(tmp_path, poly):
+    d = _profile()
+    d["hardware"]["fast"]["prefill"]["poly"] = poly
+    p = _write(tmp_path, d, "p.yaml")
+    with pytest.raises(PrfaasInputError) as e:
+        load_profile(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: hardware.fast.prefill.poly:"), msg
+    assert ">= 0" in msg and "not all 0" in msg
+
+
+def test_cost_dataclasses_reject_non_finite_values():
+    with pytest.raises(PrfaasInputError, match="capacity_gbps"):
+        LinkSpec(capacity_gbps=NAN)
+    with pytest.raises(PrfaasInputError, match="rtt_s"):
+        LinkSpec(capacity_gbps=10.0, rtt_s=INF)
+    with pytest.raises(PrfaasInputError, match="tpot_s"):
+        Slo(ttft_s=1.0, tpot_s=NAN)
+    with pytest.raises(PrfaasInputError, match="step_per_seq_s"):
+        DecodeCost(step_base_s=0.01, step_per_seq_s=NAN)
+    with pytest.raises(PrfaasInputError, match="kv_capacity_gib"):
+        DecodeCost(step_base_s=0.01, kv_capacity_gib=INF)
+    with pytest.raises(PrfaasInputError, match="kv_per_token_mib"):
+        ModelSpec(kv_fixed_mib=1.0, kv_per_token_mib=NAN)
+    with pytest.raises(PrfaasInputError, match="rdma_gbps"):
+        Deployment(1, "a", 1, 1, "a", rdma_gbps=INF)
+    with pytest.raises(PrfaasInputError, match="poly"):
+        PrefillCost(coeffs=(-1.0, 1e-4))
+    with pytest.raises(PrfaasInputError, match="finite"):
+        PrefillCost(tokens=(0.0, NAN), seconds=(0.1, 0.2))
+    with pytest.raises(PrfaasInputError, match="telemetry_interval_s"):
+        SimConfig(telemetry_interval_s=NAN)
+    with pytest.raises(PrfaasInputError, match="admission_max_wait_s"):
+        SimConfig(admission_max_wait_s=NAN)
+    with pytest.raises(PrfaasInputError, match="max_drain_s"):
+        SimConfig(max_drain_s=NAN)
+    assert SimConfig(max_drain_s=INF).max_drain_s == INF  # the default: no limit
+
+
+# ------------------------------------------------------- D11 / D12: unreadable YAML files
+
+def test_binary_yaml_is_a_clear_error(tmp_path):
+    p = tmp_path / "binary.yaml"
+    p.write_bytes(b"\x89PNG\x00\xff\xfe")
+    with pytest.raises(PrfaasInputError, match=r"binary\.yaml:1: .*not UTF-8"):
+        load_scenario(p)
+    with pytest.raises(PrfaasInputError, match=r"binary\.yaml:1: .*not UTF-8"):
+        load_profile(p)
+
+
+@pytest.mark.parametrize("load", [load_scenario, load_profile])
+def test_directory_or_empty_path_is_a_clear_error(tmp_path, load):
+    with pytest.raises(PrfaasInputError, match="is a directory") as e:
+        load(tmp_path)
+    assert str(tmp_path) in str(e.value)
+    (tmp_path / "d.yaml").mkdir()
+    with pytest.raises(PrfaasInputError, match="is a directory"):
+        load(tmp_path / "d.yaml")
+    with pytest.raises(PrfaasInputError, match="empty"):
+        load("")
+
+
+def test_scenario_naming_a_directory_as_its_profile(tmp_path):
+    (tmp_path / "prof.yaml").mkdir()
+    d = _scenario()
+    d["profile"] = str(tmp_path / "prof.yaml")
+    with pytest.raises(PrfaasInputError, match="is a directory, not a profile"):
+        load_scenario(_write(tmp_path, d))
+
+
+# ----------------------------------------------------------------- D13: empty trace split
+
+def test_empty_trace_split_names_the_trace_and_the_split(tmp_path):
+    trace = _one_request_trace(tmp_path)
+    sc = load_scenario("paper-homogeneous").with_trace(str(trace))
+    with pytest.raises(PrfaasInputError) as e:
+        sc.workload(0, split="train")
+    msg = str(e.value)
+    assert msg.startswith("--trace:") and str(trace) in msg
+    assert "train split" in msg and "no requests" in msg and "1 request" in msg
+    assert len(sc.workload(0, split="eval")) == 1  # the one request is in the eval window
+
+
+def test_planner_on_an_empty_train_split_says_so(tmp_path):
+    trace = _one_request_trace(tmp_path)
+    sc = load_scenario("paper-case-study").with_trace(str(trace))
+    with pytest.raises(PrfaasInputError) as e:
+        sc.planned_threshold(sc.profile)  # solved on the train split
+    msg = str(e.value)
+    assert str(trace) in msg and "train split" in msg and "planner" in msg
+
+
+# ------------------------------------------------------------------ D18 / D19: labels
+
+def test_profile_integer_key_given_a_float_is_named(tmp_path):
+    d = _profile()
+    d["hardware"]["fast"]["decode"]["max_batch"] = 32.5
+    p = _write(tmp_path, d, "p.yaml")
+    with pytest.raises(PrfaasInputError) as e:
+        load_profile(p)
+    assert str(e.value).startswith(f"{p}: hardware.fast.decode.max_batch: must be an integer")
+
+
+@pytest.mark.parametrize("section,value,label", [
+    ("deployment", {"n_prfaas": 4, "n_prefill": 3, "n_decode": 0}, "deployment"),
+    ("link", {"capacity_gbps": 0}, "link.capacity_gbps"),
+    ("slo", {"ttft_s": 0, "tpot_s": 0.025}, "slo.ttft_s"),
+])
+def test_override_errors_name_their_own_section(tmp_path, section, value, label):
+    d = _scenario()
+    d[section] = value
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(_write(tmp_path, d))
+    assert e.value.where == f"{tmp_path / 's.yaml'}: {label}", str(e.value)
+    assert "deployment/link/slo" not in str(e.value)
+
+
+def test_rate_on_a_one_request_trace_names_the_file_and_key(tmp_path):
+    trace = _one_request_trace(tmp_path)
+    d = _scenario("mooncake-conversation")
+    d["workload"]["trace"] = {"path": str(trace), "format": "mooncake", "rate": 4.4}
+    d["policy"], d["threshold_tokens"] = "local-only", 0
+    sc = load_scenario(_write(tmp_path, d))
+    with pytest.raises(PrfaasInputError) as e:
+        sc.workload(0)
+    msg = str(e.value)
+    assert e.value.where == f"{tmp_path / 's.yaml'}: workload.trace.rate", msg
+    assert str(trace) in msg and "1 request" in msg
+
+
+@pytest.mark.parametrize("load", [load_scenario, load_profile])
+def test_integer_too_long_to_parse_is_invalid_yaml(tmp_path, load):
+    p = tmp_path / "big.yaml"
+    p.write_text("name: " + "9" * 5000 + "\n")
+    with pytest.raises(PrfaasInputError, match=r"big\.yaml: invalid YAML"):
+        load(p)
