@@ -165,12 +165,14 @@ def _parse_azure_timestamp(text: str, where: str) -> int:
 
 
 def _csv_rows(path: Path, lines: list[str], fmt: str, required: tuple[str, ...],
-              ) -> tuple[dict[str, int], Iterator[tuple[str, list[str]]]]:
+              ) -> tuple[dict[str, int], Iterator[tuple[int, str, list[str]]]]:
     """Check the header of a CSV trace and iterate over its data rows.
 
-    Returns the column index of every header name and an iterator of ``(where, fields)`` for
-    each non-blank data row; rows with the wrong number of fields raise. Extra columns are
-    allowed and ignored; a missing required column raises, naming the expected columns.
+    Returns the column index of every header name and an iterator of ``(line, where,
+    fields)`` for each non-blank data row, ``line`` being the row's first line; rows with the
+    wrong number of fields raise. Extra columns are allowed and ignored; a missing required
+    column raises, naming the expected columns. A row whose quoted field spans several lines
+    (an unmatched quote swallows the lines after it) is reported at the line it starts on.
     """
     reader = csv.reader(io.StringIO("\n".join(lines), newline=""))
     header = [h.strip() for h in next(reader)]
@@ -183,18 +185,22 @@ def _csv_rows(path: Path, lines: list[str], fmt: str, required: tuple[str, ...],
     index = {name: i for i, name in reversed(list(enumerate(header)))}
 
     def rows() -> Iterator[tuple[int, str, list[str]]]:
+        start = reader.line_num + 1
         try:
             for fields in reader:
+                line, end, start = start, reader.line_num, reader.line_num + 1
                 if not fields or all(not f.strip() for f in fields):
                     continue
-                where = f"{path}:{reader.line_num}"
+                where = f"{path}:{line}"
                 if len(fields) != len(header):
+                    spans = (f"; its quoted field runs from line {line} to line {end} (an "
+                             "unmatched quote?)" if end > line else "")
                     raise PrfaasInputError(
                         f"expected {len(header)} fields ({', '.join(header)}), got "
-                        f"{len(fields)}", where)
-                yield reader.line_num, where, fields
+                        f"{len(fields)}{spans}", where)
+                yield line, where, fields
         except csv.Error as e:
-            raise PrfaasInputError(f"malformed CSV ({e})", f"{path}:{reader.line_num}") from None
+            raise PrfaasInputError(f"malformed CSV ({e})", f"{path}:{start}") from None
 
     return index, rows()
 

@@ -218,6 +218,15 @@ def test_malformed_azure_rows_count_the_header_line(tmp_path: Path, row: str,
     assert needle in str(err)
 
 
+def test_an_unmatched_quote_is_named_at_its_line(tmp_path: Path) -> None:
+    ok = "2023-11-16 18:17:03.9799600,4808,10"
+    p = write(tmp_path, "t.csv", ["TIMESTAMP,ContextTokens,GeneratedTokens", ok, ok,
+                                  '"2023-11-16 18:17:04.0319600,5,8', ok, ok, ok])
+    err = error_for(p)
+    assert err.where == f"{p}:4"
+    assert "quoted field runs from line 4 to line 7 (an unmatched quote?)" in str(err)
+
+
 def test_missing_empty_and_unknown_format(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     assert "not found" in str(error_for(missing))
