@@ -363,6 +363,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                                config or f"agents/configs/{algo}.yaml")
     if warm_start is not None and algo != "dqn":
         _check_warm_start(warm_start, sc)
+    for split in ("train", "eval"):  # a trace is first read here: fail before writing
+        PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests).reset(seed=seed)
     torch.set_num_threads(threads)
     # Everything is validated: from here on the run directory is created and written.
     out = Path(out)

@@ -84,17 +84,21 @@ def _writable_file(path: str) -> Path:
 
 
 def _writable_dir(path: str) -> Path:
-    """``--out`` for a directory, created (if absent) before the run so that a path that
-    cannot be one fails first."""
+    """``--out`` for a directory: refused at once if it is a file."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise PrfaasInputError("--out exists and is not a directory", p)
+    return p
+
+
+def _make_dir(p: Path) -> None:
+    """Create ``--out`` (if absent) once every input is checked and before the run, so that
+    a path that cannot be a directory fails before the work, and bad input leaves none."""
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PrfaasInputError(f"--out: cannot create the directory ({e.strerror or e})",
                                p) from None
-    return p
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -209,6 +213,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     labels = _labels(names)
     sc = _scenario(args)
     factories = {lab: policy_factory(n, sc) for lab, n in zip(labels, names)}
+    if out_dir is not None:
+        _make_dir(out_dir)
     records = compare(sc, factories, args.seeds, split=args.split, n=args.requests,
                       rate=args.rate, progress=not args.no_progress)
     summary = summarize(records)

@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # typed, a compiled attribute access is native (on an Any, a 
 
 def clock_tolerance(t: float) -> float:
     """The slack for comparing a computed step boundary with the clock at time ``t``: 1 ns,
-    or, far from time 0 (past about 2.5e6 s) where a double no longer resolves 1 ns, four
-    units in the last place of ``t``."""
+    or, far from time 0 (past 2.5e6 s) where a double no longer resolves 1 ns, ``4e-16 t``
+    (two to four units in the last place of ``t``)."""
     return max(1e-9, t * 4e-16)
 
 

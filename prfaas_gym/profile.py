@@ -9,7 +9,8 @@ unless marked optional); see ``prfaas_gym/data/profiles/*.yaml`` for complete ex
                (hybrid rule: a cached prefix is usable only at a multiple of this many blocks,
                where a recurrent-state snapshot exists; 1 = every block boundary).
 ``hardware``   mapping name -> ``prefill`` (``{table: {tokens: [...], seconds: [...]}}`` or
-               ``{poly: [c0, c1, c2, ...]}`` in seconds, ``l`` in tokens) and ``decode``
+               ``{poly: [c0, c1, c2, ...]}`` in seconds, ``l`` in tokens; a polynomial must
+               be positive and non-decreasing up to 2^20 tokens) and ``decode``
                (``step_base_s``, ``step_per_seq_s``, ``step_per_ctx_token_s``,
                ``max_batch``, ``kv_capacity_gib``).
 ``deployment`` ``prfaas: {instances, hardware}``, ``local: {prefill, decode, hardware,
@@ -17,6 +18,9 @@ unless marked optional); see ``prfaas_gym/data/profiles/*.yaml`` for complete ex
                (per prefill instance; 0 disables caching).
 ``link``       ``capacity_gbps``, ``rtt_s``.
 ``slo``        ``ttft_s``, ``tpot_s``.
+
+Every number must be finite (``PrfaasInputError`` naming the key otherwise); counts
+(instances, ``max_batch``, ``layers``, ``block_size``, ...) must be integers.
 """
 
 from __future__ import annotations
@@ -63,6 +67,12 @@ def number_error(v: object) -> str:
     return f"must be a finite number, got {v!r}"
 
 
+#: A prefill polynomial must give positive, non-decreasing times up to this prompt length
+#: (checked at every 1/1024 of it).
+POLY_CHECK_TOKENS: Final = 1 << 20
+_POLY_CHECK_POINTS: Final = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class PrefillCost:
     """Prefill time ``T(l)`` of one instance for a prompt of ``l`` tokens, no cache.
@@ -79,11 +89,22 @@ class PrefillCost:
     def __post_init__(self) -> None:
         if self.coeffs:
             cs = self.coeffs
-            if not all(math.isfinite(c) and c >= 0 for c in cs) or not any(c > 0 for c in cs):
+            if not all(math.isfinite(c) for c in cs):
                 raise PrfaasInputError(
-                    "prefill 'poly' coefficients must be finite and >= 0, not all 0 (so that "
-                    "T(l) = c0 + c1*l + c2*l^2 + ... is positive for l > 0 and never decreases "
-                    f"as the prompt grows), got {list(cs)}")
+                    f"prefill 'poly' coefficients must be finite, got {list(cs)}")
+            # A fit may have a small negative term; what matters is T over the prompts served.
+            step = POLY_CHECK_TOKENS // _POLY_CHECK_POINTS
+            prev = -math.inf
+            for k in range(1, _POLY_CHECK_POINTS + 1):
+                t = self.time(float(k * step))
+                if not (t > 0 and t >= prev):
+                    why = (f"T({k * step}) = {t:.4g} s" if not t > 0 else
+                           f"T({k * step}) = {t:.4g} s < T({(k - 1) * step}) = {prev:.4g} s")
+                    raise PrfaasInputError(
+                        f"prefill 'poly' {list(cs)} gives {why}: T(l) = c0 + c1*l + c2*l^2 + "
+                        f"... must be positive and never decrease for prompts up to "
+                        f"{POLY_CHECK_TOKENS:,} tokens")
+                prev = t
             object.__setattr__(self, "t0", self.time(0.0))
             return
         if len(self.tokens) < 2 or len(self.tokens) != len(self.seconds):

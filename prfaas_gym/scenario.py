@@ -153,6 +153,10 @@ def _range(d: dict[str, Any], key: str, where: str, integer: bool = False,
     return (v[0], v[1])
 
 
+class TooFewRequestsError(PrfaasInputError):
+    """A trace split too small to use (empty, or too short to scale to a rate)."""
+
+
 @dataclass
 class Scenario:
     """A validated scenario. Build with :func:`load_scenario`."""
@@ -227,7 +231,7 @@ class Scenario:
             part = rebased(w, reqs, f"{split} split", name=f"{w.name}[{split}]")
         if not part.requests:
             path, where = self._trace_source()
-            raise PrfaasInputError(
+            raise TooFewRequestsError(
                 f"{self._split_desc(split, path)} has no requests (the trace has {len(w)} "
                 f"request(s) arriving over {w.duration_s:g} s)", where)
         return part
@@ -266,7 +270,7 @@ class Scenario:
         if rate is not None:
             if len(w) < 2 or w.duration_s <= 0:
                 path, where = self._trace_source()
-                raise PrfaasInputError(
+                raise TooFewRequestsError(
                     f"cannot time-scale {self._split_desc(split, path)} to a mean rate of "
                     f"{rate:g} req/s: that needs at least two requests with distinct arrival "
                     f"times, and it has {len(w)} request(s) over {w.duration_s:g} s",
@@ -327,7 +331,7 @@ class Scenario:
             return self.workload(seed=0, n=4000, split="all")
         try:
             return self.workload(seed=0, n=4000, split="train")
-        except PrfaasInputError as e:
+        except TooFewRequestsError as e:
             raise PrfaasInputError(f"{e.reason}; the planner solves for the threshold on the "
                                    "train split (or set a numeric threshold_tokens)",
                                    e.where) from None

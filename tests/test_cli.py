@@ -139,6 +139,15 @@ def test_a_bad_out_path_fails_before_the_run(tmp_path, capsys, argv, out, needle
     assert (tmp_path / "afile").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("bad", [["--scenario", "nosuch"], ["--policies", "nosuch"]])
+def test_compare_on_bad_input_creates_no_out_directory(tmp_path, capsys, bad):
+    argv = list(_CMP)
+    argv[argv.index(bad[0]) + 1] = bad[1]
+    assert main([*argv, "--out", str(tmp_path / "new" / "sub")]) == 2
+    assert "nosuch" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
 def test_simulate_out_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r.json"
     assert main([*_SIM, "--out", str(out)]) == 0

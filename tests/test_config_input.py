@@ -137,8 +137,12 @@ def test_profile_table_with_nan_is_named(tmp_path):
         load_profile(p)
 
 
-@pytest.mark.parametrize("poly", [[-1.0, -5.0e-5, 1.0e-9], [0.01, 5e-5, -1e-9], [0.0, 0.0]])
-def test_prefill_polynomial_must_be_positive_and_increasing(tmp_path, poly):
+@pytest.mark.parametrize("poly,bad_at", [
+    ([-1.0, -5.0e-5, 1.0e-9], "T(1024) = -1.05 s"),  # negative
+    ([0.01, 5e-5, -1e-9], "T(25600) = 0.6346 s < T(24576) = 0.6348 s"),  # peaks at 25,000
+    ([0.0, 0.0], "T(1024) = 0 s"),                   # zero
+])
+def test_prefill_polynomial_must_be_positive_and_increasing(tmp_path, poly, bad_at):
     d = _profile()
     d["hardware"]["fast"]["prefill"]["poly"] = poly
     p = _write(tmp_path, d, "p.yaml")
@@ -146,7 +150,14 @@ def test_prefill_polynomial_must_be_positive_and_increasing(tmp_path, poly):
         load_profile(p)
     msg = str(e.value)
     assert msg.startswith(f"{p}: hardware.fast.prefill.poly:"), msg
-    assert ">= 0" in msg and "not all 0" in msg
+    assert bad_at in msg and "up to 1,048,576 tokens" in msg, msg
+
+
+def test_a_fit_with_a_small_negative_term_is_accepted_if_it_holds_up(tmp_path):
+    # positive and increasing up to 2^20 tokens despite c2 < 0 (a least-squares fit's shape)
+    d = _profile()
+    d["hardware"]["fast"]["prefill"]["poly"] = [0.469, 1.30e-4, -5.0e-11]
+    load_profile(_write(tmp_path, d, "p.yaml"))
 
 
 def test_cost_dataclasses_reject_non_finite_values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,6 +173,22 @@ def test_train_validates_options_before_creating_the_run_directory(tmp_path, tin
     assert main(_train_argv(out, tiny_config, *extra)) == 2
     assert expected in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_on_an_unusable_trace_leaves_no_run_directory(tmp_path, tiny_config, capsys):
+    # a trace scenario reads its trace only when an episode is built
+    trace = tmp_path / "one.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": []}\n')
+    shipped = Path(__file__).resolve().parents[1] / "prfaas_gym/data/scenarios"
+    scenario = yaml.safe_load((shipped / "mooncake-conversation.yaml").read_text())
+    scenario["workload"]["trace"]["path"] = str(trace)
+    scenario_path = tmp_path / "one.yaml"
+    scenario_path.write_text(yaml.safe_dump(scenario))
+    argv = _train_argv(tmp_path / "run", tiny_config)
+    argv[argv.index("bursty-fluctuating")] = str(scenario_path)
+    assert main(argv) == 2
+    assert "has no requests" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_bad_config_leaves_no_run_directory(tmp_path, capsys):
