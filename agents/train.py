@@ -38,6 +38,7 @@ from agents.evaluation import (
 )
 from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import yaml_string_hint
 from prfaas_gym.scenario import Scenario, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
@@ -140,13 +141,10 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> N
                 raise PrfaasInputError(f"expected an integer {wording}, found {v!r}", at)
         else:
             ok, wording = _FLOAT_RULES[name]
-            hint = ""
-            if isinstance(v, str) and v.strip().lstrip("+-")[:1].isdigit():
-                hint = " (a string: YAML reads e.g. 3e-4 as one; write 3.0e-4)"
             if not (isinstance(v, (int, float)) and not isinstance(v, bool)
                     and math.isfinite(v) and ok(v)):
                 raise PrfaasInputError(f"expected a finite number {wording}, found "
-                                       f"{v!r}{hint}", at)
+                                       f"{v!r}{yaml_string_hint(v)}", at)
 
 
 def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None) -> dict[str, Any]:

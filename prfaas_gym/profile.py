@@ -52,16 +52,28 @@ def is_finite_number(v: object) -> bool:
         return False
 
 
+def yaml_string_hint(v: object) -> str:
+    """For a number that YAML 1.1 read as a string (``1e-8``, without a decimal point), the
+    hint to append to an error message; otherwise ``""``."""
+    if not isinstance(v, str):
+        return ""
+    head = v.strip().lstrip("+-")[:1]
+    if not (head.isdigit() or head == "."):
+        return ""
+    try:
+        float(v)
+    except ValueError:
+        return ""
+    mantissa, e, exponent = v.strip().lower().partition("e")
+    fixed = (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
+    return f" (a string: YAML reads a number without a decimal point as one; write {fixed})"
+
+
 def number_error(v: object) -> str:
     """Why ``v`` is not a finite number, for an error message."""
-    if isinstance(v, str):
-        try:
-            float(v)
-        except ValueError:
-            pass
-        else:  # YAML 1.1 reads 1e-8 (no decimal point) as a string
-            return (f"must be a number, got the string {v!r} (write it with a decimal point, "
-                    "e.g. 1.0e-8)")
+    hint = yaml_string_hint(v)
+    if hint:
+        return f"must be a number, got the string {v!r}{hint}"
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return f"must be a number, got {v!r}"
     return f"must be a finite number, got {v!r}"

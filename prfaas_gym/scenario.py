@@ -48,7 +48,13 @@ import yaml
 from prfaas_gym import synthetic
 from prfaas_gym.bandwidth import BandwidthSampler, BandwidthTrace, bandwidth_sampler_from_spec
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.profile import Profile, is_finite_number, load_profile, read_config_text
+from prfaas_gym.profile import (
+    Profile,
+    is_finite_number,
+    load_profile,
+    read_config_text,
+    yaml_string_hint,
+)
 from prfaas_gym.request import Workload
 from prfaas_gym.simulator import SimConfig
 from prfaas_gym.workload import TRACE_FORMATS, load_trace, rebased, to_mean_rate
@@ -109,17 +115,6 @@ def _mapping(d: Any, allowed: set[str], where: str) -> dict[str, Any]:
     return d
 
 
-def _string_hint(v: Any) -> str:
-    """A hint for a number YAML 1.1 read as a string (``1e-3`` without a decimal point)."""
-    if isinstance(v, str):
-        try:
-            float(v)
-        except ValueError:
-            return ""
-        return " (a string: write a number with a decimal point, e.g. 1.0e-3)"
-    return ""
-
-
 def _number(d: dict[str, Any], key: str, where: str, lo: float | None = None,
             integer: bool = False, lo_open: bool = False, allow_inf: bool = False) -> Any:
     """``d[key]``: an integer, or a finite number (``inf`` too with ``allow_inf``), ``>= lo``
@@ -134,7 +129,7 @@ def _number(d: dict[str, Any], key: str, where: str, lo: float | None = None,
         kind = "an integer" if integer else "a number" if allow_inf else "a finite number"
         bound = f" {'>' if lo_open else '>='} {lo:g}" if lo is not None else ""
         also = " (or .inf: no limit)" if allow_inf else ""
-        raise PrfaasInputError(f"must be {kind}{bound}{also}, got {v!r}{_string_hint(v)}",
+        raise PrfaasInputError(f"must be {kind}{bound}{also}, got {v!r}{yaml_string_hint(v)}",
                                f"{where}.{key}")
     return v
 

@@ -285,3 +285,25 @@ def test_integer_too_long_to_parse_is_invalid_yaml(tmp_path, load):
     p.write_text("name: " + "9" * 5000 + "\n")
     with pytest.raises(PrfaasInputError, match=r"big\.yaml: invalid YAML"):
         load(p)
+
+
+def test_a_number_yaml_read_as_a_string_gets_its_fix(tmp_path):
+    # YAML 1.1 reads 1e-3 (no decimal point) as a string: profiles, scenarios and training
+    # configs all say how to write it
+    from agents.train import load_hyperparams
+
+    prof = _profile()
+    prof["model"]["kv_per_token_mib"] = "1e-3"
+    with pytest.raises(PrfaasInputError, match=r"kv_per_token_mib: .*write 1\.0e-3\)"):
+        load_profile(_write(tmp_path, prof, "p.yaml"))
+    sc = _scenario()
+    sc["slo"] = {"ttft_s": "3E1"}
+    with pytest.raises(PrfaasInputError, match=r"slo\.ttft_s: .*write 3\.0e1\)"):
+        load_scenario(_write(tmp_path, sc, "s.yaml"))
+    cfg = _write(tmp_path, {"PrfaasRoute-v0": {"learning_rate": "3e-4"}}, "c.yaml")
+    with pytest.raises(PrfaasInputError, match=r"learning_rate: .*write 3\.0e-4\)"):
+        load_hyperparams("ppo", "bursty-fluctuating", cfg)
+    sc["slo"] = {"ttft_s": "soon"}  # not a number at all: no hint
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(_write(tmp_path, sc, "s.yaml"))
+    assert "decimal point" not in str(e.value)
