@@ -9,49 +9,33 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from prfaas_gym.errors import PrfaasInputError
 
 
+def _number_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], rule: str,
+                 kind: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert(s)``, refused unless ``ok`` ("must be ``rule``")."""
+
+    def parse(s: str) -> Any:
+        try:
+            v = convert(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {kind}: {s!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {v}")
+        return v
+
+    return parse
+
+
 # argparse types, shared with the benchmarks' command lines
-def positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
-
-
-def non_negative_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def non_negative_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {v}")
-    return v
+positive_int = _number_type(int, lambda v: v >= 1, ">= 1", "an integer")
+non_negative_int = _number_type(int, lambda v: v >= 0, ">= 0", "an integer")
+positive_float = _number_type(float, lambda v: v > 0, "> 0", "a number")
+non_negative_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v),
+                                  "a finite number >= 0", "a number")
 
 
 def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
