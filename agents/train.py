@@ -36,9 +36,9 @@ from agents.evaluation import (
     model_chooser,
     run_episodes,
 )
+from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
 from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.profile import yaml_string_hint
 from prfaas_gym.scenario import Scenario, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
@@ -161,17 +161,8 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None)
         text = (resources.files("agents") / "configs" / f"{algo}.yaml").read_text()
         where = f"agents/configs/{algo}.yaml"
     else:
-        p = Path(config)
-        if not p.is_file():
-            raise PrfaasInputError("config file not found", p)
-        try:
-            text, where = p.read_text(), str(p)
-        except (OSError, UnicodeDecodeError) as e:
-            raise PrfaasInputError(f"cannot read the config file: {e}", p) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise PrfaasInputError(f"invalid YAML ({e})", where) from None
+        text, where = read_config_text(Path(config), "training config"), str(config)
+    data = parse_config_yaml(text, where)
     if not isinstance(data, dict) or ENV_ID not in data:
         raise PrfaasInputError(f"expected a mapping with the key '{ENV_ID}'", where)
     hp = copy.deepcopy(_section(data[ENV_ID], where, ENV_ID))

@@ -12,10 +12,12 @@ from gymnasium import spaces
 from prfaas_gym.actions import ACTIONS, NO_CHOICE, action_masks
 from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
 from prfaas_gym.episode import Episode
+from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
 from prfaas_gym.request import Workload
 from prfaas_gym.scenario import Scenario, load_scenario
 from prfaas_gym.simulator import Simulator
+from prfaas_gym.synthetic import MAX_REQUESTS
 from prfaas_gym.workload import rebased
 
 ENV_ID = "PrfaasRoute-v0"
@@ -118,6 +120,13 @@ class PrfaasRouteEnv(gym.Env):
         self.episode_requests = episode_requests or self.scenario.episode_requests
         self.max_drain_s = self.scenario.max_drain_s if max_drain_s is None else max_drain_s
         self.tick_policy = tick_policy
+        if ("synthetic" in self.scenario.workload_spec
+                and self.episode_requests * POOL_EPISODES > MAX_REQUESTS):
+            raise PrfaasInputError(
+                f"must be <= {MAX_REQUESTS // POOL_EPISODES:,} for a synthetic workload (a pool "
+                f"of {POOL_EPISODES} episodes, at most {MAX_REQUESTS:,} requests, is generated "
+                f"at once), got {self.episode_requests:,}",
+                f"{self.scenario.where or self.scenario.name} env.episode_requests")
         base = self.scenario.profile
         self.scales = FeatureScales.for_profile(base, self.scenario.planned_lambda,
                                                 self.scenario.threshold_tokens)

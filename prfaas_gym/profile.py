@@ -33,13 +33,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from prfaas_gym._compiled import pickle_by_constructor
+from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
 from prfaas_gym.errors import PrfaasInputError
 
 MIB: Final = 1024 * 1024
 GIB: Final = 1024 * MIB
+#: the most instances of one kind a deployment may have: the simulator keeps state for every
+#: instance and scans each cluster per decision (10,000 per role ran at ~18 requests a second)
+MAX_INSTANCES: Final = 10_000
 
 
 def is_finite_number(v: object) -> bool:
@@ -50,23 +52,6 @@ def is_finite_number(v: object) -> bool:
         return math.isfinite(v)
     except OverflowError:  # an int too large for a float
         return False
-
-
-def yaml_string_hint(v: object) -> str:
-    """For a number that YAML 1.1 read as a string (``1e-8``, without a decimal point), the
-    hint to append to an error message; otherwise ``""``."""
-    if not isinstance(v, str):
-        return ""
-    head = v.strip().lstrip("+-")[:1]
-    if not (head.isdigit() or head == "."):
-        return ""
-    try:
-        float(v)
-    except ValueError:
-        return ""
-    mantissa, e, exponent = v.strip().lower().partition("e")
-    fixed = (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
-    return f" (a string: YAML reads a number without a decimal point as one; write {fixed})"
 
 
 def number_error(v: object) -> str:
@@ -243,6 +228,10 @@ class Deployment:
         for k in ("n_prfaas", "n_prefill", "n_decode", "prefix_cache_blocks"):
             if getattr(self, k) < 0:
                 raise PrfaasInputError(f"deployment {k} must be >= 0")
+        for k in ("n_prfaas", "n_prefill", "n_decode"):
+            if getattr(self, k) > MAX_INSTANCES:
+                raise PrfaasInputError(f"deployment {k} must be <= {MAX_INSTANCES:,} (the "
+                                       f"simulator's limit per role), got {getattr(self, k):,}")
         if self.n_decode < 1:
             raise PrfaasInputError("deployment needs at least one decode instance")
         if self.n_prfaas + self.n_prefill < 1:
@@ -444,49 +433,24 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def read_config_text(p: Path, what: str) -> str:
-    """The text of the ``what`` (e.g. ``"profile"``) YAML file ``p``, decoded as UTF-8.
-
-    PrfaasInputError for a missing file, a directory, an unreadable file or bytes that are
-    not UTF-8 text (a binary file).
-    """
-    if not p.exists():
-        raise PrfaasInputError(f"{what} file not found", p)
-    if p.is_dir():
-        raise PrfaasInputError(f"is a directory, not a {what} YAML file", p)
-    if not p.is_file():
-        raise PrfaasInputError(f"is not a regular file, so not a {what} YAML file", p)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise PrfaasInputError(f"cannot read the {what} file ({e.strerror or e})", p) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise PrfaasInputError(f"not a {what} YAML file: not UTF-8 text ({e.reason} at byte "
-                               f"{e.start})", f"{p}:{line}") from None
-
-
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a shipped preset by name (``paper-case-study``) or a profile YAML by path."""
+    """Load a shipped preset by name (``paper-case-study``) or a profile YAML by path.
+
+    A ``.yaml``/``.yml`` name or an existing file is a path; otherwise a preset name wins
+    over a directory of that name in the working directory.
+    """
     if str(name_or_path).strip() == "":
         raise PrfaasInputError(f"the profile name or path is empty; presets: {preset_names()}")
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    res = resources.files("prfaas_gym") / "data" / "profiles" / f"{name_or_path}.yaml"
+    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not res.is_file()):
         text, where = read_config_text(p, "profile"), str(p)
     else:
-        res = resources.files("prfaas_gym") / "data" / "profiles" / f"{name_or_path}.yaml"
         if not res.is_file():
             raise PrfaasInputError(f"unknown profile preset {str(name_or_path)!r}; "
                                    f"presets: {preset_names()}")
         text, where = res.read_text(), f"preset {name_or_path}"
-    try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as e:
-        # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
-        raise PrfaasInputError(f"invalid YAML ({e})", where) from None
-    return profile_from_dict(data, where)
+    return profile_from_dict(parse_config_yaml(text, where), where)
 
 
 pickle_by_constructor(PrefillCost, DecodeCost, Hardware, ModelSpec, Deployment, LinkSpec, Slo,

@@ -43,18 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from prfaas_gym import synthetic
 from prfaas_gym.bandwidth import BandwidthSampler, BandwidthTrace, bandwidth_sampler_from_spec
+from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.profile import (
-    Profile,
-    is_finite_number,
-    load_profile,
-    read_config_text,
-    yaml_string_hint,
-)
+from prfaas_gym.profile import MAX_INSTANCES, Profile, is_finite_number, load_profile
 from prfaas_gym.request import Workload
 from prfaas_gym.simulator import SimConfig
 from prfaas_gym.workload import TRACE_FORMATS, load_trace, rebased, to_mean_rate
@@ -395,6 +389,10 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
         synthetic.generate(wl["synthetic"], 2, 0, where=f"{w} workload.synthetic")  # validates
     requests = int(_number(wl, "requests", f"{w} workload", 1, integer=True)) if "requests" in wl \
         else (None if "trace" in wl else 2000)
+    if "synthetic" in wl and requests is not None and requests > synthetic.MAX_REQUESTS:
+        raise PrfaasInputError(f"must be <= {synthetic.MAX_REQUESTS:,} for a synthetic workload "
+                               f"(about 2 KB of memory a request), got {requests:,}",
+                               f"{w} workload.requests")
     eval_fraction = float(_number(wl, "eval_fraction", f"{w} workload", 0)) if "eval_fraction" in wl else 0.2
     if not 0 < eval_fraction < 1:
         raise PrfaasInputError("must be in (0, 1)", f"{w} workload.eval_fraction")
@@ -428,6 +426,10 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     if "n_local" in rnd and rnd["n_local"][0] < 2:
         raise PrfaasInputError("must be >= 2 (a local prefill and a local decode node)",
                                f"{w} randomize.n_local")
+    for k in ("n_prfaas", "n_local"):
+        if k in rnd and rnd[k][1] > MAX_INSTANCES:
+            raise PrfaasInputError(f"must be <= {MAX_INSTANCES:,} (the simulator's limit per "
+                                   f"role), got {rnd[k][1]:,}", f"{w} randomize.{k}")
     scen = Scenario(name=name, description=str(d.get("description", "")), profile=profile,
                     workload_spec=copy.deepcopy(wl), bandwidth_spec=copy.deepcopy(d["bandwidth"]),
                     policy=d["policy"], threshold_spec=thr, sim=sim, requests=requests,
@@ -438,23 +440,22 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """A shipped scenario by name or a scenario YAML by path."""
+    """A shipped scenario by name or a scenario YAML by path.
+
+    A ``.yaml``/``.yml`` name or an existing file is a path; otherwise a shipped name wins
+    over a directory of that name in the working directory.
+    """
     if str(name_or_path).strip() == "":
         raise PrfaasInputError(f"the scenario name or path is empty; scenarios: {scenario_names()}")
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    shipped = scenario_dir() / f"{name_or_path}.yaml"
+    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not shipped.is_file()):
         text = read_config_text(p, "scenario")
         where, base = str(p), p.resolve().parent
     else:
-        p = scenario_dir() / f"{name_or_path}.yaml"
-        if not p.exists():
+        if not shipped.is_file():
             raise PrfaasInputError(f"unknown scenario {str(name_or_path)!r}; scenarios: "
                                    f"{scenario_names()} (or a path to a YAML file)")
         where, base = str(name_or_path), None
-        text = p.read_text()
-    try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as e:
-        # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
-        raise PrfaasInputError(f"invalid YAML ({e})", where) from None
-    return scenario_from_dict(data, where, base)
+        text = shipped.read_text()
+    return scenario_from_dict(parse_config_yaml(text, where), where, base)

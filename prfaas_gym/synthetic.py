@@ -136,6 +136,9 @@ __all__ = [
 #: ``f(rng, n) -> array of n values``
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
+#: the most requests :func:`generate` builds at once (~2 KB each: a typo such as 1e9 would
+#: otherwise run the machine out of memory before any error)
+MAX_REQUESTS = 1_000_000
 ARRIVAL_PROCESSES: tuple[str, ...] = ("poisson", "uniform", "gamma", "mmpp", "diurnal", "spikes")
 LENGTH_DISTS: tuple[str, ...] = ("constant", "lognormal", "pareto", "empirical", "quantiles",
                                  "mixture")
@@ -1028,6 +1031,9 @@ def generate(spec: Mapping[str, Any], n: int, seed: int, where: str = "workload"
     s = _parse_spec(spec, where, base_dir)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise PrfaasInputError(f"n must be an integer >= 1, got {n!r}")
+    if n > MAX_REQUESTS:
+        raise PrfaasInputError(f"at most {MAX_REQUESTS:,} synthetic requests can be generated "
+                               f"at once (about 2 KB of memory each), asked for {n:,}", where)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise PrfaasInputError(f"seed must be an integer, got {seed!r}")
     rng = np.random.default_rng(seed)

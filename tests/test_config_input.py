@@ -307,3 +307,104 @@ def test_a_number_yaml_read_as_a_string_gets_its_fix(tmp_path):
     with pytest.raises(PrfaasInputError) as e:
         load_scenario(_write(tmp_path, sc, "s.yaml"))
     assert "decimal point" not in str(e.value)
+
+
+# ------------------------------------------------------------- repeated keys in a mapping
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    # YAML keeps the last of two equal keys without a word: the first deployment section
+    # would be ignored
+    from agents.train import load_hyperparams
+
+    text = (scenario_dir() / "paper-case-study.yaml").read_text()
+    p = tmp_path / "twice.yaml"
+    p.write_text(text + "deployment: {n_prfaas: 1}\n")
+    first = next(i for i, line in enumerate(text.splitlines(), 1)
+                 if line.startswith("deployment:"))
+    last = len(text.splitlines()) + 1
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(p)
+    assert str(e.value).startswith(f"{p}:{last}: key 'deployment' is given twice "
+                                   f"(first on line {first})")
+    prof = tmp_path / "p.yaml"
+    prof.write_text("model:\n  name: a\n  name: b\n")
+    with pytest.raises(PrfaasInputError, match=r"p\.yaml:3: key 'name' is given twice \(first on "
+                                               r"line 2\)"):
+        load_profile(prof)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("PrfaasRoute-v0:\n  n_steps: 64\n  gamma: 0.9\n  n_steps: 128\n")
+    with pytest.raises(PrfaasInputError, match=r"c\.yaml:4: key 'n_steps' is given twice"):
+        load_hyperparams("ppo", "bursty-fluctuating", cfg)
+
+
+def test_a_merge_key_may_still_be_overridden(tmp_path):
+    from agents.train import load_hyperparams
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("base: &b {n_steps: 64, gamma: 0.9}\n"
+                   "PrfaasRoute-v0:\n  <<: *b\n  gamma: 0.95\n")
+    hp = load_hyperparams("ppo", "bursty-fluctuating", cfg)
+    assert hp["n_steps"] == 64 and hp["gamma"] == 0.95
+
+
+def test_training_config_unreadable_files_are_clear_errors(tmp_path):
+    from agents.train import load_hyperparams
+
+    for path, msg in [(tmp_path / "none.yaml", "training config file not found"),
+                      (tmp_path, "is a directory, not a training config YAML file")]:
+        with pytest.raises(PrfaasInputError, match=msg):
+            load_hyperparams("ppo", "bursty-fluctuating", path)
+    big = tmp_path / "big.yaml"
+    big.write_text("PrfaasRoute-v0: {n_steps: " + "9" * 5000 + "}\n")
+    with pytest.raises(PrfaasInputError, match=r"big\.yaml: invalid YAML"):
+        load_hyperparams("ppo", "bursty-fluctuating", big)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\x89PNG\x00\xff")
+    with pytest.raises(PrfaasInputError, match=r"bin\.yaml:1: .*not UTF-8"):
+        load_hyperparams("ppo", "bursty-fluctuating", binary)
+
+
+# ------------------------------------------------------ a shipped name shadowed by a folder
+
+def test_a_folder_named_like_a_shipped_scenario_does_not_shadow_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "paper-case-study").mkdir()
+    assert load_scenario("paper-case-study").name == "paper-case-study"
+    assert load_profile("paper-case-study").deployment.n_prfaas > 0
+    (tmp_path / "no-such-scenario").mkdir()  # a folder that is no shipped name: still an error
+    with pytest.raises(PrfaasInputError, match="is a directory"):
+        load_scenario("no-such-scenario")
+
+
+# ------------------------------------------------- sizes that would exhaust the machine
+
+@pytest.mark.parametrize("section,key,value", [
+    ("deployment", "n_prfaas", 10_001),
+    ("deployment", "n_decode", 400_000_000),
+    ("randomize", "n_prfaas", [1, 10_001]),
+    ("randomize", "n_local", [2, 10**9]),
+])
+def test_instance_counts_above_the_simulators_limit_are_refused(tmp_path, section, key, value):
+    # 4e8 instances took 22 GB in a minute before any error
+    d = _scenario("bursty-fluctuating")
+    d.setdefault(section, {})[key] = value
+    with pytest.raises(PrfaasInputError, match=rf"{section}.*{key}.*<= 10,000"):
+        load_scenario(_write(tmp_path, d))
+    d[section][key] = 10_000 if section == "deployment" else [value[0], 10_000]
+    load_scenario(_write(tmp_path, d))  # the limit itself is fine
+
+
+def test_synthetic_request_counts_above_the_limit_are_refused_before_generating(tmp_path):
+    from prfaas_gym import synthetic
+    from prfaas_gym.env import PrfaasRouteEnv
+
+    d = _scenario("bursty-fluctuating")
+    d["workload"]["requests"] = 10**9
+    with pytest.raises(PrfaasInputError, match=r"workload\.requests: must be <= 1,000,000"):
+        load_scenario(_write(tmp_path, d))
+    sc = load_scenario("bursty-fluctuating")
+    with pytest.raises(PrfaasInputError, match="at most 1,000,000 synthetic requests"):
+        sc.workload(0, n=10**9)
+    with pytest.raises(PrfaasInputError, match=r"env\.episode_requests: must be <= 31,250"):
+        PrfaasRouteEnv(sc, episode_requests=10**6)
+    assert synthetic.MAX_REQUESTS == 1_000_000

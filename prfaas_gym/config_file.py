@@ -1,0 +1,104 @@
+"""Reading the project's YAML files (scenarios, profiles, training configs) with one set of rules.
+
+:func:`read_config_text` reads a file as UTF-8 text; :func:`parse_config_yaml` parses it. Both
+raise :class:`PrfaasInputError` naming the file (and line, where there is one), never a YAML or
+OS traceback. YAML itself keeps the last of two equal keys in a mapping and drops the first
+without a word (two ``link:`` sections, say), so a repeated key is refused here. YAML 1.1 reads
+``1e-3`` (no decimal point) as a string; :func:`yaml_string_hint` says so in errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prfaas_gym.errors import PrfaasInputError
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping."""
+
+    def __init__(self, key: object, first: yaml.Node, again: yaml.Node) -> None:
+        self.key, self.first_line, self.line = key, first.start_mark.line + 1, again.start_mark.line + 1
+        super().__init__(None, None, f"duplicate key {key!r}", again.start_mark)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (a ``<<`` merge may
+    still be overridden, as YAML intends)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first is not key_node:
+                raise DuplicateKeyError(key, first, key_node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_config_yaml(text: str, where: str | Path) -> Any:
+    """The data of YAML ``text`` read from ``where``.
+
+    PrfaasInputError for invalid YAML (with its line and column), a key repeated in one
+    mapping (with both lines), an integer too long for Python to read, or nesting too deep.
+    """
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as e:
+        raise PrfaasInputError(f"key {e.key!r} is given twice (first on line {e.first_line}); "
+                               "YAML would silently keep only the last, so remove one",
+                               f"{where}:{e.line}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
+        raise PrfaasInputError(f"invalid YAML ({e})", where) from None
+
+
+def read_config_text(p: Path, what: str) -> str:
+    """The text of the ``what`` (e.g. ``"profile"``) YAML file ``p``, decoded as UTF-8.
+
+    PrfaasInputError for a missing file, a directory, an unreadable file or bytes that are
+    not UTF-8 text (a binary file).
+    """
+    if not p.exists():
+        raise PrfaasInputError(f"{what} file not found", p)
+    if p.is_dir():
+        raise PrfaasInputError(f"is a directory, not a {what} YAML file", p)
+    if not p.is_file():
+        raise PrfaasInputError(f"is not a regular file, so not a {what} YAML file", p)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise PrfaasInputError(f"cannot read the {what} file ({e.strerror or e})", p) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise PrfaasInputError(f"not a {what} YAML file: not UTF-8 text ({e.reason} at byte "
+                               f"{e.start})", f"{p}:{line}") from None
+
+
+def yaml_string_hint(v: object) -> str:
+    """For a number that YAML 1.1 read as a string (``1e-8``, without a decimal point), the
+    hint to append to an error message; otherwise ``""``."""
+    if not isinstance(v, str):
+        return ""
+    head = v.strip().lstrip("+-")[:1]
+    if not (head.isdigit() or head == "."):
+        return ""
+    try:
+        float(v)
+    except ValueError:
+        return ""
+    mantissa, e, exponent = v.strip().lower().partition("e")
+    fixed = (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
+    return f" (a string: YAML reads a number without a decimal point as one; write {fixed})"
