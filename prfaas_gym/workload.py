@@ -245,6 +245,22 @@ def _workload(arrivals: list[float], prompts: list[int], outputs: list[int],
 # --------------------------------------------------------------------------------------------
 # loaders
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object that names one field twice (``args[0]``)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook: the object, or _DuplicateKeyError for a repeated field."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
 def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Workload:
     """Load a Mooncake JSONL trace.
 
@@ -266,9 +282,12 @@ def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Wo
             continue
         where = f"{p}:{lineno}"
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             raise PrfaasInputError(f"invalid JSON ({e.msg} at column {e.colno})", where) from None
+        except _DuplicateKeyError as e:
+            raise PrfaasInputError(f"field {e.args[0]!r} is given twice; JSON readers keep "
+                                   "only the last, so remove one", where) from None
         if not isinstance(obj, dict):
             raise PrfaasInputError(f"expected a JSON object, got {type(obj).__name__}", where)
         unknown = sorted(set(obj) - _MOONCAKE_ALLOWED)

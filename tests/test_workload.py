@@ -165,6 +165,8 @@ def test_bad_json_reports_the_line(tmp_path: Path) -> None:
     (mooncake_line(inp=600, hashes=[0, 1, 2]), "hash_ids has 3 blocks"),
     (mooncake_line(ts="soon"), "timestamp must be a number"),
     ("[1, 2]", "expected a JSON object"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 3, "input_length": 500, '
+     '"hash_ids": []}', "field 'input_length' is given twice"),
 ])
 def test_malformed_mooncake_lines_name_field_and_line(tmp_path: Path, line: str,
                                                       needle: str) -> None:
