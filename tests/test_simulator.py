@@ -141,10 +141,11 @@ print(json.dumps(latencies(sim.completed)[0].tolist()))
 
 
 @pytest.mark.parametrize("offset_s", [5e7, 1e9])
-def test_a_workload_far_from_time_zero_runs_as_near_it(offset_s):
+def test_a_workload_far_from_time_zero_runs_as_near_it(offset_s, shared_traces):
     # Far from 0 a double cannot resolve 1 ns: event times computed there must still move the
     # clock (a link flow and a decode step each used to re-fire forever). In a subprocess, so
-    # that a hang in compiled code, which no signal interrupts, fails the test.
+    # that a hang in compiled code, which no signal interrupts, fails the test. The Mooncake
+    # trace (shared_traces: skipped without it) is the workload that hung.
     import json
     import subprocess
     import sys
