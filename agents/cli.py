@@ -21,13 +21,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                 warm_start_epochs=args.warm_start_epochs,
                 episode_requests=args.episode_requests)
     run = json.loads((out / "run.json").read_text())
-    best = run.get("best_validation", {})
+    best = run.get("best_validation") or {}
     print(f"run directory: {out}")
+    if "interrupted_at" in run:
+        print(f"interrupted at {run['interrupted_at']:,} of {run['timesteps']:,} steps: "
+              f"final_model.zip is the model so far"
+              + (", best_model.zip the best validated" if best else ""))
     print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
           f"({best.get('ratio_to_best_heuristic', float('nan')):.3f}x the best heuristic, "
           f"{run['best_heuristic']['name']}) at {best.get('timesteps')} steps; "
           f"{run.get('steps_per_s', 0):.0f} env steps/s of training")
-    return 0
+    return 130 if "interrupted_at" in run else 0
 
 
 def add_agent_commands(sub: Any) -> None:

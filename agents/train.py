@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -262,7 +264,7 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             self.logger.record("validation/slo_attainment", row["slo_attainment"])
             if g > self.best:
                 self.best = g
-                self.model.save(out / "best_model.zip")
+                _save_atomically(self.model, out / "best_model.zip")
                 row["best"] = True
             (out / "eval.json").write_text(json.dumps(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
@@ -318,6 +320,13 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     Every argument, the scenario and the hyperparameters are validated before ``out`` is
     created, so bad input (:class:`PrfaasInputError`) leaves nothing behind.
 
+    Ctrl-C (KeyboardInterrupt) before the first RL step (while the baseline is measured or
+    the heuristic cloned) empties ``out`` again and re-raises. During learning it ends the
+    run early: ``final_model.zip`` is the model so far, ``best_model.zip`` the best
+    validated one, and ``run.json`` records ``interrupted_at`` (the steps done), as rl-zoo3
+    does. Checkpoints are written through a temporary file, so an interrupted save leaves
+    the previous one whole.
+
     ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
     ``"best"`` (the best heuristic on the validation episodes), a checkpoint path or None;
     ignored for DQN.
@@ -358,52 +367,90 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     # Everything is validated: from here on the run directory is created and written.
     out = Path(out)
     _check_new_run_dir(out)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump({ENV_ID: hp}, sort_keys=True))
     except OSError as e:
         raise PrfaasInputError(f"cannot create the run directory: {e.strerror or e}",
                                out) from None
-    t0 = time.perf_counter()
-    eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
-    name, _, table = best_heuristic(sc, eval_seeds, episode_requests=episode_requests)
-    baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
-    env = make_train_env(sc, n_envs, seed, vec, episode_requests)
-    cls = algo_class(algo)
-    kwargs = {k: v for k, v in hp.items() if k not in ("policy", "policy_kwargs")}
-    model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
-                tensorboard_log=str(out / "tb"),
-                policy_kwargs=_policy_kwargs(hp.get("policy_kwargs") or {}), **kwargs)
-    warm = None
-    if warm_start and algo != "dqn":
-        from agents.imitation import collect_demonstrations, pretrain
+    learning = False
+    try:
+        t0 = time.perf_counter()
+        eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
+        name, _, table = best_heuristic(sc, eval_seeds, episode_requests=episode_requests)
+        baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
+        env = make_train_env(sc, n_envs, seed, vec, episode_requests)
+        cls = algo_class(algo)
+        kwargs = {k: v for k, v in hp.items() if k not in ("policy", "policy_kwargs")}
+        model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
+                    tensorboard_log=str(out / "tb"),
+                    policy_kwargs=_policy_kwargs(hp.get("policy_kwargs") or {}), **kwargs)
+        warm = None
+        if warm_start and algo != "dqn":
+            from agents.imitation import collect_demonstrations, pretrain
 
-        teacher = name if warm_start == "best" else warm_start
-        demo_seeds = list(range(seed + 10_000, seed + 10_000 + warm_start_episodes))
-        demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99),
-                                       episode_requests)
-        warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
-                "epochs": warm_start_epochs, "samples": int(len(demos["actions"])),
-                **pretrain(model, demos, epochs=warm_start_epochs, seed=seed)}
-    probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
-    probe.reset(seed=seed)
-    record = dict(scenario=sc.name, seed=seed, hyperparams=hp, timesteps=timesteps,
-                  n_envs=n_envs, threads=threads, device=device,
-                  episode_requests=probe.episode_requests, train_split="train",
-                  eval_split="eval", validation_seeds=eval_seeds,
-                  training_seeds=list(range(seed, seed + n_envs)),
-                  randomize={k: list(v) for k, v in sc.randomize.items()},
-                  best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
-    write_run_json(out, probe, algo, **record)
-    metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo == "maskable_ppo",
-                                    baseline, episode_requests)
-    model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb], progress_bar=progress,
-                tb_log_name=algo)
-    val_cb.evaluate()
-    model.save(out / "final_model.zip")
-    env.close()
+            teacher = name if warm_start == "best" else warm_start
+            demo_seeds = list(range(seed + 10_000, seed + 10_000 + warm_start_episodes))
+            demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99),
+                                           episode_requests)
+            warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
+                    "epochs": warm_start_epochs, "samples": int(len(demos["actions"])),
+                    **pretrain(model, demos, epochs=warm_start_epochs, seed=seed)}
+        probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
+        probe.reset(seed=seed)
+        record = dict(scenario=sc.name, seed=seed, hyperparams=hp, timesteps=timesteps,
+                      n_envs=n_envs, threads=threads, device=device,
+                      episode_requests=probe.episode_requests, train_split="train",
+                      eval_split="eval", validation_seeds=eval_seeds,
+                      training_seeds=list(range(seed, seed + n_envs)),
+                      randomize={k: list(v) for k, v in sc.randomize.items()},
+                      best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
+        write_run_json(out, probe, algo, **record)
+        metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo == "maskable_ppo",
+                                        baseline, episode_requests)
+        learning = True
+        model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb],
+                    progress_bar=progress, tb_log_name=algo)
+    except KeyboardInterrupt:
+        if not learning:  # nothing worth keeping: let the same --out be used again
+            _empty_run_dir(out, created)
+            raise
+        interrupted = True  # keep what was learnt, as a finished run, minus the last validation
+    else:
+        interrupted = False
+        val_cb.evaluate()
+    _save_atomically(model, out / "final_model.zip")
+    try:
+        env.close()
+    except (EOFError, BrokenPipeError, ConnectionError):  # Ctrl-C stopped the workers too
+        pass
     wall = time.perf_counter() - t0
-    best = max(val_cb.history, key=lambda r: r["goodput_rps"])
+    done = int(model.num_timesteps)
+    best = max(val_cb.history, key=lambda r: r["goodput_rps"]) if val_cb.history else None
     write_run_json(out, probe, algo, **record, best_validation=best, wall_s=wall,
-                   steps_per_s=timesteps / wall)
+                   steps_per_s=done / wall, **({"interrupted_at": done} if interrupted else {}))
     return out
+
+
+def _empty_run_dir(out: Path, created: bool) -> None:
+    """Undo what :func:`train` wrote into ``out``, which was absent (``created``) or empty."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _save_atomically(model: Any, path: Path) -> None:
+    """``model.save(path)`` through a temporary file beside it, so that a Ctrl-C mid-save
+    leaves the checkpoint already at ``path`` intact."""
+    tmp = path.with_name(f".{path.stem}.tmp.zip")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

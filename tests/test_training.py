@@ -287,3 +287,54 @@ def test_valid_hyperparameters_load(tmp_path):
         "scenarios": {"bursty-fluctuating": {"gamma": 0.9}, "other": None}}}))
     hp = load_hyperparams("ppo", "bursty-fluctuating", ok)
     assert hp == {"learning_rate": 1, "gamma": 0.9, "gae_lambda": 0.0, "target_kl": None}
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+
+def test_ctrl_c_while_learning_keeps_the_model_so_far(tmp_path, tiny_config, capsys,
+                                                      monkeypatch):
+    # as rl-zoo3 does: an interrupted run is a usable, exportable run of fewer steps
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    import agents.train as train_mod
+    from agents.export import load_sb3
+
+    class CtrlC(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 96:
+                raise KeyboardInterrupt
+            return True
+
+    real = train_mod._callbacks
+    monkeypatch.setattr(train_mod, "_callbacks",
+                        lambda *a, **k: (CtrlC(), real(*a, **k)[1]))
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv[argv.index("--timesteps") + 1] = "320"
+    assert main(argv) == 130
+    assert "interrupted at 96 of 320 steps" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted_at"] == 96 and run["best_validation"]["timesteps"] <= 96
+    assert load_sb3(out / "final_model.zip", "maskable_ppo").num_timesteps == 96
+    assert (out / "best_model.zip").is_file()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
+    assert main(["export", str(out), "--out", str(tmp_path / "p.onnx")]) == 0
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_ctrl_c_before_learning_leaves_the_run_directory_reusable(tmp_path, tiny_config, capsys,
+                                                                  monkeypatch, existed):
+    import agents.train as train_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    if existed:
+        out.mkdir()
+    monkeypatch.setattr(train_mod, "best_heuristic", interrupted)
+    assert main(_train_argv(out, tiny_config)) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert out.exists() == existed and not (existed and any(out.iterdir()))
+    monkeypatch.undo()
+    assert main(_train_argv(out, tiny_config)) == 0  # the same --out works now
