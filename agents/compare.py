@@ -216,7 +216,8 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, tuple[float, flo
     errs = [summary[n]["goodput_rps"][1] for n in names]
     ax.bar(names, means, yerr=errs, capsize=4, color="tab:blue")
     ax.set_ylabel("goodput (SLO-meeting req/s)")
-    ax.set_title(f"Goodput per policy — {title} (mean, 95% CI)")
+    seeds = len({r.seed for r in records})
+    ax.set_title(f"Goodput per policy — {title}" + (" (mean, 95% CI)" if seeds > 1 else ""))
     ax.tick_params(axis="x", rotation=30)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

@@ -183,6 +183,12 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
     if model not in MODEL_FILES:
         raise PrfaasInputError(f"--model must be one of {sorted(MODEL_FILES)}, got {model!r}")
     _check_out(out_path)
+    if run_dir.is_file():
+        which = {v: k for k, v in MODEL_FILES.items()}.get(run_dir.name)
+        hint = (f": export {run_dir.parent} --model {which}"
+                if which and (run_dir.parent / "run.json").is_file() else "")
+        raise PrfaasInputError("is a file; export takes the training run directory (the "
+                               f"folder with run.json){hint}", run_dir)
     record = read_run_json(run_dir)
     check_compatible(record, run_dir / "run.json")
     scales = scales_from_record(record, run_dir / "run.json")

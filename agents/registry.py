@@ -70,5 +70,6 @@ def policy_factory(spec: str, scenario: Any) -> Callable[[], Policy]:
 
         loaded = load_learned_policy(spec, scenario)
         return lambda: loaded
-    raise PrfaasInputError(f"unknown policy {spec!r}: not a heuristic {sorted(HEURISTICS)} "
-                           "and no checkpoint at that path")
+    raise PrfaasInputError(f"unknown policy {spec!r}: not a heuristic "
+                           f"{sorted([*HEURISTICS, TUNED_THRESHOLD])} and no checkpoint at that "
+                           "path")

@@ -202,7 +202,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     records = compare(sc, factories, args.seeds, split=args.split, n=args.requests,
                       rate=args.rate, progress=not args.no_progress)
     summary = summarize(records)
-    title = (f"{sc.name}: {args.seeds} seed(s), split {args.split}, mean ± 95% CI"
+    title = (f"{sc.name}: " + (f"{args.seeds} seeds, split {args.split}, mean ± 95% CI"
+                               if args.seeds > 1 else f"1 seed, split {args.split}")
              + (f", rate {args.rate} req/s" if args.rate else ""))
     print_table(summary, title=title)
     if out_dir is not None:
@@ -216,7 +217,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", required=True, help="scenario name or YAML path")
-    p.add_argument("--trace", help="replay this request trace instead of the scenario's workload")
+    p.add_argument("--trace", help="replay this request trace instead of the scenario's "
+                                   "workload, at its own arrival times (the scenario's rate: "
+                                   "applies to its own trace only; add --rate to rescale)")
     p.add_argument("--trace-format", choices=["mooncake", "azure", "vidur", "burstgpt"])
     p.add_argument("--bandwidth-trace", help="drive the link with this bandwidth trace")
     p.add_argument("--bandwidth-format", choices=["pensieve", "pantheon", "csv"])

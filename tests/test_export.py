@@ -350,6 +350,12 @@ def test_export_command(runs, tmp_path, capsys):
     assert _export_cli(["export", str(tmp_path), "--out", str(tmp_path / "y.onnx")]) == 2
     cap = capsys.readouterr()
     assert "run.json not found" in cap.err + cap.out
+    # a checkpoint file given for RUN_DIR: the error says which command would work
+    zip_in_run = runs["a2c"] / "final_model.zip"
+    assert _export_cli(["export", str(zip_in_run), "--out", str(tmp_path / "z.onnx")]) == 2
+    cap = capsys.readouterr()
+    assert f"export {runs['a2c']} --model final" in cap.err + cap.out
+    assert not (tmp_path / "z.onnx").exists()
 
 
 @pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
