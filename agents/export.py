@@ -185,7 +185,7 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
     _check_out(out_path)
     if run_dir.is_file():
         which = {v: k for k, v in MODEL_FILES.items()}.get(run_dir.name)
-        hint = (f": export {run_dir.parent} --model {which}"
+        hint = (f": prfaas export {run_dir.parent} --model {which} --out FILE.onnx"
                 if which and (run_dir.parent / "run.json").is_file() else "")
         raise PrfaasInputError("is a file; export takes the training run directory (the "
                                f"folder with run.json){hint}", run_dir)

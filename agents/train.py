@@ -18,12 +18,16 @@ split with seeds from :data:`agents.evaluation.EVAL_SEED_BASE`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -258,14 +262,14 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                    "slo_attainment": float(np.mean([m["slo_attainment"] for m in metrics])),
                    "ttft_p90_s": float(np.mean([m["ttft_s"]["p90"] or 0.0 for m in metrics])),
                    "wall_s": time.perf_counter() - baseline["t0"]}
+            if g > self.best:  # saved before the row is kept: a kept row has its checkpoint
+                self.best = g
+                _save_atomically(self.model, out / "best_model.zip")
+                row["best"] = True
             self.history.append(row)
             self.logger.record("validation/goodput_rps", g)
             self.logger.record("validation/ratio_to_best_heuristic", ratio)
             self.logger.record("validation/slo_attainment", row["slo_attainment"])
-            if g > self.best:
-                self.best = g
-                _save_atomically(self.model, out / "best_model.zip")
-                row["best"] = True
             (out / "eval.json").write_text(json.dumps(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
                  "heuristics": baseline["table"], "validation_seeds": eval_seeds,
@@ -320,12 +324,13 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     Every argument, the scenario and the hyperparameters are validated before ``out`` is
     created, so bad input (:class:`PrfaasInputError`) leaves nothing behind.
 
-    Ctrl-C (KeyboardInterrupt) before the first RL step (while the baseline is measured or
-    the heuristic cloned) empties ``out`` again and re-raises. During learning it ends the
-    run early: ``final_model.zip`` is the model so far, ``best_model.zip`` the best
-    validated one, and ``run.json`` records ``interrupted_at`` (the steps done), as rl-zoo3
-    does. Checkpoints are written through a temporary file, so an interrupted save leaves
-    the previous one whole.
+    Ctrl-C (KeyboardInterrupt) before the first validation is done (while the baseline is
+    measured, the heuristic cloned or the starting point validated) empties ``out`` again
+    and re-raises. After it, Ctrl-C ends the run early, as rl-zoo3 does:
+    ``final_model.zip`` is the model so far, ``best_model.zip`` the best validated one, and
+    ``run.json`` records ``interrupted_at`` (the steps done). Checkpoints are written
+    through a temporary file, and a second Ctrl-C is ignored while the last files are
+    written, so an interrupted run is whole.
 
     ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
     ``"best"`` (the best heuristic on the validation episodes), a checkpoint path or None;
@@ -374,7 +379,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     except OSError as e:
         raise PrfaasInputError(f"cannot create the run directory: {e.strerror or e}",
                                out) from None
-    learning = False
+    learning, env = False, None
     try:
         t0 = time.perf_counter()
         eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
@@ -412,25 +417,44 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         learning = True
         model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)
+        val_cb.evaluate()
     except KeyboardInterrupt:
-        if not learning:  # nothing worth keeping: let the same --out be used again
-            _empty_run_dir(out, created)
+        if not (learning and val_cb.history):  # nothing validated yet: nothing worth keeping
+            if env is not None:
+                with contextlib.suppress(Exception):
+                    env.close()
+            _empty_run_dir(out, created)  # so that the same --out can be used again
             raise
         interrupted = True  # keep what was learnt, as a finished run, minus the last validation
     else:
         interrupted = False
-        val_cb.evaluate()
-    _save_atomically(model, out / "final_model.zip")
-    try:
-        env.close()
-    except (EOFError, BrokenPipeError, ConnectionError):  # Ctrl-C stopped the workers too
-        pass
-    wall = time.perf_counter() - t0
-    done = int(model.num_timesteps)
-    best = max(val_cb.history, key=lambda r: r["goodput_rps"]) if val_cb.history else None
-    write_run_json(out, probe, algo, **record, best_validation=best, wall_s=wall,
-                   steps_per_s=done / wall, **({"interrupted_at": done} if interrupted else {}))
+    with _ctrl_c_ignored():  # a second Ctrl-C must not leave the run half-written
+        _save_atomically(model, out / "final_model.zip")
+        try:
+            env.close()
+        except (EOFError, ConnectionError):
+            if not interrupted:  # a worker that died on its own
+                raise
+        wall = time.perf_counter() - t0
+        done = int(model.num_timesteps)
+        best = max(val_cb.history, key=lambda r: r["goodput_rps"])
+        write_run_json(out, probe, algo, **record, best_validation=best, wall_s=wall,
+                       steps_per_s=done / wall,
+                       **({"interrupted_at": done} if interrupted else {}))
     return out
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ignore SIGINT inside the block (in the main thread; elsewhere there is none to ignore)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _empty_run_dir(out: Path, created: bool) -> None:

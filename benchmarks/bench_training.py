@@ -75,8 +75,11 @@ def main() -> None:
     if args.run:
         run = json.loads((Path(args.run) / "run.json").read_text())
         if "wall_s" in run:
-            print(f"recorded run {args.run}: {run['timesteps']:,} steps in "
-                  f"{run['wall_s'] / 60:.1f} min ({run['steps_per_s']:.0f} steps/s, all in)")
+            done = run.get("interrupted_at", run["timesteps"])
+            print(f"recorded run {args.run}: {done:,} steps in {run['wall_s'] / 60:.1f} min "
+                  f"({run['steps_per_s']:.0f} steps/s, all in)"
+                  + (f"; interrupted, of {run['timesteps']:,} asked for"
+                     if "interrupted_at" in run else ""))
 
 
 if __name__ == "__main__":

@@ -23,27 +23,41 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A key given twice in one YAML mapping."""
 
     def __init__(self, key: object, first: yaml.Node, again: yaml.Node) -> None:
-        self.key, self.first_line, self.line = key, first.start_mark.line + 1, again.start_mark.line + 1
+        self.key = key
+        self.first_line, self.line = first.start_mark.line + 1, again.start_mark.line + 1
         super().__init__(None, None, f"duplicate key {key!r}", again.start_mark)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (a ``<<`` merge may
-    still be overridden, as YAML intends)."""
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping, as written: a ``<<``
+    merge may still be overridden, as YAML intends."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # SafeLoader calls this on every mapping (and every merged one) before building it,
+        # and rewrites the node in place with the merged keys: check a node's own keys once,
+        # on the first call, before that rewrite
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            self._refuse_repeated_keys(node)
+        super().flatten_mapping(node)
+
+    def _refuse_repeated_keys(self, node: yaml.MappingNode) -> None:
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
             if key_node.tag == _MERGE_TAG:
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
-                first = seen.setdefault(key, key_node)
+                first = seen.get(key)
             except TypeError:  # an unhashable key: SafeLoader's own error follows
                 continue
-            if first is not key_node:
+            if first is not None:
                 raise DuplicateKeyError(key, first, key_node)
-        return super().construct_mapping(node, deep=deep)
+            seen[key] = key_node
 
 
 def parse_config_yaml(text: str, where: str | Path) -> Any:

@@ -120,12 +120,12 @@ class PrfaasRouteEnv(gym.Env):
         self.episode_requests = episode_requests or self.scenario.episode_requests
         self.max_drain_s = self.scenario.max_drain_s if max_drain_s is None else max_drain_s
         self.tick_policy = tick_policy
-        if ("synthetic" in self.scenario.workload_spec
-                and self.episode_requests * POOL_EPISODES > MAX_REQUESTS):
+        if not self.scenario.is_trace and self.episode_requests * POOL_EPISODES > MAX_REQUESTS:
             raise PrfaasInputError(
                 f"must be <= {MAX_REQUESTS // POOL_EPISODES:,} for a synthetic workload (a pool "
                 f"of {POOL_EPISODES} episodes, at most {MAX_REQUESTS:,} requests, is generated "
                 f"at once), got {self.episode_requests:,}",
+                "episode_requests" if episode_requests else
                 f"{self.scenario.where or self.scenario.name} env.episode_requests")
         base = self.scenario.profile
         self.scales = FeatureScales.for_profile(base, self.scenario.planned_lambda,

@@ -442,11 +442,14 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if str(name_or_path).strip() == "":
         raise PrfaasInputError(f"the profile name or path is empty; presets: {preset_names()}")
     p = Path(name_or_path)
-    res = resources.files("prfaas_gym") / "data" / "profiles" / f"{name_or_path}.yaml"
-    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not res.is_file()):
+    # only a bare name can be a preset ("/abs/dir" must not find "/abs/dir.yaml")
+    bare = str(p) == p.name
+    res = resources.files("prfaas_gym") / "data" / "profiles" / f"{p.name}.yaml"
+    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not (
+            bare and res.is_file())):
         text, where = read_config_text(p, "profile"), str(p)
     else:
-        if not res.is_file():
+        if not (bare and res.is_file()):
             raise PrfaasInputError(f"unknown profile preset {str(name_or_path)!r}; "
                                    f"presets: {preset_names()}")
         text, where = res.read_text(), f"preset {name_or_path}"

@@ -448,12 +448,14 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if str(name_or_path).strip() == "":
         raise PrfaasInputError(f"the scenario name or path is empty; scenarios: {scenario_names()}")
     p = Path(name_or_path)
-    shipped = scenario_dir() / f"{name_or_path}.yaml"
-    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not shipped.is_file()):
+    # only a bare name can be a shipped one ("/abs/dir" must not find "/abs/dir.yaml")
+    shipped = scenario_dir() / f"{p.name}.yaml" if str(p) == p.name else None
+    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not (
+            shipped and shipped.is_file())):
         text = read_config_text(p, "scenario")
         where, base = str(p), p.resolve().parent
     else:
-        if not shipped.is_file():
+        if not (shipped and shipped.is_file()):
             raise PrfaasInputError(f"unknown scenario {str(name_or_path)!r}; scenarios: "
                                    f"{scenario_names()} (or a path to a YAML file)")
         where, base = str(name_or_path), None

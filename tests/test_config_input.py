@@ -347,6 +347,36 @@ def test_a_merge_key_may_still_be_overridden(tmp_path):
     assert hp["n_steps"] == 64 and hp["gamma"] == 0.95
 
 
+@pytest.mark.parametrize("text", [
+    "base: &base {x: 1}\nb:\n  <<: &A\n    <<: *base\n    x: 2\nc: *A\n",  # an anchor in a merge
+    "b: &b {x: 1}\nc:\n  <<: *b\n  x: 2\n",
+    "a: &a {x: 1}\nb: &b {y: 1}\nc:\n  <<: [*a, *b]\n  x: 3\n",
+])
+def test_valid_yaml_with_merges_reads_as_plain_yaml_does(text):
+    from prfaas_gym.config_file import parse_config_yaml
+
+    assert parse_config_yaml(text, "f.yaml") == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("&k a: 1\n*k : 2\n", "a"),  # the same key through an alias
+    ("c:\n  <<: {x: 1, x: 2}\n", "x"),  # inside a merged mapping
+    ("a:\n  b: 1\n  c:\n    d: 1\n    d: 2\n", "d"),
+])
+def test_repeated_keys_in_any_mapping_are_refused(text, key):
+    from prfaas_gym.config_file import parse_config_yaml
+
+    with pytest.raises(PrfaasInputError, match=f"key '{key}' is given twice"):
+        parse_config_yaml(text, "f.yaml")
+
+
+def test_a_scalar_tagged_as_a_mapping_keeps_yamls_own_error():
+    from prfaas_gym.config_file import parse_config_yaml
+
+    with pytest.raises(PrfaasInputError, match="expected a mapping node, but found scalar"):
+        parse_config_yaml("a: !!map ab\n", "f.yaml")
+
+
 def test_training_config_unreadable_files_are_clear_errors(tmp_path):
     from agents.train import load_hyperparams
 
@@ -374,6 +404,15 @@ def test_a_folder_named_like_a_shipped_scenario_does_not_shadow_it(tmp_path, mon
     (tmp_path / "no-such-scenario").mkdir()  # a folder that is no shipped name: still an error
     with pytest.raises(PrfaasInputError, match="is a directory"):
         load_scenario("no-such-scenario")
+    # only a bare name is looked up among the shipped ones: a folder given by its path, with a
+    # YAML file of the same name beside it, is still a folder
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine.yaml").write_text((scenario_dir() / "paper-case-study.yaml").read_text())
+    for load in (load_scenario, load_profile):
+        with pytest.raises(PrfaasInputError, match="is a directory"):
+            load(tmp_path / "mine")
+    with pytest.raises(PrfaasInputError, match="unknown profile preset"):
+        load_profile("somewhere/paper-case-study")
 
 
 # ------------------------------------------------- sizes that would exhaust the machine
@@ -405,6 +444,17 @@ def test_synthetic_request_counts_above_the_limit_are_refused_before_generating(
     sc = load_scenario("bursty-fluctuating")
     with pytest.raises(PrfaasInputError, match="at most 1,000,000 synthetic requests"):
         sc.workload(0, n=10**9)
-    with pytest.raises(PrfaasInputError, match=r"env\.episode_requests: must be <= 31,250"):
+    with pytest.raises(PrfaasInputError, match=r"^episode_requests: must be <= 31,250"):
         PrfaasRouteEnv(sc, episode_requests=10**6)
+    d = _scenario("bursty-fluctuating")
+    d["env"]["episode_requests"] = 40_000
+    with pytest.raises(PrfaasInputError, match=r"s\.yaml env\.episode_requests: must be <= 31,"):
+        PrfaasRouteEnv(load_scenario(_write(tmp_path, d)))
+    # a replayed trace is not generated: no such limit
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 1000,
+                                         "output_length": 10, "hash_ids": []}) + "\n"
+                             for i in range(200)))
+    assert PrfaasRouteEnv(sc.with_trace(str(trace)), episode_requests=10**6).episode_requests \
+        == 10**6
     assert synthetic.MAX_REQUESTS == 1_000_000

@@ -354,7 +354,7 @@ def test_export_command(runs, tmp_path, capsys):
     zip_in_run = runs["a2c"] / "final_model.zip"
     assert _export_cli(["export", str(zip_in_run), "--out", str(tmp_path / "z.onnx")]) == 2
     cap = capsys.readouterr()
-    assert f"export {runs['a2c']} --model final" in cap.err + cap.out
+    assert f"prfaas export {runs['a2c']} --model final --out FILE.onnx" in cap.err + cap.out
     assert not (tmp_path / "z.onnx").exists()
 
 

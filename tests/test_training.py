@@ -291,8 +291,9 @@ def test_valid_hyperparameters_load(tmp_path):
 
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
-def test_ctrl_c_while_learning_keeps_the_model_so_far(tmp_path, tiny_config, capsys,
-                                                      monkeypatch):
+@pytest.mark.parametrize("where", ["learning", "last validation"])
+def test_ctrl_c_after_the_first_validation_keeps_the_model_so_far(tmp_path, tiny_config, capsys,
+                                                                  monkeypatch, where):
     # as rl-zoo3 does: an interrupted run is a usable, exportable run of fewer steps
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -305,25 +306,40 @@ def test_ctrl_c_while_learning_keeps_the_model_so_far(tmp_path, tiny_config, cap
                 raise KeyboardInterrupt
             return True
 
-    real = train_mod._callbacks
-    monkeypatch.setattr(train_mod, "_callbacks",
-                        lambda *a, **k: (CtrlC(), real(*a, **k)[1]))
+    if where == "learning":
+        real = train_mod._callbacks
+        monkeypatch.setattr(train_mod, "_callbacks",
+                            lambda *a, **k: (CtrlC(), real(*a, **k)[1]))
+        steps = 96
+    else:
+        calls = []
+        real_run = train_mod.run_episodes
+
+        def run_episodes(*a, **k):
+            calls.append(1)
+            if len(calls) == 12:  # at 0, every 32 steps to 320, then the last one
+                raise KeyboardInterrupt
+            return real_run(*a, **k)
+
+        monkeypatch.setattr(train_mod, "run_episodes", run_episodes)
+        steps = 320
     out = tmp_path / "run"
     argv = _train_argv(out, tiny_config)
     argv[argv.index("--timesteps") + 1] = "320"
     assert main(argv) == 130
-    assert "interrupted at 96 of 320 steps" in capsys.readouterr().out
+    assert f"interrupted at {steps} of 320 steps" in capsys.readouterr().out
     run = json.loads((out / "run.json").read_text())
-    assert run["interrupted_at"] == 96 and run["best_validation"]["timesteps"] <= 96
-    assert load_sb3(out / "final_model.zip", "maskable_ppo").num_timesteps == 96
+    assert run["interrupted_at"] == steps and run["best_validation"]["timesteps"] <= steps
+    assert load_sb3(out / "final_model.zip", "maskable_ppo").num_timesteps == steps
     assert (out / "best_model.zip").is_file()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
     assert main(["export", str(out), "--out", str(tmp_path / "p.onnx")]) == 0
 
 
+@pytest.mark.parametrize("where", ["baseline", "first validation"])
 @pytest.mark.parametrize("existed", [False, True])
-def test_ctrl_c_before_learning_leaves_the_run_directory_reusable(tmp_path, tiny_config, capsys,
-                                                                  monkeypatch, existed):
+def test_ctrl_c_before_a_validation_leaves_the_run_directory_reusable(
+        tmp_path, tiny_config, capsys, monkeypatch, existed, where):
     import agents.train as train_mod
 
     def interrupted(*args, **kwargs):
@@ -332,7 +348,8 @@ def test_ctrl_c_before_learning_leaves_the_run_directory_reusable(tmp_path, tiny
     out = tmp_path / "run"
     if existed:
         out.mkdir()
-    monkeypatch.setattr(train_mod, "best_heuristic", interrupted)
+    monkeypatch.setattr(train_mod, "best_heuristic" if where == "baseline" else "run_episodes",
+                        interrupted)
     assert main(_train_argv(out, tiny_config)) == 130
     assert "interrupted" in capsys.readouterr().err
     assert out.exists() == existed and not (existed and any(out.iterdir()))
