@@ -267,8 +267,8 @@ def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Wo
     Each non-blank line is an object with exactly the fields ``timestamp`` (ms, any finite
     number), ``input_length`` and ``output_length`` (integers >= 1), ``hash_ids`` (a list of
     integers >= 0, at most ``ceil(input_length / block_size)`` of them) and optionally
-    ``session_id`` (integer or null). Arrival = ``(timestamp - min timestamp) / 1000`` s;
-    lines need not be sorted.
+    ``session_id`` (integer or null), each at most once. Arrival = ``(timestamp - min
+    timestamp) / 1000`` s; lines need not be sorted.
     """
     p, lines = _read_text(path)
     arrivals: list[float] = []
