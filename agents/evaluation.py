@@ -75,16 +75,20 @@ def mean_goodput(metrics: list[dict[str, Any]]) -> float:
 
 
 def best_heuristic(scenario: Scenario, seeds: Sequence[int], split: str = "eval",
-                   names: Sequence[str] | None = None, episode_requests: int | None = None
+                   names: Sequence[str] | None = None, episode_requests: int | None = None,
+                   progress: bool = False
                    ) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
     """(name, per-episode metrics, goodput by heuristic) of the heuristic with the highest
-    mean goodput on these episodes."""
+    mean goodput on these episodes; ``progress`` shows a bar over the heuristics."""
+    from tqdm import tqdm
+
     from agents.registry import HEURISTICS, policy_factory
 
     names = list(names or [n for n in HEURISTICS if n != "random"])
     table: dict[str, float] = {}
     results: dict[str, list[dict[str, Any]]] = {}
-    for name in names:
+    for name in tqdm(names, desc=f"baseline: heuristics on {len(seeds)} {split} episodes",
+                     unit="policy", disable=not progress, leave=False):
         pol = policy_factory(name, scenario)()
         results[name] = run_episodes(scenario, heuristic_chooser(pol), seeds, split,
                                      episode_requests)

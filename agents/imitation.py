@@ -27,15 +27,18 @@ def decision_to_action(d: Decision) -> int:
 
 
 def collect_demonstrations(scenario: Scenario, policy_name: str, seeds: Sequence[int],
-                           gamma: float, episode_requests: int | None = None
-                           ) -> dict[str, np.ndarray]:
+                           gamma: float, episode_requests: int | None = None,
+                           progress: bool = False) -> dict[str, np.ndarray]:
     """Roll the heuristic on training episodes; observations, actions, masks and discounted
-    returns (the env's reward) per decision."""
+    returns (the env's reward) per decision. ``progress`` shows a bar over the episodes."""
+    from tqdm import tqdm
+
     from agents.registry import policy_factory
 
     obs, acts, masks, rets = [], [], [], []
     make = policy_factory(policy_name, scenario)
-    for seed in seeds:
+    for seed in tqdm(seeds, desc=f"warm start: {policy_name} on training episodes",
+                     unit="episode", disable=not progress, leave=False):
         env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests)
         env.reset(seed=int(seed))
         pol = make()
@@ -64,11 +67,13 @@ def collect_demonstrations(scenario: Scenario, policy_name: str, seeds: Sequence
 
 
 def pretrain(model: Any, demos: dict[str, np.ndarray], epochs: int = 20, batch_size: int = 256,
-             lr: float = 1e-3, seed: int = 0) -> dict[str, float]:
+             lr: float = 1e-3, seed: int = 0, progress: bool = False) -> dict[str, float]:
     """Fit ``model.policy`` (an SB3 actor-critic) to the demonstrations in place. Returns the
-    final cross-entropy, action agreement and value loss."""
+    final cross-entropy, action agreement and value loss. ``progress`` shows a bar over the
+    passes."""
     import torch
     import torch.nn.functional as F
+    from tqdm import tqdm
 
     policy = model.policy
     device = policy.device
@@ -81,7 +86,8 @@ def pretrain(model: Any, demos: dict[str, np.ndarray], epochs: int = 20, batch_s
     n = obs.shape[0]
     policy.set_training_mode(True)
     ce = vl = 0.0
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc=f"warm start: fitting {n:,} decisions", unit="pass",
+                  disable=not progress, leave=False):
         perm = torch.randperm(n, generator=gen).to(device)
         for k in range(0, n, batch_size):
             idx = perm[k:k + batch_size]

@@ -383,7 +383,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     try:
         t0 = time.perf_counter()
         eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
-        name, _, table = best_heuristic(sc, eval_seeds, episode_requests=episode_requests)
+        name, _, table = best_heuristic(sc, eval_seeds, episode_requests=episode_requests,
+                                        progress=progress)
         baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
         env = make_train_env(sc, n_envs, seed, vec, episode_requests)
         cls = algo_class(algo)
@@ -398,10 +399,11 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
             teacher = name if warm_start == "best" else warm_start
             demo_seeds = list(range(seed + 10_000, seed + 10_000 + warm_start_episodes))
             demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99),
-                                           episode_requests)
+                                           episode_requests, progress=progress)
             warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
                     "epochs": warm_start_epochs, "samples": int(len(demos["actions"])),
-                    **pretrain(model, demos, epochs=warm_start_epochs, seed=seed)}
+                    **pretrain(model, demos, epochs=warm_start_epochs, seed=seed,
+                               progress=progress)}
         probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
         probe.reset(seed=seed)
         record = dict(scenario=sc.name, seed=seed, hyperparams=hp, timesteps=timesteps,

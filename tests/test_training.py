@@ -355,3 +355,17 @@ def test_ctrl_c_before_a_validation_leaves_the_run_directory_reusable(
     assert out.exists() == existed and not (existed and any(out.iterdir()))
     monkeypatch.undo()
     assert main(_train_argv(out, tiny_config)) == 0  # the same --out works now
+
+
+def test_train_shows_progress_before_learning(tmp_path, tiny_config, capsys):
+    # the baseline and the warm start take most of a short run's first minute: they get bars
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv.remove("--no-progress")
+    argv[argv.index("--warm-start") + 1] = "conductor"
+    assert main([*argv, "--warm-start-episodes", "2", "--warm-start-epochs", "2"]) == 0
+    err = capsys.readouterr().err
+    for bar in ("baseline: heuristics on 1 eval episodes", "warm start: conductor on training "
+                "episodes", "warm start: fitting"):
+        assert bar in err
+    assert (out / "final_model.zip").is_file()
