@@ -211,12 +211,39 @@ def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto"
     return DummyVecEnv(fns)
 
 
+#: TensorBoard's Custom Scalars dashboard: the series a reader compares, on one chart each
+TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
+    "serving (training episodes)": {
+        "TTFT percentiles (s)": ["Multiline", ["serving/ttft_p50_s", "serving/ttft_p90_s",
+                                               "serving/ttft_p99_s"]],
+        "where requests go": ["Multiline", ["serving/offload_fraction",
+                                            "serving/reject_fraction",
+                                            "serving/link_utilization"]],
+        "SLO attainment, training vs validation": ["Multiline", ["serving/slo_attainment",
+                                                                  "validation/slo_attainment"]],
+    },
+    "validation (eval split)": {
+        "goodput vs the best heuristic (req/s)": ["Multiline", [
+            "validation/goodput_rps", "validation/best_heuristic_goodput_rps"]],
+        "ratio to the best heuristic": ["Multiline", ["validation/ratio_to_best_heuristic"]],
+    },
+}
+
+
 def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
                masked: bool, baseline: dict[str, Any], episode_requests: int | None):
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
 
     class ServingMetrics(BaseCallback):
-        """Logs the serving metrics of finished training episodes under ``serving/``."""
+        """Logs the serving metrics of finished training episodes under ``serving/``, and
+        the Custom Scalars layout (:data:`TENSORBOARD_LAYOUT`) once."""
+
+        def _on_training_start(self) -> None:
+            for fmt in self.logger.output_formats:
+                if isinstance(fmt, TensorBoardOutputFormat):
+                    fmt.writer.add_custom_scalars(TENSORBOARD_LAYOUT)
+                    fmt.writer.flush()
 
         def _on_step(self) -> bool:
             rows = [i["episode_metrics"] for i in self.locals.get("infos", [])
@@ -269,6 +296,7 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             self.history.append(row)
             self.logger.record("validation/goodput_rps", g)
             self.logger.record("validation/ratio_to_best_heuristic", ratio)
+            self.logger.record("validation/best_heuristic_goodput_rps", baseline["goodput"])
             self.logger.record("validation/slo_attainment", row["slo_attainment"])
             (out / "eval.json").write_text(json.dumps(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],

@@ -25,7 +25,7 @@ def tiny_run(tmp_path_factory):
                  "--config", str(cfg), "--out", str(out), "--eval-freq", "128",
                  "--eval-episodes", "1", "--warm-start", "conductor",
                  "--warm-start-episodes", "1", "--warm-start-epochs", "2",
-                 "--no-progress"]) == 0
+                 "--episode-requests", "32", "--no-progress"]) == 0
     return out
 
 
@@ -43,6 +43,30 @@ def test_run_directory_records_what_was_trained(tiny_run):
     history = json.loads((tiny_run / "eval.json").read_text())["history"]
     assert len(history) >= 2 and any(h.get("best") for h in history)
     assert list((tiny_run / "tb").rglob("events.*"))
+
+
+def test_tensorboard_has_the_serving_metrics_and_a_custom_scalars_layout(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from agents.train import TENSORBOARD_LAYOUT
+
+    (events,) = {p.parent for p in (tiny_run / "tb").rglob("events.*")}
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    for tag in ("serving/goodput_rps", "serving/ttft_p90_s", "serving/offload_fraction",
+                "serving/link_utilization", "validation/goodput_rps",
+                "validation/best_heuristic_goodput_rps", "validation/ratio_to_best_heuristic"):
+        assert tag in scalars
+    (config,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts["TTFT percentiles (s)"] == ["serving/ttft_p50_s", "serving/ttft_p90_s",
+                                              "serving/ttft_p99_s"]
+    for chart in charts.values():  # every chart draws series that were logged
+        assert all(tag in scalars for tag in chart)
+    assert len(charts) == sum(len(c) for c in TENSORBOARD_LAYOUT.values())
 
 
 def test_export_then_simulate_and_compare(tiny_run, tmp_path, capsys):
