@@ -87,7 +87,8 @@ def best_heuristic(scenario: Scenario, seeds: Sequence[int], split: str = "eval"
     names = list(names or [n for n in HEURISTICS if n != "random"])
     table: dict[str, float] = {}
     results: dict[str, list[dict[str, Any]]] = {}
-    for name in tqdm(names, desc=f"baseline: heuristics on {len(seeds)} {split} episodes",
+    episodes = f"{len(seeds)} {split} episode" + ("" if len(seeds) == 1 else "s")
+    for name in tqdm(names, desc=f"baseline: heuristics on {episodes}",
                      unit="policy", disable=not progress, leave=False):
         pol = policy_factory(name, scenario)()
         results[name] = run_episodes(scenario, heuristic_chooser(pol), seeds, split,

@@ -389,7 +389,7 @@ def test_train_shows_progress_before_learning(tmp_path, tiny_config, capsys):
     argv[argv.index("--warm-start") + 1] = "conductor"
     assert main([*argv, "--warm-start-episodes", "2", "--warm-start-epochs", "2"]) == 0
     err = capsys.readouterr().err
-    for bar in ("baseline: heuristics on 1 eval episodes", "warm start: conductor on training "
+    for bar in ("baseline: heuristics on 1 eval episode:", "warm start: conductor on training "
                 "episodes", "warm start: fitting"):
         assert bar in err
     assert (out / "final_model.zip").is_file()
