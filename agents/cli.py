@@ -30,7 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
           f"({best.get('ratio_to_best_heuristic', float('nan')):.3f}x the best heuristic, "
           f"{run['best_heuristic']['name']}) at {best.get('timesteps')} steps; "
-          f"{run.get('steps_per_s', 0):.0f} env steps/s of training")
+          f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
+          "included)")
     return 130 if "interrupted_at" in run else 0
 
 
