@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import shutil
 import signal
@@ -45,6 +44,7 @@ from agents.evaluation import (
 from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
 from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import is_finite_number
 from prfaas_gym.scenario import Scenario, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
@@ -143,12 +143,11 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> N
             if name == "batch_size" and algo in ("ppo", "maskable_ppo"):
                 # PPO normalises advantages per mini-batch: a batch of 1 gives NaN
                 ok, wording = (lambda x: x >= 2), ">= 2"
-            if not (isinstance(v, int) and not isinstance(v, bool) and ok(v)):
+            if not (_is_int(v) and ok(v)):
                 raise PrfaasInputError(f"expected an integer {wording}, found {v!r}", at)
         else:
             ok, wording = _FLOAT_RULES[name]
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool)
-                    and math.isfinite(v) and ok(v)):
+            if not (is_finite_number(v) and ok(v)):
                 raise PrfaasInputError(f"expected a finite number {wording}, found "
                                        f"{v!r}{yaml_string_hint(v)}", at)
 

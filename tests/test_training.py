@@ -258,6 +258,7 @@ def test_train_unwritable_out_is_a_clear_error(tmp_path, tiny_config, capsys, mo
     ("ppo", {"learning_rate": "abc"}, "PrfaasRoute-v0.learning_rate"),
     ("ppo", {"learning_rate": float("nan")}, "PrfaasRoute-v0.learning_rate"),
     ("ppo", {"learning_rate": 0.0}, "PrfaasRoute-v0.learning_rate"),
+    ("ppo", {"learning_rate": 10**400}, "PrfaasRoute-v0.learning_rate"),  # too big for a float
     ("ppo", {"n_steps": 0}, "PrfaasRoute-v0.n_steps"),
     ("ppo", {"n_steps": 8.5}, "PrfaasRoute-v0.n_steps"),
     ("ppo", {"n_epochs": -1}, "PrfaasRoute-v0.n_epochs"),
