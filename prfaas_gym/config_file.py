@@ -1,6 +1,7 @@
 """Reading the project's YAML files (scenarios, profiles, training configs) with one set of rules.
 
-:func:`read_config_text` reads a file as UTF-8 text; :func:`parse_config_yaml` parses it. Both
+:func:`read_config_text` reads a file as UTF-8 text (:func:`read_named_config` finds it by
+path or shipped name); :func:`parse_config_yaml` parses it. Both
 raise :class:`PrfaasInputError` naming the file (and line, where there is one), never a YAML or
 OS traceback. YAML itself keeps the last of two equal keys in a mapping and drops the first
 without a word (two ``link:`` sections, say), so a repeated key is refused here. YAML 1.1 reads
@@ -9,6 +10,8 @@ without a word (two ``link:`` sections, say), so a repeated key is refused here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,31 @@ def parse_config_yaml(text: str, where: str | Path) -> Any:
     except (yaml.YAMLError, ValueError, RecursionError) as e:
         # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
         raise PrfaasInputError(f"invalid YAML ({e})", where) from None
+
+
+def read_named_config(name_or_path: str | Path, what: str, shipped_kind: str,
+                      shipped_dir: Traversable, names: Callable[[], list[str]]
+                      ) -> tuple[str, Path | None]:
+    """``(text, path)`` of the ``what`` YAML given as a path, or as the bare name of one of
+    the ``shipped_kind`` files in ``shipped_dir`` (then ``path`` is None).
+
+    A ``.yaml``/``.yml`` name or an existing file is a path. Otherwise a bare name (no folder
+    in it) that is shipped wins over a folder of that name in the working directory; any
+    other existing path is read as given (a folder: a clear error). PrfaasInputError for an
+    empty name and an unknown one (listing ``names()``), and :func:`read_config_text`'s.
+    """
+    if str(name_or_path).strip() == "":
+        raise PrfaasInputError(f"the {what} name or path is empty; {shipped_kind}s: {names()}")
+    p = Path(name_or_path)
+    # only a bare name can be a shipped one ("/abs/dir" must not find "/abs/dir.yaml")
+    shipped = shipped_dir / f"{p.name}.yaml" if str(p) == p.name else None
+    is_shipped = shipped is not None and shipped.is_file()
+    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not is_shipped):
+        return read_config_text(p, what), p
+    if shipped is None or not is_shipped:
+        raise PrfaasInputError(f"unknown {shipped_kind} {str(name_or_path)!r}; "
+                               f"{shipped_kind}s: {names()} (or a path to a YAML file)")
+    return shipped.read_text(), None
 
 
 def read_config_text(p: Path, what: str) -> str:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from prfaas_gym._compiled import pickle_by_constructor
-from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
+from prfaas_gym.config_file import parse_config_yaml, read_named_config, yaml_string_hint
 from prfaas_gym.errors import PrfaasInputError
 
 MIB: Final = 1024 * 1024
@@ -436,23 +436,13 @@ def preset_names() -> list[str]:
 def load_profile(name_or_path: str | Path) -> Profile:
     """Load a shipped preset by name (``paper-case-study``) or a profile YAML by path.
 
-    A ``.yaml``/``.yml`` name or an existing file is a path; otherwise a preset name wins
-    over a directory of that name in the working directory.
+    Found by :func:`prfaas_gym.config_file.read_named_config`: a bare preset name wins over a
+    folder of that name in the working directory.
     """
-    if str(name_or_path).strip() == "":
-        raise PrfaasInputError(f"the profile name or path is empty; presets: {preset_names()}")
-    p = Path(name_or_path)
-    # only a bare name can be a preset ("/abs/dir" must not find "/abs/dir.yaml")
-    bare = str(p) == p.name
-    res = resources.files("prfaas_gym") / "data" / "profiles" / f"{p.name}.yaml"
-    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not (
-            bare and res.is_file())):
-        text, where = read_config_text(p, "profile"), str(p)
-    else:
-        if not (bare and res.is_file()):
-            raise PrfaasInputError(f"unknown profile preset {str(name_or_path)!r}; "
-                                   f"presets: {preset_names()}")
-        text, where = res.read_text(), f"preset {name_or_path}"
+    text, path = read_named_config(name_or_path, "profile", "profile preset",
+                                   resources.files("prfaas_gym") / "data" / "profiles",
+                                   preset_names)
+    where = str(path) if path else f"preset {name_or_path}"
     return profile_from_dict(parse_config_yaml(text, where), where)
 
 

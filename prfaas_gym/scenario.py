@@ -46,7 +46,7 @@ import numpy as np
 
 from prfaas_gym import synthetic
 from prfaas_gym.bandwidth import BandwidthSampler, BandwidthTrace, bandwidth_sampler_from_spec
-from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
+from prfaas_gym.config_file import parse_config_yaml, read_named_config, yaml_string_hint
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import MAX_INSTANCES, Profile, is_finite_number, load_profile
 from prfaas_gym.request import Workload
@@ -442,22 +442,10 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A shipped scenario by name or a scenario YAML by path.
 
-    A ``.yaml``/``.yml`` name or an existing file is a path; otherwise a shipped name wins
-    over a directory of that name in the working directory.
+    Found by :func:`prfaas_gym.config_file.read_named_config`: a bare shipped name wins over
+    a folder of that name in the working directory.
     """
-    if str(name_or_path).strip() == "":
-        raise PrfaasInputError(f"the scenario name or path is empty; scenarios: {scenario_names()}")
-    p = Path(name_or_path)
-    # only a bare name can be a shipped one ("/abs/dir" must not find "/abs/dir.yaml")
-    shipped = scenario_dir() / f"{p.name}.yaml" if str(p) == p.name else None
-    if p.suffix in (".yaml", ".yml") or p.is_file() or (p.exists() and not (
-            shipped and shipped.is_file())):
-        text = read_config_text(p, "scenario")
-        where, base = str(p), p.resolve().parent
-    else:
-        if not (shipped and shipped.is_file()):
-            raise PrfaasInputError(f"unknown scenario {str(name_or_path)!r}; scenarios: "
-                                   f"{scenario_names()} (or a path to a YAML file)")
-        where, base = str(name_or_path), None
-        text = shipped.read_text()
+    text, path = read_named_config(name_or_path, "scenario", "scenario", scenario_dir(),
+                                   scenario_names)
+    where, base = (str(path), path.resolve().parent) if path else (str(name_or_path), None)
     return scenario_from_dict(parse_config_yaml(text, where), where, base)
