@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import platform
 import subprocess
 from importlib import metadata
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import is_finite_number
 
 RUN_JSON = "run.json"
 MODEL_FILES = {"best": "best_model.zip", "final": "final_model.zip"}
@@ -234,8 +234,7 @@ def scales_from_record(record: dict[str, Any], where: str | Path) -> Any:
         raise PrfaasInputError(f"key 'observation.scales': expected fields {sorted(fields)}, "
                                f"found {sorted(scales)}", where)
     for k, v in scales.items():
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                and v > 0):
+        if not (is_finite_number(v) and v > 0):
             raise PrfaasInputError(f"key 'observation.scales.{k}': expected a finite number "
                                    f"> 0, found {v!r}", where)
     return FeatureScales(**{k: float(v) for k, v in scales.items()})

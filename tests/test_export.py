@@ -445,7 +445,8 @@ def test_unwritable_export_dir_is_a_clear_error(runs, tmp_path, monkeypatch):
 
 # -- normalisation scales, manifest format and algo -------------------------------------------
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), True, -1e9, 0, "1.0", None])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True, -1e9, 0, "1.0", None,
+                                   10**400])  # 10**400: an integer too large for a float
 def test_bad_scales_refused(runs, tmp_path, value):
     onnx = _copy_export(runs["maskable_ppo"], tmp_path / "export")
     _edit_manifest(onnx, lambda m: m["observation"]["scales"].update(slo_ttft_s=value))
