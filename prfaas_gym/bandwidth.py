@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import is_finite_number
 
 __all__ = [
     "BANDWIDTH_FORMATS",
@@ -530,7 +531,7 @@ def _json_numbers(obj: Any, key: str, path: Path) -> list[float]:
         raise PrfaasInputError(f"'{key}' must be a list of numbers", path)
     out: list[float] = []
     for j, v in enumerate(obj):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_finite_number(v):
             raise PrfaasInputError(f"{key}[{j}] = {v!r} is not a finite number", path)
         out.append(float(v))
     return out
@@ -812,7 +813,7 @@ def _spec_number(spec: Mapping[str, Any], key: str, where: str, *, default: Any 
     v = spec.get(key, default)
     if v is None:
         raise PrfaasInputError("missing required key", w)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not is_finite_number(v):
         raise PrfaasInputError(f"expected a finite number, got {v!r}", w)
     v = float(v)
     if minimum is not None and (v <= minimum if strict else v < minimum):

@@ -98,6 +98,7 @@ import numpy as np
 
 from prfaas_gym.block_hashes import hashed_requests
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import is_finite_number
 from prfaas_gym.request import Request, Workload
 from prfaas_gym.workload import read_lengths
 
@@ -716,7 +717,7 @@ def _num(d: Mapping[str, Any], key: str, where: str, *, low: float | None = None
             raise PrfaasInputError(f"must be a number, got {d[key]!r}", w) from None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise PrfaasInputError(f"must be a number, got {v!r}", w)
-    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+    if not (is_finite_number(v) or (allow_inf and isinstance(v, float) and math.isinf(v))):
         raise PrfaasInputError(f"must be finite, got {v!r}", w)
     if integer and not float(v).is_integer():
         raise PrfaasInputError(f"must be an integer, got {v!r}", w)
@@ -961,7 +962,7 @@ def _parse_sessions(obj: Any, where: str, prompt_spec: Any,
 def _default_cap(prompt_spec: Any) -> int | None:
     """The prompt distribution's finite ``high`` (lognormal, pareto), if it has one."""
     high = prompt_spec.get("high") if isinstance(prompt_spec, Mapping) else None
-    if isinstance(high, (int, float)) and not isinstance(high, bool) and math.isfinite(high):
+    if is_finite_number(high):
         return int(high)
     return None
 

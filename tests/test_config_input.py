@@ -458,3 +458,20 @@ def test_synthetic_request_counts_above_the_limit_are_refused_before_generating(
     assert PrfaasRouteEnv(sc.with_trace(str(trace)), episode_requests=10**6).episode_requests \
         == 10**6
     assert synthetic.MAX_REQUESTS == 1_000_000
+
+
+@pytest.mark.parametrize("section, key", [
+    (("bandwidth",), "mean_gbps"),
+    (("workload", "synthetic", "arrivals"), "rate_on"),
+    (("workload", "synthetic", "prompt"), "high"),
+])
+def test_an_integer_too_large_for_a_float_is_named(tmp_path, section, key):
+    # YAML reads 400 digits as an int that no float holds: an OverflowError traceback before
+    d = _scenario("bursty-fluctuating")
+    node = d
+    for part in section:
+        node = node[part]
+    node[key] = 10**400
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(_write(tmp_path, d))
+    assert f"{'.'.join(section)}.{key}: " in str(e.value) and "finite" in str(e.value)
