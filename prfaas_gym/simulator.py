@@ -378,6 +378,11 @@ class Simulator:
         if self._next_arrival >= len(reqs):
             return None
         r = reqs[self._next_arrival]
+        if r.arrival_s < self.now:
+            raise RuntimeError(f"request {r.id} arrives at t={r.arrival_s:g} s, before the "
+                               f"simulator's clock (t={self.now:g} s): either advance() went "
+                               "past its decision, or the workload is not sorted by arrival "
+                               "(Workload.from_requests sorts)")
         self._run_until(r.arrival_s, inclusive=False)
         self.now = r.arrival_s
         self._next_arrival += 1
@@ -407,7 +412,9 @@ class Simulator:
         self._run_until(last + limit, inclusive=True)
 
     def advance(self, until: float) -> None:
-        """Process events up to time ``until`` (not past the next arrival's decision)."""
+        """Process events up to time ``until`` without deciding arrivals. A request that
+        arrives before ``until`` has missed its decision: :meth:`next_request` then raises
+        rather than move the clock back (a look-ahead on a fork stops routing this way)."""
         self._run_until(until, inclusive=True)
 
     # ------------------------------------------------------------------ decisions
@@ -584,16 +591,18 @@ class Simulator:
             self.now = t_stop
 
     def _schedule_telemetry(self, t: float) -> None:
-        """Next refresh one interval on; across an idle gap (nothing in flight, so nothing
-        changes) jump to the last refresh time before the next arrival. After the last
-        arrival, refreshes stop unless a tick handler or the time series reads them (the
-        drain makes no decision)."""
+        """Next refresh one interval on; across an idle gap (nothing in flight, or nothing
+        scheduled that could move it, so nothing changes) jump to the last refresh time
+        before the next arrival. After the last arrival, refreshes stop unless a tick
+        handler or the time series reads them (the drain makes no decision), and stop for
+        good once no other event is scheduled: work that nothing can move (a transfer on a
+        link whose capacity is zero throughout) stays in flight and the run ends."""
         dt = self.config.telemetry_interval_s
         reqs = self.workload.requests
         more = self._next_arrival < len(reqs)
         if not more and self.tick_handler is None and not self.config.record_timeseries:
             return
-        if self._in_flight:
+        if self._in_flight and self._heap:
             self._push(t + dt, _TELEMETRY, None)
         elif more:
             ta = reqs[self._next_arrival].arrival_s
