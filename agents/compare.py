@@ -140,14 +140,15 @@ def print_table(summary: dict[str, dict[str, tuple[float, float]]], title: str =
     for _, label in cols:
         table.add_column(label, justify="right")
     for name, s in summary.items():
-        table.add_row(name, *(_fmt(*s[k]) for k, _ in cols))
+        table.add_row(name, *(_fmt(*s[k], count=k == "rejected") for k, _ in cols))
     Console(width=160).print(table)
 
 
-def _fmt(mean: float, half: float) -> str:
+def _fmt(mean: float, half: float, count: bool = False) -> str:
+    """``mean ± half``; a count (mean requests per run) gets one decimal."""
     if math.isnan(mean):
         return "-"
-    digits = 3 if abs(mean) < 100 else 1
+    digits = 1 if count or abs(mean) >= 100 else 3
     return f"{mean:.{digits}f} ± {half:.{digits}f}" if half else f"{mean:.{digits}f}"
 
 
@@ -158,10 +159,13 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     runs = out_dir / "runs.csv"
     with runs.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["policy", "seed", *SUMMARY_METRICS])
+        w.writerow(["policy", "seed", *SUMMARY_METRICS, "link_mean_gbps", "link_rtt_s",
+                    "link_trace"])
         for r in records:
             m = flat_metrics(r.result)
-            w.writerow([r.policy, r.seed, *(m[k] for k in SUMMARY_METRICS)])
+            link = r.result["link"]
+            w.writerow([r.policy, r.seed, *(m[k] for k in SUMMARY_METRICS), link["mean_gbps"],
+                        link["rtt_s"], link["trace"]])
     written.append(runs)
     summary = summarize(records)
     js = out_dir / "summary.json"

@@ -434,8 +434,10 @@ def _read_text(path: Path) -> str:
     except FileNotFoundError:
         raise PrfaasInputError("file not found", path) from None
     except IsADirectoryError:
-        raise PrfaasInputError("is a directory, not a bandwidth trace file "
-                               "(use a trace_dir / load_bandwidth_dir)", path) from None
+        raise PrfaasInputError("is a directory, not a bandwidth trace file (a folder of "
+                               "traces goes in a scenario's bandwidth section: {kind: "
+                               "trace_dir, path: DIR}, one trace drawn per episode)",
+                               path) from None
     except UnicodeDecodeError as exc:
         raise PrfaasInputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                                path) from None
@@ -925,13 +927,14 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
                 raise PrfaasInputError(f"expected a positive integer, got {limit!r}",
                                        f"{where}.limit")
             traces = load_bandwidth_dir(path, fmt, limit)
+        for tr in traces:
+            if tr.mean_bytes_per_s <= 0:  # KV on such a link would never arrive
+                raise PrfaasInputError(f"trace {tr.name!r} carries nothing: its capacity is "
+                                       "zero throughout", where)
         if spec.get("scale_to_gbps") is not None:
             gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True)
             scaled = []
             for tr in traces:
-                if tr.mean_bytes_per_s <= 0:
-                    raise PrfaasInputError(f"trace {tr.name!r} has zero mean and cannot be "
-                                           "scaled", f"{where}.scale_to_gbps")
                 scaled.append(tr.scaled_to_mean(gbps))
             traces = scaled
     return [_apply_common(tr, spec, rng, where) for tr in traces]

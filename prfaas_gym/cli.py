@@ -38,6 +38,19 @@ non_negative_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v),
                                   "a finite number >= 0", "a number")
 
 
+def bandwidth_level(s: str) -> float | str:
+    """``--bandwidth-gbps``: ``recorded`` or a finite mean in Gbit/s > 0."""
+    if s == "recorded":
+        return s
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'recorded': {s!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {v}")
+    return v
+
+
 def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
     """Run ``main()`` and return its exit status, turning bad input (and a file that cannot
     be read or written) into one line on stderr and status 2 instead of a traceback: the
@@ -102,12 +115,32 @@ def _write_atomically(path: Path, text: str) -> None:
 def _scenario(args: argparse.Namespace):
     from prfaas_gym.scenario import load_scenario
 
+    trace, bw = getattr(args, "trace", None), getattr(args, "bandwidth_trace", None)
+    for option, needs in (("trace_format", trace), ("bandwidth_format", bw),
+                          ("bandwidth_gbps", bw)):
+        if getattr(args, option, None) is not None and not needs:
+            given = "--trace" if option == "trace_format" else "--bandwidth-trace"
+            raise PrfaasInputError(f"--{option.replace('_', '-')} applies to {given}, "
+                                   "which is not given")
     sc = load_scenario(args.scenario)
-    if getattr(args, "trace", None):
-        sc = sc.with_trace(args.trace, args.trace_format)
-    if getattr(args, "bandwidth_trace", None):
-        sc = sc.with_bandwidth_trace(args.bandwidth_trace, args.bandwidth_format)
+    if trace:
+        sc = sc.with_trace(trace, args.trace_format)
+    if bw:
+        level = args.bandwidth_gbps
+        sc = sc.with_bandwidth_trace(bw, args.bandwidth_format,
+                                     scale_to_gbps=level if isinstance(level, float) else None,
+                                     as_recorded=level == "recorded")
     return sc
+
+
+def _note_short_trace(sc: Any, args: argparse.Namespace) -> None:
+    """Say on stderr when ``--requests`` asks for more requests than the trace split has
+    (the run replays all of them)."""
+    if args.requests and sc.is_trace:
+        have = len(sc.split_trace(args.split))
+        if args.requests > have:
+            print(f"prfaas: note: --requests {args.requests}, but the {args.split} split of "
+                  f"the trace has {have}; replaying all {have}", file=sys.stderr)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -152,8 +185,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out_path = _writable_file(args.out) if args.out else None
     sc = _scenario(args)
     policy = policy_factory(args.policy, sc)()
+    _note_short_trace(sc, args)
     result, _ = run_policy(sc, policy, args.seed, split=args.split, n=args.requests, rate=args.rate)
-    out = {"scenario": sc.name, "policy": args.policy, "seed": args.seed, **result}
+    out = {"scenario": sc.name, "policy": args.policy, "seed": args.seed,
+           "split": args.split, "rate": args.rate, "sources": sc.sources(), **result}
     if out_path is not None:
         _write_atomically(out_path, json.dumps(out, indent=2))
     if args.json:
@@ -167,6 +202,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"completed {result['completed']}, rejected {result['rejected']}, failed "
               f"{result['failed']}, in flight {result['in_flight']}; "
               f"{result['sim_requests_per_s']:.0f} simulated requests per wall-clock second")
+        link = result["link"]
+        print(f"link: {link['trace']}, mean {link['mean_gbps']:.4g} Gbit/s, RTT "
+              f"{link['rtt_s'] * 1e3:.3g} ms")
     return 0
 
 
@@ -188,7 +226,7 @@ def _labels(specs: list[str]) -> list[str]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from agents.compare import compare, print_table, summarize, write_outputs
-    from agents.registry import policy_factory
+    from agents.registry import THRESHOLD_POLICIES, policy_factory
 
     out_dir = _writable_dir(args.out) if args.out else None
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
@@ -197,6 +235,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     labels = _labels(names)
     sc = _scenario(args)
     factories = {lab: policy_factory(n, sc) for lab, n in zip(labels, names)}
+    _note_short_trace(sc, args)
     if out_dir is not None:
         _make_dir(out_dir)
     records = compare(sc, factories, args.seeds, split=args.split, n=args.requests,
@@ -206,10 +245,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                if args.seeds > 1 else f"1 seed, split {args.split}")
              + (f", rate {args.rate} req/s" if args.rate else ""))
     print_table(summary, title=title)
+    links = sorted({(r.result["link"]["trace"], r.result["link"]["mean_gbps"],
+                     r.result["link"]["rtt_s"]) for r in records})
+    for name, mean, rtt in links[:3]:
+        print(f"link: {name}, mean {mean:.4g} Gbit/s, RTT {rtt * 1e3:.3g} ms")
+    if len(links) > 3:
+        print(f"link: ... {len(links)} in all (one per seed); runs.csv and summary.json list "
+              "each run's")
     if out_dir is not None:
+        uses_threshold = any(n in THRESHOLD_POLICIES for n in names)
         meta = {"scenario": sc.name, "policies": list(factories), "policy_specs": names,
                 "seeds": list(range(args.seeds)), "split": args.split, "rate": args.rate,
-                "requests": args.requests, "threshold_tokens": sc.threshold_tokens}
+                "requests": args.requests, "sources": sc.sources(),
+                "threshold_tokens": sc.threshold_tokens if uses_threshold else None}
         for p in write_outputs(records, out_dir, meta):
             print(f"wrote {p}")
     return 0
@@ -221,8 +269,14 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
                                    "workload, at its own arrival times (the scenario's rate: "
                                    "applies to its own trace only; add --rate to rescale)")
     p.add_argument("--trace-format", choices=["mooncake", "azure", "vidur", "burstgpt"])
-    p.add_argument("--bandwidth-trace", help="drive the link with this bandwidth trace")
+    p.add_argument("--bandwidth-trace",
+                   help="drive the link with this bandwidth trace: its shape, rescaled to "
+                        "the scenario's link.capacity_gbps (see --bandwidth-gbps); a "
+                        "Pantheon file's RTT replaces the scenario's")
     p.add_argument("--bandwidth-format", choices=["pensieve", "pantheon", "csv"])
+    p.add_argument("--bandwidth-gbps", type=bandwidth_level, metavar="GBPS|recorded",
+                   help="rescale --bandwidth-trace to this mean (Gbit/s), or 'recorded' to "
+                        "keep the file's own capacities")
     p.add_argument("--rate", type=positive_float,
                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
                         "time-scales a recorded one")

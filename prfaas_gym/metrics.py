@@ -8,7 +8,8 @@ for all completions. ``slo_attainment`` = SLO-meeting completions / all requests
 and failed requests count as misses). ``link_utilization`` = bytes the remote-to-local link
 sent / bytes its bandwidth trace could carry, both over the span (or, when a drain cut short
 by ``max_drain_s`` left requests in flight, up to the link's last simulated instant, which
-may be later); it is at most 1.
+may be later); it is at most 1. ``link`` names the bandwidth trace the run used, its mean
+capacity over one period and the RTT.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def summarize(sim: Simulator, wall_s: float | None = None) -> dict[str, Any]:
         "offload_fraction": sim.n_offloaded / routed if routed else 0.0,
         "link_utilization": link.bytes_sent / deliverable if deliverable > 0 else 0.0,
         "link_bytes": link.bytes_sent,
+        "link": {"trace": sim.bandwidth.name, "mean_gbps": sim.bandwidth.mean_gbps,
+                 "rtt_s": link.rtt_s},
         "kv_link_bytes": sim.kv_link_bytes,
         "cache_copy_bytes": {"remote_to_local": sim.copy_bytes[0], "local_to_remote": sim.copy_bytes[1]},
         "prefix_hit_rate": sim.hit_tokens_total / sim.prompt_tokens_total if sim.prompt_tokens_total else 0.0,

@@ -7,7 +7,9 @@ A scenario is a YAML file (shipped ones live in ``prfaas_gym/data/scenarios``). 
 ``deployment``     optional overrides: ``n_prfaas``, ``n_prefill``, ``n_decode``,
                    ``prefix_cache_blocks``, ``switch_delay_s``
 ``link``, ``slo``  optional overrides of the profile's ``capacity_gbps``/``rtt_s`` and
-                   ``ttft_s``/``tpot_s``
+                   ``ttft_s``/``tpot_s``. ``capacity_gbps`` is the planner's link egress
+                   and the mean a ``--bandwidth-trace`` is rescaled to; the simulated link
+                   follows ``bandwidth``. ``rtt_s`` applies unless the trace gives its own.
 ``workload``       ``synthetic: {...}`` (:func:`prfaas_gym.synthetic.generate` schema) or
                    ``trace: {path, format, rate}`` (a recorded trace, optionally
                    time-scaled to mean ``rate`` req/s; relative paths are looked up
@@ -200,13 +202,38 @@ class Scenario:
         s.__dict__.pop("_trace", None)
         return s
 
-    def with_bandwidth_trace(self, path: str, fmt: str | None = None) -> Scenario:
-        spec = {"kind": "trace", "path": str(resolve_path(path, None, "--bandwidth-trace")),
-                "scale_to_gbps": self.profile.link.capacity_gbps}
+    def with_bandwidth_trace(self, path: str, fmt: str | None = None,
+                             scale_to_gbps: float | None = None,
+                             as_recorded: bool = False) -> Scenario:
+        """A copy whose link follows the bandwidth trace at ``path``: its shape, rescaled to
+        mean ``scale_to_gbps`` (default: the profile's ``link.capacity_gbps``), or its own
+        capacities when ``as_recorded``. Its RTT, if the file gives one (Pantheon), replaces
+        the profile's."""
+        spec: dict[str, Any] = {"kind": "trace",
+                                "path": str(resolve_path(path, None, "--bandwidth-trace"))}
+        if not as_recorded:
+            spec["scale_to_gbps"] = (self.profile.link.capacity_gbps if scale_to_gbps is None
+                                     else scale_to_gbps)
         if fmt:
             spec["format"] = fmt
         bandwidth_sampler_from_spec(spec, 0, None, "--bandwidth-trace")
         return dataclasses.replace(self, bandwidth_spec=spec)
+
+    def sources(self) -> dict[str, Any]:
+        """Where a run's requests and link come from (the scenario file, ``--trace``,
+        ``--bandwidth-trace``), for result files."""
+        workload: dict[str, Any]
+        if self.trace_override is not None:
+            workload = {"trace": self.trace_override[0], "format": self.trace_override[1],
+                        "given_as": "--trace"}
+        elif "trace" in self.workload_spec:
+            t = self.workload_spec["trace"]
+            workload = {"trace": str(t["path"]), "format": t.get("format"),
+                        "rate": t.get("rate")}
+        else:
+            workload = {"synthetic": copy.deepcopy(self.workload_spec["synthetic"])}
+        return {"scenario": self.where or self.name, "workload": workload,
+                "bandwidth": copy.deepcopy(self.bandwidth_spec)}
 
     def split_trace(self, split: str) -> Workload:
         """The recorded trace's train part (first ``1 - eval_fraction`` by arrival), eval part
@@ -265,7 +292,9 @@ class Scenario:
                     f"times, and it has {len(w)} request(s) over {w.duration_s:g} s",
                     rate_where or where)
             w = to_mean_rate(w, rate)
-        n = n or (self.requests or len(w) if split == "all" else len(w))
+        # The scenario's request count is for its own workload, not for a --trace.
+        own = self.requests if split == "all" and self.trace_override is None else None
+        n = n or own or len(w)
         if n >= len(w):
             return w
         if start is None:

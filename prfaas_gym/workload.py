@@ -178,8 +178,12 @@ def _csv_rows(path: Path, lines: list[str], fmt: str, required: tuple[str, ...],
     header = [h.strip() for h in next(reader)]
     missing = [c for c in required if c not in header]
     if missing:
+        if header and header[0].startswith("{"):
+            raise PrfaasInputError(f"expected a CSV trace ({fmt} format), but the first line is "
+                                   "a JSON object (a Mooncake trace? its format is mooncake)",
+                                   f"{path}:1")
         raise PrfaasInputError(
-            f"wrong CSV header for a {fmt} trace: expected columns {', '.join(required)}; "
+            f"wrong CSV header for the {fmt} format: expected columns {', '.join(required)}; "
             f"got {', '.join(header) or '(empty line)'} (missing {', '.join(missing)})",
             f"{path}:1")
     index = {name: i for i, name in reversed(list(enumerate(header)))}
@@ -284,7 +288,12 @@ def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Wo
         try:
             obj = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
-            raise PrfaasInputError(f"invalid JSON ({e.msg} at column {e.colno})", where) from None
+            hint = ""
+            if not arrivals and line.strip() in ("{", "["):
+                hint = ("; this looks like one JSON document over many lines, and a Mooncake "
+                        "trace is JSON Lines: one request object per line")
+            raise PrfaasInputError(f"invalid JSON ({e.msg} at column {e.colno}){hint}",
+                                   where) from None
         except _DuplicateKeyError as e:
             raise PrfaasInputError(f"field {e.args[0]!r} is given twice; JSON readers keep "
                                    "only the last, so remove one", where) from None
@@ -456,7 +465,8 @@ def infer_format(path: str | Path) -> str:
     raise PrfaasInputError(
         "cannot tell the trace format from the header; expected a Mooncake JSONL file or a "
         f"CSV with columns {', '.join(_AZURE_COLUMNS)} (azure), {', '.join(_VIDUR_COLUMNS)} "
-        f"(vidur) or {', '.join(_BURSTGPT_COLUMNS)} (burstgpt); pass format= explicitly",
+        f"(vidur) or {', '.join(_BURSTGPT_COLUMNS)} (burstgpt); name the format (--trace-format "
+        "on the command line, format: in a scenario's workload.trace)",
         f"{p}:1")
 
 

@@ -204,3 +204,97 @@ def test_benchmarks_report_bad_input_in_one_line(script, args, needle):
                        capture_output=True, text=True, timeout=300, cwd=root)
     assert p.returncode == 2
     assert needle in p.stderr and "Traceback" not in p.stderr
+
+
+def _constant_csv(tmp_path: Path, gbps: float) -> Path:
+    p = tmp_path / f"bw{gbps:g}.csv"
+    p.write_text(f"time_s,gbps\n0,{gbps}\n10,{gbps}\n")
+    return p
+
+
+def _simulate_json(capsys, *args: str) -> dict:
+    assert main(["simulate", "--scenario", "bursty-fluctuating", "--policy", "remote-all",
+                 "--requests", "40", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bandwidth_trace_level_is_the_scenarios_unless_told_and_the_result_says_which(
+        tmp_path, capsys):
+    bw = _constant_csv(tmp_path, 1.0)
+    scaled = _simulate_json(capsys, "--bandwidth-trace", str(bw))
+    assert scaled["link"]["mean_gbps"] == pytest.approx(25.0)  # bursty's link.capacity_gbps
+    recorded = _simulate_json(capsys, "--bandwidth-trace", str(bw), "--bandwidth-gbps",
+                              "recorded")
+    assert recorded["link"]["mean_gbps"] == pytest.approx(1.0)
+    five = _simulate_json(capsys, "--bandwidth-trace", str(bw), "--bandwidth-gbps", "5")
+    assert five["link"]["mean_gbps"] == pytest.approx(5.0)
+    # a 1 Gbit/s link carries less than a 25 Gbit/s one: the level reaches the simulation
+    assert recorded["goodput_rps"] < scaled["goodput_rps"]
+    assert recorded["sources"]["bandwidth"] == {"kind": "trace", "path": str(bw)}
+    assert scaled["sources"]["bandwidth"]["scale_to_gbps"] == 25.0
+    text_run = ["simulate", "--scenario", "bursty-fluctuating", "--policy", "remote-all",
+                "--requests", "20", "--bandwidth-trace", str(bw), "--bandwidth-gbps", "recorded"]
+    assert main(text_run) == 0
+    assert f"link: {bw}, mean 1 Gbit/s, RTT 10 ms" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--bandwidth-format", "csv"], "--bandwidth-format applies to --bandwidth-trace"),
+    (["--bandwidth-gbps", "5"], "--bandwidth-gbps applies to --bandwidth-trace"),
+    (["--trace-format", "azure"], "--trace-format applies to --trace"),
+])
+def test_a_format_or_level_without_its_trace_is_refused(args, needle):
+    p = run_cli("simulate", "--scenario", "bursty-fluctuating", "--policy", "conductor", *args)
+    assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_link_that_carries_nothing_is_refused(tmp_path):
+    p = run_cli("simulate", "--scenario", "bursty-fluctuating", "--policy", "conductor",
+                "--bandwidth-trace", str(_constant_csv(tmp_path, 0.0)), "--bandwidth-gbps",
+                "recorded")
+    assert p.returncode == 2 and "carries nothing: its capacity is zero throughout" in p.stderr
+
+
+def _vidur_trace(tmp_path: Path, n: int, same_time: bool = False) -> Path:
+    p = tmp_path / "t.csv"
+    rows = [f"{0 if same_time else k * 0.5},{500 + k},{8}" for k in range(n)]
+    p.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n" + "\n".join(rows) + "\n")
+    return p
+
+
+def test_a_trace_replays_whole_and_its_source_is_recorded(tmp_path, capsys):
+    # The scenario's requests: (4000 for bursty's synthetic workload; 10 here) is not a cap on
+    # a --trace; asking for more than the trace has says so.
+    sc = tmp_path / "ten.yaml"
+    sc.write_text("name: ten\nprofile: paper-case-study\nworkload:\n  synthetic:\n"
+                  "    arrivals: {process: poisson, rate: 1.0}\n"
+                  "    prompt: {dist: constant, value: 1000}\n    output: {dist: constant, value: 8}\n"
+                  "  requests: 10\nbandwidth: {kind: constant, gbps: 10}\npolicy: conductor\n")
+    trace = _vidur_trace(tmp_path, 30)
+    assert main(["simulate", "--scenario", str(sc), "--policy", "conductor", "--trace",
+                 str(trace), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["requests"] == 30
+    assert out["sources"]["workload"] == {"trace": str(trace), "format": None,
+                                          "given_as": "--trace"}
+    out_dir = tmp_path / "cmp"
+    assert main(["compare", "--scenario", str(sc), "--policies", "conductor", "--seeds", "1",
+                 "--trace", str(trace), "--requests", "100", "--out", str(out_dir),
+                 "--no-progress"]) == 0
+    assert "--requests 100, but the all split of the trace has 30; replaying all 30" in \
+        capsys.readouterr().err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["sources"]["workload"]["trace"] == str(trace)
+    assert summary["threshold_tokens"] is None  # no threshold policy ran
+    header = (out_dir / "runs.csv").read_text().splitlines()[0]
+    assert header.endswith("link_mean_gbps,link_rtt_s,link_trace")
+
+
+def test_compare_out_works_without_the_planner_when_no_policy_needs_it(tmp_path, capsys):
+    # Every arrival at one instant: no train split for the planner, which no policy here uses.
+    trace = _vidur_trace(tmp_path, 3, same_time=True)
+    out_dir = tmp_path / "cmp"
+    assert main(["compare", "--scenario", "bursty-fluctuating", "--policies", "conductor",
+                 "--seeds", "1", "--trace", str(trace), "--out", str(out_dir),
+                 "--no-progress"]) == 0
+    assert (out_dir / "summary.json").exists()

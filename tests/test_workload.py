@@ -201,7 +201,7 @@ def test_wrong_csv_header_names_expected_columns(tmp_path: Path) -> None:
     assert "TIMESTAMP, ContextTokens, GeneratedTokens" in str(err)
     err = error_for(p, "burstgpt")
     assert "Request tokens" in str(err)
-    assert "pass format=" in str(error_for(p))
+    assert "--trace-format" in str(error_for(p))
 
 
 @pytest.mark.parametrize(("row", "needle"), [
@@ -297,3 +297,14 @@ def test_length_stats_on_a_small_workload() -> None:
     assert s["prompt_mean"] == pytest.approx(101.5)
     assert s["prompt_max"] == 103
     assert s["block_reuse_fraction"] == pytest.approx(3 / 7)
+
+
+def test_a_json_document_or_a_mooncake_line_in_the_wrong_loader_says_what_it_is(
+        tmp_path: Path) -> None:
+    doc = write(tmp_path, "doc.json", ["{", '  "timestamp": 0,', '  "input_length": 5', "}"])
+    err = error_for(doc)
+    assert err.where == f"{doc}:1" and "JSON Lines: one request object per line" in str(err)
+    line = ('{"timestamp": 0, "input_length": 5, "output_length": 2, "hash_ids": [1]}')
+    jl = write(tmp_path, "t.jsonl", [line])
+    err = error_for(jl, "azure")
+    assert "first line is a JSON object" in str(err) and "mooncake" in str(err)
