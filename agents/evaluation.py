@@ -1,9 +1,10 @@
 """Evaluation on env episodes: learned policies and heuristics on identical windows.
 
 Every chooser routes the same episodes (``PrfaasRouteEnv`` reset with the same seeds on the
-same split), so goodputs are paired. Validation during training and the held-out reports
-use the ``eval`` split (held-out trace windows; offset synthetic seeds) and seeds from
-``EVAL_SEED_BASE`` up, disjoint from training seeds.
+same split), so goodputs are paired. Validation during training uses the ``val`` split
+and seeds from ``EVAL_SEED_BASE`` up; held-out reports use the ``eval`` split (trace
+windows after the val split's; synthetic seeds offset differently), which training never
+sees.
 """
 
 from __future__ import annotations
@@ -34,17 +35,25 @@ def heuristic_chooser(policy: Policy) -> Callable[[PrfaasRouteEnv], Chooser]:
     return make
 
 
-def model_chooser(model: Any, masked: bool = True) -> Callable[[PrfaasRouteEnv], Chooser]:
-    """A chooser factory for an SB3 model (deterministic; masks for MaskablePPO)."""
+def model_chooser(model: Any, algo: str) -> Callable[[PrfaasRouteEnv], Chooser]:
+    """A chooser factory for an SB3 model of ``algo`` that decides as its export and
+    :class:`~agents.learned.LearnedPolicy` do: the argmax of its logits (Q-values for DQN)
+    over the feasible actions. (SB3's unmasked ``predict`` may pick an infeasible cluster,
+    which the env would then replace by the other one; a deployed policy never does that, so
+    validating that way would pick checkpoints by a rule that never runs.)"""
+    import torch
+
+    from agents.export import LogitsModule
+    from agents.learned import masked_argmax
+
+    module = LogitsModule(model, algo)  # shares the model's weights as they train
 
     def make(env: PrfaasRouteEnv) -> Chooser:
         def choose(e: PrfaasRouteEnv) -> Decision:
-            obs = e._obs()
-            if masked:
-                a, _ = model.predict(obs, deterministic=True, action_masks=e.action_masks())
-            else:
-                a, _ = model.predict(obs, deterministic=True)
-            return e.decision(int(a))
+            with torch.no_grad():
+                obs = torch.from_numpy(e._obs()[None]).to(model.device)
+                logits = module(obs).cpu().numpy()[0]
+            return e.decision(masked_argmax(logits, e._episode.best))
         return choose
 
     return make
@@ -61,9 +70,9 @@ def run_episodes(scenario: Scenario, make_chooser: Callable[[PrfaasRouteEnv], Ch
         choose = make_chooser(env)
         ret = 0.0
         while env.request_info is not None:
-            _, r, _, trunc, info = env.step_decision(choose(env))
+            _, r, ended, _, info = env.step_decision(choose(env))
             ret += r
-            if trunc:
+            if ended:
                 m = dict(info["episode_metrics"])
                 m["return"] = ret
                 out.append(m)

@@ -43,6 +43,8 @@ def collect_demonstrations(scenario: Scenario, policy_name: str, seeds: Sequence
         env.reset(seed=int(seed))
         pol = make()
         pol.reset(env.profile, int(seed))
+        if pol.tick_interval_s:  # the teacher's slow loop (prfaas-dual re-solves t) runs too
+            env.sim.set_tick_handler(pol.on_tick, pol.tick_interval_s)
         rewards = []
         while env.request_info is not None:
             o = env._obs()

@@ -11,9 +11,11 @@ One run directory per training run::
     RUN_DIR/eval.json         the validation history (policy vs the best heuristic)
     RUN_DIR/tb/               TensorBoard logs, with serving metrics under ``serving/``
 
-Training episodes come from the ``train`` split (the first 80% of a trace, or synthetic
-seeds), with the scenario's domain randomisation; validation episodes from the ``eval``
-split with seeds from :data:`agents.evaluation.EVAL_SEED_BASE`.
+Training episodes come from the ``train`` split (the first 70% of a trace, or synthetic
+seeds), with the scenario's domain randomisation; validation episodes, which pick the
+best checkpoint and the warm start's teacher, from the ``val`` split (the next 10%, or
+offset synthetic seeds) with seeds from :data:`agents.evaluation.EVAL_SEED_BASE`. The
+``eval`` split stays unseen until a held-out report.
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
         "SLO attainment, training vs validation": ["Multiline", ["serving/slo_attainment",
                                                                   "validation/slo_attainment"]],
     },
-    "validation (eval split)": {
+    "validation (val split)": {
         "goodput vs the best heuristic (req/s)": ["Multiline", [
             "validation/goodput_rps", "validation/best_heuristic_goodput_rps"]],
         "ratio to the best heuristic": ["Multiline", ["validation/ratio_to_best_heuristic"]],
@@ -230,7 +232,7 @@ TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
 
 
 def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
-               masked: bool, baseline: dict[str, Any], episode_requests: int | None):
+               algo: str, baseline: dict[str, Any], episode_requests: int | None):
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import TensorBoardOutputFormat
 
@@ -279,8 +281,8 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             return True
 
         def evaluate(self) -> None:
-            metrics = run_episodes(scenario, model_chooser(self.model, masked), eval_seeds,
-                                   episode_requests=episode_requests)
+            metrics = run_episodes(scenario, model_chooser(self.model, algo), eval_seeds,
+                                   split="val", episode_requests=episode_requests)
             g = mean_goodput(metrics)
             ratio = g / baseline["goodput"] if baseline["goodput"] > 0 else float("nan")
             row = {"timesteps": int(self.num_timesteps), "goodput_rps": g,
@@ -393,7 +395,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                                config or f"agents/configs/{algo}.yaml")
     if warm_start is not None and algo != "dqn":
         _check_warm_start(warm_start, sc)
-    for split in ("train", "eval"):  # a trace is first read here: fail before writing
+    for split in ("train", "val"):  # a trace is first read here: fail before writing
         PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests).reset(seed=seed)
     torch.set_num_threads(threads)
     # Everything is validated: from here on the run directory is created and written.
@@ -410,8 +412,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     try:
         t0 = time.perf_counter()
         eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
-        name, _, table = best_heuristic(sc, eval_seeds, episode_requests=episode_requests,
-                                        progress=progress)
+        name, _, table = best_heuristic(sc, eval_seeds, split="val",
+                                        episode_requests=episode_requests, progress=progress)
         baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
         env = make_train_env(sc, n_envs, seed, vec, episode_requests)
         cls = algo_class(algo)
@@ -436,13 +438,13 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         record = dict(scenario=sc.name, seed=seed, hyperparams=hp, timesteps=timesteps,
                       n_envs=n_envs, threads=threads, device=device,
                       episode_requests=probe.episode_requests, train_split="train",
-                      eval_split="eval", validation_seeds=eval_seeds,
+                      validation_split="val", validation_seeds=eval_seeds,
                       training_seeds=list(range(seed, seed + n_envs)),
                       randomize={k: list(v) for k, v in sc.randomize.items()},
                       best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
         write_run_json(out, probe, algo, **record)
-        metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo == "maskable_ppo",
-                                        baseline, episode_requests)
+        metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo, baseline,
+                                        episode_requests)
         learning = True
         model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)

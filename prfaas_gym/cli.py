@@ -281,9 +281,10 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
                         "time-scales a recorded one")
     p.add_argument("--requests", type=positive_int, help="number of requests")
-    p.add_argument("--split", choices=["all", "train", "eval"], default="all",
-                   help="trace split (train/eval are disjoint windows; synthetic eval uses "
-                        "offset seeds)")
+    p.add_argument("--split", choices=["all", "train", "val", "eval"], default="all",
+                   help="trace split: train, val (validation during training) and eval "
+                        "(held out) are disjoint windows of a trace's span (70/10/20%% by "
+                        "default); a synthetic workload's val and eval use offset seeds")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,20 +93,26 @@ class PrfaasRouteEnv(gym.Env):
     mean and cluster sizes. The cluster starts empty.
 
     ## Episode end
-    ``truncated=True`` after the last request of the window (a time horizon, not a terminal
-    state of the system); ``terminated`` is always False. The final ``info`` holds
+    ``terminated=True`` after the last request of the window: the drain has paid every
+    completion of the window's requests, so nothing the episode's return counts is left to
+    bootstrap (its final observation is all zeros and means nothing); ``truncated`` is
+    always False. The final ``info`` holds
     ``episode_metrics`` (the simulator's result dict) and ``counts`` (conservation:
     arrived = completed + rejected + failed + in_flight).
 
     ## Arguments
     ``gymnasium.make("PrfaasRoute-v0", scenario="bursty-fluctuating", split="train",
-    episode_requests=None, tick_policy=None)``. ``split`` is ``train`` or ``eval``
-    (disjoint trace windows; synthetic eval seeds are offset). ``tick_policy``: a heuristic
-    whose ``on_tick`` runs role rebalancing (e.g. ``prfaas-dual``), or None.
+    episode_requests=None, tick_policy=None)``. ``split`` is ``train``, ``val`` or
+    ``eval`` (disjoint trace windows; synthetic val and eval seeds are offset).
+    ``tick_policy``: a heuristic whose ``on_tick`` runs role rebalancing (e.g.
+    ``prfaas-dual``), or None.
 
     ## Version history
     * v0: initial version (featurizer v2: link backlog = produced-but-unsent KV bytes;
       decode KV = memory in use, never reservations that would reveal output lengths).
+      The episode end was ``truncated`` until this release, so on-policy algorithms
+      bootstrapped the value of the all-zero final observation; it is ``terminated`` now
+      (training only: observations, actions and rewards are unchanged).
     """
 
     metadata = {"render_modes": []}
@@ -221,8 +227,8 @@ class PrfaasRouteEnv(gym.Env):
         ep = self._episode
         if ep is None:
             raise RuntimeError("step() before reset()")
-        obs, reward, truncated = ep.step_action(action)
-        return obs, reward, False, truncated, self._final_info() if truncated else {}
+        obs, reward, ended = ep.step_action(action)
+        return obs, reward, ended, False, self._final_info() if ended else {}
 
     def step_decision(self, decision: Decision):
         """Like :meth:`step`, with a full :class:`Decision` (e.g. from a heuristic
@@ -230,8 +236,8 @@ class PrfaasRouteEnv(gym.Env):
         ep = self._episode
         if ep is None:
             raise RuntimeError("step() before reset()")
-        obs, reward, truncated = ep.step(decision)
-        return obs, reward, False, truncated, self._final_info() if truncated else {}
+        obs, reward, ended = ep.step(decision)
+        return obs, reward, ended, False, self._final_info() if ended else {}
 
     def _final_info(self) -> dict[str, Any]:
         return {"episode_metrics": self.sim.result(), "counts": self.sim.counts()}

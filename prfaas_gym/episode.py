@@ -75,7 +75,7 @@ class Episode:
         return self.step(self.decision(action))
 
     def step(self, decision: Decision) -> tuple[np.ndarray, float, bool]:
-        """Apply ``decision`` to the pending request and advance: (obs, reward, truncated).
+        """Apply ``decision`` to the pending request and advance: (obs, reward, ended).
         After the last request the episode drains (``sim.finish``) before the reward."""
         r = self.request
         if r is None:
@@ -83,10 +83,10 @@ class Episode:
         sim = self.sim
         sim.apply(r, decision)
         self.advance()
-        truncated = self.request is None
-        if truncated:
+        ended = self.request is None
+        if ended:
             sim.finish()
         met = sim.n_slo_met
         reward = (met - self.paid) / self.n_requests
         self.paid = met
-        return self.obs(), reward, truncated
+        return self.obs(), reward, ended

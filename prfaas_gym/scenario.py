@@ -15,8 +15,10 @@ A scenario is a YAML file (shipped ones live in ``prfaas_gym/data/scenarios``). 
                    time-scaled to mean ``rate`` req/s; relative paths are looked up
                    against the working directory, the scenario's folder, and the ``shared/``
                    folder next to the project, or ``$PRFAAS_TRACES``); ``requests`` (default
-                   count for ``simulate``: 2000 synthetic, the whole trace); ``eval_fraction`` (the last fraction of a trace, by
-                   arrival, held out for evaluation; default 0.2)
+                   count for ``simulate``: 2000 synthetic, the whole trace);
+                   ``eval_fraction`` (the last fraction of a trace's span, held out for
+                   evaluation; default 0.2); ``val_fraction`` (the fraction just before it,
+                   for validation during training; default 0.1; the rest is ``train``)
 ``bandwidth``      a bandwidth spec (:func:`prfaas_gym.bandwidth.bandwidth_sampler_from_spec`)
 ``policy``         the natural heuristic for this deployment
 ``threshold_tokens`` ``planner`` (solve Eqs. 3-8 on the workload's prompt lengths) or a number
@@ -58,10 +60,14 @@ from prfaas_gym.workload import TRACE_FORMATS, load_trace, rebased, to_mean_rate
 _TOP_KEYS = {"name", "description", "profile", "deployment", "link", "slo", "workload",
              "bandwidth", "policy", "threshold_tokens", "sim", "env", "randomize"}
 _DEPLOYMENT_KEYS = {"n_prfaas", "n_prefill", "n_decode", "prefix_cache_blocks", "switch_delay_s"}
-_WORKLOAD_KEYS = {"synthetic", "trace", "requests", "eval_fraction"}
+_WORKLOAD_KEYS = {"synthetic", "trace", "requests", "eval_fraction", "val_fraction"}
 _ENV_KEYS = {"episode_requests", "max_drain_s"}
 _RANDOMIZE_KEYS = {"rate_scale", "link_gbps", "n_prfaas", "n_local"}
-SPLITS = ("train", "eval", "all")
+SPLITS = ("train", "val", "eval", "all")
+#: synthetic workloads: the seed offsets that keep the val and eval sample paths apart from
+#: training's (and from each other's)
+VAL_SEED_OFFSET = 2_000_006
+EVAL_SEED_OFFSET = 1_000_003
 
 
 def scenario_dir() -> Path:
@@ -162,6 +168,7 @@ class Scenario:
     sim: SimConfig
     requests: int | None = 2000
     eval_fraction: float = 0.2
+    val_fraction: float = 0.1
     episode_requests: int = 256
     max_drain_s: float = 120.0
     randomize: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -236,14 +243,20 @@ class Scenario:
                 "bandwidth": copy.deepcopy(self.bandwidth_spec)}
 
     def split_trace(self, split: str) -> Workload:
-        """The recorded trace's train part (first ``1 - eval_fraction`` by arrival), eval part
-        (the rest, re-based to start at 0) or all of it."""
+        """A part of the recorded trace by arrival time: ``train`` (the first ``1 -
+        val_fraction - eval_fraction`` of its span), ``val`` (the next ``val_fraction``,
+        for validation during training), ``eval`` (the last ``eval_fraction``, held out) or
+        ``all``; each re-based to start at 0."""
         w = self._trace
         if split == "all" or not w.requests:
             part = w
         else:
-            cut = w.requests[0].arrival_s + (1 - self.eval_fraction) * w.duration_s
-            reqs = [r for r in w.requests if (r.arrival_s < cut) == (split == "train")]
+            t0, span = w.requests[0].arrival_s, w.duration_s
+            val_cut = t0 + (1 - self.eval_fraction - self.val_fraction) * span
+            eval_cut = t0 + (1 - self.eval_fraction) * span
+            lo, hi = {"train": (-math.inf, val_cut), "val": (val_cut, eval_cut),
+                      "eval": (eval_cut, math.inf)}[split]
+            reqs = [r for r in w.requests if lo <= r.arrival_s < hi]
             part = rebased(w, reqs, f"{split} split", name=f"{w.name}[{split}]")
         if not part.requests:
             path, where = self._trace_source()
@@ -255,8 +268,11 @@ class Scenario:
     def _split_desc(self, split: str, path: str) -> str:
         """``split`` of the trace at ``path``, in words."""
         if split == "train":
-            return (f"the train split (the first {1 - self.eval_fraction:.0%} of its time span) "
-                    f"of trace {path}")
+            return (f"the train split (the first {1 - self.eval_fraction - self.val_fraction:.0%}"
+                    f" of its time span) of trace {path}")
+        if split == "val":
+            return (f"the val split ({self.val_fraction:.0%} of its time span, before the eval "
+                    f"split) of trace {path}")
         if split == "eval":
             return (f"the eval split (the last {self.eval_fraction:.0%} of its time span) "
                     f"of trace {path}")
@@ -267,7 +283,8 @@ class Scenario:
         """The workload for a run.
 
         Synthetic: ``n`` requests (default ``requests``) generated from ``seed`` (the eval
-        split uses seed ``seed + 1_000_003`` so train and eval never share a sample path),
+        split uses seed ``seed + 1_000_003``, the val split ``seed + 2_000_006``, so train, val
+        and eval never share a sample path),
         at mean rate ``rate`` if given. Trace: the split, time-scaled to mean ``rate`` if
         given, ``n`` consecutive requests from index ``start`` (random from ``seed`` when
         None and ``n`` is smaller than the split; 0 for ``split='all'``).
@@ -278,7 +295,7 @@ class Scenario:
             spec = self.workload_spec["synthetic"]
             if rate is not None:
                 spec = synthetic.with_rate(spec, rate)
-            s = seed + 1_000_003 if split == "eval" else seed
+            s = seed + {"eval": EVAL_SEED_OFFSET, "val": VAL_SEED_OFFSET}.get(split, 0)
             return synthetic.generate(spec, n or self.requests, s, where=f"{self.name}: workload")
         w = self.split_trace(split)
         rate_where = None if rate is not None else f"{self._loc}: workload.trace.rate"
@@ -425,6 +442,12 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     eval_fraction = float(_number(wl, "eval_fraction", f"{w} workload", 0)) if "eval_fraction" in wl else 0.2
     if not 0 < eval_fraction < 1:
         raise PrfaasInputError("must be in (0, 1)", f"{w} workload.eval_fraction")
+    val_fraction = float(_number(wl, "val_fraction", f"{w} workload", 0)) \
+        if "val_fraction" in wl else 0.1
+    if not (0 < val_fraction < 1 and eval_fraction + val_fraction < 1):
+        raise PrfaasInputError(f"must be in (0, 1) and leave a train split (eval_fraction "
+                               f"{eval_fraction:g} + val_fraction < 1), got {val_fraction:g}",
+                               f"{w} workload.val_fraction")
     from agents.registry import HEURISTICS
     if d["policy"] not in HEURISTICS:
         raise PrfaasInputError(f"unknown policy {d['policy']!r}; heuristics: {sorted(HEURISTICS)}",
@@ -462,7 +485,8 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     scen = Scenario(name=name, description=str(d.get("description", "")), profile=profile,
                     workload_spec=copy.deepcopy(wl), bandwidth_spec=copy.deepcopy(d["bandwidth"]),
                     policy=d["policy"], threshold_spec=thr, sim=sim, requests=requests,
-                    eval_fraction=eval_fraction, episode_requests=ep, max_drain_s=drain,
+                    eval_fraction=eval_fraction, val_fraction=val_fraction,
+                    episode_requests=ep, max_drain_s=drain,
                     randomize=rnd, base_dir=base_dir, where=where)
     bandwidth_sampler_from_spec(scen.bandwidth_spec, 0, base_dir, f"{w} bandwidth")  # validates
     return scen

@@ -35,7 +35,7 @@ trace = [obs.tolist()]
 for _ in range(150):
     obs, r, te, tr, info = env.step(int(rng.integers(3)))
     trace.append(obs.tolist() + [r])
-    if tr:
+    if te or tr:
         obs, _ = env.reset()
 out["env"] = trace
 print(json.dumps(out, default=str))

@@ -117,9 +117,10 @@ def test_without_a_pending_request_only_reject_is_feasible():
     env = make(episode_requests=4)
     assert env.action_masks().tolist() == [False, False, True]  # before reset
     env.reset(seed=0)
-    trunc = False
-    while not trunc:
-        *_, trunc, _ = env.step(0)
+    ended = False
+    while not ended:
+        _, _, ended, truncated, _ = env.step(0)
+        assert not truncated
     assert env.action_masks().tolist() == [False, False, True]
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(0)
@@ -129,8 +130,8 @@ def test_reject_action_rejects():
     env = make(episode_requests=16)
     env.reset(seed=0)
     while True:
-        *_, trunc, info = env.step(2)
-        if trunc:
+        _, _, ended, _, info = env.step(2)
+        if ended:
             break
     assert info["counts"]["rejected"] == 16
 

@@ -55,16 +55,40 @@ def test_unknown_scenario_lists_the_known_ones():
         load_scenario("no-such-scenario")
 
 
-def test_mooncake_train_and_eval_windows_are_disjoint(shared_traces, monkeypatch):
+def test_mooncake_train_val_and_eval_windows_are_disjoint(shared_traces, monkeypatch):
     monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
     sc = load_scenario("mooncake-conversation")
-    assert len(sc.workload(0, split="all")) == 12031
-    train = sc.split_trace("train")
-    ev = sc.split_trace("eval")
-    assert len(train) + len(ev) == 12031
-    assert 0.15 < len(ev) / 12031 < 0.3
+    everything = sc.workload(0, split="all")
+    assert len(everything) == 12031
+    parts = [sc.split_trace(s) for s in ("train", "val", "eval")]
+    # consecutive in arrival order, each request in exactly one part
+    assert [r.prompt_tokens for p in parts for r in p] == [r.prompt_tokens for r in everything]
+    train, val, ev = (len(p) / 12031 for p in parts)
+    assert 0.6 < train < 0.8 and 0.05 < val < 0.15 and 0.15 < ev < 0.3
     w = sc.workload(4, n=100, split="eval")
     assert len(w) == 100 and w.requests[0].arrival_s == 0.0
+
+
+def test_synthetic_train_val_and_eval_never_share_a_sample_path():
+    sc = load_scenario("bursty-fluctuating")
+    prompts = {s: [r.prompt_tokens for r in sc.workload(3, n=50, split=s)]
+               for s in ("train", "val", "eval")}
+    assert prompts["train"] != prompts["val"] != prompts["eval"] != prompts["train"]
+    assert prompts["val"] == [r.prompt_tokens for r in sc.workload(3, n=50, split="val")]
+
+
+def test_val_fraction_must_leave_a_train_split(tmp_path):
+    from prfaas_gym.errors import PrfaasInputError
+    p = tmp_path / "s.yaml"
+    p.write_text("name: s\nprofile: paper-case-study\nworkload:\n  synthetic:\n"
+                 "    arrivals: {process: poisson, rate: 1.0}\n"
+                 "    prompt: {dist: constant, value: 1000}\n"
+                 "    output: {dist: constant, value: 8}\n"
+                 "  eval_fraction: 0.5\n  val_fraction: 0.5\n"
+                 "bandwidth: {kind: constant, gbps: 10}\npolicy: conductor\n")
+    with pytest.raises(PrfaasInputError, match="leave a train split") as e:
+        load_scenario(str(p))
+    assert "workload.val_fraction" in str(e.value)
 
 
 def test_rate_override_scales_a_trace(shared_traces, monkeypatch):

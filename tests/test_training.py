@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from prfaas_gym.cli import main
+from prfaas_gym.scenario import load_scenario
 
 
 @pytest.fixture(scope="module")
@@ -390,7 +391,46 @@ def test_train_shows_progress_before_learning(tmp_path, tiny_config, capsys):
     argv[argv.index("--warm-start") + 1] = "conductor"
     assert main([*argv, "--warm-start-episodes", "2", "--warm-start-epochs", "2"]) == 0
     err = capsys.readouterr().err
-    for bar in ("baseline: heuristics on 1 eval episode:", "warm start: conductor on training "
+    for bar in ("baseline: heuristics on 1 val episode:", "warm start: conductor on training "
                 "episodes", "warm start: fitting"):
         assert bar in err
     assert (out / "final_model.zip").is_file()
+
+
+def test_validation_scores_the_policy_as_it_deploys(tmp_path, tiny_config, capsys):
+    # paper-naive has no local prefill node: an unmasked PPO often prefers the infeasible
+    # "local" action. Validation used SB3's unmasked predict (the env then routed remote)
+    # while the exported policy takes the best feasible action (often reject), so the best
+    # checkpoint was picked, and its goodput reported, by a rule that never ran deployed.
+    from agents.evaluation import heuristic_chooser, mean_goodput, run_episodes
+    from agents.learned import load_learned_policy
+
+    out = tmp_path / "naive"
+    argv = _train_argv(out, tiny_config)
+    argv[argv.index("maskable_ppo")] = "ppo"
+    argv[argv.index("bursty-fluctuating")] = "paper-naive"
+    argv[argv.index("--eval-episodes") + 1] = "2"
+    assert main(argv) == 0
+    capsys.readouterr()
+    history = json.loads((out / "eval.json").read_text())
+    sc = load_scenario("paper-naive")
+    best = max(history["history"], key=lambda r: r["goodput_rps"])
+    deployed = run_episodes(sc, heuristic_chooser(load_learned_policy(out, sc)),
+                            history["validation_seeds"], split="val", episode_requests=16)
+    assert mean_goodput(deployed) == pytest.approx(best["goodput_rps"], rel=1e-12)
+
+
+def test_the_warm_start_teacher_runs_its_slow_loop(monkeypatch):
+    # prfaas-dual re-solves its threshold and rebalances roles in on_tick; cloned without
+    # its ticks it is a different teacher from the one the baseline measured.
+    from agents.imitation import collect_demonstrations
+    from agents.prfaas_dual import PrfaasDual
+
+    calls = []
+    original = PrfaasDual.on_tick
+    monkeypatch.setattr(PrfaasDual, "on_tick",
+                        lambda self, view: calls.append(view.time_s) or original(self, view))
+    demos = collect_demonstrations(load_scenario("bursty-fluctuating"), "prfaas-dual", [0],
+                                   gamma=0.99, episode_requests=200)
+    assert len(demos["actions"]) == 200
+    assert len(calls) >= 2
