@@ -50,6 +50,7 @@ from prfaas_gym.profile import is_finite_number
 from prfaas_gym.scenario import Scenario, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+MAX_SEED = 2**31  # seeds up to seed + n_envs and seed + 10,000 + episodes stay below numpy's 2**32
 _ALLOWED_KWARGS = {
     "maskable_ppo": {"n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda",
                      "ent_coef", "clip_range", "vf_coef", "max_grad_norm", "target_kl"},
@@ -341,6 +342,25 @@ def _check_warm_start(name: str, scenario: Scenario) -> None:
                            f"{sorted([*HEURISTICS, TUNED_THRESHOLD])} or a checkpoint path")
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``timeout``, a job scheduler) ends a run as Ctrl-C does, keeping what was
+    validated (in the main thread; elsewhere signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@_sigterm_as_ctrl_c()
 def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed: int = 0,
           config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
           eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
@@ -359,7 +379,12 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     ``final_model.zip`` is the model so far, ``best_model.zip`` the best validated one, and
     ``run.json`` records ``interrupted_at`` (the steps done). Checkpoints are written
     through a temporary file, and a second Ctrl-C is ignored while the last files are
-    written, so an interrupted run is whole.
+    written, so an interrupted run is whole. SIGTERM does what Ctrl-C does.
+
+    Any other error before the first validation empties ``out`` too (running out of memory
+    for the hyperparameters is a :class:`PrfaasInputError`); after it, the validated
+    checkpoints stay and ``run.json`` records ``failed`` (the error) and the best
+    validation, so ``best_model.zip`` still exports.
 
     ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
     ``"best"`` (the best heuristic on the validation episodes), a checkpoint path or None;
@@ -380,8 +405,9 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                           ("--episode-requests", episode_requests)):
         if value is not None and not (_is_int(value) and value >= 1):
             raise PrfaasInputError(f"{option} must be >= 1, got {value!r}")
-    if not (_is_int(seed) and seed >= 0):
-        raise PrfaasInputError(f"--seed must be >= 0, got {seed!r}")
+    if not (_is_int(seed) and 0 <= seed < MAX_SEED):
+        raise PrfaasInputError(f"--seed must be >= 0 and < 2**31 (numpy seeds each worker "
+                               f"and demonstration from it), got {seed!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -451,12 +477,24 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         val_cb.evaluate()
     except KeyboardInterrupt:
         if not (learning and val_cb.history):  # nothing validated yet: nothing worth keeping
-            if env is not None:
-                with contextlib.suppress(Exception):
-                    env.close()
-            _empty_run_dir(out, created)  # so that the same --out can be used again
+            _abandon(env, out, created)
             raise
         interrupted = True  # keep what was learnt, as a finished run, minus the last validation
+    except Exception as e:
+        if not (learning and val_cb.history):
+            _abandon(env, out, created)
+            if _out_of_memory(e):
+                raise PrfaasInputError(
+                    f"not enough memory to build or train {algo} with these hyperparameters "
+                    f"(buffer_size, n_steps x --n-envs, net_arch: {e})",
+                    config or f"agents/configs/{algo}.yaml") from None
+            raise
+        # the validated checkpoints are kept, and the run says why it has no final model
+        with contextlib.suppress(Exception):
+            env.close()
+        write_run_json(out, probe, algo, **record, failed=f"{type(e).__name__}: {e}",
+                       best_validation=max(val_cb.history, key=lambda r: r["goodput_rps"]))
+        raise
     else:
         interrupted = False
     with _ctrl_c_ignored():  # a second Ctrl-C must not leave the run half-written
@@ -477,15 +515,32 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
 
 @contextlib.contextmanager
 def _ctrl_c_ignored() -> Iterator[None]:
-    """Ignore SIGINT inside the block (in the main thread; elsewhere there is none to ignore)."""
+    """Ignore SIGINT and SIGTERM inside the block (in the main thread; elsewhere there is
+    none to ignore)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _abandon(env: Any, out: Path, created: bool) -> None:
+    """A run stopped before anything was validated: close its workers and empty ``out``, so
+    that the same ``--out`` can be used again."""
+    if env is not None:
+        with contextlib.suppress(Exception):
+            env.close()
+    _empty_run_dir(out, created)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """numpy's MemoryError, or torch's allocator error (a RuntimeError)."""
+    return isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
 
 
 def _empty_run_dir(out: Path, created: bool) -> None:

@@ -434,3 +434,96 @@ def test_the_warm_start_teacher_runs_its_slow_loop(monkeypatch):
                                    gamma=0.99, episode_requests=200)
     assert len(demos["actions"]) == 200
     assert len(calls) >= 2
+
+
+# -- SIGTERM and other failures --------------------------------------------------------------
+
+def _callback_that(action):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Then(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 64:
+                action()
+            return True
+
+    return Then()
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, tiny_config, capsys, monkeypatch):
+    import os
+    import signal
+
+    import agents.train as train_mod
+
+    real = train_mod._callbacks
+    monkeypatch.setattr(train_mod, "_callbacks", lambda *a, **k: (
+        _callback_that(lambda: os.kill(os.getpid(), signal.SIGTERM)), real(*a, **k)[1]))
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv[argv.index("--timesteps") + 1] = "320"
+    assert main(argv) == 130
+    assert json.loads((out / "run.json").read_text())["interrupted_at"] == 64
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after the run
+
+
+def test_an_error_after_a_validation_keeps_the_validated_run(tmp_path, tiny_config, capsys,
+                                                             monkeypatch):
+    import agents.train as train_mod
+
+    def broken() -> None:
+        raise ValueError("a worker fell over")
+
+    real = train_mod._callbacks
+    monkeypatch.setattr(train_mod, "_callbacks",
+                        lambda *a, **k: (_callback_that(broken), real(*a, **k)[1]))
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv[argv.index("--timesteps") + 1] = "320"
+    with pytest.raises(ValueError, match="a worker fell over"):
+        main(argv)
+    run = json.loads((out / "run.json").read_text())
+    assert run["failed"] == "ValueError: a worker fell over"
+    assert run["best_validation"]["timesteps"] == 0
+    assert main(["export", str(out), "--out", str(tmp_path / "p.onnx")]) == 0
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_an_error_before_a_validation_leaves_the_run_directory_reusable(
+        tmp_path, tiny_config, capsys, monkeypatch, existed):
+    import agents.train as train_mod
+
+    def broken(*args, **kwargs):
+        raise ValueError("no baseline")
+
+    out = tmp_path / "run"
+    if existed:
+        out.mkdir()
+    monkeypatch.setattr(train_mod, "best_heuristic", broken)
+    with pytest.raises(ValueError, match="no baseline"):
+        main(_train_argv(out, tiny_config))
+    assert out.exists() == existed and not (existed and any(out.iterdir()))
+
+
+def test_hyperparameters_that_do_not_fit_in_memory_are_one_line(tmp_path, capsys):
+    cfg = tmp_path / "huge.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {"policy": "MlpPolicy",
+                                                      "buffer_size": 10**13}}))
+    out = tmp_path / "run"
+    argv = _train_argv(out, cfg)
+    argv[argv.index("maskable_ppo")] = "dqn"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not enough memory to build or train dqn" in err and str(cfg) in err
+    assert not out.exists()
+
+
+def test_a_seed_numpy_cannot_take_is_refused_before_anything_is_written(tmp_path,
+                                                                        tiny_config, capsys):
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv[argv.index("--n-envs")] = "--seed"
+    argv[argv.index("--seed") + 1] = str(2**32)
+    assert main(argv) == 2
+    assert "--seed must be >= 0 and < 2**31" in capsys.readouterr().err
+    assert not out.exists()
