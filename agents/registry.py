@@ -69,6 +69,13 @@ def policy_factory(spec: str, scenario: Any) -> Callable[[], Policy]:
         from agents.learned import load_learned_policy
 
         loaded = load_learned_policy(spec, scenario)
+        trained_on = loaded.router.manifest.get("scenario")
+        routing = getattr(scenario, "name", None)
+        if trained_on and routing and trained_on != routing:
+            import sys
+
+            print(f"prfaas: note: {spec} was trained on scenario {trained_on}, and routes "
+                  f"{routing} here (with {trained_on}'s observation scales)", file=sys.stderr)
         return lambda: loaded
     raise PrfaasInputError(f"unknown policy {spec!r}: not a heuristic "
                            f"{sorted([*HEURISTICS, TUNED_THRESHOLD])} and no checkpoint at that "

@@ -210,3 +210,14 @@ def test_action_space_contains_the_conductor():
         actions.add(a)
         env.step(a)
     assert copies > 10 and {0, 1} <= actions  # the episode exercised copies and both clusters
+
+
+def test_step_takes_integer_actions_only():
+    env = make(episode_requests=8)
+    env.reset(seed=0)
+    for bad in (1.5, float("nan"), 3, -1):
+        with pytest.raises(ValueError):
+            env.step(bad)
+    env.step(np.int64(2))  # what SB3 passes
+    env.step(2.0)  # an integral float is the integer it names
+    assert env.sim.counts()["rejected"] == 2

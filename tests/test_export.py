@@ -318,7 +318,14 @@ def test_simulate_cli_with_onnx_policy(runs, capsys):
     rc = main(["simulate", "--scenario", SCENARIO, "--policy", str(onnx), "--requests", "50",
                "--json"])
     assert rc == 0
-    assert json.loads(capsys.readouterr().out)["requests"] == 50
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["requests"] == 50
+    assert "note" not in captured.err
+    # a policy routing a scenario other than its training one says so
+    assert main(["simulate", "--scenario", "paper-case-study", "--policy", str(onnx),
+                 "--requests", "20", "--json"]) == 0
+    assert (f"note: {onnx} was trained on scenario {SCENARIO}, and routes paper-case-study"
+            in capsys.readouterr().err)
 
 
 # -- the export command -----------------------------------------------------------------------
