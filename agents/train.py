@@ -485,9 +485,10 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
             _abandon(env, out, created)
             if _out_of_memory(e):
                 raise PrfaasInputError(
-                    f"not enough memory to build or train {algo} with these hyperparameters "
-                    f"(buffer_size, n_steps x --n-envs, net_arch: {e})",
-                    config or f"agents/configs/{algo}.yaml") from None
+                    f"not enough memory for this run ({type(e).__name__}: {e}); the usual "
+                    f"causes are {algo}'s buffer_size, n_steps x --n-envs or net_arch (in "
+                    f"{config or f'agents/configs/{algo}.yaml'}), or a large "
+                    "--episode-requests or --warm-start-episodes") from None
             raise
         # the validated checkpoints are kept, and the run says why it has no final model
         with contextlib.suppress(Exception):
@@ -538,9 +539,10 @@ def _abandon(env: Any, out: Path, created: bool) -> None:
 
 
 def _out_of_memory(e: BaseException) -> bool:
-    """numpy's MemoryError, or torch's allocator error (a RuntimeError)."""
+    """numpy's MemoryError, or torch's allocator errors (RuntimeErrors on CPU and CUDA)."""
     return isinstance(e, MemoryError) or (
-        isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+        isinstance(e, RuntimeError) and ("can't allocate memory" in str(e)
+                                         or "out of memory" in str(e)))
 
 
 def _empty_run_dir(out: Path, created: bool) -> None:

@@ -227,7 +227,11 @@ class PrfaasRouteEnv(gym.Env):
         ep = self._episode
         if ep is None:
             raise RuntimeError("step() before reset()")
-        if int(action) != action:  # 1.5 would truncate to 1
+        try:
+            integral = int(action) == action  # 1.5 would truncate to 1
+        except (OverflowError, ValueError):  # inf, nan
+            integral = False
+        if not integral:
             raise ValueError(f"action {action!r} is not an integer")
         obs, reward, ended = ep.step_action(action)
         return obs, reward, ended, False, self._final_info() if ended else {}

@@ -6,9 +6,9 @@ TPOT <= slo.tpot_s. Goodput = SLO-meeting completions per second of the run's sp
 (first arrival to the later of the last arrival and the last completion); throughput likewise
 for all completions. ``slo_attainment`` = SLO-meeting completions / all requests (rejected
 and failed requests count as misses). ``link_utilization`` = bytes the remote-to-local link
-sent / bytes its bandwidth trace could carry, both over the span (or, when a drain cut short
-by ``max_drain_s`` left requests in flight, up to the link's last simulated instant, which
-may be later); it is at most 1. ``link`` names the bandwidth trace the run used, its mean
+sent / bytes its bandwidth trace could carry, both over the span (or, when requests failed
+or a drain cut short by ``max_drain_s`` left some in flight, up to the link's last simulated
+instant, which may be later); it is at most 1. ``link`` names the bandwidth trace the run used, its mean
 capacity over one period and the RTT.
 """
 
@@ -85,9 +85,10 @@ def summarize(sim: Simulator, wall_s: float | None = None) -> dict[str, Any]:
     routed = c["arrived"] - c["rejected"]
     link = sim.links[0]
     link.advance(max(link.t, t0 + span))
-    # A drain cut short by max_drain_s may have sent bytes after the last completion, up to
-    # the link's clock; otherwise every byte crossed before the KV it carried arrived.
-    end = link.t if c["in_flight"] else t0 + span
+    # Every byte of a completed request crossed before it completed; a request still in
+    # flight when the drain was cut, or one that failed when its KV landed, may have sent
+    # bytes after the span, up to the link's clock.
+    end = link.t if c["in_flight"] or c["failed"] else t0 + span
     deliverable = sim.bandwidth.integral(t0, end) if end > t0 else 0.0
     out_tokens = sum(j.output_tokens for j in sim.completed)
     result: dict[str, Any] = {

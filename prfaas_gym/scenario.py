@@ -231,12 +231,13 @@ class Scenario:
         ``--bandwidth-trace``), for result files."""
         workload: dict[str, Any]
         if self.trace_override is not None:
-            workload = {"trace": self.trace_override[0], "format": self.trace_override[1],
+            path, fmt = self.trace_override
+            workload = {"trace": str(resolve_path(path, None, "--trace")), "format": fmt,
                         "given_as": "--trace"}
         elif "trace" in self.workload_spec:
             t = self.workload_spec["trace"]
-            workload = {"trace": str(t["path"]), "format": t.get("format"),
-                        "rate": t.get("rate")}
+            found = resolve_path(t["path"], self.base_dir, f"{self._loc}: workload.trace.path")
+            workload = {"trace": str(found), "format": t.get("format"), "rate": t.get("rate")}
         else:
             workload = {"synthetic": copy.deepcopy(self.workload_spec["synthetic"])}
         return {"scenario": self.where or self.name, "workload": workload,
@@ -444,10 +445,15 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
         raise PrfaasInputError("must be in (0, 1)", f"{w} workload.eval_fraction")
     val_fraction = float(_number(wl, "val_fraction", f"{w} workload", 0)) \
         if "val_fraction" in wl else 0.1
-    if not (0 < val_fraction < 1 and eval_fraction + val_fraction < 1):
-        raise PrfaasInputError(f"must be in (0, 1) and leave a train split (eval_fraction "
-                               f"{eval_fraction:g} + val_fraction < 1), got {val_fraction:g}",
+    if not 0 < val_fraction < 1:
+        raise PrfaasInputError(f"must be in (0, 1), got {val_fraction:g}",
                                f"{w} workload.val_fraction")
+    if eval_fraction + val_fraction >= 1:
+        given = "val_fraction" in wl
+        raise PrfaasInputError(
+            f"eval_fraction {eval_fraction:g} + val_fraction {val_fraction:g}"
+            f"{'' if given else ' (its default)'} leave no train split: their sum must be < 1",
+            f"{w} workload.{'val_fraction' if given else 'eval_fraction'}")
     from agents.registry import HEURISTICS
     if d["policy"] not in HEURISTICS:
         raise PrfaasInputError(f"unknown policy {d['policy']!r}; heuristics: {sorted(HEURISTICS)}",

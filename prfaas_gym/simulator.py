@@ -243,6 +243,11 @@ class Simulator:
         self.config = config or SimConfig()
         self.bandwidth = bandwidth or BandwidthTrace.constant(profile.link.capacity_gbps)
         self.uplink_bandwidth = uplink_bandwidth or self.bandwidth
+        if profile.deployment.n_prfaas > 0:  # KV on a link that never carries would never land
+            for trace, what in ((self.bandwidth, "link"), (self.uplink_bandwidth, "uplink")):
+                if trace.mean_bytes_per_s <= 0:
+                    raise PrfaasInputError(f"the {what}'s capacity is zero throughout, so KV "
+                                           "sent over it would never arrive", trace.name)
         self.tick_handler: Callable[[ClusterView], list[RoleChange]] | None = None
         self.tick_interval_s: float | None = None
         self.reset()
@@ -591,18 +596,16 @@ class Simulator:
             self.now = t_stop
 
     def _schedule_telemetry(self, t: float) -> None:
-        """Next refresh one interval on; across an idle gap (nothing in flight, or nothing
-        scheduled that could move it, so nothing changes) jump to the last refresh time
-        before the next arrival. After the last arrival, refreshes stop unless a tick
-        handler or the time series reads them (the drain makes no decision), and stop for
-        good once no other event is scheduled: work that nothing can move (a transfer on a
-        link whose capacity is zero throughout) stays in flight and the run ends."""
+        """Next refresh one interval on; across an idle gap (nothing in flight, so nothing
+        changes) jump to the last refresh time before the next arrival. After the last
+        arrival, refreshes stop unless a tick handler or the time series reads them (the
+        drain makes no decision)."""
         dt = self.config.telemetry_interval_s
         reqs = self.workload.requests
         more = self._next_arrival < len(reqs)
         if not more and self.tick_handler is None and not self.config.record_timeseries:
             return
-        if self._in_flight and self._heap:
+        if self._in_flight:
             self._push(t + dt, _TELEMETRY, None)
         elif more:
             ta = reqs[self._next_arrival].arrival_s

@@ -248,10 +248,20 @@ def test_a_format_or_level_without_its_trace_is_refused(args, needle):
     assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
 
 
-def test_a_link_that_carries_nothing_is_refused(tmp_path):
-    p = run_cli("simulate", "--scenario", "bursty-fluctuating", "--policy", "conductor",
-                "--bandwidth-trace", str(_constant_csv(tmp_path, 0.0)), "--bandwidth-gbps",
-                "recorded")
+@pytest.mark.parametrize("level", [[], ["--bandwidth-gbps", "recorded"], "scenario"])
+def test_a_link_that_carries_nothing_is_refused(tmp_path, level):
+    if level == "scenario":
+        sc = tmp_path / "zero.yaml"
+        sc.write_text("name: zero\nprofile: paper-case-study\nworkload:\n  synthetic:\n"
+                      "    arrivals: {process: poisson, rate: 1.0}\n"
+                      "    prompt: {dist: constant, value: 1000}\n"
+                      "    output: {dist: constant, value: 8}\n"
+                      "bandwidth: {kind: constant, gbps: 0}\npolicy: prfaas-dual\n")
+        args = ["--scenario", str(sc)]
+    else:
+        args = ["--scenario", "bursty-fluctuating", "--bandwidth-trace",
+                str(_constant_csv(tmp_path, 0.0)), *level]
+    p = run_cli("simulate", "--policy", "prfaas-dual", *args)
     assert p.returncode == 2 and "carries nothing: its capacity is zero throughout" in p.stderr
 
 

@@ -215,7 +215,7 @@ def test_action_space_contains_the_conductor():
 def test_step_takes_integer_actions_only():
     env = make(episode_requests=8)
     env.reset(seed=0)
-    for bad in (1.5, float("nan"), 3, -1):
+    for bad in (1.5, float("nan"), float("inf"), 3, -1):
         with pytest.raises(ValueError):
             env.step(bad)
     env.step(np.int64(2))  # what SB3 passes

@@ -86,9 +86,14 @@ def test_val_fraction_must_leave_a_train_split(tmp_path):
                  "    output: {dist: constant, value: 8}\n"
                  "  eval_fraction: 0.5\n  val_fraction: 0.5\n"
                  "bandwidth: {kind: constant, gbps: 10}\npolicy: conductor\n")
-    with pytest.raises(PrfaasInputError, match="leave a train split") as e:
+    with pytest.raises(PrfaasInputError, match="leave no train split") as e:
         load_scenario(str(p))
     assert "workload.val_fraction" in str(e.value)
+    p.write_text(p.read_text().replace("  eval_fraction: 0.5\n  val_fraction: 0.5\n",
+                                       "  eval_fraction: 0.9\n"))
+    with pytest.raises(PrfaasInputError, match=r"val_fraction 0.1 \(its default\)") as e:
+        load_scenario(str(p))
+    assert "workload.eval_fraction" in str(e.value)
 
 
 def test_rate_override_scales_a_trace(shared_traces, monkeypatch):

@@ -189,7 +189,7 @@ def test_train_into_an_existing_empty_directory(tmp_path, tiny_config):
     (["--warm-start", "nope"], "--warm-start"),
     (["--episode-requests", "0"], "--episode-requests must be >= 1, got 0"),
     (["--episode-requests", "-3"], "--episode-requests must be >= 1, got -3"),
-    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--seed", "-1"], "--seed must be >= 0 and < 2**31 (numpy seeds each worker and demonstration from it), got -1"),
     (["--timesteps", "0"], "--timesteps must be >= 1, got 0"),
 ])
 def test_train_validates_options_before_creating_the_run_directory(tmp_path, tiny_config,
@@ -514,7 +514,8 @@ def test_hyperparameters_that_do_not_fit_in_memory_are_one_line(tmp_path, capsys
     argv[argv.index("maskable_ppo")] = "dqn"
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "not enough memory to build or train dqn" in err and str(cfg) in err
+    assert "not enough memory for this run" in err and "dqn's buffer_size" in err
+    assert str(cfg) in err
     assert not out.exists()
 
 
@@ -523,7 +524,7 @@ def test_a_seed_numpy_cannot_take_is_refused_before_anything_is_written(tmp_path
     out = tmp_path / "run"
     argv = _train_argv(out, tiny_config)
     argv[argv.index("--n-envs")] = "--seed"
-    argv[argv.index("--seed") + 1] = str(2**32)
+    argv[argv.index("--seed") + 1] = str(2**31)
     assert main(argv) == 2
     assert "--seed must be >= 0 and < 2**31" in capsys.readouterr().err
     assert not out.exists()
