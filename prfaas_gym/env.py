@@ -227,12 +227,13 @@ class PrfaasRouteEnv(gym.Env):
         ep = self._episode
         if ep is None:
             raise RuntimeError("step() before reset()")
-        try:
-            integral = int(action) == action  # 1.5 would truncate to 1
-        except (OverflowError, ValueError):  # inf, nan
-            integral = False
-        if not integral:
-            raise ValueError(f"action {action!r} is not an integer")
+        if type(action) is not int and not isinstance(action, np.integer):  # SB3: numpy ints
+            try:
+                integral = int(action) == action  # 1.5 would truncate to 1
+            except (OverflowError, ValueError, TypeError):  # inf, nan, not a number
+                integral = False
+            if not integral:
+                raise ValueError(f"action {action!r} is not an integer")
         obs, reward, ended = ep.step_action(action)
         return obs, reward, ended, False, self._final_info() if ended else {}
 
