@@ -93,9 +93,9 @@ class PrfaasRouteEnv(gym.Env):
     mean and cluster sizes. The cluster starts empty.
 
     ## Episode end
-    ``terminated=True`` after the last request of the window: the drain has paid every
-    completion of the window's requests, so nothing the episode's return counts is left to
-    bootstrap (its final observation is all zeros and means nothing); ``truncated`` is
+    ``terminated=True`` after the last request of the window: its drain (up to
+    ``max_drain_s``) has paid everything the episode will ever pay, so nothing is left to
+    bootstrap (the final observation is all zeros and means nothing); ``truncated`` is
     always False. The final ``info`` holds
     ``episode_metrics`` (the simulator's result dict) and ``counts`` (conservation:
     arrived = completed + rejected + failed + in_flight).
