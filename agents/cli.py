@@ -39,7 +39,8 @@ def add_agent_commands(sub: Any) -> None:
     p = sub.add_parser("train", help="train a routing policy with stable-baselines3")
     p.add_argument("--algo", choices=ALGOS, default="maskable_ppo")
     p.add_argument("--scenario", required=True)
-    p.add_argument("--timesteps", type=int, required=True)
+    p.add_argument("--timesteps", type=int, required=True,
+                   help="env steps to train for (SB3 rounds up to whole rollouts)")
     p.add_argument("--n-envs", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help="hyperparameter YAML keyed by env id (default: shipped)")
@@ -51,7 +52,8 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--eval-episodes", type=int, default=8)
     p.add_argument("--warm-start", default="best",
                    help="clone this heuristic before RL ('best': the best on validation; "
-                        "'none': start from scratch)")
+                        "'none': start from scratch); actor-critic algorithms only, dqn always "
+                        "starts from scratch")
     p.add_argument("--warm-start-episodes", type=int, default=96,
                    help="training episodes of the heuristic to clone")
     p.add_argument("--warm-start-epochs", type=int, default=100,
