@@ -275,6 +275,10 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
         def _on_training_start(self) -> None:
             self.evaluate()  # the starting point (e.g. the warm start) is a candidate too
 
+        def best_row(self) -> dict[str, Any]:
+            """The validation row of the best checkpoint (``best_model.zip``)."""
+            return max(self.history, key=lambda r: r["goodput_rps"])
+
         def _on_step(self) -> bool:
             if self.num_timesteps >= self._next:
                 self._next += eval_freq
@@ -494,7 +498,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         with contextlib.suppress(Exception):
             env.close()
         write_run_json(out, probe, algo, **record, failed=f"{type(e).__name__}: {e}",
-                       best_validation=max(val_cb.history, key=lambda r: r["goodput_rps"]))
+                       best_validation=val_cb.best_row())
         raise
     else:
         interrupted = False
@@ -507,9 +511,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                 raise
         wall = time.perf_counter() - t0
         done = int(model.num_timesteps)
-        best = max(val_cb.history, key=lambda r: r["goodput_rps"])
-        write_run_json(out, probe, algo, **record, best_validation=best, wall_s=wall,
-                       steps_per_s=done / wall,
+        write_run_json(out, probe, algo, **record, best_validation=val_cb.best_row(),
+                       wall_s=wall, steps_per_s=done / wall,
                        **({"interrupted_at": done} if interrupted else {}))
     return out
 

@@ -927,23 +927,14 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
                 raise PrfaasInputError(f"expected a positive integer, got {limit!r}",
                                        f"{where}.limit")
             traces = load_bandwidth_dir(path, fmt, limit)
-        _check_carries_something(traces, where)  # before scaling, which would divide by 0
-        if spec.get("scale_to_gbps") is not None:
-            gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True)
-            scaled = []
-            for tr in traces:
-                scaled.append(tr.scaled_to_mean(gbps))
-            traces = scaled
-    _check_carries_something(traces, where)
-    return [_apply_common(tr, spec, rng, where) for tr in traces]
-
-
-def _check_carries_something(traces: Sequence[BandwidthTrace], where: str) -> None:
-    """KV sent over a link whose capacity is zero throughout would never arrive."""
-    for tr in traces:
+    for tr in traces:  # KV sent over such a link would never arrive (nor can it be rescaled)
         if tr.mean_bytes_per_s <= 0:
             raise PrfaasInputError(f"trace {tr.name!r} carries nothing: its capacity is zero "
                                    "throughout", where)
+    if spec.get("scale_to_gbps") is not None:  # a key of the trace kinds only
+        gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True)
+        traces = [tr.scaled_to_mean(gbps) for tr in traces]
+    return [_apply_common(tr, spec, rng, where) for tr in traces]
 
 
 def _validated(spec: Any, where: str, extra_keys: tuple[str, ...] = ()) -> tuple[dict, str]:
