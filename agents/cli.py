@@ -10,13 +10,19 @@ from agents.train import ALGOS
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import sys
+
     from agents.train import train
 
+    warm_start = args.warm_start or "best"
+    if args.algo == "dqn" and args.warm_start not in (None, "none"):
+        print(f"note: --warm-start {args.warm_start} is ignored for dqn (the warm start clones "
+              "into an actor-critic policy; dqn starts from scratch)", file=sys.stderr)
     out = train(args.algo, args.scenario, args.timesteps, n_envs=args.n_envs, seed=args.seed,
                 config=args.config, out=args.out, threads=args.threads, eval_freq=args.eval_freq,
                 eval_episodes=args.eval_episodes, progress=not args.no_progress,
                 device=args.device, vec=args.vec,
-                warm_start=None if args.warm_start == "none" else args.warm_start,
+                warm_start=None if warm_start == "none" else warm_start,
                 warm_start_episodes=args.warm_start_episodes,
                 warm_start_epochs=args.warm_start_epochs,
                 episode_requests=args.episode_requests)
@@ -50,10 +56,10 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--vec", choices=["auto", "subproc", "dummy"], default="auto")
     p.add_argument("--eval-freq", type=int, default=20_000, help="env steps between validations")
     p.add_argument("--eval-episodes", type=int, default=8)
-    p.add_argument("--warm-start", default="best",
-                   help="clone this heuristic before RL ('best': the best on validation; "
-                        "'none': start from scratch); actor-critic algorithms only, dqn always "
-                        "starts from scratch")
+    p.add_argument("--warm-start",
+                   help="clone this heuristic before RL ('best', the default: the best on "
+                        "validation; 'none': start from scratch); actor-critic algorithms "
+                        "only, dqn always starts from scratch")
     p.add_argument("--warm-start-episodes", type=int, default=96,
                    help="training episodes of the heuristic to clone")
     p.add_argument("--warm-start-epochs", type=int, default=100,

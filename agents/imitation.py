@@ -28,9 +28,11 @@ def decision_to_action(d: Decision) -> int:
 
 def collect_demonstrations(scenario: Scenario, policy_name: str, seeds: Sequence[int],
                            gamma: float, episode_requests: int | None = None,
-                           progress: bool = False) -> dict[str, np.ndarray]:
+                           progress: bool = False, reward: str = "completion"
+                           ) -> dict[str, np.ndarray]:
     """Roll the heuristic on training episodes; observations, actions, masks and discounted
-    returns (the env's reward) per decision. ``progress`` shows a bar over the episodes."""
+    returns (the env's ``reward``, as training pays it) per decision. ``progress`` shows a
+    bar over the episodes."""
     from tqdm import tqdm
 
     from agents.registry import policy_factory
@@ -39,7 +41,8 @@ def collect_demonstrations(scenario: Scenario, policy_name: str, seeds: Sequence
     make = policy_factory(policy_name, scenario)
     for seed in tqdm(seeds, desc=f"warm start: {policy_name} on training episodes",
                      unit="episode", disable=not progress, leave=False):
-        env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests)
+        env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests,
+                             reward=reward)
         env.reset(seed=int(seed))
         pol = make()
         pol.reset(env.profile, int(seed))

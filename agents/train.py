@@ -45,6 +45,7 @@ from agents.evaluation import (
 )
 from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
 from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
+from prfaas_gym.episode import REWARDS
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
 from prfaas_gym.scenario import Scenario, load_scenario
@@ -119,7 +120,7 @@ def _section(value: Any, where: str, key: str) -> dict[Any, Any]:
 def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> None:
     """Refuse unknown keys in the section ``hp`` (at ``where: key``) and values SB3 would
     reject or silently misuse; the error names the file and the key path."""
-    allowed = _ALLOWED_KWARGS[algo] | {"policy", "policy_kwargs"}
+    allowed = _ALLOWED_KWARGS[algo] | {"policy", "policy_kwargs", "env_kwargs"}
     unknown = sorted(str(k) for k in hp if k not in allowed)
     if unknown:
         raise PrfaasInputError(f"unknown hyperparameter(s) {unknown} for {algo}; "
@@ -139,6 +140,12 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> N
                         isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in arch)):
                 raise PrfaasInputError("policy_kwargs may hold net_arch (a list of positive "
                                        "ints) and activation_fn (tanh|relu)", at)
+        elif name == "env_kwargs":
+            ek = v or {}
+            if not isinstance(ek, dict) or set(ek) - {"reward"} \
+                    or ek.get("reward", REWARDS[0]) not in REWARDS:
+                raise PrfaasInputError(f"env_kwargs may hold reward (one of {list(REWARDS)}), "
+                                       f"found {v!r}", at)
         elif v is None and name in _NULLABLE:
             continue
         elif name in _INT_RULES:
@@ -192,22 +199,24 @@ def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None):
+def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None,
+              reward: str = REWARDS[0]):
     def thunk():
         from stable_baselines3.common.monitor import Monitor
-        env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests)
+        env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests,
+                             reward=reward)
         env.reset(seed=seed)
         return Monitor(env)
     return thunk
 
 
 def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto",
-                   episode_requests: int | None = None):
+                   episode_requests: int | None = None, reward: str = REWARDS[0]):
     """``n_envs`` training envs (subprocesses when ``n_envs > 1`` unless ``vec='dummy'``),
-    seeded ``seed, seed + 1, ...``."""
+    seeded ``seed, seed + 1, ...``, paying ``reward`` (:data:`prfaas_gym.episode.REWARDS`)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [_make_env(scenario, seed + i, episode_requests) for i in range(n_envs)]
+    fns = [_make_env(scenario, seed + i, episode_requests, reward) for i in range(n_envs)]
     if vec == "subproc" or (vec == "auto" and n_envs > 1):
         return SubprocVecEnv(fns, start_method="fork")
     return DummyVecEnv(fns)
@@ -445,9 +454,11 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         name, _, table = best_heuristic(sc, eval_seeds, split="val",
                                         episode_requests=episode_requests, progress=progress)
         baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
-        env = make_train_env(sc, n_envs, seed, vec, episode_requests)
+        reward = (hp.get("env_kwargs") or {}).get("reward", REWARDS[0])
+        env = make_train_env(sc, n_envs, seed, vec, episode_requests, reward)
         cls = algo_class(algo)
-        kwargs = {k: v for k, v in hp.items() if k not in ("policy", "policy_kwargs")}
+        kwargs = {k: v for k, v in hp.items()
+                  if k not in ("policy", "policy_kwargs", "env_kwargs")}
         model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
                     tensorboard_log=str(out / "tb"),
                     policy_kwargs=_policy_kwargs(hp.get("policy_kwargs") or {}), **kwargs)
@@ -458,7 +469,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
             teacher = name if warm_start == "best" else warm_start
             demo_seeds = list(range(seed + 10_000, seed + 10_000 + warm_start_episodes))
             demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99),
-                                           episode_requests, progress=progress)
+                                           episode_requests, progress=progress, reward=reward)
             warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
                     "epochs": warm_start_epochs, "samples": int(len(demos["actions"])),
                     **pretrain(model, demos, epochs=warm_start_epochs, seed=seed,

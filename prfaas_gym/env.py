@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from prfaas_gym.actions import ACTIONS, NO_CHOICE, action_masks
 from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
-from prfaas_gym.episode import Episode
+from prfaas_gym.episode import REWARDS, Episode
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
 from prfaas_gym.request import Workload
@@ -84,6 +84,13 @@ class PrfaasRouteEnv(gym.Env):
     therefore the fraction of the episode's requests served within SLO, and
     ``goodput = return * episode_requests / span`` — the sum is proportional to goodput.
 
+    ``reward="first_token"`` pays a request when its first token arrives within the TTFT
+    SLO instead of when it completes, and takes the payment back if its completion then
+    misses the TPOT SLO (or, at the last step, if the drain was cut off before it
+    completed). The undiscounted return is the same, the credit arrives a decode earlier:
+    a training option (``env_kwargs`` in the hyperparameter YAML) for credit assignment
+    under discounting; policies and their evaluation do not depend on it.
+
     ## Starting state and episodes
     ``reset(seed)`` draws (from ``self.np_random``) a window of ``episode_requests``
     consecutive requests of the trace's split (or of a pool of 32 episodes' worth of
@@ -102,8 +109,9 @@ class PrfaasRouteEnv(gym.Env):
 
     ## Arguments
     ``gymnasium.make("PrfaasRoute-v0", scenario="bursty-fluctuating", split="train",
-    episode_requests=None, tick_policy=None)``. ``split`` is ``train``, ``val`` or
-    ``eval`` (disjoint trace windows; synthetic val and eval seeds are offset).
+    episode_requests=None, tick_policy=None, max_drain_s=None, reward="completion")``.
+    ``split`` is ``train``, ``val`` or ``eval`` (disjoint trace windows; synthetic val and
+    eval seeds are offset). ``reward``: ``completion`` or ``first_token`` (see Reward).
     ``tick_policy``: a heuristic whose ``on_tick`` runs role rebalancing (e.g.
     ``prfaas-dual``), or None.
 
@@ -112,15 +120,20 @@ class PrfaasRouteEnv(gym.Env):
       decode KV = memory in use, never reservations that would reveal output lengths).
       The episode end was ``truncated`` until this release, so on-policy algorithms
       bootstrapped the value of the all-zero final observation; it is ``terminated`` now
-      (training only: observations, actions and rewards are unchanged).
+      (training only: observations, actions and rewards are unchanged). The
+      ``reward="first_token"`` option came later; the default reward is unchanged.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, scenario: str | Scenario = "bursty-fluctuating", split: str = "train",
                  episode_requests: int | None = None, tick_policy: Policy | None = None,
-                 max_drain_s: float | None = None) -> None:
+                 max_drain_s: float | None = None, reward: str = "completion") -> None:
         super().__init__()
+        if reward not in REWARDS:
+            raise PrfaasInputError(f"unknown reward {reward!r}; choose from {list(REWARDS)}",
+                                   "reward")
+        self.reward = reward
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.split = split
         self.episode_requests = episode_requests or self.scenario.episode_requests
@@ -183,7 +196,7 @@ class PrfaasRouteEnv(gym.Env):
         if self.tick_policy is not None:
             self.tick_policy.reset(profile, seed)
             self.sim.set_tick_handler(self.tick_policy.on_tick, self.tick_policy.tick_interval_s)
-        self._episode = ep = Episode(self.sim, self.featurizer)
+        self._episode = ep = Episode(self.sim, self.featurizer, self.reward)
         return ep.obs(), {"request_id": ep.request.id if ep.request else None}
 
     def _episode_workload(self, rng: np.random.Generator, rate: float | None,

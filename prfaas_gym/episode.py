@@ -7,7 +7,7 @@ with the simulator, so the step's own bookkeeping runs natively.
 
 from __future__ import annotations
 
-from typing import SupportsInt
+from typing import Final, SupportsInt
 
 import numpy as np
 from mypy_extensions import mypyc_attr
@@ -19,6 +19,9 @@ from prfaas_gym.featurizer import N_FEATURES, Featurizer
 from prfaas_gym.request import Request
 from prfaas_gym.simulator import Simulator
 
+REWARDS: Final = ("completion", "first_token")
+"""The env's reward kinds (:class:`Episode`); both pay the same undiscounted return."""
+
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Episode:
@@ -26,14 +29,24 @@ class Episode:
 
     Contract: after construction and after every :meth:`step`, ``request`` is the pending
     request (``None`` once the last one is routed and the episode drained), and ``info``,
-    ``view`` and ``best`` describe it. The reward of a step is the number of SLO-meeting
-    completions since the previous step divided by the episode's request count (see the
-    env's docstring).
+    ``view`` and ``best`` describe it.
+
+    The reward of a step is the growth of a credit count since the previous step, divided
+    by the episode's request count (see the env's docstring). ``reward="completion"``: the
+    credit is the SLO-meeting completions. ``reward="first_token"``: it is the first tokens
+    within the TTFT SLO, less those requests' completions that then missed the TPOT SLO,
+    so a request is paid when its first token arrives rather than when its decode ends. At
+    the last step both credits become the SLO-meeting completions (a request still decoding
+    when the drain is cut off is taken back), so both kinds pay the same return.
     """
 
-    def __init__(self, sim: Simulator, featurizer: Featurizer) -> None:
+    def __init__(self, sim: Simulator, featurizer: Featurizer,
+                 reward: str = "completion") -> None:
+        if reward not in REWARDS:
+            raise ValueError(f"unknown reward {reward!r}; choose from {list(REWARDS)}")
         self.sim = sim
         self.featurizer = featurizer
+        self.first_token = reward == "first_token"
         self.n_requests = max(len(sim.workload.requests), 1)
         self.paid = 0
         self.request: Request | None = None
@@ -86,7 +99,10 @@ class Episode:
         ended = self.request is None
         if ended:
             sim.finish()
-        met = sim.n_slo_met
-        reward = (met - self.paid) / self.n_requests
-        self.paid = met
+        if self.first_token and not ended:
+            credit = sim.n_ttft_met - sim.n_tpot_missed
+        else:
+            credit = sim.n_slo_met
+        reward = (credit - self.paid) / self.n_requests
+        self.paid = credit
         return self.obs(), reward, ended

@@ -293,6 +293,8 @@ class Simulator:
         self.n_rejected = 0
         self.n_failed = 0
         self.n_slo_met = 0  # completions within both SLOs (the env's reward counts these)
+        self.n_ttft_met = 0  # first tokens within the TTFT SLO (the env's first_token reward)
+        self.n_tpot_missed = 0  # completions that met the TTFT SLO but missed the TPOT SLO
         self.n_offloaded = 0
         self.n_role_switches = 0
         self.copy_bytes = [0.0, 0.0]
@@ -687,7 +689,9 @@ class Simulator:
         if joined or done:
             self._recent_dirty = True
         for job in joined:
-            self._recent_ttft.append(job.t_first_token - job.request.arrival_s)
+            ttft = job.t_first_token - job.request.arrival_s
+            self._recent_ttft.append(ttft)
+            self.n_ttft_met += ttft <= slo.ttft_s
         for job in done:
             job.state = _DONE
             self._in_flight -= 1
@@ -696,8 +700,10 @@ class Simulator:
             tpot = (job.t_done - job.t_first_token) / (job.output_tokens - 1) \
                 if job.output_tokens > 1 else 0.0
             self._recent_tpot.append(tpot)
-            met = ttft <= slo.ttft_s and tpot <= slo.tpot_s
+            ttft_met = ttft <= slo.ttft_s
+            met = ttft_met and tpot <= slo.tpot_s
             self.n_slo_met += met
+            self.n_tpot_missed += ttft_met and not met
             self._recent_slo.append(met)
         self._reschedule_decode(inst, t)
         j = inst.index

@@ -221,3 +221,43 @@ def test_step_takes_integer_actions_only():
     env.step(np.int64(2))  # what SB3 passes
     env.step(2.0)  # an integral float is the integer it names
     assert env.sim.counts()["rejected"] == 2
+
+
+def _conductor_rewards(reward: str, seed: int, max_drain_s: float | None) -> np.ndarray:
+    from agents.heuristics import Conductor
+
+    env = make(episode_requests=256, reward=reward, max_drain_s=max_drain_s)
+    env.reset(seed=seed)
+    pol = Conductor()
+    pol.reset(env.profile, 0)
+    rewards = []
+    while env.request_info is not None:
+        _, r, _, _, info = env.step_decision(pol.decide(env.request_info, env.view))
+        rewards.append(r)
+    assert rewards[-1] == pytest.approx(
+        info["episode_metrics"]["slo_met"] / 256 - sum(rewards[:-1]))
+    return np.array(rewards)
+
+
+@pytest.mark.parametrize("seed, max_drain_s", [(0, None), (1, None), (2, 1.0)])
+def test_first_token_reward_pays_the_same_return_earlier(seed, max_drain_s):
+    """The first_token reward pays each SLO-meeting request when its first token arrives:
+    the same (undiscounted) return as the completion reward, with credit no later at any
+    step; a drain cut short (max_drain_s=1) takes back requests that had not completed."""
+    done = _conductor_rewards("completion", seed, max_drain_s)
+    first = _conductor_rewards("first_token", seed, max_drain_s)
+    assert len(first) == len(done)
+    assert first.sum() == pytest.approx(done.sum()) and done.sum() > 0.3
+    ahead = np.cumsum(first)[:-1] - np.cumsum(done)[:-1]
+    assert ahead.min() >= -1e-12 and ahead.max() > 0.02
+    steps = np.arange(len(done))
+    assert (steps * first).sum() / first.sum() < (steps * done).sum() / done.sum() - 5
+    if max_drain_s is not None:  # decodes cut off at the end were paid early, then taken back
+        assert first[-1] < 0
+
+
+def test_unknown_reward_is_refused():
+    from prfaas_gym.errors import PrfaasInputError
+
+    with pytest.raises(PrfaasInputError, match="unknown reward 'ttft'"):
+        make(reward="ttft")

@@ -289,6 +289,10 @@ def test_train_unwritable_out_is_a_clear_error(tmp_path, tiny_config, capsys, mo
     ("ppo", {"scenarios": {"bursty-fluctuating": {"n_stepz": 7}}},
      "PrfaasRoute-v0.scenarios.bursty-fluctuating"),
     ("ppo", [1], "PrfaasRoute-v0"),
+    ("maskable_ppo", {"env_kwargs": {"reward": "ttft"}}, "PrfaasRoute-v0.env_kwargs"),
+    ("ppo", {"env_kwargs": {"rewrd": "completion"}}, "PrfaasRoute-v0.env_kwargs"),
+    ("ppo", {"scenarios": {"bursty-fluctuating": {"env_kwargs": [1]}}},
+     "PrfaasRoute-v0.scenarios.bursty-fluctuating.env_kwargs"),
 ])
 def test_bad_hyperparameter_values_are_named(tmp_path, algo, section, key):
     from agents.train import load_hyperparams
@@ -313,6 +317,37 @@ def test_valid_hyperparameters_load(tmp_path):
         "scenarios": {"bursty-fluctuating": {"gamma": 0.9}, "other": None}}}))
     hp = load_hyperparams("ppo", "bursty-fluctuating", ok)
     assert hp == {"learning_rate": 1, "gamma": 0.9, "gae_lambda": 0.0, "target_kl": None}
+
+
+def test_env_kwargs_reward_reaches_the_training_envs_and_the_warm_start(tmp_path, monkeypatch):
+    import agents.imitation as imitation
+    import agents.train as train_mod
+
+    seen = {}
+    make_env, collect = train_mod.make_train_env, imitation.collect_demonstrations
+
+    def spy_env(*a, **kw):
+        env = make_env(*a, **kw)
+        seen["envs"] = env.get_attr("reward")
+        return env
+
+    def spy_demos(*a, **kw):
+        seen["demos"] = kw.get("reward")
+        return collect(*a, **kw)
+
+    monkeypatch.setattr(train_mod, "make_train_env", spy_env)
+    monkeypatch.setattr(imitation, "collect_demonstrations", spy_demos)
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "n_steps": 32, "batch_size": 32, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]},
+        "env_kwargs": {"reward": "first_token"}}}))
+    out = tmp_path / "run"
+    argv = _train_argv(out, cfg, "--n-envs", "2")
+    argv[argv.index("--warm-start") + 1] = "conductor"
+    assert main(argv + ["--warm-start-episodes", "1", "--warm-start-epochs", "1"]) == 0
+    assert seen == {"envs": ["first_token", "first_token"], "demos": "first_token"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["hyperparams"]["env_kwargs"] == {"reward": "first_token"}
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------
@@ -528,3 +563,20 @@ def test_a_seed_numpy_cannot_take_is_refused_before_anything_is_written(tmp_path
     assert main(argv) == 2
     assert "--seed must be >= 0 and < 2**31" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_dqn_says_it_ignores_an_explicit_warm_start(tmp_path, capsys):
+    cfg = tmp_path / "dqn.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "policy": "MlpPolicy", "buffer_size": 1000, "learning_starts": 8,
+        "policy_kwargs": {"net_arch": [8]}}}))
+    for warm, noted in (("conductor", True), (None, False)):
+        out = tmp_path / f"run-{warm}"
+        argv = _train_argv(out, cfg)
+        argv[argv.index("maskable_ppo")] = "dqn"
+        i = argv.index("--warm-start")
+        argv[i:i + 2] = ["--warm-start", warm] if warm else []
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert ("--warm-start conductor is ignored for dqn" in err) == noted
+        assert json.loads((out / "run.json").read_text())["warm_start"] is None

@@ -1,0 +1,165 @@
+"""What each training choice buys: algorithm, warm start and reward, on the validation split.
+
+Trains one run per variant with ``prfaas train`` (same scenario, seed, step budget and
+validation episodes) and prints, for each, the validation goodput ratio to the best
+heuristic at the start (after the warm start, or at random initialisation), at its best
+checkpoint and at the end, plus the wall time. Only the ``val`` split is used, so choosing a
+recipe from this table does not look at the held-out ``eval`` split. Writes
+``OUT/summary.json`` and ``OUT/validation.png`` (validation ratio against steps).
+
+A variant is ``ALGO:WARM:REWARD``: ``ALGO`` one of maskable_ppo, ppo, a2c, dqn; ``WARM`` a
+heuristic name, ``best`` or ``none`` (dqn: ``none`` only); ``REWARD`` ``completion`` or
+``first_token`` (``env_kwargs.reward``, written into a copy of the shipped config).
+Finished runs under ``OUT`` are reused, so an interrupted sweep resumes.
+
+    python benchmarks/training_ablation.py --scenario bursty-fluctuating --timesteps 200000 \\
+        --out runs/ablation-bursty
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prfaas_gym.env import ENV_ID
+from prfaas_gym.episode import REWARDS
+
+DEFAULT_VARIANTS = ("maskable_ppo:best:completion", "maskable_ppo:best:first_token",
+                    "maskable_ppo:none:completion", "maskable_ppo:none:first_token",
+                    "ppo:best:completion", "a2c:best:completion", "dqn:none:completion")
+ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+
+
+def parse_variant(text: str) -> tuple[str, str, str]:
+    """``ALGO:WARM:REWARD`` as a tuple; SystemExit naming the variant if malformed."""
+    parts = text.split(":")
+    if len(parts) != 3 or parts[0] not in ALGOS or parts[2] not in REWARDS \
+            or (parts[0] == "dqn" and parts[1] != "none"):
+        sys.exit(f"error: variant {text!r}: expected ALGO:WARM:REWARD with ALGO in "
+                 f"{list(ALGOS)}, REWARD in {list(REWARDS)} (dqn: WARM must be none)")
+    return parts[0], parts[1], parts[2]
+
+
+def variant_config(algo: str, reward: str, out: Path) -> Path:
+    """The shipped hyperparameters of ``algo`` with ``env_kwargs.reward`` set."""
+    data = yaml.safe_load((resources.files("agents") / "configs" / f"{algo}.yaml").read_text())
+    data[ENV_ID]["env_kwargs"] = {"reward": reward}
+    path = out / "configs" / f"{algo}-{reward}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def finished(run: Path) -> bool:
+    """A run that trained to the end (not interrupted, not failed)."""
+    try:
+        rec = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return "wall_s" in rec and "interrupted_at" not in rec and "failed" not in rec
+
+
+def train(variant: str, args: argparse.Namespace) -> Path:
+    """Train ``variant`` into ``OUT/<variant>`` unless a finished run is there."""
+    algo, warm, reward = parse_variant(variant)
+    run = args.out / variant.replace(":", "-")
+    if finished(run):
+        print(f"{variant}: reusing {run}", file=sys.stderr)
+        return run
+    if run.exists() and any(run.iterdir()):
+        sys.exit(f"error: {run} holds an unfinished run; remove it to retrain {variant}")
+    cmd = [sys.executable, "-m", "prfaas_gym.cli", "train", "--algo", algo,
+           "--scenario", args.scenario, "--timesteps", str(args.timesteps),
+           "--n-envs", str(args.n_envs), "--seed", str(args.seed), "--out", str(run),
+           "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
+           "--config", str(variant_config(algo, reward, args.out)), "--no-progress"]
+    if algo != "dqn":
+        cmd += ["--warm-start", warm]
+    log = args.out / "logs" / f"{run.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"{variant}: training ({' '.join(cmd[2:])}), log {log}", file=sys.stderr)
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if rc != 0:
+        sys.exit(f"error: {variant} failed (exit {rc}); see {log}")
+    print(f"{variant}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return run
+
+
+def summarize(variant: str, run: Path) -> dict[str, Any]:
+    """The validation history of a finished run, reduced to start / best / end."""
+    history = json.loads((run / "eval.json").read_text())["history"]
+    rec = json.loads((run / "run.json").read_text())
+    best = max(history, key=lambda h: h["goodput_rps"])
+    return {"variant": variant, "run": str(run),
+            "start": history[0]["ratio_to_best_heuristic"],
+            "best": best["ratio_to_best_heuristic"], "best_at": best["timesteps"],
+            "end": history[-1]["ratio_to_best_heuristic"], "end_at": history[-1]["timesteps"],
+            "wall_s": rec["wall_s"],
+            "curve": [(h["timesteps"], h["ratio_to_best_heuristic"]) for h in history]}
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        xs, ys = zip(*r["curve"])
+        ax.plot([x / 1000 for x in xs], ys, marker=".", label=r["variant"])
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_xlabel("training steps (thousands)")
+    ax.set_ylabel("validation goodput / best heuristic")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", default="bursty-fluctuating")
+    ap.add_argument("--timesteps", type=int, default=200_000)
+    ap.add_argument("--n-envs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-freq", type=int, default=50_000,
+                    help="steps between validations (as the shipped policies were trained)")
+    ap.add_argument("--eval-episodes", type=int, default=24)
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                    help="comma-separated ALGO:WARM:REWARD")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        parse_variant(v)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [summarize(v, train(v, args)) for v in variants]
+    print(f"\n{args.scenario}, seed {args.seed}, {args.timesteps:,} steps, --n-envs "
+          f"{args.n_envs}; validation goodput / best heuristic ({args.eval_episodes} episodes "
+          f"of the val split every {args.eval_freq:,} steps)\n")
+    print("| variant (algo:warm start:reward) | start | best (at step) | end | wall (min) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['start']:.3f} | {r['best']:.3f} ({r['best_at']:,}) | "
+              f"{r['end']:.3f} | {r['wall_s'] / 60:.1f} |")
+    (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
+    plot(rows, args.out / "validation.png",
+         f"{args.scenario}: validation during training (seed {args.seed})")
+    print(f"\nwrote {args.out / 'summary.json'} and {args.out / 'validation.png'}")
+
+
+if __name__ == "__main__":
+    main()
