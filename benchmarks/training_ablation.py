@@ -7,9 +7,12 @@ checkpoint and at the end, plus the wall time. Only the ``val`` split is used, s
 recipe from this table does not look at the held-out ``eval`` split. Writes
 ``OUT/summary.json`` and ``OUT/validation.png`` (validation ratio against steps).
 
-A variant is ``ALGO:WARM:REWARD``: ``ALGO`` one of maskable_ppo, ppo, a2c, dqn; ``WARM`` a
-heuristic name, ``best`` or ``none`` (dqn: ``none`` only); ``REWARD`` ``completion`` or
-``first_token`` (``env_kwargs.reward``, written into a copy of the shipped config).
+A variant is ``ALGO:WARM:REWARD[:HP]``: ``ALGO`` one of maskable_ppo, ppo, a2c, dqn;
+``WARM`` a heuristic name, ``best`` or ``none`` (dqn: ``none`` only); ``REWARD``
+``completion`` or ``first_token`` (``env_kwargs.reward``, written into a copy of the shipped
+config); ``HP`` ``shipped`` (the default: the shipped config with its per-scenario
+overrides, e.g. MaskablePPO's gentle fine-tuning step size) or ``base`` (the env id's
+section only, without the per-scenario overrides).
 Finished runs under ``OUT`` are reused, so an interrupted sweep resumes.
 
     python benchmarks/training_ablation.py --scenario bursty-fluctuating --timesteps 200000 \\
@@ -34,25 +37,33 @@ from prfaas_gym.episode import REWARDS
 
 DEFAULT_VARIANTS = ("maskable_ppo:best:completion", "maskable_ppo:best:first_token",
                     "maskable_ppo:none:completion", "maskable_ppo:none:first_token",
-                    "ppo:best:completion", "a2c:best:completion", "dqn:none:completion")
+                    "ppo:best:completion", "a2c:best:completion", "dqn:none:completion",
+                    "maskable_ppo:none:completion:base", "maskable_ppo:none:first_token:base")
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+HPS = ("shipped", "base")
 
 
-def parse_variant(text: str) -> tuple[str, str, str]:
-    """``ALGO:WARM:REWARD`` as a tuple; SystemExit naming the variant if malformed."""
+def parse_variant(text: str) -> tuple[str, str, str, str]:
+    """``ALGO:WARM:REWARD[:HP]`` as a 4-tuple; SystemExit naming the variant if malformed."""
     parts = text.split(":")
-    if len(parts) != 3 or parts[0] not in ALGOS or parts[2] not in REWARDS \
-            or (parts[0] == "dqn" and parts[1] != "none"):
-        sys.exit(f"error: variant {text!r}: expected ALGO:WARM:REWARD with ALGO in "
-                 f"{list(ALGOS)}, REWARD in {list(REWARDS)} (dqn: WARM must be none)")
-    return parts[0], parts[1], parts[2]
+    if len(parts) == 3:
+        parts.append("shipped")
+    if len(parts) != 4 or parts[0] not in ALGOS or parts[2] not in REWARDS \
+            or parts[3] not in HPS or (parts[0] == "dqn" and parts[1] != "none"):
+        sys.exit(f"error: variant {text!r}: expected ALGO:WARM:REWARD[:HP] with ALGO in "
+                 f"{list(ALGOS)}, REWARD in {list(REWARDS)}, HP in {list(HPS)} (dqn: WARM "
+                 "must be none)")
+    return parts[0], parts[1], parts[2], parts[3]
 
 
-def variant_config(algo: str, reward: str, out: Path) -> Path:
-    """The shipped hyperparameters of ``algo`` with ``env_kwargs.reward`` set."""
+def variant_config(algo: str, reward: str, hp: str, out: Path) -> Path:
+    """The shipped hyperparameters of ``algo`` with ``env_kwargs.reward`` set (``hp='base'``:
+    without the per-scenario overrides)."""
     data = yaml.safe_load((resources.files("agents") / "configs" / f"{algo}.yaml").read_text())
     data[ENV_ID]["env_kwargs"] = {"reward": reward}
-    path = out / "configs" / f"{algo}-{reward}.yaml"
+    if hp == "base":
+        data[ENV_ID].pop("scenarios", None)
+    path = out / "configs" / f"{algo}-{reward}-{hp}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -69,7 +80,7 @@ def finished(run: Path) -> bool:
 
 def train(variant: str, args: argparse.Namespace) -> Path:
     """Train ``variant`` into ``OUT/<variant>`` unless a finished run is there."""
-    algo, warm, reward = parse_variant(variant)
+    algo, warm, reward, hp = parse_variant(variant)
     run = args.out / variant.replace(":", "-")
     if finished(run):
         print(f"{variant}: reusing {run}", file=sys.stderr)
@@ -80,7 +91,7 @@ def train(variant: str, args: argparse.Namespace) -> Path:
            "--scenario", args.scenario, "--timesteps", str(args.timesteps),
            "--n-envs", str(args.n_envs), "--seed", str(args.seed), "--out", str(run),
            "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
-           "--config", str(variant_config(algo, reward, args.out)), "--no-progress"]
+           "--config", str(variant_config(algo, reward, hp, args.out)), "--no-progress"]
     if algo != "dqn":
         cmd += ["--warm-start", warm]
     log = args.out / "logs" / f"{run.name}.log"
@@ -139,7 +150,7 @@ def main() -> None:
                     help="steps between validations (as the shipped policies were trained)")
     ap.add_argument("--eval-episodes", type=int, default=24)
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                    help="comma-separated ALGO:WARM:REWARD")
+                    help="comma-separated ALGO:WARM:REWARD[:HP]")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -150,7 +161,8 @@ def main() -> None:
     print(f"\n{args.scenario}, seed {args.seed}, {args.timesteps:,} steps, --n-envs "
           f"{args.n_envs}; validation goodput / best heuristic ({args.eval_episodes} episodes "
           f"of the val split every {args.eval_freq:,} steps)\n")
-    print("| variant (algo:warm start:reward) | start | best (at step) | end | wall (min) |")
+    print("| variant (algo:warm start:reward[:hyperparameters]) | start | best (at step) | end "
+          "| wall (min) |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['start']:.3f} | {r['best']:.3f} ({r['best_at']:,}) | "

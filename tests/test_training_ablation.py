@@ -19,26 +19,32 @@ def test_sweep_trains_each_variant_with_its_reward_and_resumes(tmp_path):
     out = tmp_path / "abl"
     args = ("--scenario", "paper-case-study", "--timesteps", "64", "--eval-freq", "64",
             "--eval-episodes", "1", "--n-envs", "1",
-            "--variants", "maskable_ppo:none:first_token,a2c:none:completion", "--out", str(out))
+            "--variants", "maskable_ppo:none:first_token:base,maskable_ppo:none:completion,"
+            "a2c:none:completion", "--out", str(out))
     first = _run(*args)
     assert first.returncode == 0, first.stderr
     rows = json.loads((out / "summary.json").read_text())
-    assert [r["variant"] for r in rows] == ["maskable_ppo:none:first_token",
+    assert [r["variant"] for r in rows] == ["maskable_ppo:none:first_token:base",
+                                            "maskable_ppo:none:completion",
                                             "a2c:none:completion"]
-    for r, reward, algo in zip(rows, ("first_token", "completion"), ("maskable_ppo", "a2c")):
+    # base drops the scenario's gentle fine-tuning step size (agents/configs/maskable_ppo.yaml)
+    for r, reward, algo, lr in zip(rows, ("first_token", "completion", "completion"),
+                                   ("maskable_ppo", "maskable_ppo", "a2c"), (3e-4, 5e-5, 7e-4)):
         rec = json.loads((Path(r["run"]) / "run.json").read_text())
         assert rec["algo"] == algo and rec["hyperparams"]["env_kwargs"] == {"reward": reward}
+        assert rec["hyperparams"]["learning_rate"] == lr
         assert rec["warm_start"] is None and len(r["curve"]) >= 2
     assert (out / "validation.png").stat().st_size > 0
-    assert "| maskable_ppo:none:first_token |" in first.stdout
+    assert "| maskable_ppo:none:first_token:base |" in first.stdout
     stamp = (Path(rows[0]["run"]) / "run.json").stat().st_mtime_ns
     again = _run(*args)
-    assert again.returncode == 0 and again.stderr.count("reusing") == 2
+    assert again.returncode == 0 and again.stderr.count("reusing") == 3
     assert (Path(rows[0]["run"]) / "run.json").stat().st_mtime_ns == stamp
 
 
 def test_a_malformed_variant_is_named(tmp_path):
-    for bad in ("ppo:best", "sac:none:completion", "dqn:best:completion", "ppo:none:ttft"):
+    for bad in ("ppo:best", "sac:none:completion", "dqn:best:completion", "ppo:none:ttft",
+                "ppo:none:completion:tuned"):
         r = _run("--variants", bad, "--out", str(tmp_path / "x"))
         assert r.returncode != 0 and f"variant {bad!r}" in r.stderr
     assert not (tmp_path / "x").exists()
