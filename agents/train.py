@@ -103,6 +103,8 @@ _INT_RULES: dict[str, tuple[Any, str]] = {
     "target_update_interval": (lambda x: x >= 1, ">= 1"),
     "gradient_steps": (lambda x: x >= 1 or x == -1, ">= 1, or -1 (as many as env steps)"),
 }
+# keys of a config section that are not keyword arguments of the SB3 constructor
+_OWN_KEYS = ("policy", "policy_kwargs", "env_kwargs")
 _NULLABLE = {"target_kl"}  # null: no KL early stopping (SB3's default)
 
 
@@ -120,7 +122,7 @@ def _section(value: Any, where: str, key: str) -> dict[Any, Any]:
 def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> None:
     """Refuse unknown keys in the section ``hp`` (at ``where: key``) and values SB3 would
     reject or silently misuse; the error names the file and the key path."""
-    allowed = _ALLOWED_KWARGS[algo] | {"policy", "policy_kwargs", "env_kwargs"}
+    allowed = _ALLOWED_KWARGS[algo] | set(_OWN_KEYS)
     unknown = sorted(str(k) for k in hp if k not in allowed)
     if unknown:
         raise PrfaasInputError(f"unknown hyperparameter(s) {unknown} for {algo}; "
@@ -457,8 +459,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         reward = (hp.get("env_kwargs") or {}).get("reward", REWARDS[0])
         env = make_train_env(sc, n_envs, seed, vec, episode_requests, reward)
         cls = algo_class(algo)
-        kwargs = {k: v for k, v in hp.items()
-                  if k not in ("policy", "policy_kwargs", "env_kwargs")}
+        kwargs = {k: v for k, v in hp.items() if k not in _OWN_KEYS}
         model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
                     tensorboard_log=str(out / "tb"),
                     policy_kwargs=_policy_kwargs(hp.get("policy_kwargs") or {}), **kwargs)

@@ -20,6 +20,7 @@ import numpy as np
 from agents.heuristics import Conductor
 from prfaas_gym.env import PrfaasRouteEnv
 from prfaas_gym.episode import REWARDS
+from prfaas_gym.metrics import latencies
 
 
 def rollout(scenario: str, reward: str, seed: int) -> tuple[np.ndarray, float]:
@@ -35,11 +36,10 @@ def rollout(scenario: str, reward: str, seed: int) -> tuple[np.ndarray, float]:
         _, r, _, _, _ = env.step_decision(pol.decide(env.request_info, env.view))
         rewards.append(r)
     slo = env.profile.slo
-    met = [index[j.request.id] for j in env.sim.completed
-           if j.t_first_token - j.request.arrival_s <= slo.ttft_s and (
-               j.output_tokens <= 1
-               or (j.t_done - j.t_first_token) / (j.output_tokens - 1) <= slo.tpot_s)]
-    return np.array(rewards), float(np.mean(met))
+    ttft, tpot = latencies(env.sim.completed)
+    served = (ttft <= slo.ttft_s) & (tpot <= slo.tpot_s)
+    decided = [index[j.request.id] for j, ok in zip(env.sim.completed, served) if ok]
+    return np.array(rewards), float(np.mean(decided))
 
 
 def main() -> None:
