@@ -48,7 +48,7 @@ from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
 from prfaas_gym.episode import REWARDS
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
-from prfaas_gym.scenario import Scenario, load_scenario
+from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
 MAX_SEED = 2**31  # seeds up to seed + n_envs and seed + 10,000 + episodes stay below numpy's 2**32
@@ -104,7 +104,7 @@ _INT_RULES: dict[str, tuple[Any, str]] = {
     "gradient_steps": (lambda x: x >= 1 or x == -1, ">= 1, or -1 (as many as env steps)"),
 }
 # keys of a config section that are not keyword arguments of the SB3 constructor
-_OWN_KEYS = ("policy", "policy_kwargs", "env_kwargs")
+_OWN_KEYS = ("policy", "policy_kwargs", "env_kwargs", "curriculum")
 _NULLABLE = {"target_kl"}  # null: no KL early stopping (SB3's default)
 
 
@@ -148,6 +148,8 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> N
                     or ek.get("reward", REWARDS[0]) not in REWARDS:
                 raise PrfaasInputError(f"env_kwargs may hold reward (one of {list(REWARDS)}), "
                                        f"found {v!r}", at)
+        elif name == "curriculum":
+            _check_curriculum(v, at)
         elif v is None and name in _NULLABLE:
             continue
         elif name in _INT_RULES:
@@ -162,6 +164,37 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> N
             if not (is_finite_number(v) and ok(v)):
                 raise PrfaasInputError(f"expected a finite number {wording}, found "
                                        f"{v!r}{yaml_string_hint(v)}", at)
+
+
+def _check_curriculum(v: Any, at: str) -> None:
+    """A curriculum section: ``start`` (randomisation ranges, as in a scenario's
+    ``randomize:``) and ``fraction`` (of the training steps, in (0, 1])."""
+    if not isinstance(v, dict) or set(v) != {"start", "fraction"}:
+        raise PrfaasInputError("curriculum must be a mapping with the keys start (ranges "
+                               "such as {rate_scale: [0.7, 0.8]}) and fraction (of the "
+                               f"training steps, in (0, 1]), found {v!r}", at)
+    check_randomize(v["start"], f"{at}.start")
+    if not v["start"]:
+        raise PrfaasInputError("curriculum.start names no range", f"{at}.start")
+    f = v["fraction"]
+    if not (is_finite_number(f) and 0 < f <= 1):
+        raise PrfaasInputError(f"expected a finite number in (0, 1], found "
+                               f"{f!r}{yaml_string_hint(f)}", f"{at}.fraction")
+
+
+def curriculum_ranges(start: dict[str, Any], end: dict[str, tuple[float, float]],
+                      progress: float) -> dict[str, list[float]]:
+    """The randomisation ranges at ``progress`` (0..1) through a curriculum: each end of
+    each range moves linearly from ``start[k]`` to ``end[k]`` (the scenario's range);
+    cluster sizes are rounded to whole instances."""
+    p = min(max(progress, 0.0), 1.0)
+    out: dict[str, list[float]] = {}
+    for k, (s_lo, s_hi) in start.items():
+        e_lo, e_hi = end[k]
+        lo, hi = s_lo + (e_lo - s_lo) * p, s_hi + (e_hi - s_hi) * p
+        out[k] = [int(round(lo)), int(round(hi))] if k in ("n_prfaas", "n_local") \
+            else [float(lo), float(hi)]
+    return out
 
 
 def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None) -> dict[str, Any]:
@@ -323,6 +356,32 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
     return ServingMetrics(), Validation()
 
 
+def _curriculum_callback(start: dict[str, Any], end: dict[str, tuple[float, float]],
+                         steps: int):
+    """Widens the training envs' randomisation ranges from ``start`` to ``end`` over
+    ``steps`` env steps (:func:`curriculum_ranges`), at the start of each rollout, in
+    1% steps (so that DQN's short rollouts do not call the workers every few steps)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Curriculum(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ranges = curriculum_ranges(start, end, 0.0)
+
+        def _on_rollout_start(self) -> None:
+            progress = min(int(100 * self.num_timesteps / steps) / 100, 1.0)
+            ranges = curriculum_ranges(start, end, progress)
+            if ranges != self.ranges:
+                self.training_env.env_method("set_randomize", ranges)
+                self.ranges = ranges
+            self.logger.record("curriculum/progress", progress)
+
+        def _on_step(self) -> bool:
+            return True
+
+    return Curriculum()
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
@@ -436,6 +495,15 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                                config or f"agents/configs/{algo}.yaml")
     if warm_start is not None and algo != "dqn":
         _check_warm_start(warm_start, sc)
+    curriculum = hp.get("curriculum")
+    if curriculum is not None:
+        unrandomised = sorted(set(curriculum["start"]) - set(sc.randomize))
+        if unrandomised:
+            raise PrfaasInputError(
+                f"scenario {sc.name!r} does not randomise {unrandomised} (its randomize: "
+                f"{sorted(sc.randomize) or 'none'}); a curriculum starts some of the "
+                "scenario's ranges elsewhere and widens them to the scenario's",
+                f"{config or f'agents/configs/{algo}.yaml'}: {ENV_ID}.curriculum.start")
     for split in ("train", "val"):  # a trace is first read here: fail before writing
         PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests).reset(seed=seed)
     torch.set_num_threads(threads)
@@ -458,6 +526,12 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
         reward = (hp.get("env_kwargs") or {}).get("reward", REWARDS[0])
         env = make_train_env(sc, n_envs, seed, vec, episode_requests, reward)
+        callbacks = []
+        if curriculum is not None:
+            callbacks.append(_curriculum_callback(
+                curriculum["start"], sc.randomize,
+                max(1, int(curriculum["fraction"] * timesteps))))
+            env.env_method("set_randomize", callbacks[0].ranges)  # from the first episode
         cls = algo_class(algo)
         kwargs = {k: v for k, v in hp.items() if k not in _OWN_KEYS}
         model = cls(hp.get("policy", "MlpPolicy"), env, seed=seed, device=device, verbose=verbose,
@@ -488,7 +562,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo, baseline,
                                         episode_requests)
         learning = True
-        model.learn(total_timesteps=timesteps, callback=[metrics_cb, val_cb],
+        model.learn(total_timesteps=timesteps, callback=[*callbacks, metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)
         val_cb.evaluate()
     except KeyboardInterrupt:

@@ -7,12 +7,15 @@ checkpoint and at the end, plus the wall time. Only the ``val`` split is used, s
 recipe from this table does not look at the held-out ``eval`` split. Writes
 ``OUT/summary.json`` and ``OUT/validation.png`` (validation ratio against steps).
 
-A variant is ``ALGO:WARM:REWARD[:HP]``: ``ALGO`` one of maskable_ppo, ppo, a2c, dqn;
-``WARM`` a heuristic name, ``best`` or ``none`` (dqn: ``none`` only); ``REWARD``
+A variant is ``ALGO:WARM:REWARD[:HP[:CURRICULUM]]``: ``ALGO`` one of maskable_ppo, ppo,
+a2c, dqn; ``WARM`` a heuristic name, ``best`` or ``none`` (dqn: ``none`` only); ``REWARD``
 ``completion`` or ``first_token`` (``env_kwargs.reward``, written into a copy of the shipped
 config); ``HP`` ``shipped`` (the default: the shipped config with its per-scenario
 overrides, e.g. MaskablePPO's gentle fine-tuning step size) or ``base`` (the env id's
-section only, without the per-scenario overrides).
+section only, without the per-scenario overrides); ``CURRICULUM`` ``none`` (the default)
+or ``easy``: training starts every range of the scenario's ``randomize:`` at its easiest
+end (lowest load scale, highest link mean, most instances) and widens them to the full
+ranges over the first half of the steps (``curriculum:`` in the config).
 Finished runs under ``OUT`` are reused, so an interrupted sweep resumes.
 
     python benchmarks/training_ablation.py --scenario bursty-fluctuating --timesteps 200000 \\
@@ -34,6 +37,7 @@ import yaml
 
 from prfaas_gym.env import ENV_ID
 from prfaas_gym.episode import REWARDS
+from prfaas_gym.scenario import load_scenario
 
 DEFAULT_VARIANTS = ("maskable_ppo:best:completion", "maskable_ppo:best:first_token",
                     "maskable_ppo:none:completion", "maskable_ppo:none:first_token",
@@ -41,29 +45,46 @@ DEFAULT_VARIANTS = ("maskable_ppo:best:completion", "maskable_ppo:best:first_tok
                     "maskable_ppo:none:completion:base", "maskable_ppo:none:first_token:base")
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
 HPS = ("shipped", "base")
+CURRICULA = ("none", "easy")
+# the easy end of each randomised range: the most capacity per unit of load
+_EASY_END = {"rate_scale": 0, "link_gbps": 1, "n_prfaas": 1, "n_local": 1}
 
 
-def parse_variant(text: str) -> tuple[str, str, str, str]:
-    """``ALGO:WARM:REWARD[:HP]`` as a 4-tuple; SystemExit naming the variant if malformed."""
+def parse_variant(text: str) -> tuple[str, str, str, str, str]:
+    """``ALGO:WARM:REWARD[:HP[:CURRICULUM]]`` as a 5-tuple; SystemExit naming the variant if
+    malformed."""
     parts = text.split(":")
-    if len(parts) == 3:
-        parts.append("shipped")
-    if len(parts) != 4 or parts[0] not in ALGOS or parts[2] not in REWARDS \
-            or parts[3] not in HPS or (parts[0] == "dqn" and parts[1] != "none"):
-        sys.exit(f"error: variant {text!r}: expected ALGO:WARM:REWARD[:HP] with ALGO in "
-                 f"{list(ALGOS)}, REWARD in {list(REWARDS)}, HP in {list(HPS)} (dqn: WARM "
-                 "must be none)")
-    return parts[0], parts[1], parts[2], parts[3]
+    parts += ["shipped", "none"][len(parts) - 3:] if 3 <= len(parts) <= 5 else []
+    if len(parts) != 5 or parts[0] not in ALGOS or parts[2] not in REWARDS \
+            or parts[3] not in HPS or parts[4] not in CURRICULA \
+            or (parts[0] == "dqn" and parts[1] != "none"):
+        sys.exit(f"error: variant {text!r}: expected ALGO:WARM:REWARD[:HP[:CURRICULUM]] with "
+                 f"ALGO in {list(ALGOS)}, REWARD in {list(REWARDS)}, HP in {list(HPS)}, "
+                 f"CURRICULUM in {list(CURRICULA)} (dqn: WARM must be none)")
+    return parts[0], parts[1], parts[2], parts[3], parts[4]
 
 
-def variant_config(algo: str, reward: str, hp: str, out: Path) -> Path:
+def easy_curriculum(randomize: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """A ``curriculum:`` section that starts each of the scenario's ranges at its easy end
+    and reaches the full ranges halfway through training."""
+    if not randomize:
+        sys.exit("error: the easy curriculum needs a scenario with `randomize:` ranges")
+    return {"start": {k: [lo_hi[_EASY_END[k]]] * 2 for k, lo_hi in randomize.items()},
+            "fraction": 0.5}
+
+
+def variant_config(algo: str, reward: str, hp: str, out: Path,
+                   curriculum: dict[str, Any] | None = None) -> Path:
     """The shipped hyperparameters of ``algo`` with ``env_kwargs.reward`` set (``hp='base'``:
-    without the per-scenario overrides)."""
+    without the per-scenario overrides), and ``curriculum`` if given."""
     data = yaml.safe_load((resources.files("agents") / "configs" / f"{algo}.yaml").read_text())
     data[ENV_ID]["env_kwargs"] = {"reward": reward}
     if hp == "base":
         data[ENV_ID].pop("scenarios", None)
-    path = out / "configs" / f"{algo}-{reward}-{hp}.yaml"
+    if curriculum is not None:
+        data[ENV_ID]["curriculum"] = curriculum
+    tag = "-easy" if curriculum is not None else ""
+    path = out / "configs" / f"{algo}-{reward}-{hp}{tag}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -80,7 +101,7 @@ def finished(run: Path) -> bool:
 
 def train(variant: str, args: argparse.Namespace) -> Path:
     """Train ``variant`` into ``OUT/<variant>`` unless a finished run is there."""
-    algo, warm, reward, hp = parse_variant(variant)
+    algo, warm, reward, hp, curriculum = parse_variant(variant)
     run = args.out / variant.replace(":", "-")
     if finished(run):
         print(f"{variant}: reusing {run}", file=sys.stderr)
@@ -91,7 +112,10 @@ def train(variant: str, args: argparse.Namespace) -> Path:
            "--scenario", args.scenario, "--timesteps", str(args.timesteps),
            "--n-envs", str(args.n_envs), "--seed", str(args.seed), "--out", str(run),
            "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
-           "--config", str(variant_config(algo, reward, hp, args.out)), "--no-progress"]
+           "--config", str(variant_config(
+               algo, reward, hp, args.out,
+               easy_curriculum(load_scenario(args.scenario).randomize)
+               if curriculum == "easy" else None)), "--no-progress"]
     if algo != "dqn":
         cmd += ["--warm-start", warm]
     log = args.out / "logs" / f"{run.name}.log"
@@ -150,18 +174,19 @@ def main() -> None:
                     help="steps between validations (as the shipped policies were trained)")
     ap.add_argument("--eval-episodes", type=int, default=24)
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                    help="comma-separated ALGO:WARM:REWARD[:HP]")
+                    help="comma-separated ALGO:WARM:REWARD[:HP[:CURRICULUM]]")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in variants:
-        parse_variant(v)
+        if parse_variant(v)[4] == "easy":  # refused before anything is written
+            easy_curriculum(load_scenario(args.scenario).randomize)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [summarize(v, train(v, args)) for v in variants]
     print(f"\n{args.scenario}, seed {args.seed}, {args.timesteps:,} steps, --n-envs "
           f"{args.n_envs}; validation goodput / best heuristic ({args.eval_episodes} episodes "
           f"of the val split every {args.eval_freq:,} steps)\n")
-    print("| variant (algo:warm start:reward[:hyperparameters]) | start | best (at step) | end "
+    print("| variant (algo:warm start:reward[:hyperparameters[:curriculum]]) | start | best (at step) | end "
           "| wall (min) |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -15,7 +15,7 @@ from prfaas_gym.episode import REWARDS, Episode
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
 from prfaas_gym.request import Workload
-from prfaas_gym.scenario import Scenario, load_scenario
+from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
 from prfaas_gym.simulator import Simulator
 from prfaas_gym.synthetic import MAX_REQUESTS
 from prfaas_gym.workload import rebased
@@ -153,15 +153,34 @@ class PrfaasRouteEnv(gym.Env):
         self.observation_space = spaces.Box(-CLIP, CLIP, shape=(N_FEATURES,), dtype=np.float32)
         self.action_space = spaces.Discrete(len(ACTIONS))
         self.spec_hash = spec_hash()
+        #: the domain-randomisation ranges the next :meth:`reset` draws from (the
+        #: scenario's, unless :meth:`set_randomize` replaced some of them)
+        self.randomize: dict[str, tuple[float, float]] = dict(self.scenario.randomize)
         self.sim: Simulator | None = None
         self._episode: Episode | None = None
         self._pool: Workload | None = None
         self._pool_uses = 0
 
     # -- episode set-up ---------------------------------------------------------------
+    def set_randomize(self, ranges: dict[str, Any]) -> None:
+        """Draw the following episodes from ``ranges`` (``{key: [lo, hi]}``) instead of the
+        scenario's ``randomize`` ranges for those keys; the others keep the scenario's.
+
+        A training curriculum widens them step by step. Only keys the scenario randomises
+        may be given (an unrandomised quantity has no range to come back to); a bad key or
+        range raises :class:`PrfaasInputError` naming it. The episode in progress is not
+        changed."""
+        rnd = check_randomize(ranges, "randomize")
+        missing = sorted(set(rnd) - set(self.scenario.randomize))
+        if missing:
+            raise PrfaasInputError(
+                f"scenario {self.scenario.name!r} does not randomise {missing} (its randomize: "
+                f"{sorted(self.scenario.randomize) or 'none'})", f"randomize.{missing[0]}")
+        self.randomize = {**self.scenario.randomize, **rnd}
+
     def _episode_profile(self, rng: np.random.Generator):
         prof = self.scenario.profile
-        rnd = self.scenario.randomize
+        rnd = self.randomize
         dep = prof.deployment
         changes: dict[str, int] = {}
         if "n_prfaas" in rnd:
@@ -181,13 +200,13 @@ class PrfaasRouteEnv(gym.Env):
         sc = self.scenario
         profile = self._episode_profile(rng)
         rate = None
-        if "rate_scale" in sc.randomize:
-            lo, hi = sc.randomize["rate_scale"]
+        if "rate_scale" in self.randomize:
+            lo, hi = self.randomize["rate_scale"]
             rate = sc.mean_rate() * float(rng.uniform(lo, hi))
         workload = self._episode_workload(rng, rate, reseeded=seed is not None)
         bw = sc.bandwidth(int(rng.integers(2**31)))
-        if "link_gbps" in sc.randomize:
-            lo, hi = sc.randomize["link_gbps"]
+        if "link_gbps" in self.randomize:
+            lo, hi = self.randomize["link_gbps"]
             bw = bw.scaled_to_mean(float(rng.uniform(lo, hi)))
         self.profile = profile
         self.featurizer = Featurizer(profile, self.scales)

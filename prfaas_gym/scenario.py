@@ -117,6 +117,23 @@ def _mapping(d: Any, allowed: set[str], where: str) -> dict[str, Any]:
     return d
 
 
+def check_randomize(d: Any, where: str) -> dict[str, tuple[float, float]]:
+    """Domain-randomisation ranges (the scenario's ``randomize:`` mapping, or a training
+    curriculum's starting ranges) as ``{key: (lo, hi)}``; :class:`PrfaasInputError` at
+    ``where.key`` for an unknown key or an invalid range (see the module docstring)."""
+    rnd_d = _mapping(d, _RANDOMIZE_KEYS, where)
+    rnd = {k: _range(rnd_d, k, where, integer=k in ("n_prfaas", "n_local"),
+                     positive=k in ("rate_scale", "link_gbps")) for k in rnd_d}
+    if "n_local" in rnd and rnd["n_local"][0] < 2:
+        raise PrfaasInputError("must be >= 2 (a local prefill and a local decode node)",
+                               f"{where}.n_local")
+    for k in ("n_prfaas", "n_local"):
+        if k in rnd and rnd[k][1] > MAX_INSTANCES:
+            raise PrfaasInputError(f"must be <= {MAX_INSTANCES:,} (the simulator's limit per "
+                                   f"role), got {rnd[k][1]:,}", f"{where}.{k}")
+    return rnd
+
+
 def _number(d: dict[str, Any], key: str, where: str, lo: float | None = None,
             integer: bool = False, lo_open: bool = False, allow_inf: bool = False) -> Any:
     """``d[key]``: an integer, or a finite number (``inf`` too with ``allow_inf``), ``>= lo``
@@ -478,16 +495,7 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     ep = int(_number(env, "episode_requests", f"{w} env", 1, integer=True)) if "episode_requests" in env else 256
     drain = float(_number(env, "max_drain_s", f"{w} env", 0, allow_inf=True)) \
         if "max_drain_s" in env else 120.0
-    rnd_d = _mapping(d.get("randomize"), _RANDOMIZE_KEYS, f"{w} randomize")
-    rnd = {k: _range(rnd_d, k, f"{w} randomize", integer=k in ("n_prfaas", "n_local"),
-                     positive=k in ("rate_scale", "link_gbps")) for k in rnd_d}
-    if "n_local" in rnd and rnd["n_local"][0] < 2:
-        raise PrfaasInputError("must be >= 2 (a local prefill and a local decode node)",
-                               f"{w} randomize.n_local")
-    for k in ("n_prfaas", "n_local"):
-        if k in rnd and rnd[k][1] > MAX_INSTANCES:
-            raise PrfaasInputError(f"must be <= {MAX_INSTANCES:,} (the simulator's limit per "
-                                   f"role), got {rnd[k][1]:,}", f"{w} randomize.{k}")
+    rnd = check_randomize(d.get("randomize"), f"{w} randomize")
     scen = Scenario(name=name, description=str(d.get("description", "")), profile=profile,
                     workload_spec=copy.deepcopy(wl), bandwidth_spec=copy.deepcopy(d["bandwidth"]),
                     policy=d["policy"], threshold_spec=thr, sim=sim, requests=requests,

@@ -179,6 +179,28 @@ def test_domain_randomisation_draws_cluster_sizes_load_and_link(tmp_path):
     assert len(sizes) > 3 and len(rates) > 6 and len(links) > 6
 
 
+def test_set_randomize_replaces_the_ranges_of_the_next_episodes():
+    """A curriculum's handle: the next episodes draw load and link mean from the given
+    ranges (same seed, half the load scale: exactly half the arrival rate); keys left out
+    go back to the scenario's; unrandomised keys and bad ranges are named."""
+    from prfaas_gym.errors import PrfaasInputError
+
+    env = make(episode_requests=64)  # bursty-fluctuating: rate_scale and link_gbps
+    env.set_randomize({"rate_scale": [1.0, 1.0], "link_gbps": [40.0, 40.0]})
+    env.reset(seed=5)
+    full_rate = env.sim.workload.mean_rate
+    assert env.sim.bandwidth.mean_gbps == pytest.approx(40.0)
+    env.set_randomize({"rate_scale": [0.5, 0.5]})
+    env.reset(seed=5)
+    assert env.sim.workload.mean_rate == pytest.approx(0.5 * full_rate)
+    assert env.randomize["link_gbps"] == env.scenario.randomize["link_gbps"]
+    with pytest.raises(PrfaasInputError, match="does not randomise.*n_prfaas"):
+        env.set_randomize({"n_prfaas": [1, 2]})
+    with pytest.raises(PrfaasInputError, match="randomize.rate_scale"):
+        env.set_randomize({"rate_scale": [2.0, 1.0]})
+    assert env.randomize["rate_scale"] == (0.5, 0.5)  # a refused call changes nothing
+
+
 def test_action_space_contains_the_conductor():
     """Every decision of the best heuristic (Mooncake's conductor, prefix copies included) is
     one of the env's actions, so a policy cloned from it can match it exactly."""

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from prfaas_gym.cli import main
+from prfaas_gym.env import PrfaasRouteEnv
 from prfaas_gym.scenario import load_scenario
 
 
@@ -293,6 +294,15 @@ def test_train_unwritable_out_is_a_clear_error(tmp_path, tiny_config, capsys, mo
     ("ppo", {"env_kwargs": {"rewrd": "completion"}}, "PrfaasRoute-v0.env_kwargs"),
     ("ppo", {"scenarios": {"bursty-fluctuating": {"env_kwargs": [1]}}},
      "PrfaasRoute-v0.scenarios.bursty-fluctuating.env_kwargs"),
+    ("maskable_ppo", {"curriculum": {"start": {"rate_scale": [0.5, 0.6]}}},
+     "PrfaasRoute-v0.curriculum"),
+    ("maskable_ppo", {"curriculum": {"start": {"rate_scale": [0.6, 0.5]}, "fraction": 0.5}},
+     "PrfaasRoute-v0.curriculum.start.rate_scale"),
+    ("dqn", {"curriculum": {"start": {"load": [0.5, 0.6]}, "fraction": 0.5}},
+     "PrfaasRoute-v0.curriculum.start.load"),
+    ("ppo", {"curriculum": {"start": {"rate_scale": [0.5, 0.6]}, "fraction": 0}},
+     "PrfaasRoute-v0.curriculum.fraction"),
+    ("ppo", {"curriculum": {"start": {}, "fraction": 0.5}}, "PrfaasRoute-v0.curriculum.start"),
 ])
 def test_bad_hyperparameter_values_are_named(tmp_path, algo, section, key):
     from agents.train import load_hyperparams
@@ -348,6 +358,59 @@ def test_env_kwargs_reward_reaches_the_training_envs_and_the_warm_start(tmp_path
     assert seen == {"envs": ["first_token", "first_token"], "demos": "first_token"}
     run = json.loads((out / "run.json").read_text())
     assert run["hyperparams"]["env_kwargs"] == {"reward": "first_token"}
+
+
+def test_curriculum_ranges_move_linearly_to_the_scenario_ranges():
+    from agents.train import curriculum_ranges
+
+    start = {"rate_scale": [0.5, 0.5], "n_prfaas": [4, 4]}
+    end = {"rate_scale": (0.7, 1.4), "n_prfaas": (1, 4)}
+    assert curriculum_ranges(start, end, 0.0) == {"rate_scale": [0.5, 0.5], "n_prfaas": [4, 4]}
+    mid = curriculum_ranges(start, end, 0.5)
+    assert mid["rate_scale"] == pytest.approx([0.6, 0.95])
+    assert mid["n_prfaas"] == [2, 4]  # 2.5 rounds to whole instances
+    assert curriculum_ranges(start, end, 1.0) == curriculum_ranges(start, end, 7.0) == {
+        "rate_scale": [0.7, 1.4], "n_prfaas": [1, 4]}
+
+
+def test_curriculum_widens_the_training_envs_ranges_to_the_scenario(tmp_path, monkeypatch):
+    """The first episodes come from the curriculum's start, the ranges widen monotonically,
+    and they are the scenario's once ``fraction`` of the steps is done."""
+    calls = []
+    original = PrfaasRouteEnv.set_randomize
+
+    def spy(self, ranges):
+        calls.append({k: list(v) for k, v in ranges.items()})
+        original(self, ranges)
+
+    monkeypatch.setattr(PrfaasRouteEnv, "set_randomize", spy)
+    cfg = tmp_path / "cur.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "n_steps": 16, "batch_size": 16, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]},
+        "curriculum": {"start": {"rate_scale": [0.5, 0.5]}, "fraction": 0.5}}}))
+    out = tmp_path / "run"
+    argv = _train_argv(out, cfg)
+    argv[argv.index("--timesteps") + 1] = "128"
+    assert main(argv) == 0
+    assert calls[0] == {"rate_scale": [0.5, 0.5]}
+    assert calls[-1] == {"rate_scale": [0.7, 1.4]}  # bursty-fluctuating's own range
+    los = [c["rate_scale"][0] for c in calls]
+    his = [c["rate_scale"][1] for c in calls]
+    assert los == sorted(los) and his == sorted(his) and len(calls) >= 4
+    run = json.loads((out / "run.json").read_text())
+    assert run["hyperparams"]["curriculum"]["start"] == {"rate_scale": [0.5, 0.5]}
+
+
+def test_curriculum_on_an_unrandomised_quantity_is_refused_before_anything_is_written(
+        tmp_path, capsys):
+    cfg = tmp_path / "cur.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "curriculum": {"start": {"n_prfaas": [4, 4]}, "fraction": 0.5}}}))
+    out = tmp_path / "run"
+    assert main(_train_argv(out, cfg)) == 2
+    err = capsys.readouterr().err
+    assert "PrfaasRoute-v0.curriculum.start" in err and "does not randomise ['n_prfaas']" in err
+    assert not out.exists()
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------

@@ -42,9 +42,26 @@ def test_sweep_trains_each_variant_with_its_reward_and_resumes(tmp_path):
     assert (Path(rows[0]["run"]) / "run.json").stat().st_mtime_ns == stamp
 
 
+def test_easy_curriculum_starts_each_range_at_its_easy_end(tmp_path):
+    out = tmp_path / "abl"
+    r = _run("--scenario", "bursty-fluctuating", "--timesteps", "64", "--eval-freq", "64",
+             "--eval-episodes", "1", "--n-envs", "1",
+             "--variants", "maskable_ppo:none:completion:base:easy", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((out / "maskable_ppo-none-completion-base-easy" / "run.json").read_text())
+    # bursty-fluctuating randomises rate_scale [0.7, 1.4] and link_gbps [10, 40]
+    assert rec["hyperparams"]["curriculum"] == {
+        "start": {"rate_scale": [0.7, 0.7], "link_gbps": [40.0, 40.0]}, "fraction": 0.5}
+    r = _run("--scenario", "paper-case-study", "--variants", "ppo:none:completion:base:easy",
+             "--out", str(tmp_path / "p"))
+    assert r.returncode != 0 and "needs a scenario with `randomize:`" in r.stderr
+    assert not (tmp_path / "p").exists()
+
+
 def test_a_malformed_variant_is_named(tmp_path):
     for bad in ("ppo:best", "sac:none:completion", "dqn:best:completion", "ppo:none:ttft",
-                "ppo:none:completion:tuned"):
+                "ppo:none:completion:tuned", "ppo:none:completion:base:hard",
+                "ppo:none:completion:base:easy:x"):
         r = _run("--variants", bad, "--out", str(tmp_path / "x"))
         assert r.returncode != 0 and f"variant {bad!r}" in r.stderr
     assert not (tmp_path / "x").exists()
