@@ -15,7 +15,9 @@ Training episodes come from the ``train`` split (the first 70% of a trace, or sy
 seeds), with the scenario's domain randomisation; validation episodes, which pick the
 best checkpoint and the warm start's teacher, from the ``val`` split (the next 10%, or
 offset synthetic seeds) with seeds from :data:`agents.evaluation.EVAL_SEED_BASE`. The
-``eval`` split stays unseen until a held-out report.
+``eval`` split stays unseen until a held-out report. A ``curriculum:`` section in the
+hyperparameters starts the training episodes' randomisation ranges elsewhere and widens
+them to the scenario's (:func:`curriculum_ranges`).
 """
 
 from __future__ import annotations

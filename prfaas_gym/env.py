@@ -96,8 +96,11 @@ class PrfaasRouteEnv(gym.Env):
     consecutive requests of the trace's split (or of a pool of 32 episodes' worth of
     synthetic requests, regenerated every 128 episodes: a request recurs in about four
     episodes, each time under its own load scale, link and cluster draws), a bandwidth
-    trace with a random offset, and, if the scenario has ``randomize``, a load scale, link
-    mean and cluster sizes. The cluster starts empty.
+    trace with a random offset, and, on the ``train`` split, if the scenario has
+    ``randomize``, a load scale, link mean and cluster sizes. ``val`` and ``eval`` episodes
+    are the scenario as it is (its load, link and clusters), as a held-out report
+    (:mod:`agents.compare`) runs it, so that validation estimates that report. The cluster
+    starts empty.
 
     ## Episode end
     ``terminated=True`` after the last request of the window: its drain (up to
@@ -122,6 +125,9 @@ class PrfaasRouteEnv(gym.Env):
       bootstrapped the value of the all-zero final observation; it is ``terminated`` now
       (training only: observations, actions and rewards are unchanged). The
       ``reward="first_token"`` option came later; the default reward is unchanged.
+      Domain randomisation applied to every split until the release that added
+      :meth:`set_randomize`; it applies to ``train`` only now (validation picked
+      checkpoints on randomised episodes while held-out reports ran the scenario as it is).
     """
 
     metadata = {"render_modes": []}
@@ -153,9 +159,10 @@ class PrfaasRouteEnv(gym.Env):
         self.observation_space = spaces.Box(-CLIP, CLIP, shape=(N_FEATURES,), dtype=np.float32)
         self.action_space = spaces.Discrete(len(ACTIONS))
         self.spec_hash = spec_hash()
-        #: the domain-randomisation ranges the next :meth:`reset` draws from (the
-        #: scenario's, unless :meth:`set_randomize` replaced some of them)
-        self.randomize: dict[str, tuple[float, float]] = dict(self.scenario.randomize)
+        #: the domain-randomisation ranges the next :meth:`reset` draws from (on ``train``
+        #: the scenario's, unless :meth:`set_randomize` replaced some of them; else none)
+        self.randomize: dict[str, tuple[float, float]] = \
+            dict(self.scenario.randomize) if split == "train" else {}
         self.sim: Simulator | None = None
         self._episode: Episode | None = None
         self._pool: Workload | None = None
@@ -169,7 +176,10 @@ class PrfaasRouteEnv(gym.Env):
         A training curriculum widens them step by step. Only keys the scenario randomises
         may be given (an unrandomised quantity has no range to come back to); a bad key or
         range raises :class:`PrfaasInputError` naming it. The episode in progress is not
-        changed."""
+        changed. Only a ``train`` env randomises (:class:`PrfaasInputError` otherwise)."""
+        if self.split != "train":
+            raise PrfaasInputError(f"a {self.split!r} env runs the scenario as it is; domain "
+                                   "randomisation applies to the train split only", "split")
         rnd = check_randomize(ranges, "randomize")
         missing = sorted(set(rnd) - set(self.scenario.randomize))
         if missing:

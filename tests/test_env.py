@@ -177,6 +177,20 @@ def test_domain_randomisation_draws_cluster_sizes_load_and_link(tmp_path):
         links.add(round(env.sim.bandwidth.mean_gbps, 3))
         assert 5.0 - 1e-6 <= env.sim.bandwidth.mean_gbps <= 50.0 + 1e-6
     assert len(sizes) > 3 and len(rates) > 6 and len(links) > 6
+    # validation and held-out episodes are the scenario as it is, as reports run it
+    base = yaml.safe_load((scenario_dir() / "bursty-fluctuating.yaml").read_text())
+    base.pop("randomize")
+    q = tmp_path / "nominal.yaml"
+    q.write_text(yaml.safe_dump(base))
+    for split in ("val", "eval"):
+        env, nominal = (PrfaasRouteEnv(load_scenario(f), split=split, episode_requests=32)
+                        for f in (p, q))
+        for seed in range(4):
+            env.reset(seed=seed)
+            nominal.reset(seed=seed)
+            assert env.profile.deployment == nominal.profile.deployment
+            assert env.sim.workload.mean_rate == nominal.sim.workload.mean_rate
+            assert env.sim.bandwidth.mean_gbps == nominal.sim.bandwidth.mean_gbps
 
 
 def test_set_randomize_replaces_the_ranges_of_the_next_episodes():
@@ -199,6 +213,8 @@ def test_set_randomize_replaces_the_ranges_of_the_next_episodes():
     with pytest.raises(PrfaasInputError, match="randomize.rate_scale"):
         env.set_randomize({"rate_scale": [2.0, 1.0]})
     assert env.randomize["rate_scale"] == (0.5, 0.5)  # a refused call changes nothing
+    with pytest.raises(PrfaasInputError, match="train split only"):
+        make(split="val").set_randomize({"rate_scale": [0.5, 0.5]})
 
 
 def test_action_space_contains_the_conductor():
