@@ -499,13 +499,13 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         _check_warm_start(warm_start, sc)
     curriculum = hp.get("curriculum")
     if curriculum is not None:
-        unrandomised = sorted(set(curriculum["start"]) - set(sc.randomize))
-        if unrandomised:
+        try:  # the env's own check: only ranges the scenario randomises
+            PrfaasRouteEnv(sc, split="train").set_randomize(curriculum["start"])
+        except PrfaasInputError as e:
             raise PrfaasInputError(
-                f"scenario {sc.name!r} does not randomise {unrandomised} (its randomize: "
-                f"{sorted(sc.randomize) or 'none'}); a curriculum starts some of the "
-                "scenario's ranges elsewhere and widens them to the scenario's",
-                f"{config or f'agents/configs/{algo}.yaml'}: {ENV_ID}.curriculum.start")
+                f"{e.reason}; a curriculum starts some of the scenario's ranges elsewhere "
+                "and widens them to the scenario's",
+                f"{config or f'agents/configs/{algo}.yaml'}: {ENV_ID}.curriculum.start") from None
     for split in ("train", "val"):  # a trace is first read here: fail before writing
         PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests).reset(seed=seed)
     torch.set_num_threads(threads)
