@@ -99,8 +99,9 @@ def finished(run: Path) -> bool:
     return "wall_s" in rec and "interrupted_at" not in rec and "failed" not in rec
 
 
-def train(variant: str, args: argparse.Namespace) -> Path:
-    """Train ``variant`` into ``OUT/<variant>`` unless a finished run is there."""
+def train(variant: str, args: argparse.Namespace, easy: dict[str, Any] | None) -> Path:
+    """Train ``variant`` into ``OUT/<variant>`` unless a finished run is there (``easy``:
+    the scenario's easy curriculum, for variants that ask for it)."""
     algo, warm, reward, hp, curriculum = parse_variant(variant)
     run = args.out / variant.replace(":", "-")
     if finished(run):
@@ -112,10 +113,9 @@ def train(variant: str, args: argparse.Namespace) -> Path:
            "--scenario", args.scenario, "--timesteps", str(args.timesteps),
            "--n-envs", str(args.n_envs), "--seed", str(args.seed), "--out", str(run),
            "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
-           "--config", str(variant_config(
-               algo, reward, hp, args.out,
-               easy_curriculum(load_scenario(args.scenario).randomize)
-               if curriculum == "easy" else None)), "--no-progress"]
+           "--config", str(variant_config(algo, reward, hp, args.out,
+                                          easy if curriculum == "easy" else None)),
+           "--no-progress"]
     if algo != "dqn":
         cmd += ["--warm-start", warm]
     log = args.out / "logs" / f"{run.name}.log"
@@ -178,11 +178,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    for v in variants:
-        if parse_variant(v)[4] == "easy":  # refused before anything is written
-            easy_curriculum(load_scenario(args.scenario).randomize)
+    curricula = {parse_variant(v)[4] for v in variants}
+    # refused before anything is written if the scenario has no ranges
+    easy = easy_curriculum(load_scenario(args.scenario).randomize) \
+        if "easy" in curricula else None
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [summarize(v, train(v, args)) for v in variants]
+    rows = [summarize(v, train(v, args, easy)) for v in variants]
     print(f"\n{args.scenario}, seed {args.seed}, {args.timesteps:,} steps, --n-envs "
           f"{args.n_envs}; validation goodput / best heuristic ({args.eval_episodes} episodes "
           f"of the val split every {args.eval_freq:,} steps)\n")
