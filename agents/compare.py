@@ -79,7 +79,7 @@ def run_policy(scenario: Scenario, policy: Policy, seed: int, split: str = "all"
                n: int | None = None, rate: float | None = None) -> tuple[dict[str, Any], Simulator]:
     """One simulation of ``policy`` on the scenario's seed-``seed`` workload and link."""
     w = scenario.workload(seed, n=n, rate=rate, split=split)
-    sim = Simulator(scenario.profile, w, scenario.bandwidth(seed), scenario.sim)
+    sim = Simulator(scenario.profile, w, scenario.bandwidth(seed, split), scenario.sim)
     t0 = time.perf_counter()
     sim.run(policy, seed)
     return sim.result(time.perf_counter() - t0), sim

@@ -81,7 +81,7 @@ def run(sc: Scenario, seed: int, n: int | None, plan: bool, horizon_s: float, dr
     the role look-ahead; with neither it is the plain conductor on the same workload and
     link."""
     w = sc.workload(seed, n=n, split="eval")
-    sim = Simulator(sc.profile, w, sc.bandwidth(seed), sc.sim)
+    sim = Simulator(sc.profile, w, sc.bandwidth(seed, "eval"), sc.sim)
     p = sc.profile
     slo = p.slo.ttft_s
     conductor = Conductor()

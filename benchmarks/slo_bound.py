@@ -112,7 +112,7 @@ def forced_misses(arrival: np.ndarray, remote_s: np.ndarray, link_b: np.ndarray,
 def bound(sc: Scenario, seed: int, n: int | None) -> tuple[float, float, int]:
     """(attainment bound, goodput bound in req/s, requests) for one eval-split workload."""
     w = sc.workload(seed, n=n, split="eval")
-    bw = sc.bandwidth(seed)
+    bw = sc.bandwidth(seed, "eval")
     p, dep = sc.profile, sc.profile.deployment
     arrival = np.array([r.arrival_s for r in w.requests])
     prompt = np.array([r.prompt_tokens for r in w.requests], dtype=float)

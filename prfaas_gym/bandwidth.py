@@ -398,6 +398,22 @@ class BandwidthTrace:
         object.__setattr__(new, "_offset", offset)
         return new
 
+    def window(self, start_frac: float, end_frac: float) -> BandwidthTrace:
+        """The part of one period from ``start_frac`` to ``end_frac`` of it (``0 <= start <
+        end <= 1``), re-based to trace time 0 and repeating on its own, with offset 0: how a
+        recorded link is cut into disjoint train/val/eval parts."""
+        lo, hi = float(start_frac), float(end_frac)
+        if not 0.0 <= lo < hi <= 1.0:
+            raise PrfaasInputError(f"a window needs 0 <= start < end <= 1, got [{lo!r}, "
+                                   f"{hi!r}]", self.name or None)
+        a, b = lo * self._period, hi * self._period
+        times, caps = self.times_s, self.bytes_per_s
+        first = bisect_right(self._times, a) - 1  # the segment in effect at ``a``
+        inside = np.flatnonzero((times > a) & (times < b))
+        return BandwidthTrace(np.concatenate(([0.0], times[inside] - a)),
+                              np.concatenate(([caps[first]], caps[inside])), b - a,
+                              rtt_s=self.rtt_s, name=f"{self.name}[{lo:.0%}-{hi:.0%}]")
+
     def with_rtt(self, rtt_s: float) -> BandwidthTrace:
         return dataclasses.replace(self, rtt_s=rtt_s)
 
@@ -881,8 +897,10 @@ def _apply_common(trace: BandwidthTrace, spec: Mapping[str, Any], rng: np.random
 
 
 def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: str,
-              base_dir: str | Path | None) -> list[BandwidthTrace]:
-    """Traces for one validated spec (several for ``trace_dir``)."""
+              base_dir: str | Path | None,
+              window: tuple[float, float] | None = None) -> list[BandwidthTrace]:
+    """Traces for one validated spec (several for ``trace_dir``); a recorded trace cut to
+    ``window`` (fractions of its span) when one is given."""
     if kind == "constant":
         gbps = _spec_number(spec, "gbps", where, minimum=0.0)
         traces = [BandwidthTrace.constant(gbps)]
@@ -934,6 +952,13 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
     if spec.get("scale_to_gbps") is not None:  # a key of the trace kinds only
         gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True)
         traces = [tr.scaled_to_mean(gbps) for tr in traces]
+    if window is not None and kind in ("trace", "trace_dir"):
+        traces = [tr.window(*window) for tr in traces]
+        for tr in traces:
+            if tr.mean_bytes_per_s <= 0:
+                raise PrfaasInputError(f"{tr.name!r} (the part of the trace a split uses) "
+                                       "carries nothing: its capacity is zero throughout",
+                                       where)
     return [_apply_common(tr, spec, rng, where) for tr in traces]
 
 
@@ -1017,12 +1042,16 @@ class BandwidthSampler:
 def bandwidth_sampler_from_spec(spec: Mapping[str, Any] | float,
                                 rng_seed_or_rng: np.random.Generator | int | None = None,
                                 base_dir: str | Path | None = None,
-                                where: str = "bandwidth") -> BandwidthSampler:
+                                where: str = "bandwidth",
+                                window: tuple[float, float] | None = None) -> BandwidthSampler:
     """A :class:`BandwidthSampler` from a spec (the trace spec plus ``variants``,
     ``mean_gbps_range`` and ``random_offset``).
 
     ``markov``/``ou`` (and ``constant`` with ``drops``) generate ``variants`` traces (default
-    8) from the seed; ``trace``/``trace_dir`` use the file(s) as they are.
+    8) from the seed; ``trace``/``trace_dir`` use the file(s) as they are, or, given
+    ``window = (start, end)``, the part of each from ``start`` to ``end`` of its span
+    (:meth:`BandwidthTrace.window`, after ``scale_to_gbps``, which rescales the whole
+    recording).
     """
     rng = _as_rng(rng_seed_or_rng)
     spec, kind = _validated(spec, where, _SAMPLER_KEYS)
@@ -1049,6 +1078,6 @@ def bandwidth_sampler_from_spec(spec: Mapping[str, Any] | float,
             traces += [tr.with_name(f"{tr.name}-{j}")
                        for tr in _generate(spec, kind, rng, where, base_dir)]
     else:
-        traces = _generate(spec, kind, rng, where, base_dir)
+        traces = _generate(spec, kind, rng, where, base_dir, window)
     return BandwidthSampler(traces, tuple(rng_range) if rng_range is not None else None,
                             random_offset, name=where)

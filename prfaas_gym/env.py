@@ -96,7 +96,7 @@ class PrfaasRouteEnv(gym.Env):
     consecutive requests of the trace's split (or of a pool of 32 episodes' worth of
     synthetic requests, regenerated every 128 episodes: a request recurs in about four
     episodes, each time under its own load scale, link and cluster draws), a bandwidth
-    trace with a random offset, and, on the ``train`` split, if the scenario has
+    trace of the split with a random offset, and, on the ``train`` split, if the scenario has
     ``randomize``, a load scale, link mean and cluster sizes. ``val`` and ``eval`` episodes
     are the scenario as it is (its load, link and clusters), as a held-out report
     (:mod:`agents.compare`) runs it, so that validation estimates that report. The cluster
@@ -113,8 +113,8 @@ class PrfaasRouteEnv(gym.Env):
     ## Arguments
     ``gymnasium.make("PrfaasRoute-v0", scenario="bursty-fluctuating", split="train",
     episode_requests=None, tick_policy=None, max_drain_s=None, reward="completion")``.
-    ``split`` is ``train``, ``val`` or ``eval`` (disjoint trace windows; synthetic val and
-    eval seeds are offset). ``reward``: ``completion`` or ``first_token`` (see Reward).
+    ``split`` is ``train``, ``val`` or ``eval`` (disjoint trace windows and links; synthetic
+    val and eval seeds are offset). ``reward``: ``completion`` or ``first_token`` (see Reward).
     ``tick_policy``: a heuristic whose ``on_tick`` runs role rebalancing (e.g.
     ``prfaas-dual``), or None.
 
@@ -128,6 +128,10 @@ class PrfaasRouteEnv(gym.Env):
       Domain randomisation applied to every split until the release that added
       :meth:`set_randomize`; it applies to ``train`` only now (validation picked
       checkpoints on randomised episodes while held-out reports ran the scenario as it is).
+    * v1: a cluster's instance counts a prefix copy from the best holder. Releases up to
+      the one that added :meth:`set_randomize` drew every split's link from the same
+      generated traces (or the whole recorded one); each split now has its own
+      (:meth:`Scenario.bandwidth_sampler`), and train episodes are unchanged.
     """
 
     metadata = {"render_modes": []}
@@ -214,7 +218,7 @@ class PrfaasRouteEnv(gym.Env):
             lo, hi = self.randomize["rate_scale"]
             rate = sc.mean_rate() * float(rng.uniform(lo, hi))
         workload = self._episode_workload(rng, rate, reseeded=seed is not None)
-        bw = sc.bandwidth(int(rng.integers(2**31)))
+        bw = sc.bandwidth(int(rng.integers(2**31)), self.split)
         if "link_gbps" in self.randomize:
             lo, hi = self.randomize["link_gbps"]
             bw = bw.scaled_to_mean(float(rng.uniform(lo, hi)))

@@ -68,6 +68,7 @@ SPLITS = ("train", "val", "eval", "all")
 #: training's (and from each other's)
 VAL_SEED_OFFSET = 2_000_006
 EVAL_SEED_OFFSET = 1_000_003
+_BANDWIDTH_SEED = 12345  # generated links of the train split (and of ``all``)
 
 
 def scenario_dir() -> Path:
@@ -192,6 +193,8 @@ class Scenario:
     base_dir: Path | None = None
     trace_override: tuple[str, str | None] | None = None
     where: str = ""  # the scenario file (or shipped name), for error messages
+    _bandwidth_samplers: dict[str, BandwidthSampler] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     # -- workloads -----------------------------------------------------------------
     @property
@@ -349,14 +352,29 @@ class Scenario:
         return self._trace_rate or self._trace.mean_rate
 
     # -- bandwidth -------------------------------------------------------------------
-    @cached_property
-    def bandwidth_sampler(self) -> BandwidthSampler:
-        return bandwidth_sampler_from_spec(self.bandwidth_spec, 12345, self.base_dir,
-                                           f"{self.name}: bandwidth")
+    def bandwidth_sampler(self, split: str = "all") -> BandwidthSampler:
+        """The links of ``split``, disjoint across train, val and eval as the workloads are:
+        generated kinds (``markov``, ``ou``, drops) draw their traces from a seed offset per
+        split as synthetic workloads do (``all`` shares train's); recorded traces are cut by
+        time like a request trace (train: the first ``1 - val_fraction - eval_fraction`` of
+        each, val: the next ``val_fraction``, eval: the last ``eval_fraction``; ``all``:
+        whole)."""
+        if split not in SPLITS:
+            raise PrfaasInputError(f"unknown split {split!r}; splits: {list(SPLITS)}")
+        cache = self._bandwidth_samplers
+        if split not in cache:
+            e, v = self.eval_fraction, self.val_fraction
+            window = {"train": (0.0, 1.0 - e - v), "val": (1.0 - e - v, 1.0 - e),
+                      "eval": (1.0 - e, 1.0)}.get(split)
+            seed = _BANDWIDTH_SEED + {"eval": EVAL_SEED_OFFSET, "val": VAL_SEED_OFFSET}.get(split, 0)
+            cache[split] = bandwidth_sampler_from_spec(self.bandwidth_spec, seed, self.base_dir,
+                                                       f"{self._loc}: bandwidth", window)
+        return cache[split]
 
-    def bandwidth(self, seed: int) -> BandwidthTrace:
-        """The link for a run: a trace, offset (and mean) drawn from ``seed``."""
-        return self.bandwidth_sampler.sample(np.random.default_rng(seed + 7919))
+    def bandwidth(self, seed: int, split: str = "all") -> BandwidthTrace:
+        """The link for a run of ``split``: a trace of :meth:`bandwidth_sampler`, its offset
+        (and mean) drawn from ``seed``."""
+        return self.bandwidth_sampler(split).sample(np.random.default_rng(seed + 7919))
 
     # -- the planner's threshold -------------------------------------------------------
     @cached_property

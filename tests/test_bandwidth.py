@@ -138,6 +138,19 @@ def test_scaled_to_mean_and_transforms() -> None:
         three_segment().with_rtt(-1.0)
 
 
+def test_window_is_the_part_of_one_period_rebased() -> None:
+    tr = BandwidthTrace(np.array([0.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0]), 10.0,
+                        rtt_s=0.01, name="x").with_offset(3.0)
+    w = tr.window(0.5, 0.9)  # trace time [5, 9): the tail of segment 1, then segment 2
+    assert w.period_s == pytest.approx(4.0) and w.offset_s == 0.0 and w.rtt_s == 0.01
+    assert list(w.times_s) == [0.0, 1.0] and list(w.bytes_per_s) == [2.0, 3.0]
+    assert w.integral(0.0, 4.0) == pytest.approx(1 * 2.0 + 3 * 3.0)
+    assert list(tr.window(0.0, 0.4).bytes_per_s) == [1.0]
+    for lo, hi in ((0.5, 0.5), (-0.1, 0.5), (0.2, 1.1)):
+        with pytest.raises(PrfaasInputError, match="window"):
+            tr.window(lo, hi)
+
+
 def test_time_to_deliver_inverts_integral() -> None:
     tr = three_segment(offset_s=1.0)
     for t0, nbytes in [(0.0, 5.0), (0.0, 10.0), (0.5, 49.0), (3.0, 50.0), (2.2, 333.0)]:

@@ -193,6 +193,28 @@ def test_domain_randomisation_draws_cluster_sizes_load_and_link(tmp_path):
             assert env.sim.bandwidth.mean_gbps == nominal.sim.bandwidth.mean_gbps
 
 
+def test_val_and_eval_episodes_run_on_their_own_links():
+    """No held-out or validation episode replays a link training generated."""
+    from agents.compare import run_policy
+    from agents.registry import make_heuristic
+    from prfaas_gym.scenario import load_scenario
+
+    sc = load_scenario("bursty-fluctuating")
+
+    def source(caps, split):
+        return [s for s in ("train", "val", "eval") if any(
+            len(t.bytes_per_s) == len(caps) and (t.bytes_per_s == caps).all()
+            for t in sc.bandwidth_sampler(s).traces)] == [split]
+
+    for split in ("val", "eval"):
+        env = PrfaasRouteEnv(sc, split=split, episode_requests=16)
+        for seed in range(6):
+            env.reset(seed=seed)
+            assert source(env.sim.bandwidth.bytes_per_s, split)
+    _, sim = run_policy(sc, make_heuristic("conductor"), 0, split="eval", n=20)
+    assert source(sim.bandwidth.bytes_per_s, "eval")
+
+
 def test_set_randomize_replaces_the_ranges_of_the_next_episodes():
     """A curriculum's handle: the next episodes draw load and link mean from the given
     ranges (same seed, half the load scale: exactly half the arrival rate); keys left out

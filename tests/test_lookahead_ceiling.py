@@ -34,7 +34,7 @@ def test_without_contested_requests_it_is_the_conductor():
 
 def test_look_ahead_counts_the_requests_that_meet_the_slo_in_the_fork():
     sc = load_scenario("bursty-fluctuating")
-    sim = Simulator(sc.profile, sc.workload(0, n=300, split="eval"), sc.bandwidth(0), sc.sim)
+    sim = Simulator(sc.profile, sc.workload(0, n=300, split="eval"), sc.bandwidth(0, "eval"), sc.sim)
     r = sim.next_request()
     assert r is not None
     # alone in an idle deployment: rejecting it loses exactly the one request it scores
@@ -58,7 +58,7 @@ def test_where_the_look_ahead_departs_the_run_follows_it():
 
 def test_role_candidates_offer_one_switch_each_way_and_none_while_a_node_switches():
     sc = load_scenario("bursty-fluctuating")
-    sim = Simulator(sc.profile, sc.workload(0, n=300, split="eval"), sc.bandwidth(0), sc.sim)
+    sim = Simulator(sc.profile, sc.workload(0, n=300, split="eval"), sc.bandwidth(0, "eval"), sc.sim)
     r = sim.next_request()
     dep = sc.profile.deployment
     changes = lookahead.role_candidates(sim.view(r))

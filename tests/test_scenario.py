@@ -77,6 +77,40 @@ def test_synthetic_train_val_and_eval_never_share_a_sample_path():
     assert prompts["val"] == [r.prompt_tokens for r in sc.workload(3, n=50, split="val")]
 
 
+def test_generated_links_differ_per_split_and_all_is_train():
+    """Held-out runs must not replay the links training saw: each split generates its own."""
+    sc = load_scenario("bursty-fluctuating")
+    caps = {s: [tuple(t.bytes_per_s[:50]) for t in sc.bandwidth_sampler(s).traces]
+            for s in ("train", "val", "eval", "all")}
+    assert caps["all"] == caps["train"]
+    for a, b in (("train", "val"), ("train", "eval"), ("val", "eval")):
+        assert not set(caps[a]) & set(caps[b]), (a, b)
+    again = load_scenario("bursty-fluctuating")  # reproducible from the scenario alone
+    assert (again.bandwidth(4, "eval").bytes_per_s == sc.bandwidth(4, "eval").bytes_per_s).all()
+    with pytest.raises(PrfaasInputError, match="unknown split"):
+        sc.bandwidth(0, "test")
+
+
+def test_recorded_link_is_cut_by_time_like_the_request_trace(tmp_path):
+    link = tmp_path / "link.csv"
+    link.write_text("time_s,gbps\n" + "".join(f"{t},{10 + t}\n" for t in range(100)))
+    d = _base()
+    d["bandwidth"] = {"kind": "trace", "path": str(link), "format": "csv"}
+    d["workload"]["val_fraction"] = 0.1
+    sc = load_scenario(_write(tmp_path, d))
+    whole = sc.bandwidth_sampler("all").traces[0]
+    assert whole.period_s == 100
+    spans = {}
+    for split in ("train", "val", "eval"):
+        (tr,) = sc.bandwidth_sampler(split).traces
+        start = round(100 - tr.period_s) if split == "eval" else {"train": 0, "val": 70}[split]
+        # the split's link is the recording from its cut on, and only that
+        assert [tr.gbps_at(t) for t in range(round(tr.period_s))] == \
+            pytest.approx([whole.gbps_at(start + t) for t in range(round(tr.period_s))])
+        spans[split] = round(tr.period_s)
+    assert spans == {"train": 70, "val": 10, "eval": 20}
+
+
 def test_val_fraction_must_leave_a_train_split(tmp_path):
     from prfaas_gym.errors import PrfaasInputError
     p = tmp_path / "s.yaml"
