@@ -216,7 +216,7 @@ class PrfaasRouteEnv(gym.Env):
         rate = None
         if "rate_scale" in self.randomize:
             lo, hi = self.randomize["rate_scale"]
-            rate = sc.mean_rate() * float(rng.uniform(lo, hi))
+            rate = sc.mean_rate(self.split) * float(rng.uniform(lo, hi))
         workload = self._episode_workload(rng, rate, reseeded=seed is not None)
         bw = sc.bandwidth(int(rng.integers(2**31)), self.split)
         if "link_gbps" in self.randomize:

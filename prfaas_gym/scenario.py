@@ -346,10 +346,13 @@ class Scenario:
             return self.workload_spec["trace"].get("rate")
         return None
 
-    def mean_rate(self) -> float:
+    def mean_rate(self, split: str = "all") -> float:
+        """Requests per second of ``split`` as the scenario plays it: the synthetic spec's
+        mean rate, a trace's ``rate:``, or else the split's own (never a statistic of
+        another split)."""
         if not self.is_trace:
             return float(synthetic.spec_mean_rate(self.workload_spec["synthetic"]))
-        return self._trace_rate or self._trace.mean_rate
+        return self._trace_rate or self.split_trace(split).mean_rate
 
     # -- bandwidth -------------------------------------------------------------------
     def bandwidth_sampler(self, split: str = "all") -> BandwidthSampler:

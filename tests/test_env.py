@@ -321,3 +321,31 @@ def test_unknown_reward_is_refused():
 
     with pytest.raises(PrfaasInputError, match="unknown reward 'ttft'"):
         make(reward="ttft")
+
+
+def test_load_randomisation_of_a_trace_without_rate_scales_the_train_split_own_rate(
+        tmp_path, shared_traces, monkeypatch):
+    """``rate_scale: [1, 1]`` on a trace played at its own times leaves the train split's
+    arrivals as they are (the base is the split's own rate, not the whole trace's, which
+    would mix in the held-out part)."""
+    import yaml
+
+    from prfaas_gym.scenario import load_scenario, scenario_dir
+
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+    d = yaml.safe_load((scenario_dir() / "mooncake-conversation.yaml").read_text())
+    d["workload"]["trace"].pop("rate")
+    d["randomize"] = {"rate_scale": [1.0, 1.0]}
+    p = tmp_path / "own-rate.yaml"
+    p.write_text(yaml.safe_dump(d))
+    sc = load_scenario(p)
+    assert sc.mean_rate("train") == sc.split_trace("train").mean_rate
+    assert sc.mean_rate("train") != pytest.approx(sc.split_trace("all").mean_rate, rel=1e-3)
+    env = PrfaasRouteEnv(sc, episode_requests=64)
+    env.reset(seed=3)
+    got = env.sim.workload.requests
+    train = sc.split_trace("train").requests
+    i = next(k for k, r in enumerate(train) if r.block_hashes == got[0].block_hashes
+             and r.prompt_tokens == got[0].prompt_tokens)
+    gaps = np.diff([r.arrival_s for r in got])
+    assert gaps == pytest.approx(np.diff([r.arrival_s for r in train[i:i + 64]]))
