@@ -33,8 +33,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"interrupted at {run['interrupted_at']:,} of {run['timesteps']:,} steps: "
               f"final_model.zip is the model so far"
               + (", best_model.zip the best validated" if best else ""))
+    ratio = best.get("ratio_to_best_heuristic")  # None when the best heuristic served nothing
     print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
-          f"({best.get('ratio_to_best_heuristic', float('nan')):.3f}x the best heuristic, "
+          f"({float('nan') if ratio is None else ratio:.3f}x the best heuristic, "
           f"{run['best_heuristic']['name']}) at {best.get('timesteps')} steps; "
           f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
           "included)")

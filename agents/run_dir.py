@@ -65,6 +65,18 @@ def git_commit() -> str | None:
     return sha if r.returncode == 0 and len(sha) >= 7 else None
 
 
+def git_dirty() -> bool | None:
+    """Whether the checkout this code runs from has uncommitted changes to tracked files
+    (then ``git_commit`` alone does not reproduce a run); None when git cannot tell."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(r.stdout.strip()) if r.returncode == 0 else None
+
+
 def _base_env(env: Any) -> Any:
     """The :class:`~prfaas_gym.env.PrfaasRouteEnv` under gym wrappers or a VecEnv."""
     if hasattr(env, "get_attr") and not hasattr(env, "scales"):
@@ -88,7 +100,7 @@ def write_run_json(run_dir: str | Path, env: Any, algo: str, **extra: Any) -> Pa
 
     Fills ``env_id``, ``env_version``, ``algo``, ``scenario`` (the env's scenario name),
     ``observation`` (spec + hash + ``env.scales``), ``actions``, ``deterministic`` (True),
-    ``versions`` and ``commit``; ``extra`` keys (``seed``, ``hyperparams``, ...) are added
+    ``versions``, ``commit`` and ``commit_dirty`` (:func:`git_dirty`); ``extra`` keys (``seed``, ``hyperparams``, ...) are added
     and override those defaults. ``env`` may be wrapped (gym wrappers or a VecEnv).
     Returns the path written. Values must be JSON-serialisable.
     """
@@ -109,6 +121,7 @@ def write_run_json(run_dir: str | Path, env: Any, algo: str, **extra: Any) -> Pa
         "deterministic": True,
         "versions": library_versions(),
         "commit": extra.pop("commit") if "commit" in extra else git_commit(),
+        "commit_dirty": extra.pop("commit_dirty") if "commit_dirty" in extra else git_dirty(),
     }
     record.update(extra)
     run_dir = Path(run_dir)

@@ -199,9 +199,12 @@ def curriculum_ranges(start: dict[str, Any], end: dict[str, tuple[float, float]]
     return out
 
 
-def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None) -> dict[str, Any]:
+def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
+                     key_paths: dict[str, str] | None = None) -> dict[str, Any]:
     """Hyperparameters for ``algo`` from ``config`` (default: the shipped
     ``agents/configs/<algo>.yaml``), keyed by env id, with per-scenario overrides.
+    ``key_paths``, if given, is filled with each returned key's path in the file (e.g.
+    ``PrfaasRoute-v0.scenarios.S.curriculum``), for errors found later.
 
     Every section (the env id's, ``scenarios:`` and each scenario's overrides, whether or not
     it is ``scenario``) must be a mapping of known keys with valid values (types and ranges
@@ -223,7 +226,11 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None)
     for name, section in per_scenario.items():
         key = f"{ENV_ID}.scenarios.{name}"
         _check_hyperparams(algo, _section(section, where, key), where, key)
-    hp.update(per_scenario.get(scenario) or {})
+    own = per_scenario.get(scenario) or {}
+    hp.update(own)
+    if key_paths is not None:
+        key_paths.update({k: f"{ENV_ID}.scenarios.{scenario}.{k}" if k in own else f"{ENV_ID}.{k}"
+                          for k in hp})
     return hp
 
 
@@ -335,11 +342,15 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             metrics = run_episodes(scenario, model_chooser(self.model, algo), eval_seeds,
                                    split="val", episode_requests=episode_requests)
             g = mean_goodput(metrics)
-            ratio = g / baseline["goodput"] if baseline["goodput"] > 0 else float("nan")
+            # None, not NaN, where undefined: eval.json stays strict JSON
+            ratio = g / baseline["goodput"] if baseline["goodput"] > 0 else None
+            p90s = [m["ttft_s"]["p90"] for m in metrics if m["ttft_s"]["p90"] is not None]
             row = {"timesteps": int(self.num_timesteps), "goodput_rps": g,
                    "ratio_to_best_heuristic": ratio,
                    "slo_attainment": float(np.mean([m["slo_attainment"] for m in metrics])),
-                   "ttft_p90_s": float(np.mean([m["ttft_s"]["p90"] or 0.0 for m in metrics])),
+                   # over the episodes that completed a request (a policy that rejects
+                   # everything has no TTFT, not a TTFT of 0 s)
+                   "ttft_p90_s": float(np.mean(p90s)) if p90s else None,
                    "wall_s": time.perf_counter() - baseline["t0"]}
             if g > self.best:  # saved before the row is kept: a kept row has its checkpoint
                 self.best = g
@@ -347,9 +358,13 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                 row["best"] = True
             self.history.append(row)
             self.logger.record("validation/goodput_rps", g)
-            self.logger.record("validation/ratio_to_best_heuristic", ratio)
+            if ratio is not None:
+                self.logger.record("validation/ratio_to_best_heuristic", ratio)
             self.logger.record("validation/best_heuristic_goodput_rps", baseline["goodput"])
             self.logger.record("validation/slo_attainment", row["slo_attainment"])
+            # written now, at this step (as SB3's EvalCallback does): left to the next
+            # rollout's dump it would be stamped with that step, and the last one lost
+            self.logger.dump(self.num_timesteps)
             (out / "eval.json").write_text(json.dumps(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
                  "heuristics": baseline["table"], "validation_seeds": eval_seeds,
@@ -463,8 +478,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     validation, so ``best_model.zip`` still exports.
 
     ``warm_start``: clone a heuristic first (:mod:`agents.imitation`) — a heuristic name,
-    ``"best"`` (the best heuristic on the validation episodes), a checkpoint path or None;
-    ignored for DQN.
+    ``"best"`` (the best heuristic on the validation episodes), a checkpoint path, or None
+    (or ``"none"``, as on the command line) for none; ignored for DQN.
     ``warm_start_episodes`` training episodes of it, ``warm_start_epochs`` passes over them
     (the clone's agreement with the conductor on bursty-fluctuating: 96.5% after 20 passes
     over 48 episodes, 98.3% after 100 over 96, mostly on near-ties between the clusters).
@@ -473,6 +488,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
 
     from agents.run_dir import write_run_json
 
+    if warm_start == "none":
+        warm_start = None
     for option, value in (("--timesteps", timesteps), ("--n-envs", n_envs),
                           ("--threads", threads), ("--eval-freq", eval_freq),
                           ("--eval-episodes", eval_episodes),
@@ -489,7 +506,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     if device == "cuda" and not torch.cuda.is_available():
         raise PrfaasInputError("--device cuda asked for, but torch sees no CUDA device")
     sc = load_scenario(scenario)
-    hp = load_hyperparams(algo, sc.name, config)
+    key_paths: dict[str, str] = {}
+    hp = load_hyperparams(algo, sc.name, config, key_paths)
     n_steps = hp.get("n_steps", 2048)
     if algo in ("ppo", "maskable_ppo") and n_steps * n_envs < 2:
         raise PrfaasInputError(f"n_steps * --n-envs must be >= 2 for {algo} (it normalises "
@@ -505,7 +523,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
             raise PrfaasInputError(
                 f"{e.reason}; a curriculum starts some of the scenario's ranges elsewhere "
                 "and widens them to the scenario's",
-                f"{config or f'agents/configs/{algo}.yaml'}: {ENV_ID}.curriculum.start") from None
+                f"{config or f'agents/configs/{algo}.yaml'}: {key_paths['curriculum']}.start"
+            ) from None
     for split in ("train", "val"):  # a trace is first read here: fail before writing
         PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests).reset(seed=seed)
     torch.set_num_threads(threads)
@@ -553,7 +572,9 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                                progress=progress)}
         probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
         probe.reset(seed=seed)
-        record = dict(scenario=sc.name, seed=seed, hyperparams=hp, timesteps=timesteps,
+        record = dict(scenario=sc.name, scenario_sources=sc.sources(), seed=seed,
+                      hyperparams=hp, timesteps=timesteps, eval_freq=eval_freq,
+                      eval_episodes=eval_episodes,
                       n_envs=n_envs, threads=threads, device=device,
                       episode_requests=probe.episode_requests, train_split="train",
                       validation_split="val", validation_seeds=eval_seeds,

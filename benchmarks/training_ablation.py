@@ -135,12 +135,15 @@ def summarize(variant: str, run: Path) -> dict[str, Any]:
     history = json.loads((run / "eval.json").read_text())["history"]
     rec = json.loads((run / "run.json").read_text())
     best = max(history, key=lambda h: h["goodput_rps"])
-    return {"variant": variant, "run": str(run),
-            "start": history[0]["ratio_to_best_heuristic"],
-            "best": best["ratio_to_best_heuristic"], "best_at": best["timesteps"],
-            "end": history[-1]["ratio_to_best_heuristic"], "end_at": history[-1]["timesteps"],
-            "wall_s": rec["wall_s"],
-            "curve": [(h["timesteps"], h["ratio_to_best_heuristic"]) for h in history]}
+
+    def ratio(h: dict[str, Any]) -> float:  # None when the best heuristic served nothing
+        r = h["ratio_to_best_heuristic"]
+        return float("nan") if r is None else float(r)
+
+    return {"variant": variant, "run": str(run), "start": ratio(history[0]),
+            "best": ratio(best), "best_at": best["timesteps"],
+            "end": ratio(history[-1]), "end_at": history[-1]["timesteps"],
+            "wall_s": rec["wall_s"], "curve": [(h["timesteps"], ratio(h)) for h in history]}
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:

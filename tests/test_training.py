@@ -45,6 +45,11 @@ def test_run_directory_records_what_was_trained(tiny_run):
     history = json.loads((tiny_run / "eval.json").read_text())["history"]
     assert len(history) >= 2 and any(h.get("best") for h in history)
     assert list((tiny_run / "tb").rglob("events.*"))
+    # what decides the candidate checkpoints, and where the scenario came from
+    assert run["eval_freq"] == 128 and run["eval_episodes"] == 1
+    assert run["scenario_sources"]["scenario"] == "bursty-fluctuating"
+    assert run["scenario_sources"]["bandwidth"]["kind"] == "ou"
+    assert run["commit_dirty"] in (True, False, None)
 
 
 def test_tensorboard_has_the_serving_metrics_and_a_custom_scalars_layout(tiny_run):
@@ -61,6 +66,12 @@ def test_tensorboard_has_the_serving_metrics_and_a_custom_scalars_layout(tiny_ru
                 "serving/link_utilization", "validation/goodput_rps",
                 "validation/best_heuristic_goodput_rps", "validation/ratio_to_best_heuristic"):
         assert tag in scalars
+    # every validation is written at the step it ran, the last one too
+    history = json.loads((tiny_run / "eval.json").read_text())["history"]
+    logged = {e.step: e.value for e in acc.Scalars("validation/goodput_rps")}
+    assert sorted(logged) == sorted({h["timesteps"] for h in history})
+    for h in history:
+        assert logged[h["timesteps"]] == pytest.approx(h["goodput_rps"], rel=1e-6)
     (config,) = acc.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
@@ -161,6 +172,15 @@ def _train_argv(out, config, *extra: str) -> list[str]:
             "--timesteps", "32", "--n-envs", "1", "--vec", "dummy", "--config", str(config),
             "--out", str(out), "--eval-freq", "32", "--eval-episodes", "1",
             "--episode-requests", "16", "--warm-start", "none", "--no-progress", *extra]
+
+
+def test_python_api_takes_warm_start_none_as_the_cli_does(tmp_path, tiny_config):
+    from agents.train import train
+
+    out = train("maskable_ppo", "bursty-fluctuating", 32, n_envs=1, config=tiny_config,
+                out=tmp_path / "run", eval_freq=32, eval_episodes=1, progress=False,
+                vec="dummy", warm_start="none", episode_requests=16)
+    assert json.loads((out / "run.json").read_text())["warm_start"] is None
 
 
 def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
@@ -410,6 +430,13 @@ def test_curriculum_on_an_unrandomised_quantity_is_refused_before_anything_is_wr
     assert main(_train_argv(out, cfg)) == 2
     err = capsys.readouterr().err
     assert "PrfaasRoute-v0.curriculum.start" in err and "does not randomise ['n_prfaas']" in err
+    assert not out.exists()
+    # a scenario's own curriculum is named where it is
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {"scenarios": {"bursty-fluctuating": {
+        "curriculum": {"start": {"n_prfaas": [4, 4]}, "fraction": 0.5}}}}}))
+    assert main(_train_argv(out, cfg)) == 2
+    err = capsys.readouterr().err
+    assert "PrfaasRoute-v0.scenarios.bursty-fluctuating.curriculum.start" in err
     assert not out.exists()
 
 
