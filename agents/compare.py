@@ -24,7 +24,7 @@ from prfaas_gym.metrics import latencies
 from prfaas_gym.scenario import Scenario
 from prfaas_gym.simulator import Simulator
 
-# two-sided 97.5% quantiles of Student's t for df = 1..30 (beyond: normal)
+# two-sided 97.5% quantiles of Student's t for df = 1..30 (beyond: :func:`_t975`)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
          2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -42,8 +42,16 @@ def ci95(values: Sequence[float]) -> tuple[float, float]:
     if a.size == 1:
         return float(a[0]), 0.0
     df = a.size - 1
-    t = _T975[df - 1] if df <= len(_T975) else 1.96
+    t = _T975[df - 1] if df <= len(_T975) else _t975(df)
     return float(a.mean()), float(t * a.std(ddof=1) / math.sqrt(a.size))
+
+
+def _t975(df: int) -> float:
+    """Student's t 97.5% quantile for ``df`` > 30 by the Cornish-Fisher expansion around
+    the normal's (within 1e-4 of the exact value there)."""
+    z = 1.959963984540054
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:

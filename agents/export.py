@@ -171,9 +171,10 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
     this code, or whose zip does not load, and an ``out_path`` that is not a ``.onnx`` name,
     is a directory, or cannot be written. The graph (which records ``algo`` in its metadata
     under ``prfaas.algo``) passes ``onnx.checker.check_model``; the manifest records its
-    sha256. Atomic: both files are written to temporary files in the same directory and
-    moved into place only once both are complete, so on any failure an existing pair is
-    left as it was.
+    sha256. Both files are written to temporary files in the same directory and moved into
+    place only once both are complete, so a failure while writing leaves an existing pair
+    as it was; should the second move itself fail, the new ONNX sits beside the old
+    manifest, whose sha256 no longer matches, and the loader refuses the pair.
     **Trusted input only: the SB3 zip is unpickled.**
     """
     import onnx

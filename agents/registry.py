@@ -47,11 +47,11 @@ def make_heuristic(name: str, threshold_tokens: float | None = None, **kwargs: A
         raise PrfaasInputError(f"invalid options for policy {name!r}: {e}") from None
 
 
-def policy_factory(spec: str, scenario: Any) -> Callable[[], Policy]:
+def policy_factory(spec: str, scenario: Any, rate: float | None = None) -> Callable[[], Policy]:
     """A zero-argument factory for ``spec``: a heuristic name, ``prfaas-threshold-tuned``
     (the threshold heuristic with its threshold grid-searched on the scenario's training
-    split, :mod:`agents.tuning`), or a path to a trained checkpoint (an exported ``.onnx``, a
-    run directory or an SB3 ``.zip``).
+    split at mean arrival rate ``rate``, the one the runs use; :mod:`agents.tuning`), or a
+    path to a trained checkpoint (an exported ``.onnx``, a run directory or an SB3 ``.zip``).
 
     Threshold heuristics get the scenario's planned threshold.
     """
@@ -61,7 +61,7 @@ def policy_factory(spec: str, scenario: Any) -> Callable[[], Policy]:
     if spec == TUNED_THRESHOLD:
         from agents.tuning import tune_threshold
 
-        best, _ = tune_threshold(scenario)
+        best, _ = tune_threshold(scenario, rate=rate)
         return lambda: make_heuristic("prfaas-threshold", threshold_tokens=best)
     from pathlib import Path
 

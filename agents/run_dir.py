@@ -207,8 +207,9 @@ def check_compatible(record: dict[str, Any], where: str | Path) -> None:
               ("env_version", ENV_VERSION, record.get("env_version")),
               ("observation.hash", spec_hash(), found_hash),
               ("actions", list(ACTIONS), record.get("actions"))]
+    # type-strict: JSON's true is not the version 1 it compares equal to in Python
     diffs = [f"{name}: expected {exp!r} (this code), found {got!r}"
-             for name, exp, got in checks if got != exp]
+             for name, exp, got in checks if type(got) is not type(exp) or got != exp]
     if diffs:
         raise PrfaasInputError("checkpoint is incompatible with this version of prfaas-gym: "
                                + "; ".join(diffs), where)

@@ -18,14 +18,16 @@ GRID = (0.25, 0.35, 0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0)
 
 
 def tune_threshold(scenario: Scenario, seeds: Sequence[int] = (0, 1, 2), n: int = 1000,
-                   grid: Sequence[float] = GRID) -> tuple[float, dict[float, float]]:
-    """(best threshold, mean goodput per threshold) over ``seeds`` on the training split."""
+                   grid: Sequence[float] = GRID,
+                   rate: float | None = None) -> tuple[float, dict[float, float]]:
+    """(best threshold, mean goodput per threshold) over ``seeds`` on the training split,
+    at mean arrival rate ``rate`` (default: the scenario's), the rate it will be compared at."""
     base = scenario.threshold_tokens
     table: dict[float, float] = {}
     for m in grid:
         t = float(round(base * m))
-        g = [run_policy(scenario, PrfaasThreshold(t), s, split="train", n=n)[0]["goodput_rps"]
-             for s in seeds]
+        g = [run_policy(scenario, PrfaasThreshold(t), s, split="train", n=n,
+                        rate=rate)[0]["goodput_rps"] for s in seeds]
         table[t] = float(np.mean(g))
     best = max(table, key=lambda t: (table[t], -abs(np.log(t / base))))
     return best, table

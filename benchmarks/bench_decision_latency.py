@@ -167,7 +167,9 @@ def main() -> None:
         ("  mask + argmax + decision", timed(lambda k: action_to_decision(
             masked_argmax(logits[k], bests[k]), bests[k]), list(range(n)), gcoff, rep)),
     ]
-    zip_path = run_dir / "best_model.zip" if run_dir is not None else None
+    # the checkpoint the ONNX file was exported from (its manifest names it)
+    zip_path = (run_dir / router.manifest.get("model", "best_model.zip")
+                if run_dir is not None else None)
     decisions_agree = None
     if zip_path is not None and zip_path.is_file():
         algo = read_run_json(run_dir)["algo"]

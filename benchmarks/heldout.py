@@ -22,8 +22,16 @@ import numpy as np
 
 from agents.compare import add_eval_arguments, ci95, compare, flat_metrics, summarize, write_outputs
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
-from prfaas_gym.cli import run_script
+from prfaas_gym.cli import _make_dir, _writable_dir, run_script
 from prfaas_gym.scenario import load_scenario
+
+
+def learned_label(policy: str, heuristics: list[str]) -> str:
+    """The learned policy's row label: its file or directory name, prefixed with
+    ``learned:`` where that is a heuristic's name (a run directory called ``conductor``
+    must not replace the conductor's row)."""
+    name = Path(policy).name
+    return f"learned:{name}" if name in heuristics else name
 
 
 def main() -> None:
@@ -32,11 +40,14 @@ def main() -> None:
     ap.add_argument("--policy", required=True, help="exported .onnx, run dir or .zip")
     ap.add_argument("--out", help="directory for CSV/JSON/plots")
     args = ap.parse_args()
+    out = _writable_dir(args.out) if args.out else None  # refused before the runs, not after
     sc = load_scenario(args.scenario)
     heuristics = [h for h in HEURISTICS if h not in ("random", "local-only")] + [TUNED_THRESHOLD]
-    label = Path(args.policy).name
+    label = learned_label(args.policy, heuristics)
     factories = {h: policy_factory(h, sc) for h in heuristics}
     factories[label] = policy_factory(args.policy, sc)
+    if out is not None:
+        _make_dir(out)
     records = compare(sc, factories, args.seeds, split="eval", n=args.requests, progress=True)
     summary = summarize(records)
     per_seed = {name: {r.seed: flat_metrics(r.result) for r in records if r.policy == name}
@@ -46,6 +57,10 @@ def main() -> None:
     ratios = [per_seed[label][s]["goodput_rps"] / per_seed[best][s]["goodput_rps"]
               for s in range(args.seeds) if per_seed[best][s]["goodput_rps"] > 0]
     r_mean, r_half = ci95(ratios)
+    undefined = [s for s in range(args.seeds) if per_seed[best][s]["goodput_rps"] <= 0]
+    if undefined:
+        print(f"note: {best} served nothing within SLO on seed(s) {undefined}: the ratio "
+              "leaves them out", file=sys.stderr)
     p90_l, p90_b = summary[label]["ttft_p90_s"][0], summary[best]["ttft_p90_s"][0]
     print(f"\n{sc.name}, eval split, seeds 0..{args.seeds - 1}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds\n")
@@ -61,8 +76,7 @@ def main() -> None:
     print(f"\nbest heuristic: {best}; learned / best goodput, paired per seed: "
           f"{r_mean:.3f} ± {r_half:.3f} (per seed: {', '.join(f'{x:.3f}' for x in ratios)}); "
           f"P90 TTFT learned {p90_l:.2f} s vs {p90_b:.2f} s")
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
         write_outputs(records, out, {"scenario": sc.name, "split": "eval",
                                      "seeds": list(range(args.seeds)), "policy": args.policy})
         (out / "heldout.json").write_text(json.dumps({

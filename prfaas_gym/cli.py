@@ -178,17 +178,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_in_sample_tuning(sc: Any, specs: list[str], split: str) -> None:
+    """Say on stderr when ``prfaas-threshold-tuned`` is scored on the split it was tuned on."""
+    from agents.registry import TUNED_THRESHOLD
+
+    if TUNED_THRESHOLD in specs and split in ("all", "train"):
+        part = ("the train part of the trace" if sc.is_trace
+                else "the same synthetic seeds")
+        print(f"prfaas: note: {TUNED_THRESHOLD} was tuned on the train split (seeds 0-2, 1000 "
+              f"requests each); --split {split} includes {part}, so its row is partly "
+              "in-sample: use --split eval for a held-out comparison", file=sys.stderr)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from agents.compare import run_policy
     from agents.registry import policy_factory
 
     out_path = _writable_file(args.out) if args.out else None
     sc = _scenario(args)
-    policy = policy_factory(args.policy, sc)()
+    policy = policy_factory(args.policy, sc, rate=args.rate)()
+    _note_in_sample_tuning(sc, [args.policy], args.split)
     _note_short_trace(sc, args)
     result, _ = run_policy(sc, policy, args.seed, split=args.split, n=args.requests, rate=args.rate)
     out = {"scenario": sc.name, "policy": args.policy, "seed": args.seed,
-           "split": args.split, "rate": args.rate, "sources": sc.sources(), **result}
+           "split": args.split, "rate": args.rate, "sources": sc.sources(),
+           "threshold_tokens": getattr(policy, "threshold_tokens", None), **result}
     if out_path is not None:
         _write_atomically(out_path, json.dumps(out, indent=2))
     if args.json:
@@ -226,7 +240,7 @@ def _labels(specs: list[str]) -> list[str]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from agents.compare import compare, print_table, summarize, write_outputs
-    from agents.registry import THRESHOLD_POLICIES, policy_factory
+    from agents.registry import THRESHOLD_POLICIES, TUNED_THRESHOLD, policy_factory
 
     out_dir = _writable_dir(args.out) if args.out else None
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
@@ -234,7 +248,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise PrfaasInputError("--policies is empty")
     labels = _labels(names)
     sc = _scenario(args)
-    factories = {lab: policy_factory(n, sc) for lab, n in zip(labels, names)}
+    factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
+    _note_in_sample_tuning(sc, names, args.split)
     _note_short_trace(sc, args)
     if out_dir is not None:
         _make_dir(out_dir)
@@ -258,6 +273,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 "seeds": list(range(args.seeds)), "split": args.split, "rate": args.rate,
                 "requests": args.requests, "sources": sc.sources(),
                 "threshold_tokens": sc.threshold_tokens if uses_threshold else None}
+        if TUNED_THRESHOLD in names:
+            meta["tuned_threshold_tokens"] = factories[labels[names.index(
+                TUNED_THRESHOLD)]]().threshold_tokens
         for p in write_outputs(records, out_dir, meta):
             print(f"wrote {p}")
     return 0

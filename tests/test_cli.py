@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from prfaas_gym.cli import main
@@ -197,6 +198,9 @@ def test_negative_seed_and_plan_trace_without_scenario_are_refused(capsys):
      "heldout.py: error: unknown policy 'nope'"),
     ("bench_decision_latency.py", ["/does/not/exist.onnx"], "ONNX file not found"),
     ("lookahead_ceiling.py", ["--seeds", "0"], "--seeds: must be >= 1, got 0"),
+    ("heldout.py", ["--scenario", "paper-case-study", "--policy",
+                    "agents/policies/paper-case-study.onnx", "--out", "README.md"],
+     "--out exists and is not a directory"),  # before the runs, not after them
 ])
 def test_benchmarks_report_bad_input_in_one_line(script, args, needle):
     root = Path(__file__).resolve().parents[1]
@@ -308,3 +312,66 @@ def test_compare_out_works_without_the_planner_when_no_policy_needs_it(tmp_path,
                  "--seeds", "1", "--trace", str(trace), "--out", str(out_dir),
                  "--no-progress"]) == 0
     assert (out_dir / "summary.json").exists()
+
+
+def test_ci95_uses_student_t_at_every_sample_size():
+    from agents.compare import _T975, _t975, ci95
+
+    assert ci95([0.0, 2.0]) == pytest.approx((1.0, 12.706))  # df 1
+    xs = [float(i % 2) for i in range(41)]  # df 40: t = 2.021, not the normal's 1.960
+    sd = np.std(xs, ddof=1)
+    assert ci95(xs)[1] == pytest.approx(2.0211 * sd / np.sqrt(41), rel=1e-4)
+    assert _T975[-1] > _t975(31) > _t975(60) > _t975(1000) > 1.96  # continuous past the table
+
+
+def test_tuned_threshold_is_tuned_at_the_compared_rate_and_recorded(tmp_path, capsys,
+                                                                    monkeypatch):
+    import agents.tuning
+
+    calls = []
+
+    def fake_tune(scenario, rate=None, **kw):
+        calls.append(rate)
+        return 12345.0, {}
+
+    monkeypatch.setattr(agents.tuning, "tune_threshold", fake_tune)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--scenario", "paper-case-study", "--policies",
+                 "prfaas-threshold-tuned,conductor", "--seeds", "1", "--requests", "40",
+                 "--rate", "1.5", "--out", str(out), "--no-progress"]) == 0
+    assert calls == [1.5]
+    meta = json.loads((out / "summary.json").read_text())
+    assert meta["tuned_threshold_tokens"] == 12345.0
+    err = capsys.readouterr().err
+    assert "prfaas-threshold-tuned was tuned on the train split" in err and "in-sample" in err
+    assert main(["compare", "--scenario", "paper-case-study", "--policies",
+                 "prfaas-threshold-tuned", "--seeds", "1", "--requests", "40",
+                 "--split", "eval", "--no-progress"]) == 0
+    assert calls == [1.5, None] and "in-sample" not in capsys.readouterr().err
+
+
+def test_tuning_runs_on_the_train_split_at_the_given_rate(monkeypatch):
+    import agents.tuning
+    from prfaas_gym.scenario import load_scenario
+
+    seen = set()
+    real = agents.tuning.run_policy
+
+    def spy(scenario, policy, seed, split="all", n=None, rate=None):
+        seen.add((split, rate, n))
+        return real(scenario, policy, seed, split=split, n=20, rate=rate)
+
+    monkeypatch.setattr(agents.tuning, "run_policy", spy)
+    best, table = agents.tuning.tune_threshold(load_scenario("paper-case-study"), seeds=(0,),
+                                               rate=2.5)
+    assert seen == {("train", 2.5, 1000)} and best in table and len(table) > 3
+
+
+def test_heldout_never_labels_the_learned_policy_like_a_heuristic():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from heldout import learned_label
+    finally:
+        sys.path.pop(0)
+    assert learned_label("runs/conductor", ["conductor", "prfaas-dual"]) == "learned:conductor"
+    assert learned_label("agents/policies/b.onnx", ["conductor"]) == "b.onnx"

@@ -184,6 +184,7 @@ def test_manifest_contents(runs):
     assert m["algo"] == "maskable_ppo" and m["scenario"] == SCENARIO and m["seed"] == 0
     assert m["env_id"] == "PrfaasRoute-v0" and m["env_version"] == ENV_VERSION
     assert m["versions"] == rec["versions"] and m["commit"] == rec["commit"]
+    assert m["commit_dirty"] == rec["commit_dirty"]
     assert m["export_versions"]["onnxruntime"] and m["export_versions"]["exporter"]
 
 
@@ -193,6 +194,7 @@ def test_manifest_contents(runs):
     ("observation.hash", lambda m: m["observation"].update(hash="0123456789abcdef"),
      "0123456789abcdef"),
     ("env_version", lambda m: m.update(env_version=99), "99"),
+    ("env_version", lambda m: m.update(env_version=True), "True"),  # == 1 in Python
     ("actions", lambda m: m.update(actions=["remote", "local", "reject"]), "'remote', 'local'"),
     ("env_id", lambda m: m.update(env_id="PrfaasRoute-v9"), "PrfaasRoute-v9"),
 ])
