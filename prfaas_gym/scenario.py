@@ -370,8 +370,12 @@ class Scenario:
             window = {"train": (0.0, 1.0 - e - v), "val": (1.0 - e - v, 1.0 - e),
                       "eval": (1.0 - e, 1.0)}.get(split)
             seed = _BANDWIDTH_SEED + {"eval": EVAL_SEED_OFFSET, "val": VAL_SEED_OFFSET}.get(split, 0)
-            cache[split] = bandwidth_sampler_from_spec(self.bandwidth_spec, seed, self.base_dir,
-                                                       f"{self._loc}: bandwidth", window)
+            sampler = bandwidth_sampler_from_spec(self.bandwidth_spec, seed, self.base_dir,
+                                                  f"{self._loc}: bandwidth", window)
+            if split in ("val", "eval"):  # reports name the link: say whose it is
+                sampler = dataclasses.replace(sampler, traces=[
+                    t.with_name(f"{t.name}@{split}") for t in sampler.traces])
+            cache[split] = sampler
         return cache[split]
 
     def bandwidth(self, seed: int, split: str = "all") -> BandwidthTrace:

@@ -83,6 +83,8 @@ def test_generated_links_differ_per_split_and_all_is_train():
     caps = {s: [tuple(t.bytes_per_s[:50]) for t in sc.bandwidth_sampler(s).traces]
             for s in ("train", "val", "eval", "all")}
     assert caps["all"] == caps["train"]
+    assert sc.bandwidth(0, "eval").name.endswith("@eval")  # reports say whose link it is
+    assert "@" not in sc.bandwidth(0, "train").name
     for a, b in (("train", "val"), ("train", "eval"), ("val", "eval")):
         assert not set(caps[a]) & set(caps[b]), (a, b)
     again = load_scenario("bursty-fluctuating")  # reproducible from the scenario alone
