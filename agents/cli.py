@@ -25,7 +25,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 warm_start=None if warm_start == "none" else warm_start,
                 warm_start_episodes=args.warm_start_episodes,
                 warm_start_epochs=args.warm_start_epochs,
-                episode_requests=args.episode_requests)
+                episode_requests=args.episode_requests,
+                keep_checkpoints=args.keep_checkpoints)
     run = json.loads((out / "run.json").read_text())
     best = run.get("best_validation") or {}
     print(f"run directory: {out}")
@@ -67,6 +68,9 @@ def add_agent_commands(sub: Any) -> None:
                    help="passes over those episodes when cloning")
     p.add_argument("--episode-requests", type=int,
                    help="requests per training/validation episode (default: the scenario's)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="also keep every validated model, as checkpoint_<steps>.zip beside "
+                        "run.json (compare, simulate and heldout.py load it by path)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 

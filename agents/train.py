@@ -3,18 +3,21 @@
 One run directory per training run::
 
     RUN_DIR/run.json          env id/version, observation spec + hash + scales, actions,
-                              algorithm, hyperparameters, scenario, seed, splits, versions,
-                              commit, timings, the best validation result
+                              algorithm, hyperparameters, scenario and its sources, seed,
+                              splits, validation settings, versions, commit (and whether
+                              the tree was dirty), timings, the best validation result
     RUN_DIR/config.yaml       the exact hyperparameters used
     RUN_DIR/best_model.zip    the checkpoint with the best validation goodput
     RUN_DIR/final_model.zip   the last checkpoint
+    RUN_DIR/checkpoint_N.zip  with ``keep_checkpoints``: every validated model, by step
     RUN_DIR/eval.json         the validation history (policy vs the best heuristic)
     RUN_DIR/tb/               TensorBoard logs, with serving metrics under ``serving/``
 
 Training episodes come from the ``train`` split (the first 70% of a trace, or synthetic
 seeds), with the scenario's domain randomisation; validation episodes, which pick the
-best checkpoint and the warm start's teacher, from the ``val`` split (the next 10%, or
-offset synthetic seeds) with seeds from :data:`agents.evaluation.EVAL_SEED_BASE`. The
+best checkpoint and the warm start's teacher, from the ``val`` split (the next 10% by
+default, or offset synthetic seeds; the split's own links) with seeds from
+:data:`agents.evaluation.EVAL_SEED_BASE`. The
 ``eval`` split stays unseen until a held-out report. A ``curriculum:`` section in the
 hyperparameters starts the training episodes' randomisation ranges elsewhere and widens
 them to the scenario's (:func:`curriculum_ranges`).
@@ -286,7 +289,8 @@ TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
 
 
 def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
-               algo: str, baseline: dict[str, Any], episode_requests: int | None):
+               algo: str, baseline: dict[str, Any], episode_requests: int | None,
+               keep_checkpoints: bool = False):
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import TensorBoardOutputFormat
 
@@ -356,6 +360,9 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                 self.best = g
                 _save_atomically(self.model, out / "best_model.zip")
                 row["best"] = True
+            if keep_checkpoints:
+                row["checkpoint"] = f"checkpoint_{self.num_timesteps}.zip"
+                _save_atomically(self.model, out / row["checkpoint"])
             self.history.append(row)
             self.logger.record("validation/goodput_rps", g)
             if ratio is not None:
@@ -457,7 +464,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
           eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
           device: str = "cpu", vec: str = "auto", verbose: int = 0,
           warm_start: str | None = "best", warm_start_episodes: int = 96,
-          warm_start_epochs: int = 100, episode_requests: int | None = None) -> Path:
+          warm_start_epochs: int = 100, episode_requests: int | None = None,
+          keep_checkpoints: bool = False) -> Path:
     """Train and return the run directory (see the module docstring for its contents).
 
     ``out`` must not exist or be an empty directory: an earlier run is never overwritten.
@@ -483,6 +491,9 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     ``warm_start_episodes`` training episodes of it, ``warm_start_epochs`` passes over them
     (the clone's agreement with the conductor on bursty-fluctuating: 96.5% after 20 passes
     over 48 episodes, 98.3% after 100 over 96, mostly on near-ties between the clusters).
+
+    ``keep_checkpoints``: also keep every validated model as ``checkpoint_<steps>.zip``
+    beside run.json (its ``eval.json`` row names it), to study how validation ranks them.
     """
     import torch
 
@@ -576,6 +587,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                       hyperparams=hp, timesteps=timesteps, eval_freq=eval_freq,
                       eval_episodes=eval_episodes,
                       n_envs=n_envs, threads=threads, device=device,
+                      keep_checkpoints=keep_checkpoints,
                       episode_requests=probe.episode_requests, train_split="train",
                       validation_split="val", validation_seeds=eval_seeds,
                       training_seeds=list(range(seed, seed + n_envs)),
@@ -583,7 +595,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                       best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
         write_run_json(out, probe, algo, **record)
         metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo, baseline,
-                                        episode_requests)
+                                        episode_requests, keep_checkpoints)
         learning = True
         model.learn(total_timesteps=timesteps, callback=[*callbacks, metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)

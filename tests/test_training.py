@@ -183,6 +183,29 @@ def test_python_api_takes_warm_start_none_as_the_cli_does(tmp_path, tiny_config)
     assert json.loads((out / "run.json").read_text())["warm_start"] is None
 
 
+def test_keep_checkpoints_keeps_every_validated_model_loadable(tmp_path, tiny_config):
+    from agents.learned import load_learned_policy
+
+    out = tmp_path / "run"
+    assert main(_train_argv(out, tiny_config, "--timesteps", "96",
+                            "--keep-checkpoints")) == 0
+    history = json.loads((out / "eval.json").read_text())["history"]
+    names = [h["checkpoint"] for h in history]
+    assert names == [f"checkpoint_{h['timesteps']}.zip" for h in history] and len(names) >= 3
+    sc = load_scenario("bursty-fluctuating")
+    env = PrfaasRouteEnv(sc, split="val", episode_requests=16)
+    obs, _ = env.reset(seed=0)
+    best = next(h for h in reversed(history) if h.get("best"))
+    logits = {}
+    for name in set(names) | {"best_model.zip"}:
+        router = load_learned_policy(str(out / name), sc).router
+        logits[name] = router.logits_single(obs)
+    # the best row's checkpoint is the model best_model.zip holds
+    assert np.allclose(logits[best["checkpoint"]], logits["best_model.zip"])
+    assert json.loads((out / "run.json").read_text())["keep_checkpoints"] is True
+    assert not list(tmp_path.glob("**/*.tmp.zip"))
+
+
 def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
     out = tmp_path / "run"
     out.mkdir()
