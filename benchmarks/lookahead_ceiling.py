@@ -12,8 +12,9 @@ end and the first arrival past it: the same for every action), and counts the re
 first token met the TTFT SLO among those in flight at the decision and those it routed. It
 takes the action with the most; a tie keeps the conductor's. The score leaves out the TPOT
 SLO, which would need every decode run to its end; the conductor's TPOT admission check
-keeps those misses rare (on bursty seed 0's first 1500 eval requests the TTFT-only and
-both-SLO counts are equal: 1342 for the conductor, 1397 for this planner), and the
+keeps those misses rare (on bursty seed 0's first 1500 eval requests, before the eval
+split had its own links, the TTFT-only and both-SLO counts were equal: 1342 for the
+conductor, 1397 for this planner), and the
 reported goodput counts both.
 
 This is one step of policy iteration on the conductor (a rollout) with a clairvoyant model.
