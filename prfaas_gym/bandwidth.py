@@ -42,7 +42,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -53,6 +53,7 @@ __all__ = [
     "BANDWIDTH_FORMATS",
     "BandwidthSampler",
     "BandwidthTrace",
+    "LinkPart",
     "bandwidth_sampler_from_spec",
     "bytes_per_s_to_gbps",
     "constant",
@@ -896,11 +897,32 @@ def _apply_common(trace: BandwidthTrace, spec: Mapping[str, Any], rng: np.random
     return trace
 
 
+class LinkPart(NamedTuple):
+    """The part of recorded links one split uses: part ``index`` of the partition of each
+    trace's span (or of a folder's traces) at the fractions ``cuts`` (from 0 to 1)."""
+
+    cuts: tuple[float, ...]
+    index: int
+
+
+def _recorded_part(traces: list[BandwidthTrace], kind: str,
+                   part: LinkPart) -> list[BandwidthTrace]:
+    """A folder with enough traces for every part to get whole ones is partitioned by file
+    (in sorted order); otherwise every trace is cut by time (:meth:`BandwidthTrace.window`).
+    The choice depends on the folder and the cuts only, so all parts make the same one and
+    never overlap."""
+    n = len(traces)
+    bounds = [round(c * n) for c in part.cuts]
+    if kind == "trace_dir" and all(b > a for a, b in zip(bounds, bounds[1:])):
+        return traces[bounds[part.index]:bounds[part.index + 1]]
+    return [tr.window(part.cuts[part.index], part.cuts[part.index + 1]) for tr in traces]
+
+
 def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: str,
               base_dir: str | Path | None,
-              window: tuple[float, float] | None = None) -> list[BandwidthTrace]:
-    """Traces for one validated spec (several for ``trace_dir``); a recorded trace cut to
-    ``window`` (fractions of its span) when one is given."""
+              part: LinkPart | None = None) -> list[BandwidthTrace]:
+    """Traces for one validated spec (several for ``trace_dir``); of recorded traces only
+    ``part`` when one is given (:func:`_recorded_part`)."""
     if kind == "constant":
         gbps = _spec_number(spec, "gbps", where, minimum=0.0)
         traces = [BandwidthTrace.constant(gbps)]
@@ -952,8 +974,8 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
     if spec.get("scale_to_gbps") is not None:  # a key of the trace kinds only
         gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True)
         traces = [tr.scaled_to_mean(gbps) for tr in traces]
-    if window is not None and kind in ("trace", "trace_dir"):
-        traces = [tr.window(*window) for tr in traces]
+    if part is not None and kind in ("trace", "trace_dir"):
+        traces = _recorded_part(traces, kind, part)
         for tr in traces:
             if tr.mean_bytes_per_s <= 0:
                 raise PrfaasInputError(f"{tr.name!r} (the part of the trace a split uses) "
@@ -1043,15 +1065,15 @@ def bandwidth_sampler_from_spec(spec: Mapping[str, Any] | float,
                                 rng_seed_or_rng: np.random.Generator | int | None = None,
                                 base_dir: str | Path | None = None,
                                 where: str = "bandwidth",
-                                window: tuple[float, float] | None = None) -> BandwidthSampler:
+                                part: LinkPart | None = None) -> BandwidthSampler:
     """A :class:`BandwidthSampler` from a spec (the trace spec plus ``variants``,
     ``mean_gbps_range`` and ``random_offset``).
 
     ``markov``/``ou`` (and ``constant`` with ``drops``) generate ``variants`` traces (default
-    8) from the seed; ``trace``/``trace_dir`` use the file(s) as they are, or, given
-    ``window = (start, end)``, the part of each from ``start`` to ``end`` of its span
-    (:meth:`BandwidthTrace.window`, after ``scale_to_gbps``, which rescales the whole
-    recording).
+    8) from the seed; ``trace``/``trace_dir`` use the file(s) as they are, or, given a
+    :class:`LinkPart`, only that part: a share of a folder's files where every part gets
+    some, else the same share of each trace's span (after ``scale_to_gbps``, which
+    rescales the whole recording).
     """
     rng = _as_rng(rng_seed_or_rng)
     spec, kind = _validated(spec, where, _SAMPLER_KEYS)
@@ -1078,6 +1100,6 @@ def bandwidth_sampler_from_spec(spec: Mapping[str, Any] | float,
             traces += [tr.with_name(f"{tr.name}-{j}")
                        for tr in _generate(spec, kind, rng, where, base_dir)]
     else:
-        traces = _generate(spec, kind, rng, where, base_dir, window)
+        traces = _generate(spec, kind, rng, where, base_dir, part)
     return BandwidthSampler(traces, tuple(rng_range) if rng_range is not None else None,
                             random_offset, name=where)

@@ -49,7 +49,12 @@ from typing import Any
 import numpy as np
 
 from prfaas_gym import synthetic
-from prfaas_gym.bandwidth import BandwidthSampler, BandwidthTrace, bandwidth_sampler_from_spec
+from prfaas_gym.bandwidth import (
+    BandwidthSampler,
+    BandwidthTrace,
+    LinkPart,
+    bandwidth_sampler_from_spec,
+)
 from prfaas_gym.config_file import parse_config_yaml, read_named_config, yaml_string_hint
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import MAX_INSTANCES, Profile, is_finite_number, load_profile
@@ -358,20 +363,21 @@ class Scenario:
     def bandwidth_sampler(self, split: str = "all") -> BandwidthSampler:
         """The links of ``split``, disjoint across train, val and eval as the workloads are:
         generated kinds (``markov``, ``ou``, drops) draw their traces from a seed offset per
-        split as synthetic workloads do (``all`` shares train's); recorded traces are cut by
-        time like a request trace (train: the first ``1 - val_fraction - eval_fraction`` of
-        each, val: the next ``val_fraction``, eval: the last ``eval_fraction``; ``all``:
-        whole)."""
+        split as synthetic workloads do (``all`` shares train's); recorded links are split
+        by the workload's fractions (train: the first ``1 - val_fraction - eval_fraction``,
+        val: the next ``val_fraction``, eval: the last ``eval_fraction``; ``all``: whole):
+        a folder's files, in sorted order, when it has enough for every split to get some,
+        else each trace's span by time, like a request trace."""
         if split not in SPLITS:
             raise PrfaasInputError(f"unknown split {split!r}; splits: {list(SPLITS)}")
         cache = self._bandwidth_samplers
         if split not in cache:
             e, v = self.eval_fraction, self.val_fraction
-            window = {"train": (0.0, 1.0 - e - v), "val": (1.0 - e - v, 1.0 - e),
-                      "eval": (1.0 - e, 1.0)}.get(split)
+            part = None if split == "all" else LinkPart(
+                (0.0, 1.0 - e - v, 1.0 - e, 1.0), ("train", "val", "eval").index(split))
             seed = _BANDWIDTH_SEED + {"eval": EVAL_SEED_OFFSET, "val": VAL_SEED_OFFSET}.get(split, 0)
             sampler = bandwidth_sampler_from_spec(self.bandwidth_spec, seed, self.base_dir,
-                                                  f"{self._loc}: bandwidth", window)
+                                                  f"{self._loc}: bandwidth", part)
             if split in ("val", "eval"):  # reports name the link: say whose it is
                 sampler = dataclasses.replace(sampler, traces=[
                     t.with_name(f"{t.name}@{split}") for t in sampler.traces])

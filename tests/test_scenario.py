@@ -113,6 +113,28 @@ def test_recorded_link_is_cut_by_time_like_the_request_trace(tmp_path):
     assert spans == {"train": 70, "val": 10, "eval": 20}
 
 
+@pytest.mark.parametrize("files, by_file", [(10, True), (2, False)])
+def test_a_link_folder_is_split_by_file_when_every_split_gets_one(tmp_path, files, by_file):
+    folder = tmp_path / "links"
+    folder.mkdir()
+    for k in range(files):
+        (folder / f"l{k:02d}.csv").write_text(
+            "time_s,gbps\n" + "".join(f"{t},{k + 1 + t % 3}\n" for t in range(50)))
+    d = _base()
+    d["bandwidth"] = {"kind": "trace_dir", "path": str(folder), "format": "csv"}
+    d["workload"]["val_fraction"] = 0.1
+    sc = load_scenario(_write(tmp_path, d))
+    parts = {s: sc.bandwidth_sampler(s).traces for s in ("train", "val", "eval")}
+    if by_file:  # whole files, 7 / 1 / 2 of 10 in name order, none shared
+        assert [len(parts[s]) for s in parts] == [7, 1, 2]
+        assert all(t.period_s == 50 for p in parts.values() for t in p)
+        firsts = [round(t.gbps_at(0)) - 1 for s in parts for t in parts[s]]
+        assert firsts == list(range(10))
+    else:  # too few files: every file cut by time, 70% / 10% / 20% of its span
+        assert [[round(t.period_s) for t in parts[s]] for s in parts] == [[35] * 2, [5] * 2,
+                                                                          [10] * 2]
+
+
 def test_val_fraction_must_leave_a_train_split(tmp_path):
     from prfaas_gym.errors import PrfaasInputError
     p = tmp_path / "s.yaml"
