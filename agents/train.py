@@ -372,9 +372,12 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             # written now, at this step (as SB3's EvalCallback does): left to the next
             # rollout's dump it would be stamped with that step, and the last one lost
             self.logger.dump(self.num_timesteps)
+            best = self.best_row()
             (out / "eval.json").write_text(json.dumps(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
                  "heuristics": baseline["table"], "validation_seeds": eval_seeds,
+                 # the row best_model.zip holds ("best" in a row: a new best at its time)
+                 "best_model": {"timesteps": best["timesteps"], "goodput_rps": best["goodput_rps"]},
                  "history": self.history}, indent=2))
 
     return ServingMetrics(), Validation()

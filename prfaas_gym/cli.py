@@ -302,7 +302,9 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["all", "train", "val", "eval"], default="all",
                    help="trace split: train, val (validation during training) and eval "
                         "(held out) are disjoint windows of a trace's span (70/10/20%% by "
-                        "default); a synthetic workload's val and eval use offset seeds")
+                        "default); a synthetic workload's val and eval use offset seeds. "
+                        "The link is split too: generated links by seed, a recorded one "
+                        "by time (a folder by file when each split gets one)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,8 +42,10 @@ def test_run_directory_records_what_was_trained(tiny_run):
     assert run["warm_start"]["teacher"] == "conductor"
     assert run["warm_start"]["epochs"] == 2 and run["warm_start"]["episodes"] == 1
     assert (tiny_run / "best_model.zip").exists() and (tiny_run / "final_model.zip").exists()
-    history = json.loads((tiny_run / "eval.json").read_text())["history"]
+    evaluation = json.loads((tiny_run / "eval.json").read_text())
+    history = evaluation["history"]
     assert len(history) >= 2 and any(h.get("best") for h in history)
+    assert evaluation["best_model"]["timesteps"] == run["best_validation"]["timesteps"]
     assert list((tiny_run / "tb").rglob("events.*"))
     # what decides the candidate checkpoints, and where the scenario came from
     assert run["eval_freq"] == 128 and run["eval_episodes"] == 1
