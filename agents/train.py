@@ -10,6 +10,7 @@ One run directory per training run::
     RUN_DIR/best_model.zip    the checkpoint with the best validation goodput
     RUN_DIR/final_model.zip   the last checkpoint
     RUN_DIR/checkpoint_N.zip  with ``keep_checkpoints``: every validated model, by step
+                              (the last validation's is ``final_model.zip``)
     RUN_DIR/eval.json         the validation history (policy vs the best heuristic)
     RUN_DIR/tb/               TensorBoard logs, with serving metrics under ``serving/``
 
@@ -342,7 +343,11 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                 self.evaluate()
             return True
 
-        def evaluate(self) -> None:
+        def evaluate(self, final: bool = False) -> None:
+            """Validate the model now. ``final``: the model after the last update, which
+            may share its step count with the last periodic validation (run inside the last
+            rollout, before that update); its row says so, and with ``keep_checkpoints``
+            it is ``final_model.zip``."""
             metrics = run_episodes(scenario, model_chooser(self.model, algo), eval_seeds,
                                    split="val", episode_requests=episode_requests)
             g = mean_goodput(metrics)
@@ -360,8 +365,11 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                 self.best = g
                 _save_atomically(self.model, out / "best_model.zip")
                 row["best"] = True
+            if final:
+                row["final"] = True
             if keep_checkpoints:
-                row["checkpoint"] = f"checkpoint_{self.num_timesteps}.zip"
+                row["checkpoint"] = ("final_model.zip" if final
+                                     else f"checkpoint_{self.num_timesteps}.zip")
                 _save_atomically(self.model, out / row["checkpoint"])
             self.history.append(row)
             self.logger.record("validation/goodput_rps", g)
@@ -602,7 +610,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         learning = True
         model.learn(total_timesteps=timesteps, callback=[*callbacks, metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)
-        val_cb.evaluate()
+        val_cb.evaluate(final=True)
     except KeyboardInterrupt:
         if not (learning and val_cb.history):  # nothing validated yet: nothing worth keeping
             _abandon(env, out, created)

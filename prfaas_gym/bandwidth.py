@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -907,15 +908,18 @@ class LinkPart(NamedTuple):
 
 def _recorded_part(traces: list[BandwidthTrace], kind: str,
                    part: LinkPart) -> list[BandwidthTrace]:
-    """A folder with enough traces for every part to get whole ones is partitioned by file
-    (in sorted order); otherwise every trace is cut by time (:meth:`BandwidthTrace.window`).
-    The choice depends on the folder and the cuts only, so all parts make the same one and
-    never overlap."""
-    n = len(traces)
-    bounds = [round(c * n) for c in part.cuts]
-    if kind == "trace_dir" and all(b > a for a, b in zip(bounds, bounds[1:])):
-        return traces[bounds[part.index]:bounds[part.index + 1]]
-    return [tr.window(part.cuts[part.index], part.cuts[part.index + 1]) for tr in traces]
+    """A folder whose every part is at least one file's worth (``n`` files times each
+    part's fraction >= 1: 10 files at 70/10/20%) is partitioned by file, in an order fixed
+    by a hash of each file's name, so that a folder sorted by source or date does not put
+    one source in one part; otherwise every trace is cut by time
+    (:meth:`BandwidthTrace.window`). The choice depends on the folder and the cuts only, so
+    all parts make the same one and never overlap."""
+    n, cuts = len(traces), part.cuts
+    if kind == "trace_dir" and all((b - a) * n >= 1 - 1e-9 for a, b in zip(cuts, cuts[1:])):
+        order = sorted(traces, key=lambda t: hashlib.sha256(t.name.encode()).hexdigest())
+        lo, hi = (math.floor(round(c * n, 9)) for c in cuts[part.index:part.index + 2])
+        return order[lo:hi]
+    return [tr.window(cuts[part.index], cuts[part.index + 1]) for tr in traces]
 
 
 def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: str,

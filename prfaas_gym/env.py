@@ -131,7 +131,8 @@ class PrfaasRouteEnv(gym.Env):
     * v1: a cluster's instance counts a prefix copy from the best holder. Releases up to
       the one that added :meth:`set_randomize` drew every split's link from the same
       generated traces (or the whole recorded one); each split now has its own
-      (:meth:`Scenario.bandwidth_sampler`), and train episodes are unchanged.
+      (:meth:`Scenario.bandwidth_sampler`). Train episodes on generated links are
+      unchanged; on a recorded link they use its train part only.
     """
 
     metadata = {"render_modes": []}

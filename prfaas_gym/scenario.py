@@ -366,8 +366,8 @@ class Scenario:
         split as synthetic workloads do (``all`` shares train's); recorded links are split
         by the workload's fractions (train: the first ``1 - val_fraction - eval_fraction``,
         val: the next ``val_fraction``, eval: the last ``eval_fraction``; ``all``: whole):
-        a folder's files, in sorted order, when it has enough for every split to get some,
-        else each trace's span by time, like a request trace."""
+        a folder's files when every split's share is at least one file (in an order fixed by
+        a hash of the names), else each trace's span by time, like a request trace."""
         if split not in SPLITS:
             raise PrfaasInputError(f"unknown split {split!r}; splits: {list(SPLITS)}")
         cache = self._bandwidth_samplers

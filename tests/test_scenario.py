@@ -113,8 +113,9 @@ def test_recorded_link_is_cut_by_time_like_the_request_trace(tmp_path):
     assert spans == {"train": 70, "val": 10, "eval": 20}
 
 
-@pytest.mark.parametrize("files, by_file", [(10, True), (2, False)])
-def test_a_link_folder_is_split_by_file_when_every_split_gets_one(tmp_path, files, by_file):
+@pytest.mark.parametrize("files, sizes", [(10, [7, 1, 2]), (12, [8, 1, 3]), (8, None),
+                                          (2, None)])
+def test_a_link_folder_is_split_by_file_when_every_split_gets_one(tmp_path, files, sizes):
     folder = tmp_path / "links"
     folder.mkdir()
     for k in range(files):
@@ -125,14 +126,15 @@ def test_a_link_folder_is_split_by_file_when_every_split_gets_one(tmp_path, file
     d["workload"]["val_fraction"] = 0.1
     sc = load_scenario(_write(tmp_path, d))
     parts = {s: sc.bandwidth_sampler(s).traces for s in ("train", "val", "eval")}
-    if by_file:  # whole files, 7 / 1 / 2 of 10 in name order, none shared
-        assert [len(parts[s]) for s in parts] == [7, 1, 2]
+    if sizes:  # whole files, each in exactly one split
+        assert [len(parts[s]) for s in parts] == sizes
         assert all(t.period_s == 50 for p in parts.values() for t in p)
-        firsts = [round(t.gbps_at(0)) - 1 for s in parts for t in parts[s]]
-        assert firsts == list(range(10))
-    else:  # too few files: every file cut by time, 70% / 10% / 20% of its span
-        assert [[round(t.period_s) for t in parts[s]] for s in parts] == [[35] * 2, [5] * 2,
-                                                                          [10] * 2]
+        got = [round(t.gbps_at(0)) - 1 for s in parts for t in parts[s]]
+        assert sorted(got) == list(range(files))
+        assert got != list(range(files))  # not by name order: a sorted folder is mixed
+    else:  # too few files for a 10% share: every file cut by time, 70% / 10% / 20%
+        assert [[round(t.period_s) for t in parts[s]] for s in parts] == [
+            [35] * files, [5] * files, [10] * files]
 
 
 def test_val_fraction_must_leave_a_train_split(tmp_path):
