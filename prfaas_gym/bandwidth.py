@@ -1075,9 +1075,9 @@ def bandwidth_sampler_from_spec(spec: Mapping[str, Any] | float,
 
     ``markov``/``ou`` (and ``constant`` with ``drops``) generate ``variants`` traces (default
     8) from the seed; ``trace``/``trace_dir`` use the file(s) as they are, or, given a
-    :class:`LinkPart`, only that part: a share of a folder's files where every part gets
-    some, else the same share of each trace's span (after ``scale_to_gbps``, which
-    rescales the whole recording).
+    :class:`LinkPart`, only that part: a share of a folder's files where every part's
+    share is at least one file, else the same share of each trace's span (after
+    ``scale_to_gbps``, which rescales the whole recording).
     """
     rng = _as_rng(rng_seed_or_rng)
     spec, kind = _validated(spec, where, _SAMPLER_KEYS)

@@ -304,7 +304,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
                         "(held out) are disjoint windows of a trace's span (70/10/20%% by "
                         "default); a synthetic workload's val and eval use offset seeds. "
                         "The link is split too: generated links by seed, a recorded one "
-                        "by time (a folder by file when each split gets one)")
+                        "by time (a folder by file when each split's share is a whole file)")
 
 
 def build_parser() -> argparse.ArgumentParser:
