@@ -56,6 +56,13 @@ def policy_factory(spec: str, scenario: Any, rate: float | None = None) -> Calla
     Threshold heuristics get the scenario's planned threshold.
     """
     if spec in HEURISTICS:
+        from pathlib import Path
+
+        if Path(spec).exists():  # a run directory named like a heuristic: say which is used
+            import sys
+
+            print(f"prfaas: note: {spec!r} is a heuristic's name, and that heuristic runs; to "
+                  f"load the checkpoint at that path, pass ./{spec}", file=sys.stderr)
         thr = scenario.threshold_tokens if spec in THRESHOLD_POLICIES else None
         return lambda: make_heuristic(spec, threshold_tokens=thr)
     if spec == TUNED_THRESHOLD:

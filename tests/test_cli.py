@@ -375,3 +375,14 @@ def test_heldout_never_labels_the_learned_policy_like_a_heuristic():
         sys.path.pop(0)
     assert learned_label("runs/conductor", ["conductor", "prfaas-dual"]) == "learned:conductor"
     assert learned_label("agents/policies/b.onnx", ["conductor"]) == "b.onnx"
+
+
+def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conductor").mkdir()  # e.g. a run directory
+    assert main(["simulate", "--scenario", "paper-case-study", "--policy", "conductor",
+                 "--requests", "20", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["policy"] == "conductor"
+    assert "pass ./conductor" in captured.err
