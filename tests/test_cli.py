@@ -377,6 +377,17 @@ def test_heldout_never_labels_the_learned_policy_like_a_heuristic():
     assert learned_label("agents/policies/b.onnx", ["conductor"]) == "b.onnx"
 
 
+def test_heldout_headroom_is_serving_every_request_at_the_same_span():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from heldout import serve_all_ceiling
+    finally:
+        sys.path.pop(0)
+    mean, half = serve_all_ceiling([0.8, 0.5, 0.0])  # a seed that served nothing: no ratio
+    assert mean == pytest.approx((1.25 + 2.0) / 2) and half > 0
+    assert serve_all_ceiling([1.0, 1.0]) == (1.0, 0.0)
+
+
 def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,
                                                                      monkeypatch):
     monkeypatch.chdir(tmp_path)
