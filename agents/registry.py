@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agents.heuristics import (
@@ -56,8 +57,6 @@ def policy_factory(spec: str, scenario: Any, rate: float | None = None) -> Calla
     Threshold heuristics get the scenario's planned threshold.
     """
     if spec in HEURISTICS:
-        from pathlib import Path
-
         if Path(spec).exists():  # a run directory named like a heuristic: say which is used
             import sys
 
@@ -70,8 +69,6 @@ def policy_factory(spec: str, scenario: Any, rate: float | None = None) -> Calla
 
         best, _ = tune_threshold(scenario, rate=rate)
         return lambda: make_heuristic("prfaas-threshold", threshold_tokens=best)
-    from pathlib import Path
-
     if Path(spec).exists():
         from agents.learned import load_learned_policy
 

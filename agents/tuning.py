@@ -15,9 +15,12 @@ from prfaas_gym.scenario import Scenario, load_scenario
 
 #: thresholds tried, as multiples of the planner's threshold
 GRID = (0.25, 0.35, 0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 2.0, 3.0)
+#: the training-split runs each threshold is scored on: these seeds, this many requests each
+SEEDS = (0, 1, 2)
+REQUESTS = 1000
 
 
-def tune_threshold(scenario: Scenario, seeds: Sequence[int] = (0, 1, 2), n: int = 1000,
+def tune_threshold(scenario: Scenario, seeds: Sequence[int] = SEEDS, n: int = REQUESTS,
                    grid: Sequence[float] = GRID,
                    rate: float | None = None) -> tuple[float, dict[float, float]]:
     """(best threshold, mean goodput per threshold) over ``seeds`` on the training split,

@@ -906,6 +906,15 @@ class LinkPart(NamedTuple):
     index: int
 
 
+def _refuse_empty(traces: list[BandwidthTrace], what: str, where: str) -> None:
+    """KV sent over a link whose capacity is zero throughout would never arrive (nor can
+    such a trace be rescaled): refuse it, naming the trace (and ``what`` part of it)."""
+    for tr in traces:
+        if tr.mean_bytes_per_s <= 0:
+            raise PrfaasInputError(f"trace {tr.name!r}{what} carries nothing: its capacity "
+                                   "is zero throughout", where)
+
+
 def _recorded_part(traces: list[BandwidthTrace], kind: str,
                    part: LinkPart) -> list[BandwidthTrace]:
     """A folder whose every part is at least one file's worth (``n`` files times each
@@ -971,20 +980,13 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
                 raise PrfaasInputError(f"expected a positive integer, got {limit!r}",
                                        f"{where}.limit")
             traces = load_bandwidth_dir(path, fmt, limit)
-    for tr in traces:  # KV sent over such a link would never arrive (nor can it be rescaled)
-        if tr.mean_bytes_per_s <= 0:
-            raise PrfaasInputError(f"trace {tr.name!r} carries nothing: its capacity is zero "
-                                   "throughout", where)
+    _refuse_empty(traces, "", where)
     if spec.get("scale_to_gbps") is not None:  # a key of the trace kinds only
         gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True)
         traces = [tr.scaled_to_mean(gbps) for tr in traces]
     if part is not None and kind in ("trace", "trace_dir"):
         traces = _recorded_part(traces, kind, part)
-        for tr in traces:
-            if tr.mean_bytes_per_s <= 0:
-                raise PrfaasInputError(f"{tr.name!r} (the part of the trace a split uses) "
-                                       "carries nothing: its capacity is zero throughout",
-                                       where)
+        _refuse_empty(traces, " (the part of the trace a split uses)", where)
     return [_apply_common(tr, spec, rng, where) for tr in traces]
 
 

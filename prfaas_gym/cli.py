@@ -181,12 +181,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _note_in_sample_tuning(sc: Any, specs: list[str], split: str) -> None:
     """Say on stderr when ``prfaas-threshold-tuned`` is scored on the split it was tuned on."""
     from agents.registry import TUNED_THRESHOLD
+    from agents.tuning import REQUESTS, SEEDS
 
     if TUNED_THRESHOLD in specs and split in ("all", "train"):
         part = ("the train part of the trace" if sc.is_trace
                 else "the same synthetic seeds")
-        print(f"prfaas: note: {TUNED_THRESHOLD} was tuned on the train split (seeds 0-2, 1000 "
-              f"requests each); --split {split} includes {part}, so its row is partly "
+        print(f"prfaas: note: {TUNED_THRESHOLD} was tuned on the train split (seeds "
+              f"{min(SEEDS)}-{max(SEEDS)}, {REQUESTS} requests each); --split {split} "
+              f"includes {part}, so its row is partly "
               "in-sample: use --split eval for a held-out comparison", file=sys.stderr)
 
 

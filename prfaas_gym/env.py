@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import cached_property
 from typing import Any
 
 import gymnasium as gym
@@ -174,6 +175,12 @@ class PrfaasRouteEnv(gym.Env):
         self._pool_uses = 0
 
     # -- episode set-up ---------------------------------------------------------------
+    @cached_property
+    def _base_rate(self) -> float:
+        """The split's mean rate that load randomisation scales (a trace without ``rate:``
+        would otherwise be re-split at every reset)."""
+        return self.scenario.mean_rate(self.split)
+
     def set_randomize(self, ranges: dict[str, Any]) -> None:
         """Draw the following episodes from ``ranges`` (``{key: [lo, hi]}``) instead of the
         scenario's ``randomize`` ranges for those keys; the others keep the scenario's.
@@ -217,7 +224,7 @@ class PrfaasRouteEnv(gym.Env):
         rate = None
         if "rate_scale" in self.randomize:
             lo, hi = self.randomize["rate_scale"]
-            rate = sc.mean_rate(self.split) * float(rng.uniform(lo, hi))
+            rate = self._base_rate * float(rng.uniform(lo, hi))
         workload = self._episode_workload(rng, rate, reseeded=seed is not None)
         bw = sc.bandwidth(int(rng.integers(2**31)), self.split)
         if "link_gbps" in self.randomize:
