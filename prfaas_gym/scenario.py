@@ -200,6 +200,13 @@ class Scenario:
     where: str = ""  # the scenario file (or shipped name), for error messages
     _bandwidth_samplers: dict[str, BandwidthSampler] = field(
         default_factory=dict, init=False, repr=False, compare=False)
+    # A trace's splits, and each split at the last mean rate asked for: an env reset reads a
+    # window of one, and rebuilding the whole split every episode cost as much as the
+    # episode's steps. Workloads are never mutated, so sharing them is safe.
+    _splits: dict[str, Workload] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _timed_splits: dict[str, tuple[float, Workload]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     # -- workloads -----------------------------------------------------------------
     @property
@@ -272,7 +279,13 @@ class Scenario:
         """A part of the recorded trace by arrival time: ``train`` (the first ``1 -
         val_fraction - eval_fraction`` of its span), ``val`` (the next ``val_fraction``,
         for validation during training), ``eval`` (the last ``eval_fraction``, held out) or
-        ``all``; each re-based to start at 0."""
+        ``all``; each re-based to start at 0. Computed once per split."""
+        part = self._splits.get(split)
+        if part is None:
+            part = self._splits[split] = self._cut_split(split)
+        return part
+
+    def _cut_split(self, split: str) -> Workload:
         w = self._trace
         if split == "all" or not w.requests:
             part = w
@@ -327,14 +340,19 @@ class Scenario:
         rate_where = None if rate is not None else f"{self._loc}: workload.trace.rate"
         rate = rate if rate is not None else self._trace_rate
         if rate is not None:
-            if len(w) < 2 or w.duration_s <= 0:
-                path, where = self._trace_source()
-                raise TooFewRequestsError(
-                    f"cannot time-scale {self._split_desc(split, path)} to a mean rate of "
-                    f"{rate:g} req/s: that needs at least two requests with distinct arrival "
-                    f"times, and it has {len(w)} request(s) over {w.duration_s:g} s",
-                    rate_where or where)
-            w = to_mean_rate(w, rate)
+            timed = self._timed_splits.get(split)
+            if timed is not None and timed[0] == rate:
+                w = timed[1]
+            else:
+                if len(w) < 2 or w.duration_s <= 0:
+                    path, where = self._trace_source()
+                    raise TooFewRequestsError(
+                        f"cannot time-scale {self._split_desc(split, path)} to a mean rate of "
+                        f"{rate:g} req/s: that needs at least two requests with distinct "
+                        f"arrival times, and it has {len(w)} request(s) over "
+                        f"{w.duration_s:g} s", rate_where or where)
+                w = to_mean_rate(w, rate)
+                self._timed_splits[split] = (rate, w)
         # The scenario's request count is for its own workload, not for a --trace.
         own = self.requests if split == "all" and self.trace_override is None else None
         n = n or own or len(w)

@@ -161,3 +161,22 @@ def test_rate_override_scales_a_trace(shared_traces, monkeypatch):
     sc = load_scenario("mooncake-conversation")
     w = sc.workload(0, rate=10.0)
     assert w.mean_rate == pytest.approx(10.0, rel=1e-6)
+
+
+def test_cached_trace_splits_give_the_windows_a_fresh_scenario_gives(shared_traces,
+                                                                      monkeypatch):
+    """An env reset reads its window from the split cached on the scenario; the windows, at
+    the scenario's rate and after a change of rate, must be those computed from scratch."""
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+
+    def arrivals(w):
+        return [(r.arrival_s, r.prompt_tokens, r.block_hashes) for r in w]
+
+    warm = load_scenario("mooncake-conversation")
+    for split in ("train", "val", "eval"):
+        for seed, rate in [(0, None), (1, None), (2, 7.5), (3, 7.5), (4, None)]:
+            got = warm.workload(seed, n=64, split=split, rate=rate)
+            fresh = load_scenario("mooncake-conversation").workload(seed, n=64, split=split,
+                                                                   rate=rate)
+            assert arrivals(got) == arrivals(fresh), (split, seed, rate)
+    assert warm.split_trace("val") is warm.split_trace("val")
