@@ -5,6 +5,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# where pip finds a CPU build of it: empty = pip's configured index (this project's machines
+# serve the CPU wheel); elsewhere TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 # setup.py compiles these with mypyc (keep the two lists in step); editing one reinstalls
 # (recompiles) on the next make
@@ -14,7 +17,7 @@ COMPILED_SRC := $(addprefix prfaas_gym/,simulator.py link.py decode.py prefix_ca
 
 $(BIN)/prfaas: pyproject.toml setup.py $(COMPILED_SRC)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 

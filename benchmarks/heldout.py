@@ -1,6 +1,7 @@
-"""Held-out evaluation of a learned policy against every heuristic.
+"""Held-out evaluation of a learned policy against the heuristics.
 
-Runs every heuristic, the threshold heuristic with its threshold grid-searched on the
+Runs every heuristic but ``local-only`` and ``random`` (far below the others on the shipped
+scenarios), the threshold heuristic with its threshold grid-searched on the
 training split (``prfaas-threshold-tuned``), and the learned policy on the scenario's
 **eval** split (held-out trace windows, or synthetic seeds offset from training) for seeds
 0..K-1, all on identical workloads and links. Prints a markdown table (mean ± 95% CI over
