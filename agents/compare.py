@@ -179,13 +179,19 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     js = out_dir / "summary.json"
     js.write_text(json.dumps({
         **meta,
-        "summary": {p: {m: {"mean": v[0], "ci95": v[1]} for m, v in s.items()}
-                    for p, s in summary.items()},
+        # a metric no run defines (no completion: no TTFT) is null: strict JSON has no NaN
+        "summary": {p: {m: {"mean": finite_or_none(v[0]), "ci95": finite_or_none(v[1])}
+                        for m, v in s.items()} for p, s in summary.items()},
         "runs": [{"policy": r.policy, "seed": r.seed, "result": r.result} for r in records],
     }, indent=2, default=_json_default))
     written.append(js)
     written += plot(records, summary, out_dir, meta.get("scenario", ""))
     return written
+
+
+def finite_or_none(v: Any) -> Any:
+    """``v``, or None where it is a NaN or infinite float (JSON has neither)."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _json_default(o: Any) -> Any:

@@ -20,8 +20,10 @@ import datetime
 import io
 import json
 import os
+import re
 import uuid
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,23 @@ def algo_class(algo: str) -> type:
     return classes[algo]
 
 
+#: SB3 policy classes and the algorithms that train them.
+_POLICY_ALGOS = {"MaskableActorCriticPolicy": ("maskable_ppo",),
+                 "ActorCriticPolicy": ("ppo", "a2c"), "DQNPolicy": ("dqn",)}
+
+
+def _zip_policy_class(zip_path: Path) -> str | None:
+    """The policy class an SB3 zip records in its JSON ``data`` (read as text, never
+    unpickled), or None if the file does not say."""
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            init = json.loads(z.read("data"))["policy_class"]["__init__"]
+    except Exception:
+        return None
+    m = re.match(r"<function (\w+)\.__init__", str(init))
+    return m.group(1) if m else None
+
+
 def load_sb3(zip_path: str | Path, algo: str) -> Any:
     """Load an SB3 model on the CPU. **Trusted input only: SB3 zips unpickle.**
 
@@ -82,6 +101,12 @@ def load_sb3(zip_path: str | Path, algo: str) -> Any:
             warnings.simplefilter("ignore")
             model = cls.load(zip_path, device="cpu", custom_objects=_CUSTOM_OBJECTS)
     except Exception as e:
+        held = _zip_policy_class(zip_path)
+        if held in _POLICY_ALGOS and algo not in _POLICY_ALGOS[held]:
+            raise PrfaasInputError(
+                f"this file holds a {held} ({' or '.join(_POLICY_ALGOS[held])}), not a "
+                f"{cls.__name__} model: the run's run.json (or the caller) names algo "
+                f"{algo!r}", zip_path) from None
         raise PrfaasInputError(f"cannot load a {cls.__name__} model from this file "
                                f"(corrupt, truncated or not an SB3 zip?): "
                                f"{type(e).__name__}: {e}", zip_path) from None

@@ -97,7 +97,9 @@ class OnnxRouter:
         self.scales: FeatureScales = scales_from_record(self.manifest, self.manifest_path)
         expected = self.manifest.get("onnx_sha256")
         if not isinstance(expected, str):
-            raise PrfaasInputError("key 'onnx_sha256' is missing", self.manifest_path)
+            raise PrfaasInputError("key 'onnx_sha256' is missing" if expected is None else
+                                   f"key 'onnx_sha256': expected a hex string, found "
+                                   f"{expected!r}", self.manifest_path)
         found = sha256_file(self.path)
         if found != expected:
             raise PrfaasInputError("the ONNX file does not match its manifest (modified or "

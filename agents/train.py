@@ -136,7 +136,7 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> N
     for name, v in hp.items():
         at = f"{where}: {key}.{name}"
         if name == "policy":
-            if v not in POLICIES:
+            if not isinstance(v, str) or v not in POLICIES:
                 raise PrfaasInputError(f"expected one of {list(POLICIES)} (the observation is "
                                        f"a flat vector), found {v!r}", at)
         elif name == "policy_kwargs":
@@ -674,10 +674,13 @@ def _abandon(env: Any, out: Path, created: bool) -> None:
 
 
 def _out_of_memory(e: BaseException) -> bool:
-    """numpy's MemoryError, or torch's allocator errors (RuntimeErrors on CPU and CUDA)."""
+    """numpy's MemoryError and its refusals of sizes beyond what it can index (ValueErrors),
+    or torch's allocator errors (RuntimeErrors on CPU and CUDA)."""
     return isinstance(e, MemoryError) or (
         isinstance(e, RuntimeError) and ("can't allocate memory" in str(e)
-                                         or "out of memory" in str(e)))
+                                         or "out of memory" in str(e))) or (
+        isinstance(e, ValueError) and ("Maximum allowed dimension exceeded" in str(e)
+                                       or "array is too big" in str(e)))
 
 
 def _empty_run_dir(out: Path, created: bool) -> None:

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.compare import add_eval_arguments, ci95, compare, flat_metrics, summarize, write_outputs
+from agents.compare import (
+    add_eval_arguments,
+    ci95,
+    compare,
+    finite_or_none,
+    flat_metrics,
+    summarize,
+    write_outputs,
+)
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
 from prfaas_gym.cli import _make_dir, _writable_dir, run_script
 from prfaas_gym.scenario import load_scenario
@@ -50,6 +58,10 @@ def main() -> None:
     ap.add_argument("--policy", required=True, help="exported .onnx, run dir or .zip")
     ap.add_argument("--out", help="directory for CSV/JSON/plots")
     args = ap.parse_args()
+    if args.policy in HEURISTICS or args.policy == TUNED_THRESHOLD:
+        ap.error(f"--policy {args.policy!r} is a heuristic, and the table runs the heuristics "
+                 f"already: give a checkpoint (.onnx, run directory or .zip; ./{args.policy} "
+                 "for a file of that name)")
     out = _writable_dir(args.out) if args.out else None  # refused before the runs, not after
     sc = load_scenario(args.scenario)
     heuristics = [h for h in HEURISTICS if h not in ("random", "local-only")] + [TUNED_THRESHOLD]
@@ -94,9 +106,10 @@ def main() -> None:
         write_outputs(records, out, {"scenario": sc.name, "split": "eval",
                                      "seeds": list(range(args.seeds)), "policy": args.policy})
         (out / "heldout.json").write_text(json.dumps({
-            "scenario": sc.name, "best_heuristic": best, "ratio_mean": r_mean,
-            "ratio_ci95": r_half, "ratios": ratios, "ttft_p90_learned": p90_l,
-            "ttft_p90_best": p90_b, "serve_all_ceiling": [c_mean, c_half],
+            "scenario": sc.name, "best_heuristic": best, "ratio_mean": finite_or_none(r_mean),
+            "ratio_ci95": finite_or_none(r_half), "ratios": ratios,
+            "ttft_p90_learned": finite_or_none(p90_l), "ttft_p90_best": finite_or_none(p90_b),
+            "serve_all_ceiling": [finite_or_none(c_mean), finite_or_none(c_half)],
             "goodput": {n: summary[n]["goodput_rps"] for n in factories}},
             indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
 

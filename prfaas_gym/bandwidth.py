@@ -474,6 +474,10 @@ def _parse_number(token: str, what: str, lineno: int, path: Path) -> float:
     return val
 
 
+#: The fastest link a trace or option may describe: one petabit per second, a typo guard.
+MAX_GBPS = 1e6
+
+
 def _check_sample(times: list[float], t: float, bw: float, unit: str, lineno: int,
                   path: Path) -> None:
     if times and t <= times[-1]:
@@ -481,6 +485,10 @@ def _check_sample(times: list[float], t: float, bw: float, unit: str, lineno: in
                                f"{times[-1]!r}", path)
     if bw < 0:
         raise PrfaasInputError(f"line {lineno}: bandwidth {bw!r} {unit} is negative", path)
+    if bw > MAX_GBPS * (1000.0 if unit == "Mbit/s" else 1.0):
+        raise PrfaasInputError(f"line {lineno}: bandwidth {bw!r} {unit} is more than a "
+                               f"link carries ({MAX_GBPS:g} Gbit/s at most: the wrong unit?)",
+                               path)
 
 
 def load_pensieve(path: str | Path) -> BandwidthTrace:
@@ -936,6 +944,13 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
               part: LinkPart | None = None) -> list[BandwidthTrace]:
     """Traces for one validated spec (several for ``trace_dir``); of recorded traces only
     ``part`` when one is given (:func:`_recorded_part`)."""
+    if kind in ("markov", "ou"):  # checked here too, to name the key and the file
+        segments = (_spec_number(spec, "duration_s", where, default=_DEFAULT_DURATION_S,
+                                 minimum=0.0, strict=True)
+                    / _spec_number(spec, "dt_s", where, default=1.0, minimum=0.0, strict=True))
+        if segments > _MAX_SEGMENTS:
+            raise PrfaasInputError(f"duration_s / dt_s is {segments:.3g} segments; at most "
+                                   f"{_MAX_SEGMENTS:,}", f"{where}.duration_s")
     if kind == "constant":
         gbps = _spec_number(spec, "gbps", where, minimum=0.0)
         traces = [BandwidthTrace.constant(gbps)]
@@ -1102,9 +1117,17 @@ def bandwidth_sampler_from_spec(spec: Mapping[str, Any] | float,
                                f"{where}.mean_gbps_range")
     if kind in ("markov", "ou") or (kind == "constant" and spec.get("drops") is not None):
         traces: list[BandwidthTrace] = []
+        segments = 0
         for j in range(variants):
             traces += [tr.with_name(f"{tr.name}-{j}")
                        for tr in _generate(spec, kind, rng, where, base_dir)]
+            segments += traces[-1].times_s.size
+            # the first variant's size tells, before memory runs out, not after
+            if max(segments, variants * traces[0].times_s.size) > _MAX_SEGMENTS:
+                raise PrfaasInputError(
+                    f"{variants:,} variants of about {traces[0].times_s.size:,} segments each are "
+                    f"more than {_MAX_SEGMENTS:,} segments in all: fewer variants, or a "
+                    "shorter duration_s or a longer dt_s", f"{where}.variants")
     else:
         traces = _generate(spec, kind, rng, where, base_dir, part)
     return BandwidthSampler(traces, tuple(rng_range) if rng_range is not None else None,

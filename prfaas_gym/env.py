@@ -15,8 +15,9 @@ from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
 from prfaas_gym.episode import REWARDS, Episode
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
+from prfaas_gym.profile import is_finite_number
 from prfaas_gym.request import Workload
-from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
+from prfaas_gym.scenario import SPLITS, Scenario, check_randomize, load_scenario
 from prfaas_gym.simulator import Simulator
 from prfaas_gym.synthetic import MAX_REQUESTS
 from prfaas_gym.workload import rebased
@@ -27,6 +28,25 @@ POOL_EPISODES = 32  # a synthetic pool holds this many episodes' worth of reques
 # episodes drawn from one pool before it is regenerated: generation costs ~6 us a request,
 # a fifth of a step's wall time when every request served one episode only
 POOL_REUSE = 128
+
+
+def _check_arguments(split: Any, episode_requests: Any, tick_policy: Any,
+                     max_drain_s: Any) -> None:
+    """Refuse a bad constructor argument by name, before anything is built."""
+    if not isinstance(split, str) or split not in SPLITS:
+        raise PrfaasInputError(f"must be one of {list(SPLITS)}, got {split!r}", "split")
+    if episode_requests is not None and (
+            isinstance(episode_requests, bool)
+            or not isinstance(episode_requests, (int, np.integer)) or episode_requests < 1):
+        raise PrfaasInputError(f"must be an integer >= 1 or None, got {episode_requests!r}",
+                               "episode_requests")
+    if max_drain_s is not None and not (is_finite_number(max_drain_s) and max_drain_s >= 0):
+        raise PrfaasInputError(f"must be a finite number of seconds >= 0 or None, got "
+                               f"{max_drain_s!r}", "max_drain_s")
+    if tick_policy is not None and not callable(getattr(tick_policy, "on_tick", None)):
+        raise PrfaasInputError(
+            f"must be a policy object with on_tick (e.g. agents.registry.make_heuristic("
+            f"'prfaas-dual')) or None, got {tick_policy!r}", "tick_policy")
 
 
 class PrfaasRouteEnv(gym.Env):
@@ -146,10 +166,11 @@ class PrfaasRouteEnv(gym.Env):
             raise PrfaasInputError(f"unknown reward {reward!r}; choose from {list(REWARDS)}",
                                    "reward")
         self.reward = reward
+        _check_arguments(split, episode_requests, tick_policy, max_drain_s)
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.split = split
         self.episode_requests = episode_requests or self.scenario.episode_requests
-        self.max_drain_s = self.scenario.max_drain_s if max_drain_s is None else max_drain_s
+        self.max_drain_s = self.scenario.max_drain_s if max_drain_s is None else float(max_drain_s)
         self.tick_policy = tick_policy
         if not self.scenario.is_trace and self.episode_requests * POOL_EPISODES > MAX_REQUESTS:
             raise PrfaasInputError(

@@ -113,7 +113,7 @@ def _mapping(d: Any, allowed: set[str], where: str) -> dict[str, Any]:
     if d is None:
         return {}
     if not isinstance(d, dict):
-        raise PrfaasInputError(f"expected a mapping, got {type(d).__name__}", where)
+        raise PrfaasInputError(f"expected a mapping, got {type(d).__name__}", where.rstrip(":"))
     unknown = set(d) - allowed
     if unknown:
         first = sorted(unknown)[0]
@@ -495,6 +495,9 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
             _number(tr, "rate", f"{w} workload.trace", 0, lo_open=True)
         if "path" not in tr:
             raise PrfaasInputError("missing required key 'path'", f"{w} workload.trace")
+        if not isinstance(tr["path"], str) or not tr["path"]:
+            raise PrfaasInputError(f"must be a file path (a string), got {tr['path']!r}",
+                                   f"{w} workload.trace.path")
         if tr.get("format") is not None and tr["format"] not in TRACE_FORMATS:
             raise PrfaasInputError(f"unknown format {tr['format']!r}; formats: {list(TRACE_FORMATS)}",
                                    f"{w} workload.trace.format")
@@ -521,7 +524,7 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
             f"{'' if given else ' (its default)'} leave no train split: their sum must be < 1",
             f"{w} workload.{'val_fraction' if given else 'eval_fraction'}")
     from agents.registry import HEURISTICS
-    if d["policy"] not in HEURISTICS:
+    if not isinstance(d["policy"], str) or d["policy"] not in HEURISTICS:
         raise PrfaasInputError(f"unknown policy {d['policy']!r}; heuristics: {sorted(HEURISTICS)}",
                                f"{w} policy")
     thr = d.get("threshold_tokens", "planner")

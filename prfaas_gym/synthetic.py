@@ -100,7 +100,7 @@ from prfaas_gym.block_hashes import hashed_requests
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
 from prfaas_gym.request import Request, Workload
-from prfaas_gym.workload import read_lengths
+from prfaas_gym.workload import MAX_TOKENS, MAX_TRACE_SPAN_S, read_lengths
 
 __all__ = [
     "ARRIVAL_PROCESSES",
@@ -140,6 +140,12 @@ Sampler = Callable[[np.random.Generator, int], np.ndarray]
 #: the most requests :func:`generate` builds at once (~2 KB each: a typo such as 1e9 would
 #: otherwise run the machine out of memory before any error)
 MAX_REQUESTS = 1_000_000
+#: Typo guards (each far beyond a real workload), so that a mistyped number is an error
+#: naming its key instead of a generator that exhausts memory or never ends.
+MAX_SYSTEM_PROMPTS = 100_000
+MAX_TURNS_MEAN = 10_000
+MAX_MMPP_PER_CYCLE = 1_000_000  # requests in one mean on+off cycle
+MAX_MMPP_CYCLES = 10_000_000    # on/off cycles to draw n requests
 ARRIVAL_PROCESSES: tuple[str, ...] = ("poisson", "uniform", "gamma", "mmpp", "diurnal", "spikes")
 LENGTH_DISTS: tuple[str, ...] = ("constant", "lognormal", "pareto", "empirical", "quantiles",
                                  "mixture")
@@ -758,7 +764,7 @@ class _Arrivals:
 def _parse_arrivals(obj: Any, where: str) -> _Arrivals:
     d = _mapping(obj, where)
     process = d.get("process")
-    if process not in _ARRIVAL_KEYS:
+    if not isinstance(process, str) or process not in _ARRIVAL_KEYS:
         raise PrfaasInputError(f"process must be one of {', '.join(ARRIVAL_PROCESSES)}, got "
                                f"{process!r}", f"{where}.process")
     required, optional = _ARRIVAL_KEYS[process]
@@ -815,7 +821,7 @@ def length_sampler(spec: Mapping[str, Any], where: str = "prompt",
     """
     d = _mapping(spec, where)
     dist = d.get("dist")
-    if dist not in _LENGTH_KEYS:
+    if not isinstance(dist, str) or dist not in _LENGTH_KEYS:
         raise PrfaasInputError(f"dist must be one of {', '.join(LENGTH_DISTS)}, got {dist!r}",
                                f"{where}.dist")
     required, optional = _LENGTH_KEYS[dist]
@@ -946,14 +952,16 @@ def _parse_sessions(obj: Any, where: str, prompt_spec: Any,
     _check_keys(d, ("turns_mean", "think_time_s"), ("fraction", "user_tokens",
                                                     "max_prompt_tokens", "warmup_s"), where)
     user = d.get("user_tokens", prompt_spec)
-    turns, think = _num(d, "turns_mean", where, low=1), _num(d, "think_time_s", where, low=0)
+    turns = _num(d, "turns_mean", where, low=1, high=MAX_TURNS_MEAN)
+    think = _num(d, "think_time_s", where, low=0)
     return {
         "warmup_s": _num(d, "warmup_s", where, low=0, default=5.0 * think * turns),
         "fraction": _num(d, "fraction", where, low=0, high=1, default=1.0),
         "turns_mean": turns,
         "think_time_s": think,
         "user_tokens": length_sampler(user, f"{where}.user_tokens", base_dir, "prompt"),
-        "max_prompt_tokens": (_num(d, "max_prompt_tokens", where, low=1, integer=True)
+        "max_prompt_tokens": (_num(d, "max_prompt_tokens", where, low=1, high=MAX_TOKENS,
+                                   integer=True)
                               if d.get("max_prompt_tokens") is not None
                               else _default_cap(prompt_spec)),
     }
@@ -970,16 +978,16 @@ def _default_cap(prompt_spec: Any) -> int | None:
 def _parse_system(obj: Any, where: str) -> dict[str, Any]:
     d = _mapping(obj, where)
     _check_keys(d, ("count", "tokens"), ("zipf_s", "fraction"), where)
-    count = _num(d, "count", where, low=1, integer=True)
+    count = _num(d, "count", where, low=1, high=MAX_SYSTEM_PROMPTS, integer=True)
     tokens = d["tokens"]
     if isinstance(tokens, list):
         if len(tokens) != count:
             raise PrfaasInputError(f"lists {len(tokens)} lengths but count is {count}",
                                    f"{where}.tokens")
-        tokens = [_num({"t": t}, "t", f"{where}.tokens[{i}]", low=1, integer=True)
-                  for i, t in enumerate(tokens)]
+        tokens = [_num({"t": t}, "t", f"{where}.tokens[{i}]", low=1, high=MAX_TOKENS,
+                       integer=True) for i, t in enumerate(tokens)]
     else:
-        tokens = _num(d, "tokens", where, low=1, integer=True)
+        tokens = _num(d, "tokens", where, low=1, high=MAX_TOKENS, integer=True)
     return {
         "count": count,
         "tokens": tokens,
@@ -1037,6 +1045,7 @@ def generate(spec: Mapping[str, Any], n: int, seed: int, where: str = "workload"
                                f"at once (about 2 KB of memory each), asked for {n:,}", where)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise PrfaasInputError(f"seed must be an integer, got {seed!r}")
+    _check_scale(s.arrivals, n, f"{where}.arrivals")
     rng = np.random.default_rng(seed)
     if s.sessions is None:
         d = _starts(s, rng, s.arrivals.sample(rng, n))
@@ -1059,12 +1068,41 @@ def generate(spec: Mapping[str, Any], n: int, seed: int, where: str = "workload"
         # keep the warm-up rows (their blocks seed the hashes) and the next n requests
         order = np.argsort(d.arrival_s, kind="stable")
         d = d.subset(np.sort(order[: np.count_nonzero(d.arrival_s < 0) + n]))
+    for name, col in (("prompt", d.prompt_tokens), ("output", d.output_tokens)):
+        if col.size and int(col.max()) > MAX_TOKENS:
+            raise PrfaasInputError(
+                f"drew a {name} of {int(col.max()):,} tokens, more than the {MAX_TOKENS:,} a "
+                f"request may have: bound the distribution (high:, or sessions."
+                f"max_prompt_tokens for a conversation's growing prompt)", f"{where}.{name}")
     if s.arrivals.quantum_s:
         d = replace(d, arrival_s=quantize(d.arrival_s, s.arrivals.quantum_s))
     source = (f"synthetic seed={seed} n={n} spec="
               f"{json.dumps(spec, sort_keys=True, default=str, separators=(',', ':'))}")
     # hashes the warm-up (negative arrival times) but returns only what follows it
     return to_workload(d, s.block_size, s.name, source, drop_before_s=0.0)
+
+
+def _check_scale(a: _Arrivals, n: int, where: str) -> None:
+    """Refuse arrivals whose ``n`` requests would span more than a trace may
+    (``MAX_TRACE_SPAN_S``), or, for mmpp, need too many requests per on/off cycle or too
+    many cycles: each would exhaust memory or never finish."""
+    span = n / a.mean_rate
+    if span > MAX_TRACE_SPAN_S:
+        raise PrfaasInputError(
+            f"{n:,} requests at a mean rate of {a.mean_rate:g} req/s span about {span:.3g} s, "
+            f"more than the {MAX_TRACE_SPAN_S:g} s a workload may span", where)
+    if a.process == "mmpp":
+        p = a.params
+        per_cycle = p["rate_on"] * p["mean_on_s"] + p["rate_off"] * p["mean_off_s"]
+        if per_cycle > MAX_MMPP_PER_CYCLE:
+            raise PrfaasInputError(
+                f"rate_on * mean_on_s + rate_off * mean_off_s = {per_cycle:.3g} requests per "
+                f"on/off cycle; at most {MAX_MMPP_PER_CYCLE:,}", where)
+        if n / per_cycle > MAX_MMPP_CYCLES:
+            raise PrfaasInputError(
+                f"{n:,} requests at {per_cycle:.3g} per on/off cycle need "
+                f"{n / per_cycle:.3g} cycles; at most {MAX_MMPP_CYCLES:,} (raise the rates or "
+                "lengthen the periods)", where)
 
 
 def _requests_per_start(s: _Spec, sess: dict[str, Any], seed: int,

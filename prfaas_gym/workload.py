@@ -100,11 +100,20 @@ def _read_text(path: str | Path) -> tuple[Path, list[str]]:
     return p, [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
 
 
+#: The most tokens one prompt or output may have (ten million, beyond today's longest
+#: context windows): a bound that turns a typo into an error instead of exhausting memory
+#: (a prompt's block hashes, the planner's threshold grid).
+MAX_TOKENS = 10_000_000
+
+
 def _length(value: Any, field: str, where: str) -> int:
-    """A token count from JSON or CSV text: an integer >= 1 (``3.0`` is accepted, ``3.5`` not)."""
+    """A token count from JSON or CSV text: an integer in ``[1, MAX_TOKENS]`` (``3.0`` is
+    accepted, ``3.5`` not)."""
     v = _integer(value, field, where)
     if v < 1:
         raise PrfaasInputError(f"{field} must be >= 1, got {v}", where)
+    if v > MAX_TOKENS:
+        raise PrfaasInputError(f"{field} must be <= {MAX_TOKENS:,} tokens, got {v:,}", where)
     return v
 
 
@@ -175,7 +184,11 @@ def _csv_rows(path: Path, lines: list[str], fmt: str, required: tuple[str, ...],
     (an unmatched quote swallows the lines after it) is reported at the line it starts on.
     """
     reader = csv.reader(io.StringIO("\n".join(lines), newline=""))
-    header = [h.strip() for h in next(reader)]
+    try:
+        header = [h.strip() for h in next(reader)]
+    except csv.Error as e:
+        raise PrfaasInputError(f"malformed CSV header ({e}; an unmatched quote?)",
+                               f"{path}:1") from None
     missing = [c for c in required if c not in header]
     if missing:
         if header and header[0].startswith("{"):
@@ -287,6 +300,8 @@ def load_mooncake(path: str | Path, block_size: int = MOONCAKE_BLOCK_SIZE) -> Wo
         where = f"{p}:{lineno}"
         try:
             obj = json.loads(line, object_pairs_hook=_unique_keys)
+        except RecursionError:
+            raise PrfaasInputError("invalid request: JSON nested too deeply", where) from None
         except json.JSONDecodeError as e:
             hint = ""
             if not arrivals and line.strip() in ("{", "["):
@@ -455,7 +470,12 @@ def infer_format(path: str | Path) -> str:
     first = next(ln for ln in lines if ln.strip())
     if p.suffix.lower() in (".jsonl", ".json") or first.lstrip().startswith("{"):
         return "mooncake"
-    header = {h.strip() for h in next(csv.reader([first]), [])}
+    try:
+        header = {h.strip() for h in next(csv.reader([first]), [])}
+    except csv.Error as e:
+        raise PrfaasInputError(f"cannot read the first line as a CSV header ({e}); name the "
+                               "format (--trace-format, or format: in a scenario)",
+                               f"{p}:1") from None
     if "TIMESTAMP" in header or "ContextTokens" in header:
         return "azure"
     if "arrived_at" in header or "num_prefill_tokens" in header:
@@ -543,6 +563,11 @@ def scale_rate(w: Workload, factor: float) -> Workload:
     """Compress time by ``factor``: every arrival is divided by it (``factor > 1`` = faster,
     mean rate multiplied by ``factor``)."""
     f = _positive(factor, "rate factor")
+    if w.duration_s / f > MAX_TRACE_SPAN_S:
+        raise PrfaasInputError(
+            f"time-scaling workload {w.name!r} to a mean rate of {w.mean_rate * f:g} req/s "
+            f"would stretch it over {w.duration_s / f:.3g} s; a workload may span at most "
+            f"{MAX_TRACE_SPAN_S:.0e} s")
     return _retimed(w, lambda r: r.arrival_s / f, f"time scaled x{f:g} (rate)")
 
 

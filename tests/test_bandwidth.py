@@ -251,6 +251,7 @@ def test_pensieve_non_monotone_names_file_and_line(tmp_path: Path) -> None:
     ("0 1\n1 abc\n", "line 2: bandwidth 'abc' is not a number"),
     ("0 1 3\n", "line 1: expected 2 columns"),
     ("\n\n", "empty"),
+    ("0 1\n1 1e308\n", "line 2: bandwidth 1e+308 Mbit/s is more than a link carries"),
 ])
 def test_pensieve_errors(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "t.log"

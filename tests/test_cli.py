@@ -201,6 +201,8 @@ def test_negative_seed_and_plan_trace_without_scenario_are_refused(capsys):
     ("heldout.py", ["--scenario", "paper-case-study", "--policy",
                     "agents/policies/paper-case-study.onnx", "--out", "README.md"],
      "--out exists and is not a directory"),  # before the runs, not after them
+    ("heldout.py", ["--scenario", "paper-case-study", "--policy", "conductor"],
+     "--policy 'conductor' is a heuristic"),  # would have scored the conductor as learned
 ])
 def test_benchmarks_report_bad_input_in_one_line(script, args, needle):
     root = Path(__file__).resolve().parents[1]
@@ -246,6 +248,7 @@ def test_bandwidth_trace_level_is_the_scenarios_unless_told_and_the_result_says_
     (["--bandwidth-format", "csv"], "--bandwidth-format applies to --bandwidth-trace"),
     (["--bandwidth-gbps", "5"], "--bandwidth-gbps applies to --bandwidth-trace"),
     (["--trace-format", "azure"], "--trace-format applies to --trace"),
+    (["--bandwidth-gbps", "1e308"], "--bandwidth-gbps: must be <= 1e+06 Gbit/s"),
 ])
 def test_a_format_or_level_without_its_trace_is_refused(args, needle):
     p = run_cli("simulate", "--scenario", "bursty-fluctuating", "--policy", "conductor", *args)
@@ -397,3 +400,21 @@ def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, 
     captured = capsys.readouterr()
     assert json.loads(captured.out)["policy"] == "conductor"
     assert "pass ./conductor" in captured.err
+
+
+def test_compare_writes_strict_json_when_a_metric_is_undefined(tmp_path, capsys):
+    # every request rejected: no TTFT exists, and summary.json held NaN (not JSON)
+    trace = tmp_path / "huge.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 9_000_000,
+                                         "output_length": 10, "hash_ids": []}) + "\n"
+                             for i in range(5)))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--scenario", "paper-case-study", "--policies", "conductor",
+                 "--trace", str(trace), "--seeds", "2", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"summary.json holds {name}")
+
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["summary"]["conductor"]["ttft_p90_s"] == {"mean": None, "ci95": None}

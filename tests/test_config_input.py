@@ -475,3 +475,112 @@ def test_an_integer_too_large_for_a_float_is_named(tmp_path, section, key):
     with pytest.raises(PrfaasInputError) as e:
         load_scenario(_write(tmp_path, d))
     assert f"{'.'.join(section)}.{key}: " in str(e.value) and "finite" in str(e.value)
+
+
+# ------------------------------------------------ wrong types and sizes that ran away
+
+@pytest.mark.parametrize("path, value", [
+    (("policy",), ["conductor"]),                                  # was: unhashable type
+    (("workload", "synthetic", "arrivals", "process"), ["mmpp"]),
+    (("workload", "synthetic", "prompt", "dist"), {"a": 1}),
+])
+def test_a_list_or_mapping_where_a_name_is_meant_is_named(tmp_path, path, value):
+    d = _scenario("bursty-fluctuating")
+    node = d
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(_write(tmp_path, d))
+    assert f"{'.'.join(path)}" in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("value", [["a.jsonl"], 3, None, ""])
+def test_a_trace_path_that_is_not_a_string_is_named(tmp_path, value):
+    d = _scenario("mooncake-conversation")
+    d["workload"]["trace"]["path"] = value
+    with pytest.raises(PrfaasInputError, match=r"workload\.trace(\.path)?: "):
+        load_scenario(_write(tmp_path, d))
+
+
+@pytest.mark.parametrize("path, value, needle", [
+    # each of these loaded, then exhausted memory or never finished on the first run
+    (("workload", "synthetic", "prefix", "system_prompts", "tokens"), 10**9, "<= 1e+07"),
+    (("workload", "synthetic", "prefix", "system_prompts", "count"), 10**9, "<= 100000"),
+    (("workload", "synthetic", "prefix", "sessions", "turns_mean"), 10**9, "<= 10000"),
+    (("workload", "synthetic", "arrivals", "rate_on"), 1e9, "requests per on/off cycle"),
+    (("workload", "synthetic", "arrivals", "x"),  # a trillion on/off cycles for 20 requests
+     {"process": "mmpp", "rate_on": 1000, "rate_off": 1000, "mean_on_s": 1e-12,
+      "mean_off_s": 1e-12},
+     "cycles; at most"),
+    (("bandwidth", "variants"), 10**9, "segments in all"),
+    (("bandwidth", "duration_s"), 10**12, "bandwidth.duration_s: duration_s / dt_s is 1e+12"),
+])
+def test_sizes_that_would_exhaust_memory_are_refused_at_load(tmp_path, path, value, needle):
+    d = _scenario("bursty-fluctuating")
+    node = d
+    for part in path[:-2]:
+        node = node[part]
+    if path[-1] == "x":
+        node[path[-2]] = value
+    else:
+        node[path[-2]][path[-1]] = value
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(_write(tmp_path, d)).workload(0, n=20)
+    msg = str(e.value)
+    assert needle in msg and ".".join(path[:-1]) in msg, msg
+
+
+def test_a_rate_that_stretches_a_workload_past_the_span_limit_is_refused(tmp_path):
+    sc = load_scenario("bursty-fluctuating")
+    with pytest.raises(PrfaasInputError, match="a workload may span"):
+        sc.workload(0, n=20, rate=1e-20)  # the simulator ticked through 2e21 s: a hang
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 100,
+                                         "output_length": 10, "hash_ids": []}) + "\n"
+                             for i in range(3)))
+    with pytest.raises(PrfaasInputError, match="would stretch it over"):
+        sc.with_trace(str(trace)).workload(0, rate=1e-20)
+
+
+def test_a_drawn_prompt_beyond_the_token_limit_is_named(tmp_path):
+    d = _scenario("bursty-fluctuating")
+    d["workload"]["synthetic"].pop("sessions", None)
+    d["workload"]["synthetic"]["prompt"] = {"dist": "constant", "value": 10**12}
+    with pytest.raises(PrfaasInputError) as e:  # block hashes for 2e9 blocks: MemoryError
+        load_scenario(_write(tmp_path, d)).workload(0, n=20)
+    assert "workload.synthetic.prompt" in str(e.value) and "10,000,000" in str(e.value)
+
+
+@pytest.mark.parametrize("line, needle", [
+    ({"timestamp": 0, "input_length": 10**12, "output_length": 10, "hash_ids": []},
+     "input_length must be <= 10,000,000 tokens"),
+    ("[" * 100_000, "nested too deeply"),
+])
+def test_trace_lines_beyond_the_limits_are_named(tmp_path, line, needle):
+    from prfaas_gym.workload import load_trace
+
+    p = tmp_path / "t.jsonl"
+    p.write_text((line if isinstance(line, str) else json.dumps(line)) + "\n")
+    with pytest.raises(PrfaasInputError) as e:
+        load_trace(p, "mooncake")
+    assert needle in str(e.value) and f"{p}:1" in str(e.value)
+
+
+@pytest.mark.parametrize("fmt", ["vidur", None])
+def test_a_csv_header_with_an_unclosed_quote_is_named(tmp_path, fmt):
+    from prfaas_gym.workload import load_trace
+
+    p = tmp_path / "t.csv"
+    p.write_text('arrived_at,"num_prefill_tokens,num_decode_tokens\n' + "x" * 140_000 + "\n")
+    with pytest.raises(PrfaasInputError) as e:
+        load_trace(p, fmt)
+    assert f"{p}:1" in str(e.value)
+
+
+def test_a_scenario_that_is_not_a_mapping_is_named_once(tmp_path):
+    p = tmp_path / "list.yaml"
+    p.write_text("- a\n")
+    with pytest.raises(PrfaasInputError) as e:
+        load_scenario(p)
+    assert str(e.value) == f"{p}: expected a mapping, got list"  # was "list.yaml:: ..."

@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import prfaas_gym  # noqa: F401  (registers the env)
 from prfaas_gym.env import PrfaasRouteEnv
+from prfaas_gym.errors import PrfaasInputError
 
 
 def make(**kw) -> PrfaasRouteEnv:
@@ -219,8 +220,6 @@ def test_set_randomize_replaces_the_ranges_of_the_next_episodes():
     """A curriculum's handle: the next episodes draw load and link mean from the given
     ranges (same seed, half the load scale: exactly half the arrival rate); keys left out
     go back to the scenario's; unrandomised keys and bad ranges are named."""
-    from prfaas_gym.errors import PrfaasInputError
-
     env = make(episode_requests=64)  # bursty-fluctuating: rate_scale and link_gbps
     env.set_randomize({"rate_scale": [1.0, 1.0], "link_gbps": [40.0, 40.0]})
     env.reset(seed=5)
@@ -349,3 +348,17 @@ def test_load_randomisation_of_a_trace_without_rate_scales_the_train_split_own_r
              and r.prompt_tokens == got[0].prompt_tokens)
     gaps = np.diff([r.arrival_s for r in got])
     assert gaps == pytest.approx(np.diff([r.arrival_s for r in train[i:i + 64]]))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"episode_requests": 0}, "episode_requests"),      # was: silently the scenario's 256
+    ({"episode_requests": True}, "episode_requests"),
+    ({"episode_requests": -5}, "episode_requests"),     # was: "n ... got -160" at reset
+    ({"max_drain_s": "x"}, "max_drain_s"),
+    ({"max_drain_s": -1.0}, "max_drain_s"),
+    ({"tick_policy": "prfaas-dual"}, "tick_policy"),    # a name, not a policy object
+    ({"split": "test"}, "split"),
+])
+def test_bad_constructor_arguments_are_named(kwargs, name):
+    with pytest.raises(PrfaasInputError, match=rf"^{name}: "):
+        PrfaasRouteEnv("paper-case-study", **kwargs)

@@ -248,6 +248,18 @@ def test_corrupt_sb3_zip_refused(runs, tmp_path):
         load_learned_policy(run_dir)
 
 
+def test_run_json_naming_another_algorithm_is_blamed_not_the_zip(runs, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs["maskable_ppo"], run_dir)
+    rec = json.loads((run_dir / "run.json").read_text())
+    rec["algo"] = "dqn"
+    (run_dir / "run.json").write_text(json.dumps(rec))
+    with pytest.raises(PrfaasInputError) as ei:  # was: "corrupt, truncated or not an SB3 zip?"
+        export_onnx(run_dir, tmp_path / "x.onnx")
+    assert "holds a MaskableActorCriticPolicy (maskable_ppo), not a DQN model" in str(ei.value)
+    assert "run.json" in str(ei.value)
+
+
 def test_load_learned_policy_dispatch(runs, tmp_path):
     run_dir = runs["dqn"]
     assert isinstance(load_learned_policy(run_dir / "policy.onnx").router, OnnxRouter)

@@ -669,16 +669,19 @@ def test_an_error_before_a_validation_leaves_the_run_directory_reusable(
     assert out.exists() == existed and not (existed and any(out.iterdir()))
 
 
-def test_hyperparameters_that_do_not_fit_in_memory_are_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("algo, huge", [
+    ("dqn", {"buffer_size": 10**13}),        # numpy's MemoryError
+    ("maskable_ppo", {"n_steps": 10**30}),   # beyond what numpy can index: a ValueError
+])
+def test_hyperparameters_that_do_not_fit_in_memory_are_one_line(tmp_path, capsys, algo, huge):
     cfg = tmp_path / "huge.yaml"
-    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {"policy": "MlpPolicy",
-                                                      "buffer_size": 10**13}}))
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {"policy": "MlpPolicy", **huge}}))
     out = tmp_path / "run"
     argv = _train_argv(out, cfg)
-    argv[argv.index("maskable_ppo")] = "dqn"
+    argv[argv.index("maskable_ppo")] = algo
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "not enough memory for this run" in err and "dqn's buffer_size" in err
+    assert "not enough memory for this run" in err and f"{algo}'s buffer_size" in err
     assert str(cfg) in err
     assert not out.exists()
 
