@@ -622,7 +622,8 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
             if _out_of_memory(e):
                 raise PrfaasInputError(
                     f"not enough memory for this run ({type(e).__name__}: {e}); the usual "
-                    f"causes are {algo}'s buffer_size, n_steps x --n-envs or net_arch (in "
+                    f"causes are {algo}'s "
+                    f"{'buffer_size' if algo == 'dqn' else 'n_steps x --n-envs'} or net_arch (in "
                     f"{config or f'agents/configs/{algo}.yaml'}), or a large "
                     "--episode-requests or --warm-start-episodes") from None
             raise

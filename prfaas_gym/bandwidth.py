@@ -708,6 +708,7 @@ def _nonneg(x: float, name: str, where: str) -> float:
 
 
 _MAX_SEGMENTS = 10_000_000
+_MAX_SEGMENTS_IN_ALL = 4 * _MAX_SEGMENTS  # over a sampler's variants: about 0.6 GB
 
 
 def markov_levels(rng: np.random.Generator, duration_s: float, levels_gbps: Sequence[float],
@@ -902,6 +903,11 @@ def _apply_common(trace: BandwidthTrace, spec: Mapping[str, Any], rng: np.random
         if depth > 1.0:
             raise PrfaasInputError(f"must be <= 1, got {depth:g}", f"{dw}.depth")
         dur = _spec_number(drops, "mean_duration_s", dw, minimum=0.0, strict=True)
+        if rate * trace.period_s > _MAX_SEGMENTS:
+            raise PrfaasInputError(
+                f"{rate:g} drops a second over a {trace.period_s:g} s trace are "
+                f"{rate * trace.period_s:.3g} drops; at most {_MAX_SEGMENTS:,}",
+                f"{dw}.rate_per_s")
         trace = with_drops(rng, trace, rate, depth, dur)
     return trace
 
@@ -950,7 +956,7 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
                     / _spec_number(spec, "dt_s", where, default=1.0, minimum=0.0, strict=True))
         if segments > _MAX_SEGMENTS:
             raise PrfaasInputError(f"duration_s / dt_s is {segments:.3g} segments; at most "
-                                   f"{_MAX_SEGMENTS:,}", f"{where}.duration_s")
+                                   f"{_MAX_SEGMENTS:,}", where)
     if kind == "constant":
         gbps = _spec_number(spec, "gbps", where, minimum=0.0)
         traces = [BandwidthTrace.constant(gbps)]
@@ -1123,11 +1129,12 @@ def bandwidth_sampler_from_spec(spec: Mapping[str, Any] | float,
                        for tr in _generate(spec, kind, rng, where, base_dir)]
             segments += traces[-1].times_s.size
             # the first variant's size tells, before memory runs out, not after
-            if max(segments, variants * traces[0].times_s.size) > _MAX_SEGMENTS:
+            if max(segments, variants * traces[0].times_s.size) > _MAX_SEGMENTS_IN_ALL:
                 raise PrfaasInputError(
-                    f"{variants:,} variants of about {traces[0].times_s.size:,} segments each are "
-                    f"more than {_MAX_SEGMENTS:,} segments in all: fewer variants, or a "
-                    "shorter duration_s or a longer dt_s", f"{where}.variants")
+                    f"{variants:,} variants (the default is 8) of about "
+                    f"{traces[0].times_s.size:,} segments each are more than "
+                    f"{_MAX_SEGMENTS_IN_ALL:,} segments in all: fewer variants, or a shorter "
+                    "duration_s or a longer dt_s", f"{where}.variants")
     else:
         traces = _generate(spec, kind, rng, where, base_dir, part)
     return BandwidthSampler(traces, tuple(rng_range) if rng_range is not None else None,

@@ -15,7 +15,6 @@ from prfaas_gym.contract import Cluster, Decision, Policy, RequestInfo
 from prfaas_gym.episode import REWARDS, Episode
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP, N_FEATURES, FeatureScales, Featurizer, spec_hash
-from prfaas_gym.profile import is_finite_number
 from prfaas_gym.request import Workload
 from prfaas_gym.scenario import SPLITS, Scenario, check_randomize, load_scenario
 from prfaas_gym.simulator import Simulator
@@ -40,9 +39,11 @@ def _check_arguments(split: Any, episode_requests: Any, tick_policy: Any,
             or not isinstance(episode_requests, (int, np.integer)) or episode_requests < 1):
         raise PrfaasInputError(f"must be an integer >= 1 or None, got {episode_requests!r}",
                                "episode_requests")
-    if max_drain_s is not None and not (is_finite_number(max_drain_s) and max_drain_s >= 0):
-        raise PrfaasInputError(f"must be a finite number of seconds >= 0 or None, got "
-                               f"{max_drain_s!r}", "max_drain_s")
+    if max_drain_s is not None and not (
+            isinstance(max_drain_s, (int, float, np.integer, np.floating))
+            and not isinstance(max_drain_s, bool) and max_drain_s >= 0):  # NaN fails >= 0
+        raise PrfaasInputError(f"must be a number of seconds >= 0 (inf: no limit) or None, "
+                               f"got {max_drain_s!r}", "max_drain_s")
     if tick_policy is not None and not callable(getattr(tick_policy, "on_tick", None)):
         raise PrfaasInputError(
             f"must be a policy object with on_tick (e.g. agents.registry.make_heuristic("

@@ -200,12 +200,13 @@ class Scenario:
     where: str = ""  # the scenario file (or shipped name), for error messages
     _bandwidth_samplers: dict[str, BandwidthSampler] = field(
         default_factory=dict, init=False, repr=False, compare=False)
-    # A trace's splits, and each split at the last mean rate asked for: an env reset reads a
-    # window of one, and rebuilding the whole split every episode cost as much as the
-    # episode's steps. Workloads are never mutated, so sharing them is safe.
-    _splits: dict[str, Workload] = field(
+    # A trace's splits, and each split at the last mean rate asked for, keyed by the split
+    # and its fractions: an env reset reads a window of one, and rebuilding the whole split
+    # every episode cost as much as the episode's steps. Callers share these workloads and
+    # must not modify them (nothing in the project does).
+    _splits: dict[tuple[str, float, float], Workload] = field(
         default_factory=dict, init=False, repr=False, compare=False)
-    _timed_splits: dict[str, tuple[float, Workload]] = field(
+    _timed_splits: dict[tuple[str, float, float], tuple[float, Workload]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
     # -- workloads -----------------------------------------------------------------
@@ -279,10 +280,12 @@ class Scenario:
         """A part of the recorded trace by arrival time: ``train`` (the first ``1 -
         val_fraction - eval_fraction`` of its span), ``val`` (the next ``val_fraction``,
         for validation during training), ``eval`` (the last ``eval_fraction``, held out) or
-        ``all``; each re-based to start at 0. Computed once per split."""
-        part = self._splits.get(split)
+        ``all``; each re-based to start at 0. Computed once per split and fractions, and
+        shared: the caller must not modify it."""
+        key = (split, self.eval_fraction, self.val_fraction)
+        part = self._splits.get(key)
         if part is None:
-            part = self._splits[split] = self._cut_split(split)
+            part = self._splits[key] = self._cut_split(split)
         return part
 
     def _cut_split(self, split: str) -> Workload:
@@ -335,12 +338,20 @@ class Scenario:
             if rate is not None:
                 spec = synthetic.with_rate(spec, rate)
             s = seed + {"eval": EVAL_SEED_OFFSET, "val": VAL_SEED_OFFSET}.get(split, 0)
-            return synthetic.generate(spec, n or self.requests, s, where=f"{self.name}: workload")
+            try:
+                return synthetic.generate(spec, n or self.requests, s,
+                                          where=f"{self._loc}: workload.synthetic")
+            except PrfaasInputError as e:
+                if rate is None:
+                    raise
+                raise PrfaasInputError(f"{e.reason} (at the mean rate of {rate:g} req/s asked "
+                                       "for: --rate, or the env's load scale)", e.where) from None
         w = self.split_trace(split)
         rate_where = None if rate is not None else f"{self._loc}: workload.trace.rate"
         rate = rate if rate is not None else self._trace_rate
         if rate is not None:
-            timed = self._timed_splits.get(split)
+            key = (split, self.eval_fraction, self.val_fraction)
+            timed = self._timed_splits.get(key)
             if timed is not None and timed[0] == rate:
                 w = timed[1]
             else:
@@ -351,8 +362,11 @@ class Scenario:
                         f"{rate:g} req/s: that needs at least two requests with distinct "
                         f"arrival times, and it has {len(w)} request(s) over "
                         f"{w.duration_s:g} s", rate_where or where)
-                w = to_mean_rate(w, rate)
-                self._timed_splits[split] = (rate, w)
+                try:
+                    w = to_mean_rate(w, rate)
+                except PrfaasInputError as e:
+                    raise PrfaasInputError(e.reason, rate_where or "--rate") from None
+                self._timed_splits[key] = (rate, w)
         # The scenario's request count is for its own workload, not for a --trace.
         own = self.requests if split == "all" and self.trace_override is None else None
         n = n or own or len(w)
@@ -495,7 +509,7 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
             _number(tr, "rate", f"{w} workload.trace", 0, lo_open=True)
         if "path" not in tr:
             raise PrfaasInputError("missing required key 'path'", f"{w} workload.trace")
-        if not isinstance(tr["path"], str) or not tr["path"]:
+        if not isinstance(tr["path"], (str, os.PathLike)) or tr["path"] == "":
             raise PrfaasInputError(f"must be a file path (a string), got {tr['path']!r}",
                                    f"{w} workload.trace.path")
         if tr.get("format") is not None and tr["format"] not in TRACE_FORMATS:

@@ -77,6 +77,13 @@ Prefix semantics:
   whose earlier turns are not in it (their prefix then looks new, as in a trace cut from a
   running service).
 
+Limits (typo guards, each an error naming its key): at most ``MAX_REQUESTS`` requests at
+once, and as many warm-up starts; a prompt or output of at most ``MAX_TOKENS``; a workload
+span (``n / rate``) of at most 1e8 s; ``count`` <= 100,000 system prompts; ``turns_mean`` <=
+10,000; ``think_time_s`` <= a day; for mmpp at most 1,000,000 requests in a mean on/off
+cycle (the generator draws whole cycles, at least 16 at a time: an hour-long burst at
+1,000 req/s is beyond it) and at most 10,000,000 cycles for one workload.
+
 Block hashes follow the Mooncake convention (see :class:`~prfaas_gym.request.Request`): each
 id stands for its block and the whole prefix before it, ``len(hashes) == ceil(prompt / B)``,
 equal content prefixes share leading ids and everything else gets fresh ids.
@@ -144,6 +151,7 @@ MAX_REQUESTS = 1_000_000
 #: naming its key instead of a generator that exhausts memory or never ends.
 MAX_SYSTEM_PROMPTS = 100_000
 MAX_TURNS_MEAN = 10_000
+MAX_THINK_TIME_S = 86_400.0  # a day between turns
 MAX_MMPP_PER_CYCLE = 1_000_000  # requests in one mean on+off cycle
 MAX_MMPP_CYCLES = 10_000_000    # on/off cycles to draw n requests
 ARRIVAL_PROCESSES: tuple[str, ...] = ("poisson", "uniform", "gamma", "mmpp", "diurnal", "spikes")
@@ -953,7 +961,7 @@ def _parse_sessions(obj: Any, where: str, prompt_spec: Any,
                                                     "max_prompt_tokens", "warmup_s"), where)
     user = d.get("user_tokens", prompt_spec)
     turns = _num(d, "turns_mean", where, low=1, high=MAX_TURNS_MEAN)
-    think = _num(d, "think_time_s", where, low=0)
+    think = _num(d, "think_time_s", where, low=0, high=MAX_THINK_TIME_S)
     return {
         "warmup_s": _num(d, "warmup_s", where, low=0, default=5.0 * think * turns),
         "fraction": _num(d, "fraction", where, low=0, high=1, default=1.0),
@@ -1054,6 +1062,12 @@ def generate(spec: Mapping[str, Any], n: int, seed: int, where: str = "workload"
         warmup = sess.pop("warmup_s")
         per_start = _requests_per_start(s, sess, seed)
         start_rate = s.arrivals.mean_rate / per_start
+        if start_rate * warmup > MAX_REQUESTS:
+            raise PrfaasInputError(
+                f"a warm-up of {warmup:g} s (warmup_s, by default 5 * think_time_s * "
+                f"turns_mean) at {start_rate:g} conversation starts a second would generate "
+                f"about {start_rate * warmup:.3g} starts before time 0; at most "
+                f"{MAX_REQUESTS:,}", f"{where}.prefix.sessions")
         starts = int(math.ceil(n / per_start * 1.1)) + 32
         while True:
             # warm-up starts at negative times (a Poisson process at the mean start rate, so

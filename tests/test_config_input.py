@@ -514,7 +514,10 @@ def test_a_trace_path_that_is_not_a_string_is_named(tmp_path, value):
       "mean_off_s": 1e-12},
      "cycles; at most"),
     (("bandwidth", "variants"), 10**9, "segments in all"),
-    (("bandwidth", "duration_s"), 10**12, "bandwidth.duration_s: duration_s / dt_s is 1e+12"),
+    (("bandwidth", "duration_s"), 10**12, "bandwidth: duration_s / dt_s is 1e+12"),
+    (("bandwidth", "drops", "rate_per_s"), 10**6, "3.6e+09 drops; at most"),
+    (("workload", "synthetic", "prefix", "sessions", "think_time_s"), 10**5, "<= 86400"),
+    (("workload", "synthetic", "prefix", "sessions", "warmup_s"), 10**8, "warm-up of 1e+08 s"),
 ])
 def test_sizes_that_would_exhaust_memory_are_refused_at_load(tmp_path, path, value, needle):
     d = _scenario("bursty-fluctuating")
@@ -526,7 +529,7 @@ def test_sizes_that_would_exhaust_memory_are_refused_at_load(tmp_path, path, val
     else:
         node[path[-2]][path[-1]] = value
     with pytest.raises(PrfaasInputError) as e:
-        load_scenario(_write(tmp_path, d)).workload(0, n=20)
+        load_scenario(_write(tmp_path, d))
     msg = str(e.value)
     assert needle in msg and ".".join(path[:-1]) in msg, msg
 
@@ -568,14 +571,17 @@ def test_trace_lines_beyond_the_limits_are_named(tmp_path, line, needle):
 
 
 @pytest.mark.parametrize("fmt", ["vidur", None])
-def test_a_csv_header_with_an_unclosed_quote_is_named(tmp_path, fmt):
-    from prfaas_gym.workload import load_trace
+@pytest.mark.parametrize("first", ['arrived_at,"num_prefill_tokens,num_decode_tokens',
+                                   'num_prefill_tokens,"' + "x" * 140_000])
+def test_a_csv_header_with_an_unclosed_quote_is_named(tmp_path, fmt, first):
+    from prfaas_gym.workload import load_trace, read_lengths
 
     p = tmp_path / "t.csv"
-    p.write_text('arrived_at,"num_prefill_tokens,num_decode_tokens\n' + "x" * 140_000 + "\n")
-    with pytest.raises(PrfaasInputError) as e:
-        load_trace(p, fmt)
-    assert f"{p}:1" in str(e.value)
+    p.write_text(first + "\n" + "x" * 140_000 + "\n")  # was: _csv.Error, field limit
+    for read in (load_trace, read_lengths):
+        with pytest.raises(PrfaasInputError) as e:
+            read(p, fmt)
+        assert f"{p}:1" in str(e.value)
 
 
 def test_a_scenario_that_is_not_a_mapping_is_named_once(tmp_path):

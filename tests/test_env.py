@@ -356,9 +356,15 @@ def test_load_randomisation_of_a_trace_without_rate_scales_the_train_split_own_r
     ({"episode_requests": -5}, "episode_requests"),     # was: "n ... got -160" at reset
     ({"max_drain_s": "x"}, "max_drain_s"),
     ({"max_drain_s": -1.0}, "max_drain_s"),
+    ({"max_drain_s": float("nan")}, "max_drain_s"),
     ({"tick_policy": "prfaas-dual"}, "tick_policy"),    # a name, not a policy object
     ({"split": "test"}, "split"),
 ])
 def test_bad_constructor_arguments_are_named(kwargs, name):
     with pytest.raises(PrfaasInputError, match=rf"^{name}: "):
         PrfaasRouteEnv("paper-case-study", **kwargs)
+
+
+def test_max_drain_may_be_unlimited_or_a_numpy_number():
+    assert PrfaasRouteEnv("paper-case-study", max_drain_s=float("inf")).max_drain_s == float("inf")
+    assert PrfaasRouteEnv("paper-case-study", max_drain_s=np.float32(5)).max_drain_s == 5.0

@@ -180,3 +180,9 @@ def test_cached_trace_splits_give_the_windows_a_fresh_scenario_gives(shared_trac
                                                                    rate=rate)
             assert arrivals(got) == arrivals(fresh), (split, seed, rate)
     assert warm.split_trace("val") is warm.split_trace("val")
+    warm.eval_fraction = 0.5  # a split cached at other fractions must not be served
+    fresh = load_scenario("mooncake-conversation")
+    fresh.eval_fraction = 0.5
+    assert arrivals(warm.split_trace("eval")) == arrivals(fresh.split_trace("eval"))
+    assert arrivals(warm.workload(0, n=64, split="eval")) \
+        == arrivals(fresh.workload(0, n=64, split="eval"))

@@ -681,7 +681,8 @@ def test_hyperparameters_that_do_not_fit_in_memory_are_one_line(tmp_path, capsys
     argv[argv.index("maskable_ppo")] = algo
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "not enough memory for this run" in err and f"{algo}'s buffer_size" in err
+    cause = "buffer_size" if algo == "dqn" else "n_steps x --n-envs"
+    assert "not enough memory for this run" in err and f"{algo}'s {cause}" in err
     assert str(cfg) in err
     assert not out.exists()
 
