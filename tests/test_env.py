@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import gymnasium as gym
@@ -368,3 +369,52 @@ def test_bad_constructor_arguments_are_named(kwargs, name):
 def test_max_drain_may_be_unlimited_or_a_numpy_number():
     assert PrfaasRouteEnv("paper-case-study", max_drain_s=float("inf")).max_drain_s == float("inf")
     assert PrfaasRouteEnv("paper-case-study", max_drain_s=np.float32(5)).max_drain_s == 5.0
+
+
+def test_each_action_maps_to_its_decision_and_an_infeasible_one_falls_back() -> None:
+    """The documented fallbacks: a cluster with no instance sends the request to the other
+    cluster, and to reject if neither has one (the runtime's router relies on this when a
+    mask is stale)."""
+    from prfaas_gym.actions import LOCAL, NO_CHOICE, REJECT_ACTION, REMOTE, action_to_decision
+    from prfaas_gym.contract import Decision, Placement
+
+    both = (5, 1.0, 3, 2.0, -1, 0)  # local instance 5; remote 3 with a copy from 0
+    assert action_to_decision(LOCAL, both) == Decision(Placement.LOCAL, prefill_instance=5)
+    assert action_to_decision(REMOTE, both) == Decision(Placement.REMOTE, prefill_instance=3,
+                                                        copy_prefix_from=0)
+    assert action_to_decision(REJECT_ACTION, both) == Decision(Placement.REJECT)
+    remote_only = (-1, math.inf, 3, 2.0, -1, -1)
+    assert action_to_decision(LOCAL, remote_only) == Decision(Placement.REMOTE,
+                                                              prefill_instance=3)
+    local_only = (5, 1.0, -1, math.inf, -1, -1)
+    assert action_to_decision(REMOTE, local_only) == Decision(Placement.LOCAL,
+                                                              prefill_instance=5)
+    for a in (LOCAL, REMOTE):
+        assert action_to_decision(a, NO_CHOICE) == Decision(Placement.REJECT)
+
+
+def test_first_token_reward_takes_back_every_request_that_then_misses_tpot() -> None:
+    """With a TPOT SLO nobody meets, a first_token payment must be taken back when its
+    request completes: the credit held at any step is at most the requests still decoding
+    (bounded by the decode slots), not every first token so far, and the return is 0."""
+    import dataclasses
+
+    from prfaas_gym.scenario import load_scenario
+
+    sc = load_scenario("bursty-fluctuating")
+    sc = dataclasses.replace(sc, profile=sc.profile.with_slo(tpot_s=1e-6))
+    from agents.heuristics import Conductor
+
+    env = PrfaasRouteEnv(sc, episode_requests=256, reward="first_token")
+    env.reset(seed=0)
+    pol = Conductor(tpot_slack=1e9)  # routes on TTFT; never rejects for the TPOT SLO
+    pol.reset(env.profile, 0)
+    rewards = []
+    while env.request_info is not None:
+        _, r, _, _, _ = env.step_decision(pol.decide(env.request_info, env.view))
+        rewards.append(r)
+    held = np.cumsum(rewards) * 256
+    slots = sc.profile.deployment.n_decode * sc.profile.local_hw.decode.max_batch
+    assert held[-1] == pytest.approx(0.0, abs=1e-9)
+    assert 1 <= held.max() <= slots, (held.max(), slots)
+    assert env.sim.n_ttft_met > slots  # enough first tokens that paying them all would show
