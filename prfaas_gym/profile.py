@@ -74,8 +74,9 @@ _POLY_CHECK_POINTS: Final = 1024
 class PrefillCost:
     """Prefill time ``T(l)`` of one instance for a prompt of ``l`` tokens, no cache.
 
-    Either a piecewise-linear ``table`` (extrapolated linearly from the first and last
-    segments, never below zero) or a polynomial with ascending ``coeffs``.
+    Either a piecewise-linear ``table`` (seconds never decreasing; extrapolated linearly
+    from the first and last segments, never below zero) or a polynomial with ascending
+    ``coeffs``.
     """
 
     tokens: tuple[float, ...] = ()
@@ -116,6 +117,13 @@ class PrefillCost:
             raise PrfaasInputError("prefill table 'seconds' must be >= 0")
         if not any(s > 0 for s in self.seconds):
             raise PrfaasInputError("prefill table 'seconds' must not all be 0")
+        for k in range(1, len(self.seconds)):
+            # a dip would make a prefill on top of a cached prefix take negative time
+            if self.seconds[k] < self.seconds[k - 1]:
+                raise PrfaasInputError(
+                    f"prefill table 'seconds' must never decrease: {self.seconds[k]:g} s at "
+                    f"{self.tokens[k]:g} tokens < {self.seconds[k - 1]:g} s at "
+                    f"{self.tokens[k - 1]:g} tokens")
         object.__setattr__(self, "t0", self.time(0.0))
 
     def time(self, tokens: float) -> float:

@@ -98,3 +98,17 @@ def test_held_bytes_wait_for_release():
     link.release(6.0, f)
     assert drain(link)["kv"] == pytest.approx(6.5)
     assert link.bytes_sent == pytest.approx(1e9)
+
+
+def test_a_flow_whose_tail_is_held_leaves_the_whole_link_to_others() -> None:
+    """Once a KV flow has sent the body its prefill produced, it waits for the prefill to
+    end and takes no share of the link: a concurrent flow gets the full capacity."""
+    link = Link(BandwidthTrace.constant(8.0), rtt_s=0.0)  # 1e9 B/s
+    held = link.add_flow(0.0, 1e9, "held", cap=0.1e9, held_bytes=0.5e9)  # body sent by t=5
+    assert link.pop_finished(link.next_event_time()) == [] and link.t == 5.0
+    free = link.add_flow(5.0, 2e9, "free")
+    assert free.rate == 1e9 and held.rate == 0.0
+    assert link.next_event_time() == 7.0  # B / R after it started
+    assert [f.payload for f in link.pop_finished(7.0)] == ["free"]
+    link.release(8.0, held)
+    assert drain(link) == {"held": 8.5}

@@ -13,7 +13,7 @@ from prfaas_gym.contract import Decision, Placement, Role, RoleChange
 from prfaas_gym.profile import load_profile
 from prfaas_gym.request import Request, Workload
 from prfaas_gym.scenario import load_scenario
-from prfaas_gym.simulator import SimConfig, Simulator
+from prfaas_gym.simulator import JobState, NodeState, SimConfig, Simulator
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +318,228 @@ def test_next_request_refuses_to_move_the_clock_back():
     unsorted.apply(unsorted.next_request(), Decision(Placement.LOCAL, 4))
     with pytest.raises(RuntimeError, match="not sorted by arrival"):
         unsorted.next_request()
+
+
+def _drive(sim: Simulator, decisions: dict[int, Decision]) -> list:
+    """Route every request with ``decisions[id]``, drain, and return the jobs in order."""
+    jobs = []
+    while (r := sim.next_request()) is not None:
+        jobs.append(sim.apply(r, decisions[r.id]))
+    sim.finish()
+    return jobs
+
+
+def test_admission_control_measures_the_wait_not_the_busy_time() -> None:
+    """A request is rejected only when its instance's queue wait (busy_until - now) exceeds
+    admission_max_wait_s; a late arrival to an instance that was busy long ago is admitted."""
+    prof = load_profile("single-host")
+    cost = prof.local_hw.prefill
+    long_s = cost.time(40000)  # 8.02 s on the local prefill instance (index 1)
+    assert long_s == pytest.approx(8.02)
+    reqs = [Request(0, 0.0, 40000, 2),  # starts at once: wait 0
+            Request(1, 1.0, 1000, 2),  # wait 7.02 s > 5: rejected
+            Request(2, 4.0, 1000, 2),  # wait 4.02 s <= 5: admitted, queued behind 0
+            Request(3, 30.0, 1000, 2)]  # the instance is idle again: wait 0
+    sim = Simulator(prof, Workload(reqs),
+                    config=SimConfig(telemetry_interval_s=0, admission_max_wait_s=5.0))
+    jobs = _drive(sim, {i: Decision(Placement.LOCAL, prefill_instance=1) for i in range(4)})
+    assert [j.request.id for j in jobs if j.state == JobState.REJECTED] == [1]
+    assert sim.counts()["completed"] == 3
+    assert jobs[2].t_prefill_start == long_s  # queued FCFS behind request 0
+    assert jobs[3].t_prefill_start == 30.0
+
+
+def test_role_switch_waits_for_the_running_prefill_then_the_switch_delay() -> None:
+    """A prefill node asked to become a decode node keeps running the prefill it has (it is
+    unavailable to new prefills at once), starts switching when that prefill ends, and serves
+    as a decode node exactly switch_delay_s later."""
+    prof = load_profile("single-host").with_deployment(switch_delay_s=3.0)
+    sim = Simulator(prof, Workload([Request(0, 0.0, 40000, 2)]),
+                    config=SimConfig(telemetry_interval_s=0))
+    job = sim.apply(sim.next_request(), Decision(Placement.LOCAL, prefill_instance=1))
+    drain_end = job.t_prefill_end
+    assert drain_end == pytest.approx(8.02)
+    assert sim.request_role_change(RoleChange(0, Role.DECODE))
+    assert sim.prefill_available == [True, False, False, False]  # remote, then nodes 0-2
+    sim.advance(drain_end - 1e-6)
+    assert sim.node_state[0] == NodeState.DRAINING
+    sim.advance(drain_end)  # the running prefill ended: the switch starts
+    assert sim.node_state[0] == NodeState.SWITCHING and sim.node_role[0] == Role.PREFILL
+    sim.advance(drain_end + 3.0 - 1e-6)
+    assert sim.node_state[0] == NodeState.SWITCHING and sim.n_role_switches == 0
+    assert sim.decode_available == [False, True, True]
+    sim.advance(drain_end + 3.0)
+    assert sim.node_state[0] == NodeState.ACTIVE and sim.node_role[0] == Role.DECODE
+    assert sim.n_role_switches == 1 and sim.decode_available == [True, True, True]
+    sim.finish()
+    assert sim.counts()["completed"] == 1
+
+
+def test_the_only_prefill_node_is_never_switched_away_without_a_remote_cluster() -> None:
+    """Homogeneous PD (no PrfaaS instance): the single local prefill node must stay, or
+    every later request would be rejected; with a remote instance the switch is allowed."""
+    homogeneous = load_profile("single-host").with_deployment(n_prfaas=0)
+    sim = Simulator(homogeneous, Workload([Request(0, 0.0, 1000, 2)]),
+                    config=SimConfig(telemetry_interval_s=0))
+    assert not sim.request_role_change(RoleChange(0, Role.DECODE))
+    assert sim.node_state[0] == NodeState.ACTIVE
+    assert sim.prefill_available == [True, False, False]  # nodes 1-2 are decode nodes
+    with_remote = Simulator(load_profile("single-host"), Workload([Request(0, 0.0, 1000, 2)]),
+                            config=SimConfig(telemetry_interval_s=0))
+    assert with_remote.request_role_change(RoleChange(0, Role.DECODE))
+
+
+def test_a_decision_naming_a_draining_prefill_node_is_redirected() -> None:
+    """A router's stale pick of a local prefill node that has started switching role is
+    replaced by the least-busy available node of the same cluster."""
+    prof = load_profile("single-host").with_deployment(n_prefill=2, n_decode=2)
+    reqs = [Request(0, 0.0, 40000, 2), Request(1, 1.0, 1000, 2)]
+    sim = Simulator(prof, Workload(reqs), config=SimConfig(telemetry_interval_s=0))
+    first = sim.apply(sim.next_request(), Decision(Placement.LOCAL, prefill_instance=1))
+    assert sim.request_role_change(RoleChange(0, Role.DECODE))  # node 0 = prefill index 1
+    r = sim.next_request()
+    job = sim.apply(r, Decision(Placement.LOCAL, prefill_instance=1))
+    assert job.prefill_idx == 2 and job.placement == Placement.LOCAL
+    assert job.t_prefill_start == 1.0  # not queued behind the draining node's prefill
+    assert first.t_prefill_end == pytest.approx(8.02)
+    sim.finish()
+    assert sim.counts()["completed"] == 2
+
+
+def test_kv_pinned_to_a_switching_decode_node_goes_to_the_least_loaded_one() -> None:
+    """A decision's decode node that began switching to prefill before the KV landed is
+    overridden: the KV joins an available decode node instead."""
+    prof = load_profile("single-host")  # decode nodes 1 and 2
+    sim = Simulator(prof, Workload([Request(0, 0.0, 1000, 2)]),
+                    config=SimConfig(telemetry_interval_s=0))
+    job = sim.apply(sim.next_request(), Decision(Placement.LOCAL, prefill_instance=1,
+                                                 decode_instance=1))
+    assert sim.request_role_change(RoleChange(1, Role.PREFILL))  # idle: switches at once
+    assert sim.decode_available == [False, False, True]
+    sim.finish()
+    assert job.decode_idx == 2 and job.state == JobState.DONE
+    assert sim.decode[1].tokens_out == 0
+
+
+def test_the_decode_balancer_counts_waiting_requests() -> None:
+    """With one batch slot per decode node, a node with a request waiting for its slot is
+    busier than one without, even when its running request holds less KV."""
+    prof = load_profile("single-host")
+    slow = prof.hardware["slow"]
+    one_slot = dataclasses.replace(slow, decode=dataclasses.replace(slow.decode, max_batch=1))
+    prof = dataclasses.replace(prof, hardware={**prof.hardware, "slow": one_slot})
+    reqs = [Request(0, 0.0, 1000, 1000),  # runs on node 1 (little KV)
+            Request(1, 0.0, 8000, 1000),  # runs on node 2 (more KV)
+            Request(2, 0.0, 1000, 2),  # waits on node 1 for its only slot
+            Request(3, 0.0, 1000, 2)]  # the balancer's pick
+    sim = Simulator(prof, Workload(reqs), config=SimConfig(telemetry_interval_s=0))
+    decode = {0: 1, 1: 2, 2: 1, 3: None}
+    jobs = _drive(sim, {i: Decision(Placement.LOCAL, prefill_instance=1, decode_instance=d)
+                        for i, d in decode.items()})
+    assert jobs[3].t_kv_arrival < min(jobs[0].t_done, jobs[1].t_done)  # both still running
+    assert jobs[2].t_first_token == jobs[0].t_done  # it did wait for node 1's slot
+    assert [j.decode_idx for j in jobs] == [1, 2, 1, 2]
+
+
+def test_cross_cluster_prefix_copy_arrives_one_rtt_after_its_bytes() -> None:
+    """A prefix copied local -> remote over the uplink lands bytes/rate + RTT after the
+    decision; the remote prefill starts then, not earlier."""
+    prof = load_profile("single-host").with_link(rtt_s=0.05)
+    shared = tuple(range(40))
+    reqs = [Request(0, 0.0, 40 * 64, 2, shared, 64),
+            Request(1, 5.0, 40 * 64 + 10, 2, shared + (99,), 64)]
+    sim = Simulator(prof, Workload(reqs, block_size=64), config=SimConfig(telemetry_interval_s=0))
+    jobs = _drive(sim, {0: Decision(Placement.LOCAL, prefill_instance=1),
+                        1: Decision(Placement.REMOTE, prefill_instance=0, copy_prefix_from=1)})
+    copy_bytes = prof.model.kv_bytes(40 * 64)
+    rate = 10.0 * 1e9 / 8  # the uplink is the 10 Gbps link
+    assert sim.copy_bytes[1] == copy_bytes
+    assert jobs[1].t_prefill_start == pytest.approx(5.0 + copy_bytes / rate + 0.05, rel=1e-12)
+    assert jobs[1].hit_tokens == 40 * 64 and jobs[1].new_tokens == 10
+
+
+def test_a_remote_prefill_stream_leaves_the_link_beyond_its_production_rate_to_others() -> None:
+    """A long remote prefill's KV is produced layer by layer, so its stream is capped at
+    body / prefill time; a concurrent short request's KV gets the rest of the link."""
+    prof = load_profile("single-host").with_deployment(n_prfaas=2)
+    reqs = [Request(0, 0.0, 60000, 2), Request(1, 0.0, 1000, 2)]
+    sim = Simulator(prof, Workload(reqs), config=SimConfig(telemetry_interval_s=0))
+    jobs = _drive(sim, {0: Decision(Placement.REMOTE, prefill_instance=0),
+                        1: Decision(Placement.REMOTE, prefill_instance=1)})
+    rate = 10.0 * 1e9 / 8
+    long_kv, short_kv = prof.model.kv_bytes(60000), prof.model.kv_bytes(1000)
+    cap = long_kv * (1 - 1 / prof.model.layers) / prof.prfaas_hw.prefill.time(60000)
+    assert cap < rate / 2  # the long stream is production-bound
+    short_rate = rate - cap
+    assert short_kv * (1 - 1 / prof.model.layers) / short_rate > jobs[1].t_prefill_end
+    assert jobs[1].t_kv_arrival == pytest.approx(short_kv / short_rate + 0.01, rel=1e-12)
+
+
+_ZERO_TIME_PREFILL_RUN = r"""
+import dataclasses, json, sys
+from prfaas_gym.contract import Decision, Placement
+from prfaas_gym.profile import PrefillCost, load_profile
+from prfaas_gym.request import Request, Workload
+from prfaas_gym.simulator import SimConfig, Simulator
+off = float(sys.argv[1])
+prof = load_profile("single-host")
+free = PrefillCost(tokens=(0.0, 1000.0, 2000.0), seconds=(0.0, 0.0, 1.0))  # 0 s up to 1000
+fast = prof.hardware["fast"]
+prof = dataclasses.replace(prof, hardware={**prof.hardware,
+                                           "fast": dataclasses.replace(fast, prefill=free)})
+reqs = [Request(0, off, 500, 2), Request(1, off + 1.0, 1500, 2),
+        Request(2, off + 1.1, 500, 2), Request(3, off + 1.1, 1, 2)]
+sim = Simulator(prof, Workload(reqs), config=SimConfig(telemetry_interval_s=0))
+jobs = []
+while (r := sim.next_request()) is not None:
+    jobs.append(sim.apply(r, Decision(Placement.REMOTE, prefill_instance=0)))
+sim.finish()
+assert sim.counts()["completed"] == 4, sim.counts()
+print(json.dumps([[j.t_prefill_start - off, j.t_prefill_end - off, j.t_kv_arrival - off]
+                  for j in jobs]))
+"""
+
+
+@pytest.mark.parametrize("offset_s", [0.0, 5e7])
+def test_zero_time_remote_prefills_deliver_their_kv_near_and_far_from_time_zero(
+        offset_s: float) -> None:
+    """A profile may give a prefill time of 0 (a table at 0 s): its KV stream is uncapped
+    but holds its last layer until the prefill ends at the same instant. Such requests, alone,
+    queued behind a longer prefill, or of one token, complete with the timeline the link
+    gives, also far from time 0 (in a subprocess: a hang in compiled code ignores signals)."""
+    import json
+    import subprocess
+    import sys
+
+    try:
+        p = subprocess.run([sys.executable, "-c", _ZERO_TIME_PREFILL_RUN, repr(offset_s)],
+                           capture_output=True, text=True, timeout=60, check=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the zero-time prefills at t={offset_s:g} s did not finish in 60 s")
+    timeline = json.loads(p.stdout)
+    prof = load_profile("single-host")
+    rate, layers = 10.0 * 1e9 / 8, prof.model.layers
+    kv0, kv1, kv3 = (prof.model.kv_bytes(n) for n in (500, 1500, 1))
+    tail1 = kv1 / layers  # request 1's last layer, held until its prefill ends at 1.5 s
+    tol = 1e-5 if offset_s else 1e-12
+    assert timeline[0] == pytest.approx([0.0, 0.0, kv0 / rate + 0.01], abs=tol)
+    # at 1.5 s request 1's tail and requests 2 and 3 (0 s prefills queued behind it, all of
+    # their KV) share the link three ways; the tail leaves first, then the one-token KV
+    assert timeline[1] == pytest.approx([1.0, 1.5, 1.5 + 3 * tail1 / rate + 0.01], abs=tol)
+    assert timeline[3] == pytest.approx([1.5, 1.5, 1.5 + (tail1 + 2 * kv3) / rate + 0.01],
+                                        abs=tol)
+    assert timeline[2] == pytest.approx([1.5, 1.5, 1.5 + (tail1 + kv3 + kv0) / rate + 0.01],
+                                        abs=tol)
+
+
+def test_a_dipping_prefill_table_is_refused() -> None:
+    """A measured prefill table with a dip (2.0 s at 8192 tokens, 1.9 s at 16384) would make
+    a prefill on top of a cached prefix take T(16384) - T(8192) + T(0) = -0.1 s: a remote one
+    queued behind another then crashed the simulator (its prefill ended before it started).
+    The table is refused when loaded, naming the dip."""
+    from prfaas_gym.errors import PrfaasInputError
+    from prfaas_gym.profile import PrefillCost
+
+    with pytest.raises(PrfaasInputError, match=r"never decrease: 1\.9 s at 16384 tokens < 2 s"):
+        PrefillCost(tokens=(0.0, 8192.0, 16384.0), seconds=(0.0, 2.0, 1.9))
+    PrefillCost(tokens=(0.0, 8192.0, 16384.0), seconds=(0.0, 2.0, 2.0))  # flat is fine
