@@ -543,3 +543,31 @@ def test_a_dipping_prefill_table_is_refused() -> None:
     with pytest.raises(PrfaasInputError, match=r"never decrease: 1\.9 s at 16384 tokens < 2 s"):
         PrefillCost(tokens=(0.0, 8192.0, 16384.0), seconds=(0.0, 2.0, 1.9))
     PrefillCost(tokens=(0.0, 8192.0, 16384.0), seconds=(0.0, 2.0, 2.0))  # flat is fine
+
+
+def test_recent_latency_telemetry_is_what_its_names_say() -> None:
+    """The view's recent-window figures a router (and the featurizer) reads: the P90 TTFT
+    (nearest rank, over the last 64 first tokens), the mean TPOT and the SLO attainment of
+    the last 64 completions. With fewer than 64 requests the window holds them all."""
+    from agents.heuristics import Conductor
+
+    sc = load_scenario("bursty-fluctuating")
+    sim = Simulator(sc.profile, sc.workload(3, n=40), sc.bandwidth(3),
+                    dataclasses.replace(sc.sim, telemetry_interval_s=0))
+    pol = Conductor()
+    pol.reset(sc.profile, 0)
+    while (r := sim.next_request()) is not None:
+        sim.apply(r, pol.decide(sim.request_info(r), sim.view(r)))
+    sim.finish()
+    done = sim.completed
+    assert 20 <= len(done) < 64
+    slo = sc.profile.slo
+    ttft = sorted(j.t_first_token - j.request.arrival_s for j in done)
+    tpot = [(j.t_done - j.t_first_token) / (j.output_tokens - 1) for j in done]
+    met = [t0 <= slo.ttft_s and t1 <= slo.tpot_s
+           for t0, t1 in zip((j.t_first_token - j.request.arrival_s for j in done), tpot)]
+    v = sim.view(None)
+    assert v.ttft_p90_s == ttft[(len(ttft) * 9) // 10]
+    assert ttft[(len(ttft) * 9) // 10] > ttft[len(ttft) // 2]  # a P50 would read lower
+    assert v.tpot_mean_s == pytest.approx(sum(tpot) / len(tpot), rel=1e-12)
+    assert v.slo_attainment == pytest.approx(sum(met) / len(met), rel=1e-12)
