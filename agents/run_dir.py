@@ -101,7 +101,8 @@ def write_run_json(run_dir: str | Path, env: Any, algo: str, **extra: Any) -> Pa
     Fills ``env_id``, ``env_version``, ``algo``, ``scenario`` (the env's scenario name),
     ``observation`` (spec + hash + ``env.scales``), ``actions``, ``deterministic`` (True),
     ``versions``, ``commit`` and ``commit_dirty`` (:func:`git_dirty`); ``extra`` keys
-    (``seed``, ``hyperparams``, ...) are added and override those defaults. ``env`` may be wrapped (gym wrappers or a VecEnv).
+    (``seed``, ``hyperparams``, ...) are added and override those defaults. ``env`` may be
+    wrapped (gym wrappers or a VecEnv).
     Returns the path written. Values must be JSON-serialisable.
     """
     from prfaas_gym.actions import ACTIONS

@@ -711,18 +711,26 @@ _MAX_SEGMENTS = 10_000_000
 _MAX_SEGMENTS_IN_ALL = 4 * _MAX_SEGMENTS  # over a sampler's variants: about 0.6 GB
 
 
+def _check_segments(duration_s: float, dt_s: float, where: str) -> None:
+    """Refuse a generated trace of more than ``_MAX_SEGMENTS`` steps before building it."""
+    segments = duration_s / dt_s
+    _require(segments <= _MAX_SEGMENTS, f"duration_s / dt_s is {segments:.3g} segments; at "
+             f"most {_MAX_SEGMENTS:,}", where)
+
+
 def markov_levels(rng: np.random.Generator, duration_s: float, levels_gbps: Sequence[float],
-                  mean_hold_s: float, dt_s: float = 1.0) -> BandwidthTrace:
+                  mean_hold_s: float, dt_s: float = 1.0, *,
+                  where: str = "markov_levels") -> BandwidthTrace:
     """Markov-modulated capacity: hold a level for an exponential time (mean ``mean_hold_s``,
     rounded to a multiple of ``dt_s``, at least one), then jump to a different level chosen
-    uniformly. The first level is uniform too. Period ``duration_s``."""
-    where = "markov_levels"
+    uniformly. The first level is uniform too. Period ``duration_s``. ``where`` locates
+    errors (a scenario's ``bandwidth`` section)."""
     duration_s = _positive(duration_s, "duration_s", where)
     mean_hold_s = _positive(mean_hold_s, "mean_hold_s", where)
     dt_s = _positive(dt_s, "dt_s", where)
     levels = [_nonneg(v, "levels_gbps entry", where) for v in levels_gbps]
     _require(len(levels) > 0, "levels_gbps must not be empty", where)
-    _require(duration_s / dt_s <= _MAX_SEGMENTS, "duration_s / dt_s is too large", where)
+    _check_segments(duration_s, dt_s, where)
     k = len(levels)
     end_step = duration_s / dt_s
     steps: list[int] = []
@@ -743,18 +751,19 @@ def markov_levels(rng: np.random.Generator, duration_s: float, levels_gbps: Sequ
 
 
 def mean_reverting(rng: np.random.Generator, duration_s: float, mean_gbps: float, cv: float,
-                   tau_s: float, dt_s: float = 1.0, floor_frac: float = 0.05) -> BandwidthTrace:
+                   tau_s: float, dt_s: float = 1.0, floor_frac: float = 0.05, *,
+                   where: str = "mean_reverting") -> BandwidthTrace:
     """Ornstein-Uhlenbeck capacity sampled every ``dt_s`` (piecewise constant between samples):
     mean ``mean_gbps``, stationary std ``cv * mean_gbps``, correlation time ``tau_s``, started
-    from the stationary law and clipped below at ``floor_frac * mean_gbps``."""
-    where = "mean_reverting"
+    from the stationary law and clipped below at ``floor_frac * mean_gbps``. ``where``
+    locates errors."""
     duration_s = _positive(duration_s, "duration_s", where)
     mean = _nonneg(mean_gbps, "mean_gbps", where)
     cv = _nonneg(cv, "cv", where)
     tau_s = _positive(tau_s, "tau_s", where)
     dt_s = _positive(dt_s, "dt_s", where)
     floor_frac = _nonneg(floor_frac, "floor_frac", where)
-    _require(duration_s / dt_s <= _MAX_SEGMENTS, "duration_s / dt_s is too large", where)
+    _check_segments(duration_s, dt_s, where)
     n = max(1, math.ceil(duration_s / dt_s - 1e-9))
     sigma = cv * mean
     a = math.exp(-dt_s / tau_s)
@@ -950,13 +959,6 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
               part: LinkPart | None = None) -> list[BandwidthTrace]:
     """Traces for one validated spec (several for ``trace_dir``); of recorded traces only
     ``part`` when one is given (:func:`_recorded_part`)."""
-    if kind in ("markov", "ou"):  # checked here too, to name the key and the file
-        segments = (_spec_number(spec, "duration_s", where, default=_DEFAULT_DURATION_S,
-                                 minimum=0.0, strict=True)
-                    / _spec_number(spec, "dt_s", where, default=1.0, minimum=0.0, strict=True))
-        if segments > _MAX_SEGMENTS:
-            raise PrfaasInputError(f"duration_s / dt_s is {segments:.3g} segments; at most "
-                                   f"{_MAX_SEGMENTS:,}", where)
     if kind == "constant":
         gbps = _spec_number(spec, "gbps", where, minimum=0.0)
         traces = [BandwidthTrace.constant(gbps)]
@@ -978,7 +980,8 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
                          strict=True),
             [float(v) for v in levels],
             _spec_number(spec, "mean_hold_s", where, minimum=0.0, strict=True),
-            _spec_number(spec, "dt_s", where, default=1.0, minimum=0.0, strict=True))]
+            _spec_number(spec, "dt_s", where, default=1.0, minimum=0.0, strict=True),
+            where=where)]
     elif kind == "ou":
         traces = [mean_reverting(
             rng,
@@ -988,7 +991,8 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
             _spec_number(spec, "cv", where, minimum=0.0),
             _spec_number(spec, "tau_s", where, minimum=0.0, strict=True),
             _spec_number(spec, "dt_s", where, default=1.0, minimum=0.0, strict=True),
-            _spec_number(spec, "floor_frac", where, default=0.05, minimum=0.0))]
+            _spec_number(spec, "floor_frac", where, default=0.05, minimum=0.0),
+            where=where)]
     else:
         path = _resolve_path(spec, where, base_dir)
         fmt = _check_format(spec.get("format"), f"{where}.format")

@@ -29,9 +29,12 @@ POOL_EPISODES = 32  # a synthetic pool holds this many episodes' worth of reques
 POOL_REUSE = 128
 
 
-def _check_arguments(split: Any, episode_requests: Any, tick_policy: Any,
+def _check_arguments(reward: Any, split: Any, episode_requests: Any, tick_policy: Any,
                      max_drain_s: Any) -> None:
     """Refuse a bad constructor argument by name, before anything is built."""
+    if reward not in REWARDS:
+        raise PrfaasInputError(f"unknown reward {reward!r}; choose from {list(REWARDS)}",
+                               "reward")
     if not isinstance(split, str) or split not in SPLITS:
         raise PrfaasInputError(f"must be one of {list(SPLITS)}, got {split!r}", "split")
     if episode_requests is not None and (
@@ -163,11 +166,8 @@ class PrfaasRouteEnv(gym.Env):
                  episode_requests: int | None = None, tick_policy: Policy | None = None,
                  max_drain_s: float | None = None, reward: str = "completion") -> None:
         super().__init__()
-        if reward not in REWARDS:
-            raise PrfaasInputError(f"unknown reward {reward!r}; choose from {list(REWARDS)}",
-                                   "reward")
+        _check_arguments(reward, split, episode_requests, tick_policy, max_drain_s)
         self.reward = reward
-        _check_arguments(split, episode_requests, tick_policy, max_drain_s)
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.split = split
         self.episode_requests = episode_requests or self.scenario.episode_requests

@@ -282,11 +282,15 @@ class Scenario:
         for validation during training), ``eval`` (the last ``eval_fraction``, held out) or
         ``all``; each re-based to start at 0. Computed once per split and fractions, and
         shared: the caller must not modify it."""
-        key = (split, self.eval_fraction, self.val_fraction)
+        key = self._split_key(split)
         part = self._splits.get(key)
         if part is None:
             part = self._splits[key] = self._cut_split(split)
         return part
+
+    def _split_key(self, split: str) -> tuple[str, float, float]:
+        """What a cached split depends on besides the trace."""
+        return (split, self.eval_fraction, self.val_fraction)
 
     def _cut_split(self, split: str) -> Workload:
         w = self._trace
@@ -350,7 +354,7 @@ class Scenario:
         rate_where = None if rate is not None else f"{self._loc}: workload.trace.rate"
         rate = rate if rate is not None else self._trace_rate
         if rate is not None:
-            key = (split, self.eval_fraction, self.val_fraction)
+            key = self._split_key(split)
             timed = self._timed_splits.get(key)
             if timed is not None and timed[0] == rate:
                 w = timed[1]

@@ -759,11 +759,16 @@ class _Arrivals:
         return fn(rng, n, **p)
 
     @property
+    def mmpp_per_cycle(self) -> float:
+        """mmpp: the expected requests in one mean on/off cycle."""
+        p = self.params
+        return p["rate_on"] * p["mean_on_s"] + p["rate_off"] * p["mean_off_s"]
+
+    @property
     def mean_rate(self) -> float:
         p = self.params
         if self.process == "mmpp":
-            return ((p["rate_on"] * p["mean_on_s"] + p["rate_off"] * p["mean_off_s"])
-                    / (p["mean_on_s"] + p["mean_off_s"]))
+            return self.mmpp_per_cycle / (p["mean_on_s"] + p["mean_off_s"])
         if self.process == "spikes" and p.get("mean_gap_s") is not None:
             return p["rate"] * (1 + (p["multiplier"] - 1) * p["duration_s"] / p["mean_gap_s"])
         return p["rate"]
@@ -1106,8 +1111,7 @@ def _check_scale(a: _Arrivals, n: int, where: str) -> None:
             f"{n:,} requests at a mean rate of {a.mean_rate:g} req/s span about {span:.3g} s, "
             f"more than the {MAX_TRACE_SPAN_S:g} s a workload may span", where)
     if a.process == "mmpp":
-        p = a.params
-        per_cycle = p["rate_on"] * p["mean_on_s"] + p["rate_off"] * p["mean_off_s"]
+        per_cycle = a.mmpp_per_cycle
         if per_cycle > MAX_MMPP_PER_CYCLE:
             raise PrfaasInputError(
                 f"rate_on * mean_on_s + rate_off * mean_off_s = {per_cycle:.3g} requests per "

@@ -173,11 +173,12 @@ def _parse_azure_timestamp(text: str, where: str) -> int:
     return seconds * 1_000_000_000 + int(frac.ljust(9, "0"))
 
 
-def _csv_header(read: Callable[[], list[str]], path: str | Path) -> list[str]:
-    """The stripped column names ``read()`` parses from a CSV file's first line, or a
-    :class:`PrfaasInputError` at ``path:1`` (an unmatched quote swallows the whole file)."""
+def _csv_header(rows: Iterator[list[str]], path: str | Path) -> list[str]:
+    """The stripped column names of the first row of ``rows`` (a ``csv.reader``; none: an
+    empty header), or a :class:`PrfaasInputError` at ``path:1`` (an unmatched quote
+    swallows the whole file)."""
     try:
-        return [h.strip() for h in read()]
+        return [h.strip() for h in next(rows, [])]
     except csv.Error as e:
         raise PrfaasInputError(f"malformed CSV header ({e}; an unmatched quote?)",
                                f"{path}:1") from None
@@ -194,7 +195,7 @@ def _csv_rows(path: Path, lines: list[str], fmt: str, required: tuple[str, ...],
     (an unmatched quote swallows the lines after it) is reported at the line it starts on.
     """
     reader = csv.reader(io.StringIO("\n".join(lines), newline=""))
-    header = _csv_header(lambda: next(reader), path)
+    header = _csv_header(reader, path)
     missing = [c for c in required if c not in header]
     if missing:
         if header and header[0].startswith("{"):
@@ -407,7 +408,7 @@ def load_vidur(path: str | Path) -> Workload:
 
 
 def _reject_timestampless_vidur(p: Path, lines: list[str]) -> None:
-    header = _csv_header(lambda: next(csv.reader([lines[0]]), []), p)
+    header = _csv_header(csv.reader([lines[0]]), p)
     if "arrived_at" not in header and all(c in header for c in _VIDUR_LENGTH_COLUMNS):
         raise PrfaasInputError(
             "this Vidur file has no timestamps (no 'arrived_at' column), so it is not a "
@@ -476,7 +477,7 @@ def infer_format(path: str | Path) -> str:
     first = next(ln for ln in lines if ln.strip())
     if p.suffix.lower() in (".jsonl", ".json") or first.lstrip().startswith("{"):
         return "mooncake"
-    header = set(_csv_header(lambda: next(csv.reader([first]), []), p))
+    header = set(_csv_header(csv.reader([first]), p))
     if "TIMESTAMP" in header or "ContextTokens" in header:
         return "azure"
     if "arrived_at" in header or "num_prefill_tokens" in header:
@@ -514,7 +515,7 @@ def read_lengths(path: str | Path, format: str | None = None) -> tuple[np.ndarra
     fmt = infer_format(path) if format is None else _check_format(format, path)
     if fmt == "vidur":
         p, lines = _read_text(path)
-        header = _csv_header(lambda: next(csv.reader([lines[0]]), []), p)
+        header = _csv_header(csv.reader([lines[0]]), p)
         if "arrived_at" not in header:
             index, rows = _csv_rows(p, lines, "vidur", _VIDUR_LENGTH_COLUMNS)
             prompts, outputs = [], []
