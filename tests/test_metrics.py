@@ -142,3 +142,24 @@ def test_latencies_of_hand_built_records() -> None:
                             job(0.0, 0.5, 1.5, 2)])
     assert ttft.tolist() == [0.5, 0.25, 0.5]
     assert tpot.tolist() == [0.5, 0.0, 1.0]
+
+
+def test_local_kv_over_slow_rdma_lands_when_the_whole_stream_has_crossed() -> None:
+    """When RDMA is slower than the prefill produces KV, a local request's first token waits
+    for the whole KV stream (from the prefill's start), not for the prefill plus its last
+    layer: TTFT = max(prefill + KV / layers / rate, KV / rate) + latency."""
+    base = load_profile("single-host")
+    slow = dataclasses.replace(base.deployment, rdma_gbps=1.0)
+    prof = dataclasses.replace(base, deployment=slow)
+    sim = Simulator(prof, Workload([Request(0, 0.0, 4000, 2)]), BandwidthTrace.constant(10.0),
+                    SimConfig(telemetry_interval_s=0))
+    r = sim.next_request()
+    assert r is not None
+    sim.apply(r, Decision(Placement.LOCAL, 0))
+    sim.finish()
+    kv_bytes = (8 + 0.0625 * 4000) * _MIB
+    prefill = 0.02 + 1.2e-4 * 4000 + 2e-9 * 4000 ** 2
+    stream = kv_bytes / (1e9 / 8)
+    assert stream > prefill + kv_bytes / 32 / (1e9 / 8)  # the stream, not the prefill, binds
+    [job] = sim.completed
+    assert job.t_first_token == pytest.approx(stream + 1e-4, rel=1e-12)
