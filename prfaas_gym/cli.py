@@ -159,7 +159,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.scenario:
         sc = _scenario(args)
         w = sc.workload(0, n=20000, split="train" if sc.is_trace else "all")
-        lengths = np.array([r.prompt_tokens for r in w.requests], dtype=float)
+        lengths = planner.incremental_lengths(sc.profile, w)
         mean_out = float(np.mean([r.output_tokens for r in w.requests]))
         plans = planner.plan(sc.profile, lengths, None, mean_out)
         where = f"scenario {sc.name}"

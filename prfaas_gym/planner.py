@@ -60,12 +60,15 @@ from typing import Any
 import numpy as np
 
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.prefix_cache import PrefixCacheIndex
 from prfaas_gym.profile import PrefillCost, Profile, load_profile
+from prfaas_gym.request import Workload
 
 __all__ = [
     "PAPER_WORKLOAD",
     "PlanResult",
     "best_threshold",
+    "incremental_lengths",
     "lambda_curve",
     "paper_lengths",
     "plan",
@@ -116,6 +119,33 @@ def paper_lengths(n: int = 20000) -> np.ndarray:
     """The paper's input-length distribution as ``n`` equally weighted quantile midpoints."""
     w = PAPER_WORKLOAD
     return truncated_lognormal_quantiles(w["mu"], w["sigma"], w["low"], w["high"], n)
+
+
+def incremental_lengths(profile: Profile, workload: Workload) -> np.ndarray:
+    """The planner's ``L`` for each request of ``workload``: its prompt less the cached prefix
+    it could reuse, in arrival order.
+
+    The cache is one LRU holding the deployment's whole prefix-cache capacity
+    (``prefix_cache_blocks`` × its prefill instances). Each request looks its prefix up
+    under the simulator's snapshot rule
+    (:meth:`~prfaas_gym.prefix_cache.PrefixCacheIndex.usable_hit_tokens`), then inserts its
+    prompt's full blocks, as a prefill does when it ends. This is the most reuse that
+    capacity allows, as if every request were routed to an instance holding its prefix
+    and its predecessors' prefills had ended. The simulator's per-instance caches can
+    only hit less. Without block hashes or cache capacity every ``L`` is the prompt length.
+    """
+    dep = profile.deployment
+    capacity = dep.prefix_cache_blocks * (dep.n_prfaas + dep.n_prefill)
+    cache = PrefixCacheIndex(1, capacity, workload.block_size,
+                             profile.model.snapshot_interval_blocks)
+    out = np.empty(len(workload.requests), dtype=np.float64)
+    for k, r in enumerate(workload.requests):
+        hit = 0
+        if capacity and r.block_hashes:
+            hit = cache.usable_hit_tokens(r.block_hashes, r.prompt_tokens)[0]
+            cache.insert(0, r.block_hashes, r.prompt_tokens // workload.block_size)
+        out[k] = r.prompt_tokens - hit
+    return out
 
 
 def prefill_time_vec(cost: PrefillCost, tokens: np.ndarray | float) -> np.ndarray:

@@ -21,7 +21,8 @@ A scenario is a YAML file (shipped ones live in ``prfaas_gym/data/scenarios``). 
                    for validation during training; default 0.1; the rest is ``train``)
 ``bandwidth``      a bandwidth spec (:func:`prfaas_gym.bandwidth.bandwidth_sampler_from_spec`)
 ``policy``         the natural heuristic for this deployment
-``threshold_tokens`` ``planner`` (solve Eqs. 3-8 on the workload's prompt lengths) or a number
+``threshold_tokens`` ``planner`` (solve Eqs. 3-8 on the workload's incremental prefill lengths,
+                   :func:`~prfaas_gym.planner.incremental_lengths`) or a number
 ``sim``            :class:`~prfaas_gym.simulator.SimConfig` fields
 ``env``            ``episode_requests`` (default 256), ``max_drain_s`` (default 120;
                    ``.inf``: no limit)
@@ -433,10 +434,11 @@ class Scenario:
         return self.planned_threshold(self.profile)
 
     def planned_threshold(self, profile: Profile) -> float:
-        """The planner's threshold for ``profile`` on this scenario's prompt lengths."""
-        from prfaas_gym.planner import best_threshold
+        """The planner's threshold for ``profile`` on this scenario's incremental prefill
+        lengths (:func:`~prfaas_gym.planner.incremental_lengths`), as the paper defines it."""
+        from prfaas_gym.planner import best_threshold, incremental_lengths
         w = self._planning_workload()
-        lengths = np.array([r.prompt_tokens for r in w.requests], dtype=np.float64)
+        lengths = incremental_lengths(profile, w)
         mean_out = float(np.mean([r.output_tokens for r in w.requests]))
         dep = profile.deployment
         if dep.n_prfaas == 0 or dep.n_prefill == 0:
@@ -459,9 +461,9 @@ class Scenario:
     @cached_property
     def planned_lambda(self) -> float:
         """The planner's Λ_max for this deployment (a normalisation scale for rates)."""
-        from prfaas_gym.planner import throughput
+        from prfaas_gym.planner import incremental_lengths, throughput
         w = self._planning_workload()
-        lengths = np.array([r.prompt_tokens for r in w.requests], dtype=np.float64)
+        lengths = incremental_lengths(self.profile, w)
         mean_out = float(np.mean([r.output_tokens for r in w.requests]))
         dep = self.profile.deployment
         thr = self.threshold_tokens if dep.n_prfaas and dep.n_prefill else None

@@ -15,6 +15,7 @@ from prfaas_gym.planner import (
     PAPER_WORKLOAD,
     PlanResult,
     best_threshold,
+    incremental_lengths,
     lambda_curve,
     paper_lengths,
     plan,
@@ -24,6 +25,7 @@ from prfaas_gym.planner import (
     truncated_lognormal_quantiles,
 )
 from prfaas_gym.profile import DecodeCost, load_profile
+from prfaas_gym.request import Request, Workload
 
 # Table 6 of the paper: (Λ_max, mean TTFT, P90 TTFT)
 TABLE6 = {
@@ -289,3 +291,68 @@ def test_to_dict(result):
         assert d["config"] == config
         back = json.loads(json.dumps(d, allow_nan=False))
         assert back == d
+
+
+# ---------------------------------------------------------------------------------------------
+# The planner's L on a workload with prefix reuse: incremental, not prompt, lengths
+
+
+def _with_cache(blocks: int, interval: int = 1):
+    prof = load_profile("single-host")
+    dep = dataclasses.replace(prof.deployment, prefix_cache_blocks=blocks)
+    model = dataclasses.replace(prof.model, snapshot_interval_blocks=interval)
+    return dataclasses.replace(prof, deployment=dep, model=model)
+
+
+def _conversation() -> Workload:
+    """Block size 100: a 4-block prompt, then its follow-up extending it to 7 blocks + 50
+    tokens, then an unrelated 3-block prompt, then a copy of the first prompt."""
+    reqs = [Request(0, 0.0, 400, 8, (1, 2, 3, 4), 100),
+            Request(1, 1.0, 750, 8, (1, 2, 3, 4, 5, 6, 7), 100),
+            Request(2, 2.0, 300, 8, (9, 10, 11), 100),
+            Request(3, 3.0, 400, 8, (1, 2, 3, 4), 100)]
+    return Workload(reqs, block_size=100)
+
+
+def test_incremental_lengths_subtract_the_prefix_an_earlier_request_cached() -> None:
+    """L = prompt - the usable prefix earlier requests left in the cache: whole blocks, never
+    the whole prompt (a repeated prompt recomputes its last block)."""
+    got = incremental_lengths(_with_cache(1000), _conversation())
+    assert got.tolist() == [400.0, 350.0, 300.0, 100.0]
+
+
+def test_incremental_lengths_follow_the_snapshot_rule_and_the_cache_capacity() -> None:
+    """Hits stop at the last snapshot boundary; a cache too small to keep the first prompt
+    while the others are inserted loses it; without cache capacity L is the prompt."""
+    w = _conversation()
+    assert incremental_lengths(_with_cache(1000, interval=3), w).tolist() == [
+        400.0, 450.0, 300.0, 100.0]
+    # single-host has two prefill instances, so 2 blocks each pool to 4: the 7-block insert
+    # keeps blocks 1-4 (the LRU evicts a prompt's tail first), request 2's three blocks then
+    # evict 4, 3 and 2, and the repeated prompt finds one block
+    assert incremental_lengths(_with_cache(2), w).tolist() == [400.0, 350.0, 300.0, 300.0]
+    # 1 block each pools to 2: the follow-up finds 2 blocks, the repeat none
+    assert incremental_lengths(_with_cache(1), w).tolist() == [400.0, 550.0, 300.0, 400.0]
+    assert incremental_lengths(_with_cache(0), w).tolist() == [400.0, 750.0, 300.0, 400.0]
+
+
+def test_scenario_plans_its_threshold_on_incremental_lengths() -> None:
+    """The paper routes on the incremental length, so the scenario's planned threshold and
+    Λ_max are solved on incremental lengths; with prefix reuse those are far shorter."""
+    from prfaas_gym.scenario import load_scenario
+
+    sc = load_scenario("bursty-fluctuating")
+    w = sc._planning_workload()
+    dep = sc.profile.deployment
+    prompts = np.array([r.prompt_tokens for r in w.requests], dtype=np.float64)
+    inc = incremental_lengths(sc.profile, w)
+    assert inc.mean() < 0.7 * prompts.mean()
+    mean_out = float(np.mean([r.output_tokens for r in w.requests]))
+    t_inc, _ = best_threshold(sc.profile, inc, None, mean_out, dep.n_prfaas, dep.n_prefill,
+                              dep.n_decode)
+    t_prompt, _ = best_threshold(sc.profile, prompts, None, mean_out, dep.n_prfaas,
+                                 dep.n_prefill, dep.n_decode)
+    assert sc.threshold_tokens == t_inc < 0.7 * t_prompt
+    lam = throughput(sc.profile, inc, None, mean_out, t_inc, dep.n_prfaas, dep.n_prefill,
+                     dep.n_decode)["lambda_max"]
+    assert sc.planned_lambda == lam
