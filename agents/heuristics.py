@@ -103,13 +103,14 @@ class LeastLoaded(Policy):
 
 
 class RandomRouter(Policy):
-    """Uniformly random available prefill instance (seeded)."""
+    """Uniformly random available prefill instance, drawn from ``seed`` (``None``: seed 0,
+    so a run without a seed is as reproducible as one with)."""
 
     name = "random"
 
     def reset(self, profile: Profile, seed: int | None = None) -> None:
         super().reset(profile, seed)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(0 if seed is None else seed)
 
     def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
         avail = [i for i, a in enumerate(view.prefill_available) if a]

@@ -7,7 +7,7 @@ is not counted) fails here rather than shifting a benchmark figure by a few perc
 
 from __future__ import annotations
 
-from agents.heuristics import Conductor, PrfaasThreshold
+from agents.heuristics import Conductor, PrfaasThreshold, RandomRouter
 from prfaas_gym.contract import ClusterView, LinkView, Placement, RequestInfo
 from prfaas_gym.profile import load_profile
 
@@ -50,3 +50,17 @@ def test_prfaas_threshold_compares_the_length_left_after_the_local_cached_prefix
     assert p.decide(req, _view(hits=(0, 1280))).placement == Placement.LOCAL  # 2720 <= 3000
     # a prefix cached remotely does not shorten the local prefill
     assert p.decide(req, _view(hits=(1280, 0))).placement == Placement.REMOTE
+
+
+def test_random_router_without_a_seed_repeats_itself() -> None:
+    """``seed=None`` (``Simulator.run``'s default) draws as seed 0 does, never from the OS's
+    entropy, so a run without a seed is reproducible; another seed draws otherwise."""
+    profile = load_profile("single-host")
+    picks = []
+    for seed in (None, None, 0, 1):
+        r = RandomRouter()
+        r.reset(profile, seed)
+        picks.append([r.decide(RequestInfo(k, 0.0, 100), _view()).prefill_instance
+                      for k in range(40)])
+    assert picks[0] == picks[1] == picks[2] != picks[3]
+    assert set(picks[0]) == {0, 1}
