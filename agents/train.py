@@ -508,8 +508,11 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
     """
     import torch
 
-    from agents.run_dir import write_run_json
+    from agents.run_dir import git_commit, git_dirty, write_run_json
 
+    # the code that runs is the checkout's as the run starts: commits made while it trains
+    # must not be recorded as its source
+    provenance = {"commit": git_commit(), "commit_dirty": git_dirty()}
     if warm_start == "none":
         warm_start = None
     for option, value in (("--timesteps", timesteps), ("--n-envs", n_envs),
@@ -594,7 +597,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                                progress=progress)}
         probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
         probe.reset(seed=seed)
-        record = dict(scenario=sc.name, scenario_sources=sc.sources(), seed=seed,
+        record = dict(**provenance, scenario=sc.name, scenario_sources=sc.sources(), seed=seed,
                       hyperparams=hp, timesteps=timesteps, eval_freq=eval_freq,
                       eval_episodes=eval_episodes,
                       n_envs=n_envs, threads=threads, device=device,

@@ -234,6 +234,25 @@ def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
     assert (out / "config.yaml").read_text() == "earlier run\n"
 
 
+def test_run_json_names_the_commit_the_run_started_from(tmp_path, tiny_config, monkeypatch):
+    """A commit made while a run trains is not its source: run.json's final write keeps the
+    commit and dirty flag read when the run started."""
+    import agents.run_dir
+    from agents.train import train
+
+    heads = iter(["started-here", "committed-later", "committed-later"])
+    dirty = iter([False, True, True])
+    monkeypatch.setattr(agents.run_dir, "git_commit", lambda: next(heads))
+    monkeypatch.setattr(agents.run_dir, "git_dirty", lambda: next(dirty))
+    out = tmp_path / "run"
+    train("maskable_ppo", "bursty-fluctuating", 32, n_envs=1, vec="dummy", config=tiny_config,
+          out=out, eval_freq=32, eval_episodes=1, progress=False, warm_start=None,
+          episode_requests=16)
+    run = json.loads((out / "run.json").read_text())
+    assert (run["commit"], run["commit_dirty"]) == ("started-here", False)
+    assert "wall_s" in run  # the final write
+
+
 def test_train_into_an_existing_empty_directory(tmp_path, tiny_config):
     from agents.train import train
 
