@@ -163,15 +163,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
         mean_out = float(np.mean([r.output_tokens for r in w.requests]))
         plans = planner.plan(sc.profile, lengths, None, mean_out)
         where = f"scenario {sc.name}"
+        mean_prompt = float(np.mean([r.prompt_tokens for r in w.requests]))
+        lengths_note = (f"L: incremental prefill lengths of {len(lengths):,} requests, mean "
+                        f"{lengths.mean():,.0f} tokens (prompts {mean_prompt:,.0f}; the prefix "
+                        "a cache of the deployment's capacity would reuse is not recomputed)")
     else:
         profile = load_profile(args.preset)
         plans = planner.plan_for_paper(profile)
         where = f"preset {args.preset} with the paper's workload"
+        lengths_note = "L: the paper's prompt lengths (no prefix reuse)"
     out = {k: v.to_dict() for k, v in plans.items()}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"Steady-state plan (paper Eqs. 3-8), {where}")
+    print(lengths_note)
     print(f"{'config':12s} {'Λ_max':>7s} {'t':>8s} {'N_prfaas':>8s} {'N_p':>4s} {'N_d':>4s} "
           f"{'TTFT mean':>9s} {'TTFT P90':>9s}  bottleneck")
     for k, v in out.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,17 @@ def test_plan_json_reproduces_table6(capsys):
     assert out["prfaas"]["lambda_max"] == pytest.approx(3.24, rel=0.03)
     assert out["homogeneous"]["threshold_tokens"] is None
     assert (out["prfaas"]["n_prefill"], out["prfaas"]["n_decode"]) == (3, 5)
+
+
+def test_plan_for_a_scenario_says_it_plans_on_incremental_lengths(capsys):
+    """With prefix reuse the planner's L is shorter than the prompts, and the table says so."""
+    assert main(["plan", "--scenario", "bursty-fluctuating"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"L: incremental prefill lengths of 20,000 requests, mean ([\d,]+) tokens "
+                  r"\(prompts ([\d,]+);", out)
+    assert m, out
+    incremental, prompt = (int(g.replace(",", "")) for g in m.groups())
+    assert incremental < 0.7 * prompt
 
 
 def test_simulate_json(capsys):
