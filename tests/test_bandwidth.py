@@ -15,6 +15,7 @@ from prfaas_gym.bandwidth import (
     BandwidthSampler,
     BandwidthTrace,
     bandwidth_sampler_from_spec,
+    bytes_per_s_to_gbps,
     constant,
     load_bandwidth,
     load_bandwidth_dir,
@@ -456,3 +457,63 @@ def test_sampler_from_trace_dir() -> None:
     assert all(t.mean_gbps == pytest.approx(100.0) for t in sampler.traces)
     tr = sampler.sample(np.random.default_rng(0))
     assert 50 <= tr.mean_gbps <= 150 and 0 <= tr.offset_s < tr.period_s
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated links have the statistics their docstrings promise; samplers spread episodes
+
+
+def _time_at_level(tr: BandwidthTrace, gbps: float) -> float:
+    durations = np.diff(np.append(tr.times_s, tr.period_s))
+    at = np.isclose([bytes_per_s_to_gbps(c) for c in tr.bytes_per_s], gbps)
+    return float(durations[at].sum() / tr.period_s)
+
+
+def test_markov_levels_always_jump_to_a_different_level() -> None:
+    """Each hold ends in a jump to another level: two levels alternate, about half the time
+    each, with a segment per hold (about duration / mean_hold_s of them)."""
+    tr = markov_levels(np.random.default_rng(1), 3600.0, [20.0, 80.0], 30.0)
+    caps = tr.bytes_per_s
+    assert np.all(caps[1:] != caps[:-1])
+    assert 80 <= tr.n_segments <= 160  # ~120 holds of 30 s in an hour
+    assert _time_at_level(tr, 20.0) == pytest.approx(0.5, abs=0.15)
+
+
+def test_ou_link_is_clipped_at_floor_frac_times_the_mean() -> None:
+    """The floor is a fraction of the mean (``floor_frac * mean_gbps``), not Gbit/s."""
+    tr = mean_reverting(np.random.default_rng(2), 2000.0, 50.0, 3.0, 20.0, floor_frac=0.1)
+    gbps = np.array([bytes_per_s_to_gbps(c) for c in tr.bytes_per_s])
+    assert gbps.min() == pytest.approx(5.0)
+    assert np.count_nonzero(np.isclose(gbps, 5.0)) > 0
+
+
+def test_ou_link_has_the_stationary_spread_it_is_asked_for() -> None:
+    """Stationary std = ``cv * mean_gbps`` (floor far away): the AR(1) innovation keeps it."""
+    tr = mean_reverting(np.random.default_rng(3), 100_000.0, 50.0, 0.2, 20.0)
+    gbps = np.array([bytes_per_s_to_gbps(c) for c in tr.bytes_per_s])
+    durations = np.diff(np.append(tr.times_s, tr.period_s))  # compact() merges equal steps
+    mean = np.average(gbps, weights=durations)
+    std = np.sqrt(np.average((gbps - mean) ** 2, weights=durations))
+    assert mean == pytest.approx(50.0, rel=0.03)
+    assert std == pytest.approx(10.0, rel=0.06)
+
+
+def test_sampler_offsets_cover_the_whole_period() -> None:
+    """Episodes start anywhere in the trace, not only in its first second."""
+    tr = BandwidthTrace(np.array([0.0, 50.0]), np.array([1e9, 2e9]), 100.0)
+    sampler = BandwidthSampler([tr])
+    offsets = [sampler.sample(np.random.default_rng(s)).offset_s for s in range(40)]
+    assert min(offsets) < 25.0 and max(offsets) > 75.0
+
+
+def test_generated_variants_are_distinct_traces() -> None:
+    """``variants: k`` generates k different traces from one seed, not k copies of one."""
+    spec = {"kind": "ou", "mean_gbps": 25.0, "cv": 0.5, "tau_s": 30.0, "duration_s": 600,
+            "variants": 4}
+    traces = bandwidth_sampler_from_spec(spec, 7).traces
+    assert len(traces) == 4
+    caps = {tuple(t.bytes_per_s.tolist()) for t in traces}
+    assert len(caps) == 4
+    again = bandwidth_sampler_from_spec(spec, 7).traces  # still reproducible from the seed
+    assert [tuple(t.bytes_per_s.tolist()) for t in again] == \
+        [tuple(t.bytes_per_s.tolist()) for t in traces]

@@ -3,7 +3,11 @@ same link, which is what makes the per-seed ratios in ``heldout.py`` and the REA
 
 from __future__ import annotations
 
-from agents.compare import compare
+import math
+from types import SimpleNamespace
+
+import agents.tuning
+from agents.compare import compare, flat_metrics
 from agents.registry import make_heuristic
 from prfaas_gym.contract import ClusterView, Decision, Policy, RequestInfo
 from prfaas_gym.profile import Profile
@@ -40,3 +44,31 @@ def test_every_policy_sees_the_same_requests_and_link_on_a_seed() -> None:
         links = {r.result["link"]["trace"] for r in records if r.seed == seed}
         assert len(links) == 1, links
     assert log["conductor"][0] != log["conductor"][1]  # the seeds differ: not one workload
+
+
+def test_flat_metrics_reports_each_percentile_under_its_own_name():
+    """The table's TTFT P90 / P99 and TPOT columns come from the matching statistics."""
+    result = {"goodput_rps": 1.0, "throughput_rps": 2.0, "slo_attainment": 0.5,
+              "ttft_s": {"mean": 3.0, "p90": 4.0, "p99": 5.0},
+              "tpot_s": {"mean": 0.02, "p90": 0.03, "p99": 0.04},
+              "offload_fraction": 0.25, "link_utilization": 0.125, "prefix_hit_rate": 0.75,
+              "rejected": 7, "sim_requests_per_s": None}
+    m = flat_metrics(result)
+    assert (m["ttft_mean_s"], m["ttft_p90_s"], m["ttft_p99_s"], m["tpot_mean_s"]) == \
+        (3.0, 4.0, 5.0, 0.02)
+    assert m["rejected"] == 7.0 and math.isnan(m["sim_requests_per_s"])
+
+
+def test_tuning_keeps_the_planners_threshold_on_a_plateau(monkeypatch):
+    """Among thresholds of equal goodput the one nearest the planner's (in ratio) wins."""
+    base = 10_000.0
+
+    def fake_run(scenario, policy, seed, split="all", n=None, rate=None):
+        m = policy.threshold_tokens / base
+        return {"goodput_rps": 2.0 if 0.5 <= m <= 2.0 else 1.0}, None
+
+    monkeypatch.setattr(agents.tuning, "run_policy", fake_run)
+    best, table = agents.tuning.tune_threshold(SimpleNamespace(threshold_tokens=base),
+                                               seeds=(0,))
+    assert best == base
+    assert table[5000.0] == table[20_000.0] == 2.0 and table[2500.0] == 1.0

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 import pickle
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 from gymnasium.utils.env_checker import check_env
 
 import prfaas_gym  # noqa: F401  (registers the env)
 from prfaas_gym.env import PrfaasRouteEnv
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.scenario import load_scenario, scenario_dir
 
 
 def make(**kw) -> PrfaasRouteEnv:
@@ -418,3 +422,46 @@ def test_first_token_reward_takes_back_every_request_that_then_misses_tpot() -> 
     assert held[-1] == pytest.approx(0.0, abs=1e-9)
     assert 1 <= held.max() <= slots, (held.max(), slots)
     assert env.sim.n_ttft_met > slots  # enough first tokens that paying them all would show
+
+
+# ---------------------------------------------------------------------------------------------
+# Domain randomisation of cluster sizes: both ends drawn, the scenario's prefill share kept, a decode node always left
+
+
+def _env(tmp_path: Path, randomize: dict[str, Any], **deployment: int) -> PrfaasRouteEnv:
+    d = yaml.safe_load((scenario_dir() / "bursty-fluctuating.yaml").read_text())
+    d["randomize"] = randomize
+    d["deployment"].update(deployment)
+    p = tmp_path / "rand.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return PrfaasRouteEnv(load_scenario(p), episode_requests=16)
+
+
+def _deployments(env: PrfaasRouteEnv, seeds: range) -> list[tuple[int, int, int]]:
+    out = []
+    for seed in seeds:
+        env.reset(seed=seed)
+        dep = env.profile.deployment
+        out.append((dep.n_prfaas, dep.n_prefill, dep.n_decode))
+    return out
+
+
+def test_cluster_size_ranges_are_inclusive(tmp_path):
+    """``n_prfaas: [1, 2]`` and ``n_local: [4, 5]`` draw both ends (integers, inclusive)."""
+    deps = _deployments(_env(tmp_path, {"n_prfaas": [1, 2], "n_local": [4, 5]}), range(16))
+    assert {d[0] for d in deps} == {1, 2}
+    assert {d[1] + d[2] for d in deps} == {4, 5}
+
+
+def test_randomised_local_cluster_keeps_the_scenarios_prefill_share(tmp_path):
+    """bursty-fluctuating runs 3 prefill : 5 decode; 8 and 16 local nodes split the same way."""
+    assert set(_deployments(_env(tmp_path, {"n_local": [8, 8]}), range(3))) == {(4, 3, 5)}
+    assert set(_deployments(_env(tmp_path, {"n_local": [16, 16]}), range(3))) == {(4, 6, 10)}
+
+
+def test_a_prefill_heavy_scenario_still_gets_a_decode_node(tmp_path):
+    """7 prefill : 1 decode shrunk to 2 or 3 local nodes keeps at least one of each."""
+    env = _env(tmp_path, {"n_local": [2, 3]}, n_prefill=7, n_decode=1)
+    deps = _deployments(env, range(8))
+    assert {d[1] + d[2] for d in deps} == {2, 3}
+    assert all(d[1] >= 1 and d[2] >= 1 for d in deps), deps

@@ -356,3 +356,32 @@ def test_scenario_plans_its_threshold_on_incremental_lengths() -> None:
     lam = throughput(sc.profile, inc, None, mean_out, t_inc, dep.n_prfaas, dep.n_prefill,
                      dep.n_decode)["lambda_max"]
     assert sc.planned_lambda == lam
+
+
+# ---------------------------------------------------------------------------------------------
+# The reported light-load TTFT follows the routing rule; the smallest local cluster plans
+
+
+def test_light_load_ttft_routes_exactly_the_requests_longer_than_the_threshold() -> None:
+    """The request whose length is the threshold stays local (``L > t`` goes to PrfaaS), so
+    its TTFT is the local prefill time in the reported mean and P90."""
+    profile = load_profile("paper-case-study")
+    lengths = np.array([1000.0, 4000.0, 12_000.0, 30_000.0, 60_000.0, 90_000.0])
+    res = plan(profile, lengths)["prfaas"]
+    t = res.threshold_tokens
+    assert t in lengths and t < lengths.max()  # the threshold is a request's length
+    remote = lengths > t
+    times = np.where(remote, prefill_time_vec(profile.prfaas_hw.prefill, lengths),
+                     prefill_time_vec(profile.local_hw.prefill, lengths))
+    assert res.ttft_mean_s == pytest.approx(float(times.mean()), rel=1e-12)
+    assert res.offload_fraction == pytest.approx(remote.mean())
+
+
+def test_two_local_nodes_plan_as_one_prefill_and_one_decode() -> None:
+    """With two local instances the only split, 1 prefill + 1 decode, is searched."""
+    profile = load_profile("paper-case-study").with_deployment(n_prfaas=1, n_prefill=1,
+                                                               n_decode=1)
+    res = plan(profile, np.array([2000.0, 8000.0, 40_000.0]))
+    assert (res["prfaas"].n_prefill, res["prfaas"].n_decode) == (1, 1)
+    assert res["prfaas"].lambda_max > 0
+    assert (res["homogeneous"].n_prefill, res["homogeneous"].n_decode) in ((1, 2), (2, 1))

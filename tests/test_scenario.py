@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.scenario import load_scenario, scenario_names
+from prfaas_gym.scenario import Scenario, load_scenario, scenario_names
 
 REQUIRED = {"paper-case-study", "paper-homogeneous", "paper-naive", "mooncake-conversation",
             "bursty-fluctuating"}
@@ -186,3 +189,46 @@ def test_cached_trace_splits_give_the_windows_a_fresh_scenario_gives(shared_trac
     assert arrivals(warm.split_trace("eval")) == arrivals(fresh.split_trace("eval"))
     assert arrivals(warm.workload(0, n=64, split="eval")) \
         == arrivals(fresh.workload(0, n=64, split="eval"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace windows: which requests a run gets from a split, and what its link is called
+
+
+def _trace_scenario(tmp_path: Path, n: int = 100) -> Scenario:
+    """paper-case-study replaying ``n`` requests one second apart (prompt ``1000 + i``)."""
+    p = tmp_path / "t.jsonl"
+    p.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 1000 + i,
+                                     "output_length": 8, "hash_ids": []}) + "\n"
+                         for i in range(n)))
+    return load_scenario("paper-case-study").with_trace(str(p))
+
+
+def test_whole_trace_runs_start_at_its_first_request_and_split_windows_are_drawn(tmp_path):
+    """``split='all'`` with ``n`` requests replays the trace's first ``n`` whatever the seed
+    (as ``simulate --requests`` does); a split's window starts where the seed says."""
+    sc = _trace_scenario(tmp_path)
+    for seed in range(5):
+        assert [r.prompt_tokens for r in sc.workload(seed, n=5)] == [1000, 1001, 1002, 1003,
+                                                                     1004]
+    starts = {sc.workload(seed, n=5, split="train").requests[0].prompt_tokens
+              for seed in range(10)}
+    assert len(starts) > 3 and starts <= set(range(1000, 1066))
+
+
+def test_every_window_of_a_split_can_be_drawn_including_the_last(tmp_path):
+    """A split of ``k`` requests has ``k - n + 1`` windows of ``n``; the one ending at its
+    last request is one of them."""
+    sc = _trace_scenario(tmp_path)
+    train = sc.split_trace("train")
+    n = len(train) - 1
+    firsts = {sc.workload(seed, n=n, split="train").requests[0].prompt_tokens
+              for seed in range(30)}
+    assert firsts == {train.requests[0].prompt_tokens, train.requests[1].prompt_tokens}
+
+
+def test_validation_links_are_named_as_the_val_split():
+    """Result files name a run's link; a val run's says it is the val split's."""
+    sc = load_scenario("bursty-fluctuating")
+    assert sc.bandwidth(0, "val").name.endswith("@val")
+    assert all(t.name.endswith("@val") for t in sc.bandwidth_sampler("val").traces)

@@ -327,3 +327,25 @@ def test_block_ids_from_the_shared_table_are_the_plain_ranges() -> None:
     for start, stop in [(0, 5), (3, 3), (100, 70_000), (70_000, 70_010), (cap - 2, cap + 3),
                         (cap + 5, cap + 9), (10, 20)]:
         assert bh._ids(start, stop) == tuple(range(start, stop))
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrival processes: where they start and where their phase puts the peak
+
+
+def test_mmpp_starts_in_the_on_state_with_its_stationary_probability() -> None:
+    """On 10% of the time (mean on 10 s, off 90 s): about 10% of workloads open in a burst,
+    so a short workload is not biased towards the state it starts in."""
+    first = np.array([syn.mmpp(np.random.default_rng(s), 1, 100.0, 0.0, 10.0, 90.0)[0]
+                      for s in range(400)])
+    in_burst = np.count_nonzero(first < 0.5) / first.size
+    assert in_burst == pytest.approx(0.10, abs=0.05)
+
+
+def test_diurnal_phase_shifts_the_sinusoid_earlier() -> None:
+    """Rate ``rate * (1 + a sin(2 pi (t + phase_s) / period_s))``: a phase of a quarter
+    period puts the high half on ``[-P/4, P/4)``, not ``[P/4, 3P/4)``."""
+    t = syn.diurnal(np.random.default_rng(4), 50_000, 2.0, 0.8, 1000.0, phase_s=250.0)
+    u = t % 1000.0
+    high = np.count_nonzero((u < 250.0) | (u >= 750.0)) / t.size
+    assert high == pytest.approx(0.5 + 0.8 / np.pi, abs=0.015)

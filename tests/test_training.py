@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
+from agents.evaluation import best_heuristic, heuristic_chooser, mean_goodput, run_episodes
+from agents.registry import make_heuristic
 from prfaas_gym.cli import main
 from prfaas_gym.env import PrfaasRouteEnv
 from prfaas_gym.scenario import load_scenario
@@ -732,3 +734,22 @@ def test_dqn_says_it_ignores_an_explicit_warm_start(tmp_path, capsys):
         err = capsys.readouterr().err
         assert ("--warm-start conductor is ignored for dqn" in err) == noted
         assert json.loads((out / "run.json").read_text())["warm_start"] is None
+
+
+def test_best_heuristic_is_the_one_with_the_highest_mean_goodput():
+    """The training baseline is the best heuristic, and its per-episode metrics are its own."""
+    sc = load_scenario("bursty-fluctuating")
+    name, metrics, table = best_heuristic(sc, [0], split="eval", episode_requests=48,
+                                          names=["local-only", "conductor", "remote-all"])
+    assert len(set(table.values())) > 1  # the heuristics differ here
+    assert table[name] == max(table.values())
+    assert mean_goodput(metrics) == table[name]
+
+
+def test_run_episodes_runs_the_split_it_is_given():
+    """Validation episodes run on the val split (its own link), not the held-out one."""
+    sc = load_scenario("bursty-fluctuating")
+    for split in ("val", "eval"):
+        (m,) = run_episodes(sc, heuristic_chooser(make_heuristic("conductor")), [0],
+                            split=split, episode_requests=16)
+        assert m["link"]["trace"].endswith(f"@{split}")

@@ -308,3 +308,29 @@ def test_a_json_document_or_a_mooncake_line_in_the_wrong_loader_says_what_it_is(
     jl = write(tmp_path, "t.jsonl", [line])
     err = error_for(jl, "azure")
     assert "first line is a JSON object" in str(err) and "mooncake" in str(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loader and workload-statistics contracts
+
+
+BURSTGPT_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"
+
+
+def test_burstgpt_negative_response_tokens_is_an_error_not_a_failed_row(tmp_path: Path) -> None:
+    """Only ``Response tokens == 0`` marks a failed request; a negative count is a corrupt
+    row, refused at its line."""
+    p = tmp_path / "burst.csv"
+    p.write_text("\n".join([BURSTGPT_HEADER, "10,ChatGPT,472,18,490,Conversation log",
+                            "11,ChatGPT,300,-5,295,Conversation log"]) + "\n")
+    with pytest.raises(PrfaasInputError, match="Response tokens must be >= 0") as e:
+        load_burstgpt(p)
+    assert e.value.where == f"{p}:3"
+
+
+def test_interarrival_cv_needs_three_requests() -> None:
+    """With one gap there is no spread to measure: the CV is NaN below three requests."""
+    reqs = [Request(i, t, 100, 10, (), 512, None) for i, t in enumerate([0.0, 2.0])]
+    s = length_stats(Workload.from_requests(reqs, name="two"))
+    assert math.isnan(s["interarrival_cv"])
+    assert s["mean_rate"] == pytest.approx(0.5)
