@@ -436,10 +436,9 @@ class Scenario:
     def planned_threshold(self, profile: Profile) -> float:
         """The planner's threshold for ``profile`` on this scenario's incremental prefill
         lengths (:func:`~prfaas_gym.planner.incremental_lengths`), as the paper defines it."""
-        from prfaas_gym.planner import best_threshold, incremental_lengths
-        w = self._planning_workload()
-        lengths = incremental_lengths(profile, w)
-        mean_out = float(np.mean([r.output_tokens for r in w.requests]))
+        from prfaas_gym.planner import best_threshold
+        lengths, mean_out = (self._planning_inputs if profile is self.profile
+                             else self._planner_inputs(profile))
         dep = profile.deployment
         if dep.n_prfaas == 0 or dep.n_prefill == 0:
             return 19642.0
@@ -458,13 +457,25 @@ class Scenario:
                                    "train split (or set a numeric threshold_tokens)",
                                    e.where) from None
 
+    def _planner_inputs(self, profile: Profile) -> tuple[np.ndarray, float]:
+        """The planning workload's incremental prefill lengths under ``profile``'s cache, and
+        its mean output length."""
+        from prfaas_gym.planner import incremental_lengths
+        w = self._planning_workload()
+        return (incremental_lengths(profile, w),
+                float(np.mean([r.output_tokens for r in w.requests])))
+
+    @cached_property
+    def _planning_inputs(self) -> tuple[np.ndarray, float]:
+        """:meth:`_planner_inputs` for this scenario's profile, computed once for both the
+        threshold and Λ_max."""
+        return self._planner_inputs(self.profile)
+
     @cached_property
     def planned_lambda(self) -> float:
         """The planner's Λ_max for this deployment (a normalisation scale for rates)."""
-        from prfaas_gym.planner import incremental_lengths, throughput
-        w = self._planning_workload()
-        lengths = incremental_lengths(self.profile, w)
-        mean_out = float(np.mean([r.output_tokens for r in w.requests]))
+        from prfaas_gym.planner import throughput
+        lengths, mean_out = self._planning_inputs
         dep = self.profile.deployment
         thr = self.threshold_tokens if dep.n_prfaas and dep.n_prefill else None
         out = throughput(self.profile, lengths, None, mean_out, thr, dep.n_prfaas,
