@@ -148,9 +148,7 @@ def test_local_kv_over_slow_rdma_lands_when_the_whole_stream_has_crossed() -> No
     """When RDMA is slower than the prefill produces KV, a local request's first token waits
     for the whole KV stream (from the prefill's start), not for the prefill plus its last
     layer: TTFT = max(prefill + KV / layers / rate, KV / rate) + latency."""
-    base = load_profile("single-host")
-    slow = dataclasses.replace(base.deployment, rdma_gbps=1.0)
-    prof = dataclasses.replace(base, deployment=slow)
+    prof = load_profile("single-host").with_deployment(rdma_gbps=1.0)
     sim = Simulator(prof, Workload([Request(0, 0.0, 4000, 2)]), BandwidthTrace.constant(10.0),
                     SimConfig(telemetry_interval_s=0))
     r = sim.next_request()

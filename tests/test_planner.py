@@ -298,10 +298,9 @@ def test_to_dict(result):
 
 
 def _with_cache(blocks: int, interval: int = 1):
-    prof = load_profile("single-host")
-    dep = dataclasses.replace(prof.deployment, prefix_cache_blocks=blocks)
-    model = dataclasses.replace(prof.model, snapshot_interval_blocks=interval)
-    return dataclasses.replace(prof, deployment=dep, model=model)
+    prof = load_profile("single-host").with_deployment(prefix_cache_blocks=blocks)
+    return dataclasses.replace(prof, model=dataclasses.replace(
+        prof.model, snapshot_interval_blocks=interval))
 
 
 def _conversation() -> Workload:
