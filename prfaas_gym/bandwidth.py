@@ -595,6 +595,10 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
     for j, v in enumerate(bw):
         if v < 0:
             raise PrfaasInputError(f"bandwidths[{j}] = {v!r} is negative", path)
+        if v > MAX_GBPS * 1000.0:
+            raise PrfaasInputError(f"bandwidths[{j}] = {v!r} Mbit/s is more than a link "
+                                   f"carries ({MAX_GBPS:g} Gbit/s at most: the wrong unit?)",
+                                   path)
     rtt = 0.0
     delays = data.get("delays")
     if delays is not None:
@@ -846,7 +850,8 @@ _DEFAULT_DURATION_S = 3600.0
 
 
 def _spec_number(spec: Mapping[str, Any], key: str, where: str, *, default: Any = None,
-                 minimum: float | None = None, strict: bool = False) -> float:
+                 minimum: float | None = None, strict: bool = False,
+                 maximum: float | None = None) -> float:
     w = f"{where}.{key}"
     v = spec.get(key, default)
     if v is None:
@@ -856,6 +861,8 @@ def _spec_number(spec: Mapping[str, Any], key: str, where: str, *, default: Any 
     v = float(v)
     if minimum is not None and (v <= minimum if strict else v < minimum):
         raise PrfaasInputError(f"must be {'>' if strict else '>='} {minimum:g}, got {v:g}", w)
+    if maximum is not None and v > maximum:
+        raise PrfaasInputError(f"must be <= {maximum:g}, got {v:g}", w)
     return v
 
 
@@ -960,7 +967,7 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
     """Traces for one validated spec (several for ``trace_dir``); of recorded traces only
     ``part`` when one is given (:func:`_recorded_part`)."""
     if kind == "constant":
-        gbps = _spec_number(spec, "gbps", where, minimum=0.0)
+        gbps = _spec_number(spec, "gbps", where, minimum=0.0, maximum=MAX_GBPS)
         traces = [BandwidthTrace.constant(gbps)]
     elif kind == "markov":
         levels = spec.get("levels_gbps")
@@ -972,8 +979,9 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
                                    lw)
         for j, v in enumerate(levels):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
-                    math.isfinite(v) and v >= 0):
-                raise PrfaasInputError(f"entry {j} ({v!r}) must be a finite number >= 0", lw)
+                    math.isfinite(v) and 0 <= v <= MAX_GBPS):
+                raise PrfaasInputError(f"entry {j} ({v!r}) must be a number in [0, "
+                                       f"{MAX_GBPS:g}] Gbit/s", lw)
         traces = [markov_levels(
             rng,
             _spec_number(spec, "duration_s", where, default=_DEFAULT_DURATION_S, minimum=0.0,
@@ -987,7 +995,7 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
             rng,
             _spec_number(spec, "duration_s", where, default=_DEFAULT_DURATION_S, minimum=0.0,
                          strict=True),
-            _spec_number(spec, "mean_gbps", where, minimum=0.0),
+            _spec_number(spec, "mean_gbps", where, minimum=0.0, maximum=MAX_GBPS),
             _spec_number(spec, "cv", where, minimum=0.0),
             _spec_number(spec, "tau_s", where, minimum=0.0, strict=True),
             _spec_number(spec, "dt_s", where, default=1.0, minimum=0.0, strict=True),
@@ -1007,7 +1015,8 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
             traces = load_bandwidth_dir(path, fmt, limit)
     _refuse_empty(traces, "", where)
     if spec.get("scale_to_gbps") is not None:  # a key of the trace kinds only
-        gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True)
+        gbps = _spec_number(spec, "scale_to_gbps", where, minimum=0.0, strict=True,
+                            maximum=MAX_GBPS)
         traces = [tr.scaled_to_mean(gbps) for tr in traces]
     if part is not None and kind in ("trace", "trace_dir"):
         traces = _recorded_part(traces, kind, part)

@@ -51,6 +51,7 @@ import numpy as np
 
 from prfaas_gym import synthetic
 from prfaas_gym.bandwidth import (
+    MAX_GBPS,
     BandwidthSampler,
     BandwidthTrace,
     LinkPart,
@@ -131,6 +132,9 @@ def check_randomize(d: Any, where: str) -> dict[str, tuple[float, float]]:
     rnd_d = _mapping(d, _RANDOMIZE_KEYS, where)
     rnd = {k: _range(rnd_d, k, where, integer=k in ("n_prfaas", "n_local"),
                      positive=k in ("rate_scale", "link_gbps")) for k in rnd_d}
+    if "link_gbps" in rnd and rnd["link_gbps"][1] > MAX_GBPS:
+        raise PrfaasInputError(f"must be <= {MAX_GBPS:g} Gbit/s, got {rnd['link_gbps'][1]:g}",
+                               f"{where}.link_gbps")
     if "n_local" in rnd and rnd["n_local"][0] < 2:
         raise PrfaasInputError("must be >= 2 (a local prefill and a local decode node)",
                                f"{where}.n_local")
@@ -503,6 +507,9 @@ def scenario_from_dict(d: Any, where: str = "scenario", base_dir: Path | None = 
     link = _mapping(d.get("link"), {"capacity_gbps", "rtt_s"}, f"{w} link")
     link_d = {k: float(_number(link, k, f"{w} link", 0, lo_open=k == "capacity_gbps"))
               for k in link}
+    if link_d.get("capacity_gbps", 0.0) > MAX_GBPS:
+        raise PrfaasInputError(f"must be <= {MAX_GBPS:g} Gbit/s, got {link_d['capacity_gbps']:g}",
+                               f"{w} link.capacity_gbps")
     slo = _mapping(d.get("slo"), {"ttft_s", "tpot_s"}, f"{w} slo")
     slo_d = {k: float(_number(slo, k, f"{w} slo", 0, lo_open=True)) for k in slo}
     section = "deployment"

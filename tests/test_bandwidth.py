@@ -305,6 +305,8 @@ def test_pantheon_errors(tmp_path: Path) -> None:
         load_pantheon(write({"timestamps": [0, 1], "bandwidths": [1, 2, 3]}))
     with pytest.raises(PrfaasInputError, match=r"timestamps\[2\]"):
         load_pantheon(write({"timestamps": [0, 1, 0.5], "bandwidths": [1, 2, 3]}))
+    with pytest.raises(PrfaasInputError, match=r"bandwidths\[1\] = 2000000000.0 Mbit/s is more than"):
+        load_pantheon(write({"timestamps": [0, 1], "bandwidths": [1, 2e9]}))
     p = tmp_path / "broken.json"
     p.write_text("{\n  \"timestamps\": [0,\n")
     with pytest.raises(PrfaasInputError, match="broken.json.*invalid JSON"):
@@ -401,6 +403,10 @@ def test_synthetic_from_spec_kinds(tmp_path: Path) -> None:
     ({"kind": "constant"}, "bandwidth.gbps"),
     ({"kind": "constant", "gbps": "fast"}, "bandwidth.gbps"),
     ({"kind": "markov", "levels_gbps": [], "mean_hold_s": 3}, "bandwidth.levels_gbps"),
+    # a petabit per second at most: a unit typo (bit/s for Gbit/s) is refused
+    ({"kind": "constant", "gbps": 2e6}, "bandwidth.gbps"),
+    ({"kind": "markov", "levels_gbps": [10, 2e6], "mean_hold_s": 3}, "bandwidth.levels_gbps"),
+    ({"kind": "ou", "mean_gbps": 2e6, "cv": 0.1, "tau_s": 5}, "bandwidth.mean_gbps"),
     ({"kind": "ou", "mean_gbps": 5, "cv": 0.1, "tau_s": 0}, "bandwidth.tau_s"),
     ({"kind": "constant", "gbps": 3, "drops": {"rate_per_s": 1, "depth": 2,
                                                "mean_duration_s": 1}}, "bandwidth.drops.depth"),

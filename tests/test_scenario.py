@@ -43,6 +43,8 @@ def _base():
     (lambda d: d.update(bandwidth={"kind": "warp"}), "kind"),
     (lambda d: d.update(threshold_tokens="auto"), "threshold_tokens"),
     (lambda d: d.update(sim={"telemetry_interval_s": -1}), "telemetry_interval_s"),
+    (lambda d: d.update(link={"capacity_gbps": 1e7}), "capacity_gbps"),
+    (lambda d: d.update(randomize={"link_gbps": [10, 1e7]}), "link_gbps"),
 ])
 def test_invalid_scenario_key_is_named(tmp_path, mutate, needle):
     d = _base()
