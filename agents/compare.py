@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from prfaas_gym.contract import Policy
-from prfaas_gym.metrics import latencies
+from prfaas_gym.metrics import json_safe, latencies
 from prfaas_gym.scenario import Scenario
 from prfaas_gym.simulator import Simulator
 
@@ -34,13 +34,24 @@ SUMMARY_METRICS = ("goodput_rps", "throughput_rps", "slo_attainment", "ttft_mean
                    "prefix_hit_rate", "rejected", "sim_requests_per_s")
 
 
+class SeedStat(NamedTuple):
+    """One metric over seeds: mean, half-width of its 95% CI (NaN with fewer than two
+    values: one value has no interval) and ``n``, the seeds that define it (a run that
+    completed nothing has no TTFT)."""
+
+    mean: float
+    ci95: float
+    n: int
+
+
 def ci95(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% confidence interval); half-width 0 for one value."""
+    """(mean, half-width of the 95% confidence interval) of the values that are not None or
+    NaN; the half-width is NaN for one value, both are NaN for none."""
     a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if a.size == 0:
         return math.nan, math.nan
     if a.size == 1:
-        return float(a[0]), 0.0
+        return float(a[0]), math.nan
     df = a.size - 1
     t = _T975[df - 1] if df <= len(_T975) else _t975(df)
     return float(a.mean()), float(t * a.std(ddof=1) / math.sqrt(a.size))
@@ -126,16 +137,24 @@ def compare(scenario: Scenario, policies: dict[str, Callable[[], Policy]], seeds
     return records
 
 
-def summarize(records: list[RunRecord]) -> dict[str, dict[str, tuple[float, float]]]:
-    """policy -> metric -> (mean, 95% half-width) over seeds."""
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+def seed_stat(values: Sequence[float]) -> SeedStat:
+    """:class:`SeedStat` of per-seed values; None and NaN (undefined on that seed) are left
+    out and not counted in ``n``."""
+    return SeedStat(*ci95(values), sum(1 for v in values if v is not None and not math.isnan(v)))
+
+
+def summarize(records: list[RunRecord]) -> dict[str, dict[str, SeedStat]]:
+    """policy -> metric -> :class:`SeedStat` over seeds."""
+    out: dict[str, dict[str, SeedStat]] = {}
     for name in dict.fromkeys(r.policy for r in records):
         rows = [flat_metrics(r.result) for r in records if r.policy == name]
-        out[name] = {m: ci95([row[m] for row in rows]) for m in SUMMARY_METRICS}
+        out[name] = {m: seed_stat([row[m] for row in rows]) for m in SUMMARY_METRICS}
     return out
 
 
-def print_table(summary: dict[str, dict[str, tuple[float, float]]], title: str = "") -> None:
+def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> None:
+    """The comparison table. A cell defined on fewer seeds than its policy ran (a TTFT where
+    a run completed nothing) says on how many: ``4.662 (1 of 2 seeds)``."""
     from rich.console import Console
     from rich.table import Table
 
@@ -143,21 +162,27 @@ def print_table(summary: dict[str, dict[str, tuple[float, float]]], title: str =
             ("ttft_mean_s", "TTFT mean s"), ("ttft_p90_s", "TTFT P90 s"),
             ("throughput_rps", "thru req/s"), ("offload_fraction", "offload"),
             ("link_utilization", "link util"), ("rejected", "rejected")]
-    table = Table(title=title or None)
+    table = Table(title=title or None,
+                  caption="TTFT over completed requests; a rejected request is an SLO miss")
     table.add_column("policy")
     for _, label in cols:
         table.add_column(label, justify="right")
     for name, s in summary.items():
-        table.add_row(name, *(_fmt(*s[k], count=k == "rejected") for k, _ in cols))
+        runs = max(v.n for v in s.values())
+        table.add_row(name, *(_fmt(s[k], runs, count=k == "rejected") for k, _ in cols))
     Console(width=160).print(table)
 
 
-def _fmt(mean: float, half: float, count: bool = False) -> str:
-    """``mean ± half``; a count (mean requests per run) gets one decimal."""
-    if math.isnan(mean):
+def _fmt(stat: SeedStat, runs: int, count: bool = False) -> str:
+    """``mean ± half`` (the mean alone for one seed); a count (mean requests per run) gets
+    one decimal; ``-`` where no seed defines the metric."""
+    if stat.n == 0 or math.isnan(stat.mean):
         return "-"
-    digits = 1 if count or abs(mean) >= 100 else 3
-    return f"{mean:.{digits}f} ± {half:.{digits}f}" if half else f"{mean:.{digits}f}"
+    digits = 1 if count or abs(stat.mean) >= 100 else 3
+    text = f"{stat.mean:.{digits}f}"
+    if math.isfinite(stat.ci95) and stat.ci95:  # identical values: the mean alone
+        text += f" ± {stat.ci95:.{digits}f}"
+    return text if stat.n == runs else f"{text} ({stat.n} of {runs} seeds)"
 
 
 def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
@@ -177,30 +202,24 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     written.append(runs)
     summary = summarize(records)
     js = out_dir / "summary.json"
-    js.write_text(json.dumps({
+    js.write_text(json.dumps(json_safe({
         **meta,
         # a metric no run defines (no completion: no TTFT) is null: strict JSON has no NaN
-        "summary": {p: {m: {"mean": finite_or_none(v[0]), "ci95": finite_or_none(v[1])}
-                        for m, v in s.items()} for p, s in summary.items()},
+        "summary": {p: {m: v._asdict() for m, v in s.items()} for p, s in summary.items()},
         "runs": [{"policy": r.policy, "seed": r.seed, "result": r.result} for r in records],
-    }, indent=2, default=_json_default))
+    }), indent=2, default=_refuse, allow_nan=False))
     written.append(js)
     written += plot(records, summary, out_dir, meta.get("scenario", ""))
     return written
 
 
-def finite_or_none(v: Any) -> Any:
-    """``v``, or None where it is a NaN or infinite float (JSON has neither)."""
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    raise TypeError(type(o).__name__)
+def _refuse(o: Any) -> Any:
+    raise TypeError(f"summary.json cannot hold a {type(o).__name__}")
 
 
-def plot(records: list[RunRecord], summary: dict[str, dict[str, tuple[float, float]]],
+def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
          out_dir: Path, title: str) -> list[Path]:
     import matplotlib
 
@@ -230,8 +249,8 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, tuple[float, flo
     paths.append(p)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    means = [summary[n]["goodput_rps"][0] for n in names]
-    errs = [summary[n]["goodput_rps"][1] for n in names]
+    means = [summary[n]["goodput_rps"].mean for n in names]
+    errs = [np.nan_to_num(summary[n]["goodput_rps"].ci95) for n in names]
     ax.bar(names, means, yerr=errs, capsize=4, color="tab:blue")
     ax.set_ylabel("goodput (SLO-meeting req/s)")
     seeds = len({r.seed for r in records})

@@ -53,6 +53,7 @@ from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_str
 from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
 from prfaas_gym.episode import REWARDS
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.metrics import json_safe
 from prfaas_gym.profile import is_finite_number
 from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
 
@@ -381,12 +382,12 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             # rollout's dump it would be stamped with that step, and the last one lost
             self.logger.dump(self.num_timesteps)
             best = self.best_row()
-            (out / "eval.json").write_text(json.dumps(
+            (out / "eval.json").write_text(json.dumps(json_safe(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
                  "heuristics": baseline["table"], "validation_seeds": eval_seeds,
                  # the row best_model.zip holds ("best" in a row: a new best at its time)
                  "best_model": {"timesteps": best["timesteps"], "goodput_rps": best["goodput_rps"]},
-                 "history": self.history}, indent=2))
+                 "history": self.history}), indent=2, allow_nan=False))
 
     return ServingMetrics(), Validation()
 

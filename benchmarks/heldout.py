@@ -6,8 +6,11 @@ training split (``prfaas-threshold-tuned``), and the learned policy on the scena
 **eval** split (held-out trace windows, or synthetic seeds offset from training) for seeds
 0..K-1, all on identical workloads and links. Prints a markdown table (mean ± 95% CI over
 seeds), the paired per-seed goodput ratio of the learned policy to the best heuristic,
-and the headroom (what serving every request within SLO would give at the best
-heuristic's span); writes the comparison's CSV/JSON/plots to ``--out``.
+the same ratio of SLO-meeting requests (goodput without its span: goodput divides by the
+time to the last arrival or completion, whichever is later, so a request served late
+within SLO lengthens a policy's span), and the headroom (what serving every request
+within SLO would give at the best heuristic's span); writes the comparison's
+CSV/JSON/plots and ``heldout.json`` to ``--out``.
 
     python benchmarks/heldout.py --scenario bursty-fluctuating \
         --policy agents/policies/bursty-fluctuating.onnx --seeds 5 --out results/heldout-bursty
@@ -26,13 +29,13 @@ from agents.compare import (
     add_eval_arguments,
     ci95,
     compare,
-    finite_or_none,
     flat_metrics,
     summarize,
     write_outputs,
 )
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
 from prfaas_gym.cli import _make_dir, _writable_dir, run_script
+from prfaas_gym.metrics import json_safe
 from prfaas_gym.scenario import load_scenario
 
 
@@ -50,6 +53,21 @@ def serve_all_ceiling(attainments: list[float]) -> tuple[float, float]:
     up to the last completion): ``1 / attainment`` per seed, mean ± 95% CI. Seeds where it
     served nothing are left out (no ratio exists)."""
     return ci95([1.0 / a for a in attainments if a > 0])
+
+
+def paired_ratios(learned: dict[int, float], best: dict[int, float]) -> dict[int, float]:
+    """``learned[s] / best[s]`` per seed ``s``, for the seeds where ``best[s] > 0`` (no
+    ratio exists where the best heuristic served nothing)."""
+    return {s: learned[s] / best[s] for s in best if best[s] > 0}
+
+
+def _num(x: float, digits: int) -> str:
+    """``x`` to ``digits`` decimals, ``n/a`` where it is undefined (NaN)."""
+    return "n/a" if np.isnan(x) else f"{x:.{digits}f}"
+
+
+def _refuse(o: object) -> object:
+    raise TypeError(f"heldout.json cannot hold a {type(o).__name__}")
 
 
 def main() -> None:
@@ -74,44 +92,58 @@ def main() -> None:
     summary = summarize(records)
     per_seed = {name: {r.seed: flat_metrics(r.result) for r in records if r.policy == name}
                 for name in factories}
-    heur_means = {h: summary[h]["goodput_rps"][0] for h in heuristics}
+    heur_means = {h: summary[h]["goodput_rps"].mean for h in heuristics}
     best = max(heur_means, key=heur_means.__getitem__)
-    ratios = [per_seed[label][s]["goodput_rps"] / per_seed[best][s]["goodput_rps"]
-              for s in range(args.seeds) if per_seed[best][s]["goodput_rps"] > 0]
-    r_mean, r_half = ci95(ratios)
-    undefined = [s for s in range(args.seeds) if per_seed[best][s]["goodput_rps"] <= 0]
+
+    def per_seed_of(name: str, metric: str) -> dict[int, float]:
+        return {s: per_seed[name][s][metric] for s in range(args.seeds)}
+
+    ratios = paired_ratios(per_seed_of(label, "goodput_rps"), per_seed_of(best, "goodput_rps"))
+    r_mean, r_half = ci95(list(ratios.values()))
+    met = {name: {r.seed: r.result["slo_met"] for r in records if r.policy == name}
+           for name in (label, best)}
+    met_ratios = paired_ratios(met[label], met[best])
+    m_mean, m_half = ci95(list(met_ratios.values()))
+    undefined = [s for s in range(args.seeds) if s not in ratios]
     if undefined:
         print(f"note: {best} served nothing within SLO on seed(s) {undefined}: the ratio "
               "leaves them out", file=sys.stderr)
-    p90_l, p90_b = summary[label]["ttft_p90_s"][0], summary[best]["ttft_p90_s"][0]
+    p90_l, p90_b = summary[label]["ttft_p90_s"].mean, summary[best]["ttft_p90_s"].mean
     print(f"\n{sc.name}, eval split, seeds 0..{args.seeds - 1}, "
-          f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds\n")
+          f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "
+          "(n/a: one seed has no interval); TTFT over completed requests\n")
     print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected |")
     print("|---|---|---|---|---|")
     for name in factories:
         s = summary[name]
-        g, gh = s["goodput_rps"]
-        p, ph = s["ttft_p90_s"]
-        a, ah = s["slo_attainment"]
-        print(f"| {name} | {g:.3f} ± {gh:.3f} | {p:.2f} ± {ph:.2f} | {a:.3f} ± {ah:.3f} | "
-              f"{s['rejected'][0]:.0f} |")
+        g, p, a = s["goodput_rps"], s["ttft_p90_s"], s["slo_attainment"]
+        p_seeds = "" if p.n == args.seeds else f" ({p.n} of {args.seeds} seeds)"
+        print(f"| {name} | {_num(g.mean, 3)} ± {_num(g.ci95, 3)} | "
+              f"{_num(p.mean, 2)} ± {_num(p.ci95, 2)}{p_seeds} | "
+              f"{_num(a.mean, 3)} ± {_num(a.ci95, 3)} | {_num(s['rejected'].mean, 1)} |")
     print(f"\nbest heuristic: {best}; learned / best goodput, paired per seed: "
-          f"{r_mean:.3f} ± {r_half:.3f} (per seed: {', '.join(f'{x:.3f}' for x in ratios)}); "
-          f"P90 TTFT learned {p90_l:.2f} s vs {p90_b:.2f} s")
+          f"{_num(r_mean, 3)} ± {_num(r_half, 3)} (per seed: "
+          f"{', '.join(f'{s}: {x:.3f}' for s, x in ratios.items())}); P90 TTFT learned "
+          f"{_num(p90_l, 2)} s vs {_num(p90_b, 2)} s")
+    print(f"SLO-meeting requests, learned / best, paired per seed (goodput without the span): "
+          f"{_num(m_mean, 3)} ± {_num(m_half, 3)}")
     c_mean, c_half = serve_all_ceiling([per_seed[best][s]["slo_attainment"]
                                         for s in range(args.seeds)])
     print(f"headroom: serving every request within SLO at {best}'s span would give "
-          f"{c_mean:.3f} ± {c_half:.3f}x its goodput")
+          f"{_num(c_mean, 3)} ± {_num(c_half, 3)}x its goodput")
     if out is not None:
         write_outputs(records, out, {"scenario": sc.name, "split": "eval",
                                      "seeds": list(range(args.seeds)), "policy": args.policy})
-        (out / "heldout.json").write_text(json.dumps({
-            "scenario": sc.name, "best_heuristic": best, "ratio_mean": finite_or_none(r_mean),
-            "ratio_ci95": finite_or_none(r_half), "ratios": ratios,
-            "ttft_p90_learned": finite_or_none(p90_l), "ttft_p90_best": finite_or_none(p90_b),
-            "serve_all_ceiling": [finite_or_none(c_mean), finite_or_none(c_half)],
-            "goodput": {n: summary[n]["goodput_rps"] for n in factories}},
-            indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+        # seed -> ratio; an undefined figure (NaN) is null
+        (out / "heldout.json").write_text(json.dumps(json_safe({
+            "scenario": sc.name, "best_heuristic": best, "ratio_mean": r_mean,
+            "ratio_ci95": r_half, "ratios": {str(s): x for s, x in ratios.items()},
+            "slo_met_ratio_mean": m_mean, "slo_met_ratio_ci95": m_half,
+            "slo_met_ratios": {str(s): x for s, x in met_ratios.items()},
+            "ttft_p90_learned": p90_l, "ttft_p90_best": p90_b,
+            "serve_all_ceiling": [c_mean, c_half],
+            "goodput": {n: summary[n]["goodput_rps"]._asdict() for n in factories}}),
+            indent=2, default=_refuse, allow_nan=False))
 
 
 if __name__ == "__main__":

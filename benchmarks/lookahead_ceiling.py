@@ -176,6 +176,12 @@ def _lookahead(sim: Simulator, r: Request, d: Decision | None, conductor: Conduc
     return _met(jobs[open_from:], slo_s)
 
 
+def _p90(result: dict) -> str:
+    """A run's P90 TTFT, ``-`` where it completed nothing."""
+    p90 = result["ttft_s"]["p90"]
+    return "-" if p90 is None else f"{p90:.2f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,14 +221,18 @@ def main() -> None:
                   roles_every, args.roles_horizon)
         wall = time.perf_counter() - t0
         res = out.result
-        ratio = res["goodput_rps"] / base["goodput_rps"]
+        # no ratio where the conductor served nothing within SLO (ci95 leaves NaN out)
+        ratio = (res["goodput_rps"] / base["goodput_rps"] if base["goodput_rps"] > 0
+                 else math.nan)
         ratios.append(ratio)
         print(f"| {s} | {res['requests']} | {base['goodput_rps']:.3f} | "
               f"{res['goodput_rps']:.3f} | {ratio:.3f} | {base['slo_attainment']:.3f} / "
-              f"{res['slo_attainment']:.3f} | {base['ttft_s']['p90']:.2f} / "
-              f"{res['ttft_s']['p90']:.2f} | {out.examined} | {out.changed} | "
+              f"{res['slo_attainment']:.3f} | {_p90(base)} / {_p90(res)} | {out.examined} | {out.changed} | "
               f"{out.role_looks} | {out.role_changes} | {wall:.0f} |", flush=True)
     m, h = ci95(ratios)
+    if math.isnan(m):
+        print("\nno ratio: the conductor served nothing within SLO on any seed")
+        return
     print(f"\nclairvoyant one-step look-ahead ({args.levers}) / conductor goodput: "
           f"{m:.3f} ± {h:.3f} (mean ± 95% CI over seeds)")
 

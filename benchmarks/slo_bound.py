@@ -32,6 +32,7 @@ what binds.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -169,12 +170,12 @@ def main() -> None:
                                         j.t_kv_arrival - j.t_prefill_end,
                                         j.t_first_token - j.t_kv_arrival])
                 kinds[link_kind(sim, j)] += 1
-        ratio = gp / res["goodput_rps"]
+        ratio = gp / res["goodput_rps"] if res["goodput_rps"] > 0 else math.nan
         atts.append(att)
         ratios.append(ratio)
         print(f"| {s} | {count} | {att:.3f} | {res['slo_attainment']:.3f} | {ratio:.3f} |")
     a, ah = ci95(atts)
-    r, rh = ci95(ratios)
+    r, rh = ci95(ratios)  # NaN (the conductor served nothing) is left out
     print(f"\nany policy: SLO attainment <= {a:.3f} ± {ah:.3f}, goodput <= {r:.3f} ± {rh:.3f}x "
           "the conductor's (mean ± 95% CI over seeds)")
     if misses:

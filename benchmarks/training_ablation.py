@@ -33,10 +33,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from prfaas_gym.env import ENV_ID
 from prfaas_gym.episode import REWARDS
+from prfaas_gym.metrics import json_safe
 from prfaas_gym.scenario import load_scenario
 
 DEFAULT_VARIANTS = ("maskable_ppo:best:completion", "maskable_ppo:best:first_token",
@@ -136,14 +138,18 @@ def summarize(variant: str, run: Path) -> dict[str, Any]:
     rec = json.loads((run / "run.json").read_text())
     best = max(history, key=lambda h: h["goodput_rps"])
 
-    def ratio(h: dict[str, Any]) -> float:  # None when the best heuristic served nothing
+    def ratio(h: dict[str, Any]) -> float | None:  # None: the best heuristic served nothing
         r = h["ratio_to_best_heuristic"]
-        return float("nan") if r is None else float(r)
+        return None if r is None else float(r)
 
     return {"variant": variant, "run": str(run), "start": ratio(history[0]),
             "best": ratio(best), "best_at": best["timesteps"],
             "end": ratio(history[-1]), "end_at": history[-1]["timesteps"],
             "wall_s": rec["wall_s"], "curve": [(h["timesteps"], ratio(h)) for h in history]}
+
+
+def _ratio(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.3f}"
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -155,7 +161,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in rows:
         xs, ys = zip(*r["curve"])
-        ax.plot([x / 1000 for x in xs], ys, marker=".", label=r["variant"])
+        ax.plot([x / 1000 for x in xs], [np.nan if y is None else y for y in ys], marker=".",
+                label=r["variant"])
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xlabel("training steps (thousands)")
     ax.set_ylabel("validation goodput / best heuristic")
@@ -194,9 +201,9 @@ def main() -> None:
           "| wall (min) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['start']:.3f} | {r['best']:.3f} ({r['best_at']:,}) | "
-              f"{r['end']:.3f} | {r['wall_s'] / 60:.1f} |")
-    (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
+        print(f"| {r['variant']} | {_ratio(r['start'])} | {_ratio(r['best'])} "
+              f"({r['best_at']:,}) | {_ratio(r['end'])} | {r['wall_s'] / 60:.1f} |")
+    (args.out / "summary.json").write_text(json.dumps(json_safe(rows), indent=1, allow_nan=False))
     plot(rows, args.out / "validation.png",
          f"{args.scenario}: validation during training (seed {args.seed})")
     print(f"\nwrote {args.out / 'summary.json'} and {args.out / 'validation.png'}")

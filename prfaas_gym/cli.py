@@ -205,6 +205,7 @@ def _note_in_sample_tuning(sc: Any, specs: list[str], split: str) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from agents.compare import run_policy
     from agents.registry import policy_factory
+    from prfaas_gym.metrics import json_safe
 
     out_path = _writable_file(args.out) if args.out else None
     sc = _scenario(args)
@@ -215,15 +216,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = {"scenario": sc.name, "policy": args.policy, "seed": args.seed,
            "split": args.split, "rate": args.rate, "sources": sc.sources(),
            "threshold_tokens": getattr(policy, "threshold_tokens", None), **result}
+    text = json.dumps(json_safe(out), indent=2, allow_nan=False)
     if out_path is not None:
-        _write_atomically(out_path, json.dumps(out, indent=2))
+        _write_atomically(out_path, text)
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(text)
     else:
-        from agents.compare import ci95, flat_metrics, print_table
+        from agents.compare import flat_metrics, print_table, seed_stat
 
         m = flat_metrics(result)
-        print_table({args.policy: {k: ci95([v]) for k, v in m.items()}},
+        print_table({args.policy: {k: seed_stat([v]) for k, v in m.items()}},
                     title=f"{sc.name}, seed {args.seed}, {result['requests']} requests")
         print(f"completed {result['completed']}, rejected {result['rejected']}, failed "
               f"{result['failed']}, in flight {result['in_flight']}; "

@@ -28,6 +28,23 @@ RESULT_KEYS = ("requests", "completed", "rejected", "failed", "in_flight", "good
                "link_utilization", "sim_requests_per_s")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` as strict JSON can hold it: a NaN or infinite float (a metric no request
+    defines) becomes None, numpy scalars and arrays become Python numbers and lists, tuples
+    become lists. Every results file is written through it (with ``allow_nan=False``)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def distribution(values: Sequence[float] | np.ndarray) -> dict[str, float | None]:
     """mean, p50, p90, p99 (None for an empty sample); the percentiles are numpy's default
     (linear) ones, bit for bit."""

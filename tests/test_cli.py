@@ -337,6 +337,22 @@ def test_ci95_uses_student_t_at_every_sample_size():
     sd = np.std(xs, ddof=1)
     assert ci95(xs)[1] == pytest.approx(2.0211 * sd / np.sqrt(41), rel=1e-4)
     assert _T975[-1] > _t975(31) > _t975(60) > _t975(1000) > 1.96  # continuous past the table
+    mean, half = ci95([4.5, float("nan"), None])  # one defined value has no interval, not ±0
+    assert mean == 4.5 and np.isnan(half)
+
+
+def test_table_says_on_how_many_seeds_a_metric_is_defined(capsys):
+    from agents.compare import print_table, seed_stat
+
+    stats = {m: seed_stat([1.0, 3.0]) for m in ("goodput_rps", "slo_attainment",
+                                                "throughput_rps", "offload_fraction",
+                                                "link_utilization", "rejected")}
+    # the TTFT of a policy that completed nothing on one of its two seeds
+    stats |= {m: seed_stat([4.662, float("nan")]) for m in ("ttft_mean_s", "ttft_p90_s")}
+    print_table({"p": stats})
+    out = capsys.readouterr().out
+    assert "2.000 ± 12.706" in out  # goodput over both seeds, with its interval
+    assert out.count("4.662 (1 of 2 seeds)") == 2 and "± nan" not in out
 
 
 def test_tuned_threshold_is_tuned_at_the_compared_rate_and_recorded(tmp_path, capsys,
@@ -403,6 +419,32 @@ def test_heldout_headroom_is_serving_every_request_at_the_same_span():
     assert serve_all_ceiling([1.0, 1.0]) == (1.0, 0.0)
 
 
+def test_heldout_pairs_goodput_and_slo_met_per_seed_in_strict_json(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ho"
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / "heldout.py"), "--scenario",
+                        "paper-case-study", "--policy",
+                        str(root / "agents" / "policies" / "paper-case-study.onnx"),
+                        "--seeds", "2", "--requests", "30", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"heldout.json holds {name}")
+
+    ho = json.loads((out / "heldout.json").read_text(), parse_constant=refuse)
+    runs = json.loads((out / "summary.json").read_text())["runs"]
+    res = {(r["policy"], r["seed"]): r["result"] for r in runs}
+    best, learned = ho["best_heuristic"], "paper-case-study.onnx"
+    for seed in (0, 1):
+        assert ho["ratios"][str(seed)] == pytest.approx(
+            res[learned, seed]["goodput_rps"] / res[best, seed]["goodput_rps"])
+        assert ho["slo_met_ratios"][str(seed)] == pytest.approx(
+            res[learned, seed]["slo_met"] / res[best, seed]["slo_met"])
+    assert ho["goodput"][best]["n"] == 2
+    assert "SLO-meeting requests, learned / best, paired per seed" in p.stdout
+
+
 def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,
                                                                      monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -429,4 +471,5 @@ def test_compare_writes_strict_json_when_a_metric_is_undefined(tmp_path, capsys)
         raise AssertionError(f"summary.json holds {name}")
 
     summary = json.loads((out / "summary.json").read_text(), parse_constant=refuse)
-    assert summary["summary"]["conductor"]["ttft_p90_s"] == {"mean": None, "ci95": None}
+    assert summary["summary"]["conductor"]["ttft_p90_s"] == {"mean": None, "ci95": None, "n": 0}
+    assert summary["summary"]["conductor"]["rejected"]["n"] == 2

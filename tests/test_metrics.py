@@ -4,6 +4,7 @@ definitions on a run worked out by hand."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from types import SimpleNamespace
 
@@ -161,3 +162,15 @@ def test_local_kv_over_slow_rdma_lands_when_the_whole_stream_has_crossed() -> No
     assert stream > prefill + kv_bytes / 32 / (1e9 / 8)  # the stream, not the prefill, binds
     [job] = sim.completed
     assert job.t_first_token == pytest.approx(stream + 1e-4, rel=1e-12)
+
+
+def test_json_safe_makes_any_result_strict_json():
+    from prfaas_gym.metrics import json_safe
+
+    raw = {"a": float("nan"), "b": [np.float64("inf"), np.int64(3), (1.5, -np.inf)],
+           "c": {"d": np.array([1.0, np.nan])}, "e": "text", "f": None}
+    safe = json_safe(raw)
+    assert safe == {"a": None, "b": [None, 3, [1.5, None]], "c": {"d": [1.0, None]},
+                    "e": "text", "f": None}
+    assert type(safe["b"][1]) is int
+    json.dumps(safe, allow_nan=False)

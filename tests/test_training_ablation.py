@@ -65,3 +65,21 @@ def test_a_malformed_variant_is_named(tmp_path):
         r = _run("--variants", bad, "--out", str(tmp_path / "x"))
         assert r.returncode != 0 and f"variant {bad!r}" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_summary_keeps_an_undefined_ratio_as_null(tmp_path):
+    # a validation where the best heuristic served nothing has no ratio: JSON null, not NaN
+    sys.path.insert(0, str(_SCRIPT.parent))
+    try:
+        from training_ablation import summarize
+    finally:
+        sys.path.pop(0)
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"timesteps": 0, "goodput_rps": 0.0, "ratio_to_best_heuristic": None},
+               {"timesteps": 64, "goodput_rps": 1.0, "ratio_to_best_heuristic": 1.25}]
+    (run / "eval.json").write_text(json.dumps({"history": history}))
+    (run / "run.json").write_text(json.dumps({"wall_s": 1.0}))
+    row = summarize("v", run)
+    assert row["start"] is None and row["best"] == 1.25 and row["end"] == 1.25
+    json.dumps(row, allow_nan=False)  # raises on NaN
