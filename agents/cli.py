@@ -35,10 +35,12 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"final_model.zip is the model so far"
               + (", best_model.zip the best validated" if best else ""))
     ratio = best.get("ratio_to_best_heuristic")  # None when the best heuristic served nothing
+    ratio_text = "n/a" if ratio is None else f"{ratio:.3f}x"
     print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
-          f"({float('nan') if ratio is None else ratio:.3f}x the best heuristic, "
-          f"{run['best_heuristic']['name']}) at {best.get('timesteps')} steps; "
-          f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
+          f"({ratio_text} the best heuristic, {run['best_heuristic']['name']}) at "
+          f"{best.get('timesteps')} steps; the best of the run's validations, so optimistic: "
+          "benchmarks/heldout.py scores it on the eval split")
+    print(f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
           "included)")
     return 130 if "interrupted_at" in run else 0
 

@@ -107,7 +107,9 @@ class PrfaasRouteEnv(gym.Env):
     when a trace split is shorter). At the last step the episode drains
     (up to ``max_drain_s``) and those completions are paid too. The undiscounted return is
     therefore the fraction of the episode's requests served within SLO, and
-    ``goodput = return * episode_requests / span`` — the sum is proportional to goodput.
+    ``goodput = return * episode_requests / span``: proportional to goodput where the span is
+    fixed. The span ends at the last completion, which the return does not see, so a
+    request served late within SLO raises the return and may lower goodput.
 
     ``reward="first_token"`` pays a request when its first token arrives within the TTFT
     SLO instead of when it completes, and takes the payment back if its completion then
