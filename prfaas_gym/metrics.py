@@ -8,8 +8,11 @@ for all completions. ``slo_attainment`` = SLO-meeting completions / all requests
 and failed requests count as misses). ``link_utilization`` = bytes the remote-to-local link
 sent / bytes its bandwidth trace could carry, both over the span (or, when requests failed
 or a drain cut short by ``max_drain_s`` left some in flight, up to the link's last simulated
-instant, which may be later); it is at most 1. ``link`` names the bandwidth trace the run
-used, its mean capacity over one period and the RTT.
+instant, which may be later); it is at most 1. ``prefix_hit_rate`` = cached prefix tokens
+reused / prompt tokens, both of the requests that reached a prefill queue (a rejected
+request looks nothing up). ``offload_fraction`` = offloaded / routed requests, 0 when none
+was routed. ``link`` names the bandwidth trace the run used, its mean capacity over one
+period and the RTT.
 """
 
 from __future__ import annotations

@@ -434,7 +434,6 @@ class Simulator:
         job = Job(r)
         self.jobs.append(job)
         self._arrivals_since += 1
-        self.prompt_tokens_total += r.prompt_tokens
         if d.placement == _REJECT:
             return self._reject(job)
         idx = self._pick_prefill(d)
@@ -506,6 +505,7 @@ class Simulator:
             hit = self._hits_for(r)[i]
         new = r.prompt_tokens - hit
         self.hit_tokens_total += hit
+        self.prompt_tokens_total += r.prompt_tokens  # of routed requests: a rejection has no hit
         job.hit_tokens, job.new_tokens, job.prefill_idx = hit, new, i
         job.state = _PREFILL
         model = self.profile.model

@@ -174,3 +174,21 @@ def test_json_safe_makes_any_result_strict_json():
                     "e": "text", "f": None}
     assert type(safe["b"][1]) is int
     json.dumps(safe, allow_nan=False)
+
+
+def test_prefix_hit_rate_counts_only_requests_that_reached_a_prefill() -> None:
+    """A rejected request looks no prefix up: its prompt must not dilute the hit rate (it
+    did, so a policy that rejected more reported a lower hit rate for the same reuse)."""
+    from agents.heuristics import Conductor
+    from prfaas_gym.scenario import load_scenario
+
+    sc = load_scenario("bursty-fluctuating")
+    sim = Simulator(sc.profile, sc.workload(0, n=1500), sc.bandwidth(0), sc.sim)
+    sim.run(Conductor(), 0)
+    res = sim.result()
+    routed = [j for j in sim.jobs if j.prefill_idx >= 0]
+    assert res["rejected"] > 0 and len(routed) < len(sim.jobs)
+    hits = sum(j.hit_tokens for j in routed)
+    assert hits > 0
+    assert res["prefix_hit_rate"] == pytest.approx(
+        hits / sum(j.request.prompt_tokens for j in routed), rel=1e-12)
