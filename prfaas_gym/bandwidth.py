@@ -75,6 +75,10 @@ SPEC_KINDS: tuple[str, ...] = ("constant", "markov", "ou", "trace", "trace_dir")
 
 #: Query times this close below a segment boundary count as being on it (float noise guard).
 _SNAP_S = 1e-9
+#: The finest sample spacing or generator step a link may have. A transfer in flight is
+#: re-timed at every boundary it crosses, so microsecond steps would make a run cross a
+#: billion of them and never finish; the shipped traces' finest spacing is 42 ms.
+MIN_SEGMENT_S = 1e-3
 #: Pantheon/Genet JSON files start with this placeholder throughput (Mbit/s).
 _PANTHEON_PLACEHOLDER_MBPS = 0.1
 #: Files :func:`load_bandwidth_dir` never treats as traces.
@@ -201,18 +205,28 @@ class BandwidthTrace:
     def from_samples(cls, times_s: Sequence[float] | np.ndarray,
                      bytes_per_s: Sequence[float] | np.ndarray, *,
                      last_duration_s: float | None = None, rtt_s: float = 0.0,
-                     name: str = "") -> BandwidthTrace:
-        """Samples at increasing times (any origin): shifted to start at 0; the last sample
-        lasts ``last_duration_s`` (default: the median sample spacing, 1 s for one sample)."""
+                     name: str = "", where: str | Path | None = None) -> BandwidthTrace:
+        """Samples at increasing times (any origin), at least :data:`MIN_SEGMENT_S` apart:
+        shifted to start at 0; the last sample lasts ``last_duration_s`` (default: the
+        median sample spacing, 1 s for one sample). Errors name ``where`` (default
+        ``name``)."""
+        where = where or name or None
         t = np.asarray(times_s, dtype=np.float64).reshape(-1)
         if t.size == 0:
-            raise PrfaasInputError("no bandwidth samples", name or None)
+            raise PrfaasInputError("no bandwidth samples", where)
         t = t - t[0]
+        if t.size > 1:
+            gaps = np.diff(t)
+            i = int(np.argmin(gaps))
+            if gaps[i] < MIN_SEGMENT_S:
+                raise PrfaasInputError(
+                    f"samples {i} and {i + 1} are {gaps[i]:.3g} s apart; at least "
+                    f"{MIN_SEGMENT_S:g} s", where)
         if last_duration_s is None:
             last_duration_s = float(np.median(np.diff(t))) if t.size > 1 else 1.0
         if not (last_duration_s > 0 and math.isfinite(last_duration_s)):
             raise PrfaasInputError(f"last segment duration must be > 0, got {last_duration_s!r}",
-                                   name or None)
+                                   where)
         return cls(t, bytes_per_s, float(t[-1]) + last_duration_s, rtt_s=rtt_s, name=name)
 
     # -- hot-path queries -------------------------------------------------------------------
@@ -515,7 +529,8 @@ def load_pensieve(path: str | Path) -> BandwidthTrace:
         vals.append(mbps)
     if not times:
         raise PrfaasInputError("empty bandwidth trace (no samples)", path)
-    return BandwidthTrace.from_samples(times, np.asarray(vals) * (1e6 / 8.0), name=path.name)
+    return BandwidthTrace.from_samples(times, np.asarray(vals) * (1e6 / 8.0), name=path.name,
+                                       where=path)
 
 
 def load_csv(path: str | Path) -> BandwidthTrace:
@@ -551,7 +566,8 @@ def load_csv(path: str | Path) -> BandwidthTrace:
         raise PrfaasInputError("empty file (expected header 'time_s,gbps')", path)
     if not times:
         raise PrfaasInputError("no samples after the header", path)
-    return BandwidthTrace.from_samples(times, np.asarray(vals) * (1e9 / 8.0), name=path.name)
+    return BandwidthTrace.from_samples(times, np.asarray(vals) * (1e9 / 8.0), name=path.name,
+                                       where=path)
 
 
 def _json_numbers(obj: Any, key: str, path: Path) -> list[float]:
@@ -613,7 +629,8 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
     if len(ts) > 1 and abs(bw[0] - _PANTHEON_PLACEHOLDER_MBPS) < 1e-9:
         ts, bw = ts[1:], bw[1:]
     return BandwidthTrace.from_samples(ts, np.asarray(bw) * (1e6 / 8.0),
-                                       last_duration_s=spacing, rtt_s=rtt, name=path.name)
+                                       last_duration_s=spacing, rtt_s=rtt, name=path.name,
+                                       where=path)
 
 
 _LOADERS = {"pensieve": load_pensieve, "pantheon": load_pantheon, "csv": load_csv}
@@ -732,6 +749,7 @@ def markov_levels(rng: np.random.Generator, duration_s: float, levels_gbps: Sequ
     duration_s = _positive(duration_s, "duration_s", where)
     mean_hold_s = _positive(mean_hold_s, "mean_hold_s", where)
     dt_s = _positive(dt_s, "dt_s", where)
+    _require(dt_s >= MIN_SEGMENT_S, f"dt_s must be >= {MIN_SEGMENT_S:g} s, got {dt_s:g}", where)
     levels = [_nonneg(v, "levels_gbps entry", where) for v in levels_gbps]
     _require(len(levels) > 0, "levels_gbps must not be empty", where)
     _check_segments(duration_s, dt_s, where)
@@ -766,6 +784,7 @@ def mean_reverting(rng: np.random.Generator, duration_s: float, mean_gbps: float
     cv = _nonneg(cv, "cv", where)
     tau_s = _positive(tau_s, "tau_s", where)
     dt_s = _positive(dt_s, "dt_s", where)
+    _require(dt_s >= MIN_SEGMENT_S, f"dt_s must be >= {MIN_SEGMENT_S:g} s, got {dt_s:g}", where)
     floor_frac = _nonneg(floor_frac, "floor_frac", where)
     _check_segments(duration_s, dt_s, where)
     n = max(1, math.ceil(duration_s / dt_s - 1e-9))

@@ -293,6 +293,22 @@ def test_csv_loader_and_bad_header(tmp_path: Path) -> None:
         load_csv(mono)
 
 
+def test_sub_millisecond_sample_spacing_is_refused_with_its_file(tmp_path: Path) -> None:
+    # a transfer is re-timed at every boundary: microsecond samples made a run hang
+    p = tmp_path / "us.txt"
+    p.write_text("0 1\n0.5 2\n0.500001 3\n")
+    with pytest.raises(PrfaasInputError, match=r"us.txt: samples 1 and 2 are 1e-06 s apart"):
+        load_pensieve(p)
+    p.write_text("0 1\n0.001 2\n")  # the finest spacing allowed
+    assert load_pensieve(p).n_segments == 2
+    with pytest.raises(PrfaasInputError, match="dt_s must be >= 0.001"):
+        synthetic_from_spec({"kind": "ou", "mean_gbps": 25, "cv": 0.5, "tau_s": 0.001,
+                             "duration_s": 0.001, "dt_s": 1e-6}, 0)
+    with pytest.raises(PrfaasInputError, match="dt_s must be >= 0.001"):
+        synthetic_from_spec({"kind": "markov", "levels_gbps": [10, 20], "mean_hold_s": 1,
+                             "dt_s": 1e-4}, 0)
+
+
 def test_pantheon_errors(tmp_path: Path) -> None:
     def write(obj: object) -> Path:
         p = tmp_path / "x.json"
