@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from prfaas_gym.data_paths import resolve_path
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
 
@@ -917,10 +918,7 @@ def _resolve_path(spec: Mapping[str, Any], where: str, base_dir: str | Path | No
     raw = spec.get("path")
     if not isinstance(raw, (str, Path)) or not str(raw):
         raise PrfaasInputError(f"expected a path string, got {raw!r}", f"{where}.path")
-    p = Path(raw).expanduser()
-    if not p.is_absolute() and base_dir is not None:
-        p = Path(base_dir) / p
-    return p
+    return resolve_path(raw, Path(base_dir) if base_dir is not None else None, f"{where}.path")
 
 
 def _apply_common(trace: BandwidthTrace, spec: Mapping[str, Any], rng: np.random.Generator,
@@ -1021,8 +1019,8 @@ def _generate(spec: dict[str, Any], kind: str, rng: np.random.Generator, where: 
             _spec_number(spec, "floor_frac", where, default=0.05, minimum=0.0),
             where=where)]
     else:
-        path = _resolve_path(spec, where, base_dir)
         fmt = _check_format(spec.get("format"), f"{where}.format")
+        path = _resolve_path(spec, where, base_dir)
         if kind == "trace":
             traces = [load_bandwidth(path, fmt).with_name(str(spec["path"]))]
         else:

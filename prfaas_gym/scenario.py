@@ -12,9 +12,9 @@ A scenario is a YAML file (shipped ones live in ``prfaas_gym/data/scenarios``). 
                    follows ``bandwidth``. ``rtt_s`` applies unless the trace gives its own.
 ``workload``       ``synthetic: {...}`` (:func:`prfaas_gym.synthetic.generate` schema) or
                    ``trace: {path, format, rate}`` (a recorded trace, optionally
-                   time-scaled to mean ``rate`` req/s; relative paths are looked up
-                   against the working directory, the scenario's folder, and the ``shared/``
-                   folder next to the project, or ``$PRFAAS_TRACES``); ``requests`` (default
+                   time-scaled to mean ``rate`` req/s; a relative path is looked up in the
+                   scenario's folder, then as :mod:`prfaas_gym.data_paths` says, which
+                   includes ``$PRFAAS_TRACES`` and ``../shared/traces``); ``requests`` (default
                    count for ``simulate``: 2000 synthetic, the whole trace);
                    ``eval_fraction`` (the last fraction of a trace's span, held out for
                    evaluation; default 0.2); ``val_fraction`` (the fraction just before it,
@@ -58,6 +58,7 @@ from prfaas_gym.bandwidth import (
     bandwidth_sampler_from_spec,
 )
 from prfaas_gym.config_file import parse_config_yaml, read_named_config, yaml_string_hint
+from prfaas_gym.data_paths import resolve_path
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import MAX_INSTANCES, Profile, is_finite_number, load_profile
 from prfaas_gym.request import Workload
@@ -84,31 +85,6 @@ def scenario_dir() -> Path:
 
 def scenario_names() -> list[str]:
     return sorted(p.stem for p in scenario_dir().glob("*.yaml"))
-
-
-def _shared_roots() -> list[Path]:
-    roots = []
-    if os.environ.get("PRFAAS_TRACES"):
-        roots.append(Path(os.environ["PRFAAS_TRACES"]))
-    here = Path(__file__).resolve().parents[1]
-    for base in (Path.cwd(), here):
-        roots += [base, base.parent / "shared" / "traces", base.parent / "shared"]
-    return roots
-
-
-def resolve_path(path: str | Path, base_dir: Path | None, where: str) -> Path:
-    """Find a data file: absolute, or relative to cwd, the scenario's folder, or shared/."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        if p.exists():
-            return p
-        raise PrfaasInputError(f"file not found: {p}", where)
-    cands = ([base_dir / p] if base_dir else []) + [r / p for r in _shared_roots()]
-    for c in cands:
-        if c.exists():
-            return c
-    raise PrfaasInputError(f"file not found: {path} (looked in the working directory, the "
-                           "scenario's folder, ../shared/traces and $PRFAAS_TRACES)", where)
 
 
 def _mapping(d: Any, allowed: set[str], where: str) -> dict[str, Any]:

@@ -1,0 +1,61 @@
+"""Where a relative data path is found: what the user typed wins over the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prfaas_gym.data_paths import resolve_path
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.scenario import load_scenario
+
+
+def test_a_typed_path_is_the_working_directory_file_before_prfaas_traces(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mine.jsonl").write_text("{}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.jsonl").write_text("{}\n")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("PRFAAS_TRACES", str(elsewhere))
+    assert resolve_path("mine.jsonl", None, "--trace") == work / "mine.jsonl"
+    (work / "mine.jsonl").unlink()
+    assert resolve_path("mine.jsonl", None, "--trace") == elsewhere / "mine.jsonl"
+
+
+def test_a_scenario_path_is_its_folder_first_and_the_error_lists_where_it_looked(
+        tmp_path, monkeypatch):
+    scen = tmp_path / "scen"
+    scen.mkdir()
+    (scen / "t.txt").write_text("x")
+    (tmp_path / "t.txt").write_text("y")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("t.txt", scen, "s.yaml: workload.trace.path") == scen / "t.txt"
+    monkeypatch.delenv("PRFAAS_TRACES", raising=False)
+    with pytest.raises(PrfaasInputError) as e:
+        resolve_path("nope.txt", scen, "s.yaml: workload.trace.path")
+    msg = str(e.value)
+    assert msg.startswith("s.yaml: workload.trace.path: file not found: nope.txt (looked in ")
+    assert f"{scen}, {tmp_path}," in msg and "shared" in msg
+
+
+def test_a_scenario_bandwidth_trace_is_found_in_the_shared_traces(shared_traces, tmp_path,
+                                                                  monkeypatch):
+    # found like a workload trace (it was only looked for beside the scenario)
+    rel = "genet-pantheon-cc/cc_trace"
+    assert (shared_traces / rel).is_dir()
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+    monkeypatch.chdir(tmp_path)
+    d = yaml.safe_load((Path(load_scenario.__globals__["scenario_dir"]())
+                        / "paper-case-study.yaml").read_text())
+    d["bandwidth"] = {"kind": "trace_dir", "path": rel, "format": "pantheon", "limit": 3}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(d))
+    assert load_scenario(str(p)).bandwidth(0).n_segments > 1
+    d["bandwidth"]["path"] = "no/such/dir"
+    p.write_text(yaml.safe_dump(d))
+    with pytest.raises(PrfaasInputError, match=r"bandwidth\.path: file not found: no/such/dir"):
+        load_scenario(str(p)).bandwidth(0)
