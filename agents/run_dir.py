@@ -155,6 +155,8 @@ def read_json_record(path: str | Path, what: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise PrfaasInputError(f"{what} is not valid JSON (line {e.lineno}, column {e.colno}: "
                                f"{e.msg})", path) from None
+    except RecursionError:
+        raise PrfaasInputError(f"{what} is not valid JSON (nested too deeply)", path) from None
     if not isinstance(data, dict):
         raise PrfaasInputError(f"{what} must hold a JSON object, found {type(data).__name__}",
                                path)

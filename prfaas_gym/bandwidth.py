@@ -593,6 +593,8 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise PrfaasInputError(f"line {exc.lineno}: invalid JSON ({exc.msg})", path) from None
+    except RecursionError:
+        raise PrfaasInputError("invalid JSON (nested too deeply)", path) from None
     if not isinstance(data, dict):
         raise PrfaasInputError("expected a JSON object with 'timestamps' and 'bandwidths'", path)
     for key in ("timestamps", "bandwidths"):

@@ -130,8 +130,9 @@ def read_config_text(p: Path, what: str) -> str:
 
 
 def yaml_string_hint(v: object) -> str:
-    """For a number that YAML 1.1 read as a string (``1e-8``, without a decimal point), the
-    hint to append to an error message; otherwise ``""``."""
+    """For a number read as a string, the hint to append to an error message: YAML 1.1
+    reads ``1e-8`` (no decimal point) as one, and a quoted ``"4"`` is one; otherwise
+    ``""``."""
     if not isinstance(v, str):
         return ""
     head = v.strip().lstrip("+-")[:1]
@@ -142,5 +143,7 @@ def yaml_string_hint(v: object) -> str:
     except ValueError:
         return ""
     mantissa, e, exponent = v.strip().lower().partition("e")
+    if not e:  # YAML reads 4 and 4.5 as numbers: this one was quoted
+        return " (a string: write the number without quotes)"
     fixed = (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
     return f" (a string: YAML reads a number without a decimal point as one; write {fixed})"

@@ -446,6 +446,7 @@ def load_burstgpt(path: str | Path, model: str | None = None,
             continue
         if out < 0:
             raise PrfaasInputError(f"Response tokens must be >= 0, got {out}", where)
+        out = _length(out, "Response tokens", where)  # at most MAX_TOKENS, as every loader's
         arrivals.append(_seconds(_field(f, index, "Timestamp", where), "Timestamp", where))
         linenos.append(lineno)
         prompts.append(_length(_field(f, index, "Request tokens", where), "Request tokens",

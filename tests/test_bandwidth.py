@@ -327,6 +327,9 @@ def test_pantheon_errors(tmp_path: Path) -> None:
     p.write_text("{\n  \"timestamps\": [0,\n")
     with pytest.raises(PrfaasInputError, match="broken.json.*invalid JSON"):
         load_pantheon(p)
+    p.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PrfaasInputError, match=r"broken.json: invalid JSON \(nested too deeply"):
+        load_pantheon(p)
     tr = load_pantheon(write({"timestamps": [0, 0.5, 1.0], "bandwidths": [8, 16, 8],
                               "delays": [20.0]}))
     assert tr.n_segments == 3 and tr.rtt_s == pytest.approx(0.04)

@@ -303,6 +303,11 @@ def test_a_number_yaml_read_as_a_string_gets_its_fix(tmp_path):
     cfg = _write(tmp_path, {"PrfaasRoute-v0": {"learning_rate": "3e-4"}}, "c.yaml")
     with pytest.raises(PrfaasInputError, match=r"learning_rate: .*write 3\.0e-4\)"):
         load_hyperparams("ppo", "bursty-fluctuating", cfg)
+    sc["slo"] = {"ttft_s": "30"}  # quoted: the fix is the quotes, not a decimal point
+    with pytest.raises(PrfaasInputError, match=r"slo\.ttft_s: .*write the number without "
+                                               r"quotes\)") as e:
+        load_scenario(_write(tmp_path, sc, "s.yaml"))
+    assert "decimal point" not in str(e.value)
     sc["slo"] = {"ttft_s": "soon"}  # not a number at all: no hint
     with pytest.raises(PrfaasInputError) as e:
         load_scenario(_write(tmp_path, sc, "s.yaml"))

@@ -214,6 +214,9 @@ def test_missing_or_invalid_manifest(runs, tmp_path):
     mp.write_text("{ truncated")
     with pytest.raises(PrfaasInputError, match="not valid JSON"):
         OnnxRouter(onnx)
+    mp.write_text("[" * 100_000 + "]" * 100_000)  # deeper than json's recursion allows
+    with pytest.raises(PrfaasInputError, match="not valid JSON .nested too deeply"):
+        OnnxRouter(onnx)
     mp.unlink()
     with pytest.raises(PrfaasInputError, match="manifest .* is missing") as ei:
         OnnxRouter(onnx)

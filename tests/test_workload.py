@@ -326,6 +326,11 @@ def test_burstgpt_negative_response_tokens_is_an_error_not_a_failed_row(tmp_path
     with pytest.raises(PrfaasInputError, match="Response tokens must be >= 0") as e:
         load_burstgpt(p)
     assert e.value.where == f"{p}:3"
+    p.write_text("\n".join([BURSTGPT_HEADER, "10,ChatGPT,472,18,490,Conversation log",
+                            "11,ChatGPT,300,999999999999,295,Conversation log"]) + "\n")
+    with pytest.raises(PrfaasInputError, match="Response tokens must be <= 10,000,000") as e:
+        load_burstgpt(p)
+    assert e.value.where == f"{p}:3"
 
 
 def test_interarrival_cv_needs_three_requests() -> None:
