@@ -135,6 +135,11 @@ class OnnxRouter:
             raise PrfaasInputError(f"key 'algo': the manifest says {self.algo!r}, but the ONNX "
                                    f"graph was exported from a {graph_algo!r} model",
                                    self.manifest_path)
+        probe = np.linspace(-1.0, 1.0, N_FEATURES, dtype=np.float32)[None]
+        if not np.isfinite(self.session.run(["logits"], {"obs": probe})[0]).all():
+            # every decision would be NaN: the masked argmax would reject every request
+            raise PrfaasInputError("the policy's logits on a probe observation are not finite "
+                                   "(NaN or infinite weights?)", self.path)
         self.providers = self.session.get_providers()
         self._in = np.zeros((1, N_FEATURES), dtype=np.float32)
         self._out = np.zeros((1, N_ACTIONS), dtype=np.float32)

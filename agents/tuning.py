@@ -43,14 +43,22 @@ def tuned_threshold(scenario_name: str) -> float:
     return best
 
 
-def main() -> None:  # pragma: no cover - convenience
-    import sys
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m agents.tuning SCENARIO``: print the grid's goodput per threshold as JSON."""
+    import argparse
 
-    sc = load_scenario(sys.argv[1])
+    ap = argparse.ArgumentParser(prog="python -m agents.tuning", description=__doc__)
+    ap.add_argument("scenario", help="scenario name or YAML path")
+    args = ap.parse_args(argv)
+    sc = load_scenario(args.scenario)
     best, table = tune_threshold(sc)
     print(json.dumps({"scenario": sc.name, "planner": sc.threshold_tokens, "best": best,
                       "goodput": table}, indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    import sys
+
+    from prfaas_gym.cli import run_script
+
+    sys.exit(run_script(main, prog="python -m agents.tuning"))

@@ -627,6 +627,9 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
         if d:
             if d[0] < 0:
                 raise PrfaasInputError(f"delays[0] = {d[0]!r} is negative", path)
+            if d[0] > 1e6:  # a typo guard, as for bandwidths: 1000 s one way
+                raise PrfaasInputError(f"delays[0] = {d[0]!r} ms is more than 1,000,000 ms",
+                                       path)
             rtt = 2.0 * d[0] / 1000.0
     spacing = float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
     if len(ts) > 1 and abs(bw[0] - _PANTHEON_PLACEHOLDER_MBPS) < 1e-9:

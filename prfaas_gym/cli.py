@@ -33,7 +33,8 @@ def _number_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], rule:
 # argparse types, shared with the benchmarks' command lines
 positive_int = _number_type(int, lambda v: v >= 1, ">= 1", "an integer")
 non_negative_int = _number_type(int, lambda v: v >= 0, ">= 0", "an integer")
-positive_float = _number_type(float, lambda v: v > 0, "> 0", "a number")
+positive_float = _number_type(float, lambda v: v > 0 and math.isfinite(v),
+                              "a finite number > 0", "a number")
 non_negative_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v),
                                   "a finite number >= 0", "a number")
 
@@ -153,8 +154,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from prfaas_gym import planner
     from prfaas_gym.profile import load_profile
 
-    if args.trace and not args.scenario:
-        raise PrfaasInputError("--trace needs --scenario (the deployment to plan for); "
+    if (args.trace or args.trace_format) and not args.scenario:
+        given = "--trace" if args.trace else "--trace-format"
+        raise PrfaasInputError(f"{given} needs --scenario (the deployment to plan for); "
                                "--preset plans for the paper's workload")
     if args.scenario:
         sc = _scenario(args)

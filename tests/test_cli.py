@@ -203,6 +203,11 @@ def test_negative_seed_and_plan_trace_without_scenario_are_refused(capsys):
     assert "--seed: must be >= 0, got -1" in capsys.readouterr().err
     assert main(["plan", "--trace", "/does/not/matter.csv"]) == 2
     assert "--trace needs --scenario" in capsys.readouterr().err
+    assert main(["plan", "--trace-format", "mooncake"]) == 2  # was silently ignored
+    assert "--trace-format needs --scenario" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*_SIM, "--rate", "inf"])
+    assert "--rate: must be a finite number > 0, got inf" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("script,args,needle", [
@@ -222,6 +227,16 @@ def test_benchmarks_report_bad_input_in_one_line(script, args, needle):
                        capture_output=True, text=True, timeout=300, cwd=root)
     assert p.returncode == 2
     assert needle in p.stderr and "Traceback" not in p.stderr
+
+
+def test_threshold_tuning_module_reports_bad_input_in_one_line():
+    root = Path(__file__).resolve().parents[1]
+    for args, needle in (([], "the following arguments are required: scenario"),
+                         (["nope"], "unknown scenario 'nope'")):
+        p = subprocess.run([sys.executable, "-m", "agents.tuning", *args], capture_output=True,
+                           text=True, timeout=120, cwd=root)
+        assert p.returncode == 2
+        assert needle in p.stderr and "Traceback" not in p.stderr
 
 
 def _constant_csv(tmp_path: Path, gbps: float) -> Path:

@@ -223,6 +223,23 @@ def test_missing_or_invalid_manifest(runs, tmp_path):
     assert str(onnx) in str(ei.value)
 
 
+def test_nan_weights_refused_at_load(runs, tmp_path):
+    # a graph whose logits are NaN made every decision a rejection, without a word
+    import onnx
+    from onnx import numpy_helper
+
+    onnx_path = _copy_export(runs["ppo"], tmp_path)
+    model = onnx.load(str(onnx_path))
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.ndim == 2:  # a weight matrix
+            init.CopyFrom(numpy_helper.from_array(np.full_like(arr, np.nan), init.name))
+    onnx.save(model, str(onnx_path))
+    _edit_manifest(onnx_path, lambda m: m.update(onnx_sha256=sha256_file(onnx_path)))
+    with pytest.raises(PrfaasInputError, match="logits on a probe observation are not finite"):
+        OnnxRouter(onnx_path)
+
+
 def test_truncated_onnx_refused(runs, tmp_path):
     onnx = _copy_export(runs["ppo"], tmp_path)
     data = onnx.read_bytes()
