@@ -57,6 +57,14 @@ def ci95(values: Sequence[float]) -> tuple[float, float]:
     return float(a.mean()), float(t * a.std(ddof=1) / math.sqrt(a.size))
 
 
+def fmt_ci(mean: float, half: float, digits: int = 3) -> str:
+    """``mean ± half`` to ``digits`` decimals; the mean alone where there is no interval
+    (one seed), ``n/a`` where there is no mean."""
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if math.isfinite(half) else "")
+
+
 def _t975(df: int) -> float:
     """Student's t 97.5% quantile for ``df`` > 30 by the Cornish-Fisher expansion around
     the normal's (within 1e-4 of the exact value there)."""
@@ -179,9 +187,8 @@ def _fmt(stat: SeedStat, runs: int, count: bool = False) -> str:
     if stat.n == 0 or math.isnan(stat.mean):
         return "-"
     digits = 1 if count or abs(stat.mean) >= 100 else 3
-    text = f"{stat.mean:.{digits}f}"
-    if math.isfinite(stat.ci95) and stat.ci95:  # identical values: the mean alone
-        text += f" ± {stat.ci95:.{digits}f}"
+    # identical values (a half-width of 0): the mean alone
+    text = fmt_ci(stat.mean, stat.ci95 or math.nan, digits)
     return text if stat.n == runs else f"{text} ({stat.n} of {runs} seeds)"
 
 

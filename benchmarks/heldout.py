@@ -30,6 +30,7 @@ from agents.compare import (
     ci95,
     compare,
     flat_metrics,
+    fmt_ci,
     summarize,
     write_outputs,
 )
@@ -111,26 +112,25 @@ def main() -> None:
     p90_l, p90_b = summary[label]["ttft_p90_s"].mean, summary[best]["ttft_p90_s"].mean
     print(f"\n{sc.name}, eval split, seeds 0..{args.seeds - 1}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "
-          "(n/a: one seed has no interval); TTFT over completed requests\n")
+          "(one seed: the mean alone); TTFT over completed requests\n")
     print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected |")
     print("|---|---|---|---|---|")
     for name in factories:
         s = summary[name]
         g, p, a = s["goodput_rps"], s["ttft_p90_s"], s["slo_attainment"]
         p_seeds = "" if p.n == args.seeds else f" ({p.n} of {args.seeds} seeds)"
-        print(f"| {name} | {_num(g.mean, 3)} ± {_num(g.ci95, 3)} | "
-              f"{_num(p.mean, 2)} ± {_num(p.ci95, 2)}{p_seeds} | "
-              f"{_num(a.mean, 3)} ± {_num(a.ci95, 3)} | {_num(s['rejected'].mean, 1)} |")
+        print(f"| {name} | {fmt_ci(g.mean, g.ci95)} | {fmt_ci(p.mean, p.ci95, 2)}{p_seeds} | "
+              f"{fmt_ci(a.mean, a.ci95)} | {_num(s['rejected'].mean, 1)} |")
     print(f"\nbest heuristic: {best}; learned / best goodput, paired per seed: "
-          f"{_num(r_mean, 3)} ± {_num(r_half, 3)} (per seed: "
+          f"{fmt_ci(r_mean, r_half)} (per seed: "
           f"{', '.join(f'{s}: {x:.3f}' for s, x in ratios.items())}); P90 TTFT learned "
           f"{_num(p90_l, 2)} s vs {_num(p90_b, 2)} s")
     print(f"SLO-meeting requests, learned / best, paired per seed (goodput without the span): "
-          f"{_num(m_mean, 3)} ± {_num(m_half, 3)}")
+          f"{fmt_ci(m_mean, m_half)}")
     c_mean, c_half = serve_all_ceiling([per_seed[best][s]["slo_attainment"]
                                         for s in range(args.seeds)])
     print(f"headroom: serving every request within SLO at {best}'s span would give "
-          f"{_num(c_mean, 3)} ± {_num(c_half, 3)}x its goodput")
+          f"{fmt_ci(c_mean, c_half)}x its goodput")
     if out is not None:
         write_outputs(records, out, {"scenario": sc.name, "split": "eval",
                                      "seeds": list(range(args.seeds)), "policy": args.policy})

@@ -48,7 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agents.compare import add_eval_arguments, ci95
+from agents.compare import add_eval_arguments, ci95, fmt_ci
 from agents.heuristics import Conductor
 from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
 from prfaas_gym.cli import non_negative_float, positive_float, run_script
@@ -234,7 +234,7 @@ def main() -> None:
         print("\nno ratio: the conductor served nothing within SLO on any seed")
         return
     print(f"\nclairvoyant one-step look-ahead ({args.levers}) / conductor goodput: "
-          f"{m:.3f} ± {h:.3f} (mean ± 95% CI over seeds)")
+          f"{fmt_ci(m, h)} (mean ± 95% CI over seeds)")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import sys
 
 import numpy as np
 
-from agents.compare import add_eval_arguments, ci95, run_policy
+from agents.compare import add_eval_arguments, ci95, fmt_ci, run_policy
 from agents.heuristics import Conductor
 from prfaas_gym.bandwidth import gbps_to_bytes_per_s
 from prfaas_gym.cli import run_script
@@ -176,7 +176,7 @@ def main() -> None:
         print(f"| {s} | {count} | {att:.3f} | {res['slo_attainment']:.3f} | {ratio:.3f} |")
     a, ah = ci95(atts)
     r, rh = ci95(ratios)  # NaN (the conductor served nothing) is left out
-    print(f"\nany policy: SLO attainment <= {a:.3f} ± {ah:.3f}, goodput <= {r:.3f} ± {rh:.3f}x "
+    print(f"\nany policy: SLO attainment <= {fmt_ci(a, ah)}, goodput <= {fmt_ci(r, rh)}x "
           "the conductor's (mean ± 95% CI over seeds)")
     if misses:
         q, pf, kv, dj = parts / misses

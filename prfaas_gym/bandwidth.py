@@ -49,7 +49,7 @@ import numpy as np
 
 from prfaas_gym.data_paths import resolve_path
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.profile import is_finite_number
+from prfaas_gym.profile import MAX_GBPS, is_finite_number
 
 __all__ = [
     "BANDWIDTH_FORMATS",
@@ -215,11 +215,13 @@ class BandwidthTrace:
         t = np.asarray(times_s, dtype=np.float64).reshape(-1)
         if t.size == 0:
             raise PrfaasInputError("no bandwidth samples", where)
+        # float noise of the recorded times (epoch seconds carry ~1e-7 s of it)
+        tol = 4.0 * float(np.spacing(np.max(np.abs(t))))
         t = t - t[0]
         if t.size > 1:
             gaps = np.diff(t)
             i = int(np.argmin(gaps))
-            if gaps[i] < MIN_SEGMENT_S:
+            if gaps[i] < MIN_SEGMENT_S - tol:
                 raise PrfaasInputError(
                     f"samples {i} and {i + 1} are {gaps[i]:.3g} s apart; at least "
                     f"{MIN_SEGMENT_S:g} s", where)
@@ -489,8 +491,6 @@ def _parse_number(token: str, what: str, lineno: int, path: Path) -> float:
     return val
 
 
-#: The fastest link a trace or option may describe: one petabit per second, a typo guard.
-MAX_GBPS = 1e6
 
 
 def _check_sample(times: list[float], t: float, bw: float, unit: str, lineno: int,
@@ -817,9 +817,13 @@ def with_drops(rng: np.random.Generator, trace: BandwidthTrace, rate_per_s: floa
     gives outages (zero capacity). RTT, name and offset are kept."""
     where = "with_drops"
     rate = _nonneg(rate_per_s, "rate_per_s", where)
+    _require(rate <= 1.0 / MIN_SEGMENT_S,
+             f"rate_per_s must be <= {1.0 / MIN_SEGMENT_S:g}, got {rate:g}", where)
     depth = float(depth)
     _require(0.0 <= depth <= 1.0, f"depth must be in [0, 1], got {depth!r}", where)
     mean_dur = _positive(mean_duration_s, "mean_duration_s", where)
+    _require(mean_dur >= MIN_SEGMENT_S,
+             f"mean_duration_s must be >= {MIN_SEGMENT_S:g}, got {mean_dur:g}", where)
     p = trace.period_s
     count = int(rng.poisson(rate * p))
     starts = np.sort(rng.uniform(0.0, p, size=count))
@@ -936,11 +940,12 @@ def _apply_common(trace: BandwidthTrace, spec: Mapping[str, Any], rng: np.random
         if not isinstance(drops, Mapping):
             raise PrfaasInputError("expected a mapping {rate_per_s, depth, mean_duration_s}", dw)
         _check_keys(drops, _DROP_KEYS, dw)
-        rate = _spec_number(drops, "rate_per_s", dw, minimum=0.0)
+        # each drop adds two boundaries: at most one per MIN_SEGMENT_S on average
+        rate = _spec_number(drops, "rate_per_s", dw, minimum=0.0, maximum=1.0 / MIN_SEGMENT_S)
         depth = _spec_number(drops, "depth", dw, minimum=0.0)
         if depth > 1.0:
             raise PrfaasInputError(f"must be <= 1, got {depth:g}", f"{dw}.depth")
-        dur = _spec_number(drops, "mean_duration_s", dw, minimum=0.0, strict=True)
+        dur = _spec_number(drops, "mean_duration_s", dw, minimum=MIN_SEGMENT_S)
         if rate * trace.period_s > _MAX_SEGMENTS:
             raise PrfaasInputError(
                 f"{rate:g} drops a second over a {trace.period_s:g} s trace are "
@@ -1061,8 +1066,9 @@ def synthetic_from_spec(spec: Mapping[str, Any] | float, rng: np.random.Generato
                         base_dir: str | Path | None = None) -> BandwidthTrace:
     """One trace from a spec mapping (see the module docstring).
 
-    For ``trace_dir`` one of the directory's traces is picked with ``rng``. Relative paths
-    are resolved against ``base_dir`` (default: the working directory).
+    For ``trace_dir`` one of the directory's traces is picked with ``rng``. A relative path
+    is looked for in ``base_dir`` (the scenario's folder) first, then where
+    :mod:`prfaas_gym.data_paths` says.
     """
     rng = _as_rng(rng)
     spec, kind = _validated(spec, where)
@@ -1101,8 +1107,9 @@ class BandwidthSampler:
                     or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in r)):
                 raise PrfaasInputError(f"expected [lo, hi] in Gbit/s, got {r!r}", w)
             lo, hi = float(r[0]), float(r[1])
-            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
-                raise PrfaasInputError(f"need 0 < lo <= hi, got [{lo:g}, {hi:g}]", w)
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= MAX_GBPS):
+                raise PrfaasInputError(f"need 0 < lo <= hi <= {MAX_GBPS:g}, got [{lo:g}, "
+                                       f"{hi:g}]", w)
             self.mean_gbps_range = (lo, hi)
             for tr in self.traces:
                 if tr.mean_bytes_per_s <= 0:

@@ -131,8 +131,8 @@ def read_config_text(p: Path, what: str) -> str:
 
 def yaml_string_hint(v: object) -> str:
     """For a number read as a string, the hint to append to an error message: YAML 1.1
-    reads ``1e-8`` (no decimal point) as one, and a quoted ``"4"`` is one; otherwise
-    ``""``."""
+    reads an exponent form without a decimal point or without a signed exponent (``1e-8``,
+    ``1.0e9``) as one, and a quoted ``"4"`` is one; otherwise ``""``."""
     if not isinstance(v, str):
         return ""
     head = v.strip().lstrip("+-")[:1]
@@ -145,5 +145,10 @@ def yaml_string_hint(v: object) -> str:
     mantissa, e, exponent = v.strip().lower().partition("e")
     if not e:  # YAML reads 4 and 4.5 as numbers: this one was quoted
         return " (a string: write the number without quotes)"
+    if exponent[:1] not in ("+", "-"):
+        exponent = "+" + exponent
     fixed = (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
-    return f" (a string: YAML reads a number without a decimal point as one; write {fixed})"
+    if fixed == v.strip().lower():  # already a YAML number: this one was quoted
+        return " (a string: write the number without quotes)"
+    return (" (a string: YAML reads an exponent without a decimal point or a signed exponent "
+            f"as one; write {fixed})")

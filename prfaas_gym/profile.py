@@ -42,6 +42,9 @@ GIB: Final = 1024 * MIB
 #: the most instances of one kind a deployment may have: the simulator keeps state for every
 #: instance and scans each cluster per decision (10,000 per role ran at ~18 requests a second)
 MAX_INSTANCES: Final = 10_000
+#: The fastest link a profile, trace or option may describe: one petabit per second, a typo
+#: guard.
+MAX_GBPS: Final = 1e6
 
 
 def is_finite_number(v: object) -> bool:
@@ -258,8 +261,8 @@ class LinkSpec:
     rtt_s: float = 0.005
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.capacity_gbps) and self.capacity_gbps > 0):
-            raise PrfaasInputError("link capacity_gbps must be a finite number > 0, "
+        if not (math.isfinite(self.capacity_gbps) and 0 < self.capacity_gbps <= MAX_GBPS):
+            raise PrfaasInputError(f"link capacity_gbps must be a number in (0, {MAX_GBPS:g}], "
                                    f"got {self.capacity_gbps!r}")
         if not (math.isfinite(self.rtt_s) and self.rtt_s >= 0):
             raise PrfaasInputError(f"link rtt_s must be a finite number >= 0, got {self.rtt_s!r}")

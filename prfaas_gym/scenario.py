@@ -51,7 +51,6 @@ import numpy as np
 
 from prfaas_gym import synthetic
 from prfaas_gym.bandwidth import (
-    MAX_GBPS,
     BandwidthSampler,
     BandwidthTrace,
     LinkPart,
@@ -60,7 +59,7 @@ from prfaas_gym.bandwidth import (
 from prfaas_gym.config_file import parse_config_yaml, read_named_config, yaml_string_hint
 from prfaas_gym.data_paths import resolve_path
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.profile import MAX_INSTANCES, Profile, is_finite_number, load_profile
+from prfaas_gym.profile import MAX_GBPS, MAX_INSTANCES, Profile, is_finite_number, load_profile
 from prfaas_gym.request import Workload
 from prfaas_gym.simulator import SimConfig
 from prfaas_gym.workload import TRACE_FORMATS, load_trace, rebased, to_mean_rate
@@ -199,7 +198,7 @@ class Scenario:
     def _trace(self) -> Workload:
         if self.trace_override is not None:
             path, fmt = self.trace_override
-            return load_trace(resolve_path(path, None, "--trace"), fmt)
+            return load_trace(resolve_path(path, None, "--trace", typed=True), fmt)
         t = self.workload_spec["trace"]
         path = resolve_path(t["path"], self.base_dir, f"{self._loc}: workload.trace.path")
         return load_trace(path, t.get("format"))
@@ -231,7 +230,8 @@ class Scenario:
         capacities when ``as_recorded``. Its RTT, if the file gives one (Pantheon), replaces
         the profile's."""
         spec: dict[str, Any] = {"kind": "trace",
-                                "path": str(resolve_path(path, None, "--bandwidth-trace"))}
+                                "path": str(resolve_path(path, None, "--bandwidth-trace",
+                                                         typed=True))}
         if not as_recorded:
             spec["scale_to_gbps"] = (self.profile.link.capacity_gbps if scale_to_gbps is None
                                      else scale_to_gbps)
@@ -246,7 +246,8 @@ class Scenario:
         workload: dict[str, Any]
         if self.trace_override is not None:
             path, fmt = self.trace_override
-            workload = {"trace": str(resolve_path(path, None, "--trace")), "format": fmt,
+            workload = {"trace": str(resolve_path(path, None, "--trace", typed=True)),
+                        "format": fmt,
                         "given_as": "--trace"}
         elif "trace" in self.workload_spec:
             t = self.workload_spec["trace"]
@@ -254,8 +255,12 @@ class Scenario:
             workload = {"trace": str(found), "format": t.get("format"), "rate": t.get("rate")}
         else:
             workload = {"synthetic": copy.deepcopy(self.workload_spec["synthetic"])}
+        bandwidth = copy.deepcopy(self.bandwidth_spec)
+        if bandwidth.get("kind") in ("trace", "trace_dir"):  # the file or folder it found
+            bandwidth["path"] = str(resolve_path(bandwidth["path"], self.base_dir,
+                                                 f"{self._loc}: bandwidth.path"))
         return {"scenario": self.where or self.name, "workload": workload,
-                "bandwidth": copy.deepcopy(self.bandwidth_spec)}
+                "bandwidth": bandwidth}
 
     def split_trace(self, split: str) -> Workload:
         """A part of the recorded trace by arrival time: ``train`` (the first ``1 -

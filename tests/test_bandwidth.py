@@ -301,6 +301,9 @@ def test_sub_millisecond_sample_spacing_is_refused_with_its_file(tmp_path: Path)
         load_pensieve(p)
     p.write_text("0 1\n0.001 2\n")  # the finest spacing allowed
     assert load_pensieve(p).n_segments == 2
+    epoch = tmp_path / "epoch.csv"  # 1 ms apart in epoch seconds: 0.000999... after rebasing
+    epoch.write_text("time_s,gbps\n1700000000.000,10\n1700000000.001,20\n1700000000.002,10\n")
+    assert load_csv(epoch).n_segments == 3
     with pytest.raises(PrfaasInputError, match="dt_s must be >= 0.001"):
         synthetic_from_spec({"kind": "ou", "mean_gbps": 25, "cv": 0.5, "tau_s": 0.001,
                              "duration_s": 0.001, "dt_s": 1e-6}, 0)
@@ -432,6 +435,16 @@ def test_synthetic_from_spec_kinds(tmp_path: Path) -> None:
     ({"kind": "constant", "gbps": 3, "drops": {"rate_per_s": 1, "depth": 2,
                                                "mean_duration_s": 1}}, "bandwidth.drops.depth"),
     ({"kind": "constant", "gbps": 3, "drops": {"rate": 1}}, "bandwidth.drops.rate"),
+    # drops finer than a millisecond made a run re-time transfers at every one, and hang
+    ({"kind": "constant", "gbps": 3, "drops": {"rate_per_s": 2e5, "depth": 0.5,
+                                               "mean_duration_s": 1}}, "bandwidth.drops.rate_per_s"),
+    ({"kind": "constant", "gbps": 3, "drops": {"rate_per_s": 1, "depth": 0.5,
+                                               "mean_duration_s": 1e-6}},
+     "bandwidth.drops.mean_duration_s"),
+    # 1000 drops a second over a 1e5 s period: 1e8 drops, more than memory allows
+    ({"kind": "ou", "mean_gbps": 5, "cv": 0.1, "tau_s": 5, "duration_s": 1e5, "dt_s": 10,
+      "drops": {"rate_per_s": 1000, "depth": 0.5, "mean_duration_s": 1}},
+     "bandwidth.drops.rate_per_s"),
     ({"kind": "trace", "path": "x.csv", "format": "xml"}, "bandwidth.format"),
 ])
 def test_spec_errors_name_key_path(spec: dict, where: str) -> None:
@@ -469,6 +482,9 @@ def test_sampler_mean_range_and_constant() -> None:
     with pytest.raises(PrfaasInputError, match="bandwidth.mean_gbps_range"):
         bandwidth_sampler_from_spec({"kind": "constant", "gbps": 1,
                                      "mean_gbps_range": [5, 1]}, 0)
+    with pytest.raises(PrfaasInputError, match=r"need 0 < lo <= hi <= 1e\+06, got \[10, 1e\+09\]"):
+        bandwidth_sampler_from_spec({"kind": "constant", "gbps": 1,
+                                     "mean_gbps_range": [10, 1e9]}, 0)
     with pytest.raises(PrfaasInputError) as info:
         bandwidth_sampler_from_spec({"kind": "trace", "path": "x", "variants": 2}, 0)
     assert info.value.where == "bandwidth.variants"

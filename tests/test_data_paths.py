@@ -21,9 +21,12 @@ def test_a_typed_path_is_the_working_directory_file_before_prfaas_traces(tmp_pat
     (work / "mine.jsonl").write_text("{}\n")
     monkeypatch.chdir(work)
     monkeypatch.setenv("PRFAAS_TRACES", str(elsewhere))
-    assert resolve_path("mine.jsonl", None, "--trace") == work / "mine.jsonl"
+    assert resolve_path("mine.jsonl", None, "--trace", typed=True) == work / "mine.jsonl"
+    # a shipped scenario's path (no folder of its own) is $PRFAAS_TRACES's first: a file of
+    # that name in the working directory must not replace the public trace
+    assert resolve_path("mine.jsonl", None, "workload.trace.path") == elsewhere / "mine.jsonl"
     (work / "mine.jsonl").unlink()
-    assert resolve_path("mine.jsonl", None, "--trace") == elsewhere / "mine.jsonl"
+    assert resolve_path("mine.jsonl", None, "--trace", typed=True) == elsewhere / "mine.jsonl"
 
 
 def test_a_scenario_path_is_its_folder_first_and_the_error_lists_where_it_looked(
@@ -54,7 +57,9 @@ def test_a_scenario_bandwidth_trace_is_found_in_the_shared_traces(shared_traces,
     d["bandwidth"] = {"kind": "trace_dir", "path": rel, "format": "pantheon", "limit": 3}
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(d))
-    assert load_scenario(str(p)).bandwidth(0).n_segments > 1
+    sc = load_scenario(str(p))
+    assert sc.bandwidth(0).n_segments > 1
+    assert sc.sources()["bandwidth"]["path"] == str(shared_traces / rel)  # where it was found
     d["bandwidth"]["path"] = "no/such/dir"
     p.write_text(yaml.safe_dump(d))
     with pytest.raises(PrfaasInputError, match=r"bandwidth\.path: file not found: no/such/dir"):
