@@ -607,10 +607,15 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
                                f"{len(bw)}", path)
     if not ts:
         raise PrfaasInputError("empty bandwidth trace (no samples)", path)
+    tol = 4.0 * float(np.spacing(max(abs(ts[0]), abs(ts[-1]))))  # as from_samples allows
     for j in range(1, len(ts)):
         if ts[j] <= ts[j - 1]:
             raise PrfaasInputError(f"timestamps[{j}] = {ts[j]!r} is not after "
                                    f"timestamps[{j - 1}] = {ts[j - 1]!r}", path)
+        if ts[j] - ts[j - 1] < MIN_SEGMENT_S - tol:  # named by the file's own indices
+            raise PrfaasInputError(f"timestamps[{j - 1}] and timestamps[{j}] are "
+                                   f"{ts[j] - ts[j - 1]:.3g} s apart; at least "
+                                   f"{MIN_SEGMENT_S:g} s", path)
     for j, v in enumerate(bw):
         if v < 0:
             raise PrfaasInputError(f"bandwidths[{j}] = {v!r} is negative", path)

@@ -326,6 +326,9 @@ def test_pantheon_errors(tmp_path: Path) -> None:
         load_pantheon(write({"timestamps": [0, 1, 0.5], "bandwidths": [1, 2, 3]}))
     with pytest.raises(PrfaasInputError, match=r"bandwidths\[1\] = 2000000000.0 Mbit/s is more than"):
         load_pantheon(write({"timestamps": [0, 1], "bandwidths": [1, 2e9]}))
+    with pytest.raises(PrfaasInputError, match=r"timestamps\[1\] and timestamps\[2\] are 0.0001 s"):
+        # the file's indices, though the placeholder sample 0 is dropped
+        load_pantheon(write({"timestamps": [0, 1, 1.0001, 2], "bandwidths": [0.1, 5, 6, 7]}))
     with pytest.raises(PrfaasInputError, match=r"delays\[0\] = 1e\+308 ms is more than"):
         load_pantheon(write({"timestamps": [0, 1], "bandwidths": [1, 2], "delays": [1e308]}))
     p = tmp_path / "broken.json"
