@@ -62,7 +62,7 @@ def fmt_ci(mean: float, half: float, digits: int = 3) -> str:
     (one seed), ``n/a`` where there is no mean."""
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if math.isfinite(half) else "")
+    return f"{mean:.{digits}f}" + ("" if math.isnan(half) else f" ± {half:.{digits}f}")
 
 
 def _t975(df: int) -> float:

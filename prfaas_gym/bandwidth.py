@@ -216,7 +216,7 @@ class BandwidthTrace:
         if t.size == 0:
             raise PrfaasInputError("no bandwidth samples", where)
         # float noise of the recorded times (epoch seconds carry ~1e-7 s of it)
-        tol = 4.0 * float(np.spacing(np.max(np.abs(t))))
+        tol = min(4.0 * float(np.spacing(np.max(np.abs(t)))), 1e-6)
         t = t - t[0]
         if t.size > 1:
             gaps = np.diff(t)
@@ -491,8 +491,6 @@ def _parse_number(token: str, what: str, lineno: int, path: Path) -> float:
     return val
 
 
-
-
 def _check_sample(times: list[float], t: float, bw: float, unit: str, lineno: int,
                   path: Path) -> None:
     if times and t <= times[-1]:
@@ -607,12 +605,15 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
                                f"{len(bw)}", path)
     if not ts:
         raise PrfaasInputError("empty bandwidth trace (no samples)", path)
-    tol = 4.0 * float(np.spacing(max(abs(ts[0]), abs(ts[-1]))))  # as from_samples allows
+    placeholder = len(ts) > 1 and abs(bw[0] - _PANTHEON_PLACEHOLDER_MBPS) < 1e-9
+    first = 1 if placeholder else 0  # the first sample kept
+    # the spacing rule of from_samples, on the samples kept, named by the file's indices
+    tol = min(4.0 * float(np.spacing(max(abs(ts[first]), abs(ts[-1])))), 1e-6)
     for j in range(1, len(ts)):
         if ts[j] <= ts[j - 1]:
             raise PrfaasInputError(f"timestamps[{j}] = {ts[j]!r} is not after "
                                    f"timestamps[{j - 1}] = {ts[j - 1]!r}", path)
-        if ts[j] - ts[j - 1] < MIN_SEGMENT_S - tol:  # named by the file's own indices
+        if j > first and ts[j] - ts[j - 1] < MIN_SEGMENT_S - tol:
             raise PrfaasInputError(f"timestamps[{j - 1}] and timestamps[{j}] are "
                                    f"{ts[j] - ts[j - 1]:.3g} s apart; at least "
                                    f"{MIN_SEGMENT_S:g} s", path)
@@ -637,7 +638,7 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
                                        path)
             rtt = 2.0 * d[0] / 1000.0
     spacing = float(np.median(np.diff(ts))) if len(ts) > 1 else 1.0
-    if len(ts) > 1 and abs(bw[0] - _PANTHEON_PLACEHOLDER_MBPS) < 1e-9:
+    if placeholder:
         ts, bw = ts[1:], bw[1:]
     return BandwidthTrace.from_samples(ts, np.asarray(bw) * (1e6 / 8.0),
                                        last_duration_s=spacing, rtt_s=rtt, name=path.name,
@@ -945,7 +946,7 @@ def _apply_common(trace: BandwidthTrace, spec: Mapping[str, Any], rng: np.random
         if not isinstance(drops, Mapping):
             raise PrfaasInputError("expected a mapping {rate_per_s, depth, mean_duration_s}", dw)
         _check_keys(drops, _DROP_KEYS, dw)
-        # each drop adds two boundaries: at most one per MIN_SEGMENT_S on average
+        # each drop adds up to two boundaries: on average at most two per MIN_SEGMENT_S
         rate = _spec_number(drops, "rate_per_s", dw, minimum=0.0, maximum=1.0 / MIN_SEGMENT_S)
         depth = _spec_number(drops, "depth", dw, minimum=0.0)
         if depth > 1.0:

@@ -256,7 +256,8 @@ class Scenario:
         else:
             workload = {"synthetic": copy.deepcopy(self.workload_spec["synthetic"])}
         bandwidth = copy.deepcopy(self.bandwidth_spec)
-        if bandwidth.get("kind") in ("trace", "trace_dir"):  # the file or folder it found
+        if isinstance(bandwidth, dict) and bandwidth.get("kind") in ("trace", "trace_dir"):
+            # the file or folder it found
             bandwidth["path"] = str(resolve_path(bandwidth["path"], self.base_dir,
                                                  f"{self._loc}: bandwidth.path"))
         return {"scenario": self.where or self.name, "workload": workload,

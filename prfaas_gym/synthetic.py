@@ -104,6 +104,7 @@ from typing import Any
 import numpy as np
 
 from prfaas_gym.block_hashes import hashed_requests
+from prfaas_gym.data_paths import resolve_path
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
 from prfaas_gym.request import Request, Workload
@@ -915,9 +916,8 @@ def _empirical_sampler(d: Mapping[str, Any], where: str, base_dir: str | Path | 
     col = d.get("column", column)
     if col not in ("prompt", "output"):
         raise PrfaasInputError(f"must be 'prompt' or 'output', got {col!r}", f"{where}.column")
-    path = Path(trace)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
+    path = resolve_path(trace, Path(base_dir) if base_dir is not None else None,
+                        f"{where}.trace")
     try:
         arr = empirical_from_trace(path, col, fmt)
     except PrfaasInputError as e:

@@ -329,6 +329,9 @@ def test_pantheon_errors(tmp_path: Path) -> None:
     with pytest.raises(PrfaasInputError, match=r"timestamps\[1\] and timestamps\[2\] are 0.0001 s"):
         # the file's indices, though the placeholder sample 0 is dropped
         load_pantheon(write({"timestamps": [0, 1, 1.0001, 2], "bandwidths": [0.1, 5, 6, 7]}))
+    # the placeholder's own gap does not count: it is dropped
+    assert load_pantheon(write({"timestamps": [0, 0.0005, 1.0005, 2.0005],
+                                "bandwidths": [0.1, 5, 6, 7]})).n_segments == 3
     with pytest.raises(PrfaasInputError, match=r"delays\[0\] = 1e\+308 ms is more than"):
         load_pantheon(write({"timestamps": [0, 1], "bandwidths": [1, 2], "delays": [1e308]}))
     p = tmp_path / "broken.json"

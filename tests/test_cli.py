@@ -354,6 +354,11 @@ def test_ci95_uses_student_t_at_every_sample_size():
     assert _T975[-1] > _t975(31) > _t975(60) > _t975(1000) > 1.96  # continuous past the table
     mean, half = ci95([4.5, float("nan"), None])  # one defined value has no interval, not ±0
     assert mean == 4.5 and np.isnan(half)
+    from agents.compare import fmt_ci
+
+    assert fmt_ci(mean, half) == "4.500"  # the mean alone, never "± nan"
+    assert fmt_ci(float("nan"), float("nan")) == "n/a"
+    assert fmt_ci(1.0, float("inf")) == "1.000 ± inf"  # an unbounded interval is shown
 
 
 def test_table_says_on_how_many_seeds_a_metric_is_defined(capsys):

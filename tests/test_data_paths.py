@@ -64,3 +64,20 @@ def test_a_scenario_bandwidth_trace_is_found_in_the_shared_traces(shared_traces,
     p.write_text(yaml.safe_dump(d))
     with pytest.raises(PrfaasInputError, match=r"bandwidth\.path: file not found: no/such/dir"):
         load_scenario(str(p)).bandwidth(0)
+
+
+def test_an_empirical_prompt_trace_is_found_in_the_shared_traces(shared_traces, tmp_path,
+                                                                  monkeypatch):
+    # as the README's Vidur row has it: `prompt: {dist: empirical, trace: F}` with F relative
+    # to the public traces (it was looked for only beside the scenario or in the cwd)
+    from prfaas_gym import synthetic
+
+    rel = "vidur-processed/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv"
+    assert (shared_traces / rel).is_file()
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+    monkeypatch.chdir(tmp_path)
+    spec = {"arrivals": {"process": "uniform", "rate": 2.0},
+            "prompt": {"dist": "empirical", "trace": rel, "format": "vidur"},
+            "output": {"dist": "constant", "value": 16}}
+    w = synthetic.generate(spec, 200, 0)
+    assert len(w) == 200 and max(r.prompt_tokens for r in w) <= 4054

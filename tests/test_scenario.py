@@ -234,3 +234,13 @@ def test_validation_links_are_named_as_the_val_split():
     sc = load_scenario("bursty-fluctuating")
     assert sc.bandwidth(0, "val").name.endswith("@val")
     assert all(t.name.endswith("@val") for t in sc.bandwidth_sampler("val").traces)
+
+
+def test_sources_of_a_scenario_whose_bandwidth_is_a_plain_number(tmp_path):
+    # `bandwidth: 100` is shorthand for a constant link: sources() (written by simulate,
+    # compare --out and train) must not treat it as a mapping
+    d = _base()
+    d["bandwidth"] = 100
+    sc = load_scenario(_write(tmp_path, d))
+    assert sc.sources()["bandwidth"] == 100
+    assert sc.bandwidth(0).mean_gbps == pytest.approx(100.0)
