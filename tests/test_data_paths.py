@@ -45,13 +45,19 @@ def test_a_scenario_path_is_its_folder_first_and_the_error_lists_where_it_looked
     assert f"{scen}, {tmp_path}," in msg and "shared" in msg
 
 
-def test_a_scenario_bandwidth_trace_is_found_in_the_shared_traces(shared_traces, tmp_path,
-                                                                  monkeypatch):
-    # found like a workload trace (it was only looked for beside the scenario)
-    rel = "genet-pantheon-cc/cc_trace"
-    assert (shared_traces / rel).is_dir()
+@pytest.fixture
+def traces_in_env(shared_traces, tmp_path, monkeypatch) -> Path:
+    """The public traces as ``$PRFAAS_TRACES``, run from an empty working directory."""
     monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
     monkeypatch.chdir(tmp_path)
+    return shared_traces
+
+
+def test_a_scenario_bandwidth_trace_is_found_in_the_shared_traces(traces_in_env, tmp_path):
+    # found like a workload trace (it was only looked for beside the scenario)
+    shared_traces = traces_in_env
+    rel = "genet-pantheon-cc/cc_trace"
+    assert (shared_traces / rel).is_dir()
     d = yaml.safe_load((Path(load_scenario.__globals__["scenario_dir"]())
                         / "paper-case-study.yaml").read_text())
     d["bandwidth"] = {"kind": "trace_dir", "path": rel, "format": "pantheon", "limit": 3}
@@ -66,16 +72,13 @@ def test_a_scenario_bandwidth_trace_is_found_in_the_shared_traces(shared_traces,
         load_scenario(str(p)).bandwidth(0)
 
 
-def test_an_empirical_prompt_trace_is_found_in_the_shared_traces(shared_traces, tmp_path,
-                                                                  monkeypatch):
+def test_an_empirical_prompt_trace_is_found_in_the_shared_traces(traces_in_env):
     # as the README's Vidur row has it: `prompt: {dist: empirical, trace: F}` with F relative
     # to the public traces (it was looked for only beside the scenario or in the cwd)
     from prfaas_gym import synthetic
 
     rel = "vidur-processed/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv"
-    assert (shared_traces / rel).is_file()
-    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
-    monkeypatch.chdir(tmp_path)
+    assert (traces_in_env / rel).is_file()
     spec = {"arrivals": {"process": "uniform", "rate": 2.0},
             "prompt": {"dist": "empirical", "trace": rel, "format": "vidur"},
             "output": {"dist": "constant", "value": 16}}
