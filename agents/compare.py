@@ -220,8 +220,6 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     return written
 
 
-
-
 def _refuse(o: Any) -> Any:
     raise TypeError(f"summary.json cannot hold a {type(o).__name__}")
 

@@ -496,6 +496,11 @@ def _check_sample(times: list[float], t: float, bw: float, unit: str, lineno: in
     if times and t <= times[-1]:
         raise PrfaasInputError(f"line {lineno}: time {t!r} is not after the previous time "
                                f"{times[-1]!r}", path)
+    # from_samples' spacing rule, here with the line that breaks it
+    if times and t - times[-1] < MIN_SEGMENT_S - min(
+            4.0 * float(np.spacing(max(abs(times[0]), abs(t)))), 1e-6):
+        raise PrfaasInputError(f"line {lineno}: time {t!r} is {t - times[-1]:.3g} s after the "
+                               f"previous time; at least {MIN_SEGMENT_S:g} s", path)
     if bw < 0:
         raise PrfaasInputError(f"line {lineno}: bandwidth {bw!r} {unit} is negative", path)
     if bw > MAX_GBPS * (1000.0 if unit == "Mbit/s" else 1.0):

@@ -49,7 +49,7 @@ def bandwidth_level(s: str) -> float | str:
         raise argparse.ArgumentTypeError(f"not a number or 'recorded': {s!r}") from None
     if not (v > 0 and math.isfinite(v)):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {v}")
-    from prfaas_gym.bandwidth import MAX_GBPS
+    from prfaas_gym.profile import MAX_GBPS
 
     if v > MAX_GBPS:
         raise argparse.ArgumentTypeError(f"must be <= {MAX_GBPS:g} Gbit/s, got {v:g}")

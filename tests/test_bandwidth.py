@@ -297,7 +297,7 @@ def test_sub_millisecond_sample_spacing_is_refused_with_its_file(tmp_path: Path)
     # a transfer is re-timed at every boundary: microsecond samples made a run hang
     p = tmp_path / "us.txt"
     p.write_text("0 1\n0.5 2\n0.500001 3\n")
-    with pytest.raises(PrfaasInputError, match=r"us.txt: samples 1 and 2 are 1e-06 s apart"):
+    with pytest.raises(PrfaasInputError, match=r"us.txt: line 3: time 0.500001 is 1e-06 s after"):
         load_pensieve(p)
     p.write_text("0 1\n0.001 2\n")  # the finest spacing allowed
     assert load_pensieve(p).n_segments == 2
