@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -192,24 +194,37 @@ def _fmt(stat: SeedStat, runs: int, count: bool = False) -> str:
     return text if stat.n == runs else f"{text} ({stat.n} of {runs} seeds)"
 
 
+#: Every file a comparison (or ``heldout.py``) writes into its ``--out``: a new comparison
+#: removes the previous one's first, so that the folder never mixes two runs' files.
+RESULT_FILES = ("runs.csv", "summary.json", "ttft_cdf.png", "goodput.png", "timeseries.png",
+                "heldout.json")
+
+
 def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
-    """runs.csv (one row per policy x seed), summary.json, and PNG plots."""
+    """runs.csv (one row per policy x seed), summary.json, and PNG plots, each written
+    whole (through a temporary file), after removing an earlier comparison's
+    :data:`RESULT_FILES` from ``out_dir``."""
+    from prfaas_gym.cli import write_atomically
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
     written = []
     runs = out_dir / "runs.csv"
-    with runs.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["policy", "seed", *SUMMARY_METRICS, "link_mean_gbps", "link_rtt_s",
-                    "link_trace"])
-        for r in records:
-            m = flat_metrics(r.result)
-            link = r.result["link"]
-            w.writerow([r.policy, r.seed, *(m[k] for k in SUMMARY_METRICS), link["mean_gbps"],
-                        link["rtt_s"], link["trace"]])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["policy", "seed", *SUMMARY_METRICS, "link_mean_gbps", "link_rtt_s",
+                "link_trace"])
+    for r in records:
+        m = flat_metrics(r.result)
+        link = r.result["link"]
+        w.writerow([r.policy, r.seed, *(m[k] for k in SUMMARY_METRICS), link["mean_gbps"],
+                    link["rtt_s"], link["trace"]])
+    write_atomically(runs, buf.getvalue())
     written.append(runs)
     summary = summarize(records)
     js = out_dir / "summary.json"
-    js.write_text(json.dumps(json_safe({
+    write_atomically(js, json.dumps(json_safe({
         **meta,
         # a metric no run defines (no completion: no TTFT) is null: strict JSON has no NaN
         "summary": {p: {m: v._asdict() for m, v in s.items()} for p, s in summary.items()},
@@ -218,6 +233,16 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     written.append(js)
     written += plot(records, summary, out_dir, meta.get("scenario", ""))
     return written
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    """``fig`` as a PNG at ``path``, written whole (through a temporary file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, dpi=120, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _refuse(o: Any) -> Any:
@@ -249,7 +274,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
     ax.grid(alpha=0.3)
     fig.tight_layout()
     p = out_dir / "ttft_cdf.png"
-    fig.savefig(p, dpi=120)
+    _save_png(fig, p)
     plt.close(fig)
     paths.append(p)
 
@@ -264,7 +289,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     p = out_dir / "goodput.png"
-    fig.savefig(p, dpi=120)
+    _save_png(fig, p)
     plt.close(fig)
     paths.append(p)
 
@@ -289,7 +314,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
         a.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     p = out_dir / "timeseries.png"
-    fig.savefig(p, dpi=120)
+    _save_png(fig, p)
     plt.close(fig)
     paths.append(p)
     return paths

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import shutil
 import uuid
 import warnings
 import zipfile
@@ -266,10 +267,16 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
     except OSError as e:
         raise PrfaasInputError(f"cannot create the directory {out_path.parent}: "
                                f"{e.strerror or e}", out_path) from None
+    for existing in (out_path, manifest_path):
+        if existing.exists() and not os.access(existing, os.W_OK):
+            raise PrfaasInputError("is read-only: not replaced", existing)
     try:
         tmp_onnx.write_bytes(data)
         manifest["onnx_sha256"] = sha256_file(tmp_onnx)
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        for tmp, existing in ((tmp_onnx, out_path), (tmp_manifest, manifest_path)):
+            if existing.exists():  # a re-export keeps the files' permissions
+                shutil.copymode(existing, tmp)
         # Both files are complete and checked. A rename within one directory needs no
         # space and is atomic; should the second one fail anyway, the pair's sha256 no
         # longer matches and OnnxRouter refuses the pair instead of mixing them.

@@ -49,6 +49,7 @@ from agents.evaluation import (
     model_chooser,
     run_episodes,
 )
+from prfaas_gym.cli import write_atomically
 from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
 from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
 from prfaas_gym.episode import REWARDS
@@ -362,6 +363,12 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                    # everything has no TTFT, not a TTFT of 0 s)
                    "ttft_p90_s": float(np.mean(p90s)) if p90s else None,
                    "wall_s": time.perf_counter() - baseline["t0"]}
+            with _ctrl_c_deferred():  # the checkpoints, the row and eval.json agree
+                self._keep(row, g, final)
+
+        def _keep(self, row: dict[str, Any], g: float, final: bool) -> None:
+            """Save the checkpoints a validation row names, keep the row, log it and
+            rewrite eval.json."""
             if g > self.best:  # saved before the row is kept: a kept row has its checkpoint
                 self.best = g
                 _save_atomically(self.model, out / "best_model.zip")
@@ -373,6 +380,7 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                                      else f"checkpoint_{self.num_timesteps}.zip")
                 _save_atomically(self.model, out / row["checkpoint"])
             self.history.append(row)
+            ratio = row["ratio_to_best_heuristic"]
             self.logger.record("validation/goodput_rps", g)
             if ratio is not None:
                 self.logger.record("validation/ratio_to_best_heuristic", ratio)
@@ -382,7 +390,7 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             # rollout's dump it would be stamped with that step, and the last one lost
             self.logger.dump(self.num_timesteps)
             best = self.best_row()
-            (out / "eval.json").write_text(json.dumps(json_safe(
+            write_atomically(out / "eval.json", json.dumps(json_safe(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
                  "heuristics": baseline["table"], "validation_seeds": eval_seeds,
                  # the row best_model.zip holds ("best" in a row: a new best at its time)
@@ -652,6 +660,26 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
                        wall_s=wall, steps_per_s=done / wall,
                        **({"interrupted_at": done} if interrupted else {}))
     return out
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then stop as Ctrl-C does (in the main
+    thread; elsewhere there is none to hold)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

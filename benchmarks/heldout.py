@@ -35,7 +35,7 @@ from agents.compare import (
     write_outputs,
 )
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
-from prfaas_gym.cli import _make_dir, _writable_dir, run_script
+from prfaas_gym.cli import _make_dir, _writable_dir, run_script, write_atomically
 from prfaas_gym.metrics import json_safe
 from prfaas_gym.scenario import load_scenario
 
@@ -75,13 +75,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     add_eval_arguments(ap, default_scenario=None)
     ap.add_argument("--policy", required=True, help="exported .onnx, run dir or .zip")
-    ap.add_argument("--out", help="directory for CSV/JSON/plots")
+    ap.add_argument("--out", help="directory for runs.csv, summary.json, heldout.json and "
+                                  "plots (created if absent; files of an earlier comparison "
+                                  "there are replaced)")
     args = ap.parse_args()
     if args.policy in HEURISTICS or args.policy == TUNED_THRESHOLD:
         ap.error(f"--policy {args.policy!r} is a heuristic, and the table runs the heuristics "
                  f"already: give a checkpoint (.onnx, run directory or .zip; ./{args.policy} "
                  "for a file of that name)")
-    out = _writable_dir(args.out) if args.out else None  # refused before the runs, not after
+    # refused before the runs, not after
+    out = _writable_dir(args.out) if args.out is not None else None
     sc = load_scenario(args.scenario)
     heuristics = [h for h in HEURISTICS if h not in ("random", "local-only")] + [TUNED_THRESHOLD]
     label = learned_label(args.policy, heuristics)
@@ -135,7 +138,7 @@ def main() -> None:
         write_outputs(records, out, {"scenario": sc.name, "split": "eval",
                                      "seeds": list(range(args.seeds)), "policy": args.policy})
         # seed -> ratio; an undefined figure (NaN) is null
-        (out / "heldout.json").write_text(json.dumps(json_safe({
+        write_atomically(out / "heldout.json", json.dumps(json_safe({
             "scenario": sc.name, "best_heuristic": best, "ratio_mean": r_mean,
             "ratio_ci95": r_half, "ratios": {str(s): x for s, x in ratios.items()},
             "slo_met_ratio_mean": m_mean, "slo_met_ratio_ci95": m_half,

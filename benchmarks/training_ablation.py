@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from prfaas_gym.cli import write_atomically
 from prfaas_gym.env import ENV_ID
 from prfaas_gym.episode import REWARDS
 from prfaas_gym.metrics import json_safe
@@ -203,7 +204,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['variant']} | {_ratio(r['start'])} | {_ratio(r['best'])} "
               f"({r['best_at']:,}) | {_ratio(r['end'])} | {r['wall_s'] / 60:.1f} |")
-    (args.out / "summary.json").write_text(json.dumps(json_safe(rows), indent=1, allow_nan=False))
+    write_atomically(args.out / "summary.json",
+                     json.dumps(json_safe(rows), indent=1, allow_nan=False))
     plot(rows, args.out / "validation.png",
          f"{args.scenario}: validation during training (seed {args.seed})")
     print(f"\nwrote {args.out / 'summary.json'} and {args.out / 'validation.png'}")

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,18 +76,58 @@ def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
         return 130
 
 
-def _writable_file(path: str) -> Path:
-    """``--out`` for a file, checked before the run: not a directory, in one that exists."""
+def _writable_file(path: str, inputs: Sequence[str | Path | None] = ()) -> Path:
+    """``--out`` for a file, checked before the run: named, not a directory, in a writable
+    directory, not a read-only file, and not one of the run's ``inputs`` (a scenario, trace
+    or checkpoint it would replace) nor a file of an input run directory."""
+    if not path:
+        raise PrfaasInputError("--out is empty; give a file name")
     p = Path(path)
     if p.is_dir():
         raise PrfaasInputError("--out is a directory; give a file name", p)
     if not p.parent.is_dir():
         raise PrfaasInputError(f"--out: {p.parent} is not an existing directory", p)
+    if not os.access(p.parent, os.W_OK | os.X_OK):
+        raise PrfaasInputError(f"--out: cannot write in {p.parent} (permission denied)", p)
+    if p.exists():
+        if not os.access(p, os.W_OK):
+            raise PrfaasInputError("--out is a read-only file", p)
+        for given in inputs:
+            if given is None or not Path(given).exists():
+                continue
+            src = Path(given)
+            if _same_file(p, src) or (src.is_dir() and p.resolve().parent == src.resolve()):
+                raise PrfaasInputError(f"--out would replace an input of this run ({given}); "
+                                       "give another file name", p)
     return p
 
 
+def _policy_files(policy: str) -> list[Path]:
+    """What a ``--policy`` path reads: the file, an ONNX file's manifest, and a run
+    directory (a ``.zip``'s, where it has ``run.json``); nothing for a heuristic name."""
+    p = Path(policy)
+    if not p.exists():
+        return []
+    if p.suffix == ".onnx":
+        from agents.run_dir import manifest_path_for
+
+        return [p, manifest_path_for(p)]
+    if p.suffix == ".zip" and (p.parent / "run.json").exists():
+        return [p, p.parent]
+    return [p]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
 def _writable_dir(path: str) -> Path:
-    """``--out`` for a directory: refused at once if it is a file."""
+    """``--out`` for a directory: refused at once if it is empty or a file."""
+    if not path:
+        raise PrfaasInputError("--out is empty; give a directory")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise PrfaasInputError("--out exists and is not a directory", p)
@@ -103,18 +144,27 @@ def _make_dir(p: Path) -> None:
                                p) from None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it, so that a failed write
-    leaves any earlier file as it was."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that no reader sees it half-written: through a temporary
+    file beside it, which replaces ``path`` (keeping an earlier file's permissions); an
+    interrupted or failed write leaves any earlier file as it was. A path that exists but is
+    not a regular file (``/dev/stdout``, a FIFO, a symlink) is written through, not replaced.
+    :class:`PrfaasInputError` (naming ``path``) when it cannot be written."""
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            with path.open("w") as f:
+                f.write(text)
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text)
+            if path.exists():
+                shutil.copymode(path, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as e:
-        raise PrfaasInputError(f"--out: cannot write the result ({e.strerror or e})",
-                               path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise PrfaasInputError(f"cannot write the result ({e.strerror or e})", path) from None
 
 
 def _scenario(args: argparse.Namespace):
@@ -209,7 +259,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from agents.registry import policy_factory
     from prfaas_gym.metrics import json_safe
 
-    out_path = _writable_file(args.out) if args.out else None
+    inputs = [args.scenario, args.trace, args.bandwidth_trace, *_policy_files(args.policy)]
+    out_path = _writable_file(args.out, inputs) if args.out is not None else None
     sc = _scenario(args)
     policy = policy_factory(args.policy, sc, rate=args.rate)()
     _note_in_sample_tuning(sc, [args.policy], args.split)
@@ -220,7 +271,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
            "threshold_tokens": getattr(policy, "threshold_tokens", None), **result}
     text = json.dumps(json_safe(out), indent=2, allow_nan=False)
     if out_path is not None:
-        _write_atomically(out_path, text)
+        write_atomically(out_path, text)
     if args.json:
         print(text)
     else:
@@ -258,7 +309,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from agents.compare import compare, print_table, summarize, write_outputs
     from agents.registry import THRESHOLD_POLICIES, TUNED_THRESHOLD, policy_factory
 
-    out_dir = _writable_dir(args.out) if args.out else None
+    out_dir = _writable_dir(args.out) if args.out is not None else None
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
     if not names:
         raise PrfaasInputError("--policies is empty")
@@ -342,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heuristic name (see compare --help) or checkpoint path")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--out", help="also write the result JSON here")
+    p.add_argument("--out", help="also write the result JSON here (not over an input of "
+                                 "the run)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("compare", help="run several policies on identical traces and seeds")

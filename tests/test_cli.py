@@ -493,3 +493,60 @@ def test_compare_writes_strict_json_when_a_metric_is_undefined(tmp_path, capsys)
     summary = json.loads((out / "summary.json").read_text(), parse_constant=refuse)
     assert summary["summary"]["conductor"]["ttft_p90_s"] == {"mean": None, "ci95": None, "n": 0}
     assert summary["summary"]["conductor"]["rejected"]["n"] == 2
+
+
+def _sim_on(trace: Path, *extra: str) -> list[str]:
+    return ["simulate", "--scenario", "bursty-fluctuating", "--trace", str(trace),
+            "--trace-format", "mooncake", "--requests", "5", *extra]
+
+
+def test_simulate_out_never_replaces_an_input_of_its_run(tmp_path, capsys):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 2000,
+                                         "output_length": 10, "hash_ids": []}) + "\n"
+                             for i in range(5)))
+    before = trace.read_bytes()
+    assert main(_sim_on(trace, "--policy", "conductor", "--out", str(trace))) == 2
+    assert "--out would replace an input of this run" in capsys.readouterr().err
+    assert trace.read_bytes() == before  # the trace, not the result
+    onnx = Path(__file__).resolve().parents[1] / "agents" / "policies" / "paper-case-study.onnx"
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    for f in (onnx, onnx.with_name("paper-case-study.manifest.json")):
+        (pol / f.name).write_bytes(f.read_bytes())
+    for target in ("paper-case-study.onnx", "paper-case-study.manifest.json"):
+        assert main(_sim_on(trace, "--policy", str(pol / "paper-case-study.onnx"), "--out",
+                            str(pol / target))) == 2
+        assert "would replace an input" in capsys.readouterr().err
+    assert main(_sim_on(trace, "--policy", "conductor", "--out", "")) == 2
+    assert "--out is empty" in capsys.readouterr().err
+
+
+def test_simulate_out_writes_through_a_symlink_and_keeps_permissions(tmp_path, capsys):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps({"timestamp": 0, "input_length": 2000, "output_length": 10,
+                                 "hash_ids": []}) + "\n")
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    real.chmod(0o600)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert main(_sim_on(trace, "--policy", "conductor", "--out", str(link))) == 0
+    capsys.readouterr()
+    assert link.is_symlink()  # written through, not replaced by a regular file
+    assert json.loads(real.read_text())["policy"] == "conductor"
+    assert main(_sim_on(trace, "--policy", "conductor", "--out", str(real))) == 0
+    assert real.stat().st_mode & 0o777 == 0o600  # a private result stays private
+
+
+def test_a_comparison_replaces_every_file_of_an_earlier_one(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "heldout.json").write_text('{"scenario": "an earlier run"}')
+    (out / "notes.txt").write_text("mine")
+    assert main([*_CMP, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert not (out / "heldout.json").exists()  # it described another comparison
+    assert (out / "notes.txt").read_text() == "mine"  # not a result file: kept
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
+    assert json.loads((out / "summary.json").read_text())["scenario"] == "bursty-fluctuating"

@@ -523,3 +523,13 @@ def test_manifest_format_and_algo_checked(runs, tmp_path, edit, expected):
     with pytest.raises(PrfaasInputError, match=expected) as ei:
         OnnxRouter(onnx)
     assert "policy.manifest.json" in str(ei.value)
+
+
+def test_re_export_keeps_the_files_permissions(runs, tmp_path):
+    out = tmp_path / "p.onnx"
+    onnx_path, manifest_path = export_onnx(runs["ppo"], out)
+    for p in (onnx_path, manifest_path):
+        p.chmod(0o640)
+    export_onnx(runs["ppo"], out)
+    assert [p.stat().st_mode & 0o777 for p in (onnx_path, manifest_path)] == [0o640, 0o640]
+    OnnxRouter(onnx_path)  # the pair still loads

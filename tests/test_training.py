@@ -547,6 +547,43 @@ def test_ctrl_c_after_the_first_validation_keeps_the_model_so_far(tmp_path, tiny
     assert main(["export", str(out), "--out", str(tmp_path / "p.onnx")]) == 0
 
 
+def test_ctrl_c_while_a_new_best_is_saved_waits_until_eval_json_says_so(tmp_path, tiny_config,
+                                                                        capsys, monkeypatch):
+    # a signal between saving best_model.zip and keeping its row left run.json and eval.json
+    # naming an older checkpoint than best_model.zip held
+    import os
+    import signal
+
+    import agents.train as train_mod
+
+    real_save = train_mod._save_atomically
+    saves = []
+
+    def save_then_ctrl_c(model, path):
+        real_save(model, path)
+        saves.append(path.name)
+        if path.name == "best_model.zip" and model.num_timesteps >= 64:
+            os.kill(os.getpid(), signal.SIGINT)  # lands right after the new best is saved
+
+    monkeypatch.setattr(train_mod, "_save_atomically", save_then_ctrl_c)
+    real_mean = train_mod.mean_goodput
+    monkeypatch.setattr(train_mod, "mean_goodput",  # every validation a new best
+                        lambda metrics: real_mean(metrics) + len(saves))
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv[argv.index("--timesteps") + 1] = "320"
+    assert main(argv) == 130
+    capsys.readouterr()
+    run = json.loads((out / "run.json").read_text())
+    ev = json.loads((out / "eval.json").read_text())
+    from agents.export import load_sb3
+
+    held = load_sb3(out / "best_model.zip", "maskable_ppo").num_timesteps
+    assert held >= 64
+    assert run["best_validation"]["timesteps"] == ev["best_model"]["timesteps"] == held
+    assert ev["history"][-1]["timesteps"] == held and ev["history"][-1]["best"]
+
+
 @pytest.mark.parametrize("where", ["baseline", "first validation"])
 @pytest.mark.parametrize("existed", [False, True])
 def test_ctrl_c_before_a_validation_leaves_the_run_directory_reusable(
