@@ -203,12 +203,14 @@ RESULT_FILES = ("runs.csv", "summary.json", "ttft_cdf.png", "goodput.png", "time
 def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
     """runs.csv (one row per policy x seed), summary.json, and PNG plots, each written
     whole (through a temporary file), after removing an earlier comparison's
-    :data:`RESULT_FILES` from ``out_dir``."""
+    :data:`RESULT_FILES` from ``out_dir`` (a symlink among them is kept and written
+    through)."""
     from prfaas_gym.cli import write_atomically
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in RESULT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
+        if not (out_dir / name).is_symlink():  # a link stays, written through
+            (out_dir / name).unlink(missing_ok=True)
     written = []
     runs = out_dir / "runs.csv"
     buf = io.StringIO(newline="")
@@ -236,11 +238,15 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
 
 
 def _save_png(fig: Any, path: Path) -> None:
-    """``fig`` as a PNG at ``path``, written whole (through a temporary file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """``fig`` as a PNG at ``path`` (a symlink's target), written whole (through a temporary
+    file)."""
+    from prfaas_gym.cli import output_target
+
+    target = output_target(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -670,7 +670,9 @@ def _ctrl_c_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    sigs = (signal.SIGINT, signal.SIGTERM)
+    # a signal the process ignores stays ignored
+    sigs = [sig for sig in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(sig) is not signal.SIG_IGN]
     previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
                 for sig in sigs}
     try:

@@ -76,10 +76,10 @@ def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
         return 130
 
 
-def _writable_file(path: str, inputs: Sequence[str | Path | None] = ()) -> Path:
+def _writable_file(path: str) -> Path:
     """``--out`` for a file, checked before the run: named, not a directory, in a writable
-    directory, not a read-only file, and not one of the run's ``inputs`` (a scenario, trace
-    or checkpoint it would replace) nor a file of an input run directory."""
+    directory, and not a read-only file (:func:`_refuse_inputs` checks it against the run's
+    inputs once they are known)."""
     if not path:
         raise PrfaasInputError("--out is empty; give a file name")
     p = Path(path)
@@ -87,34 +87,60 @@ def _writable_file(path: str, inputs: Sequence[str | Path | None] = ()) -> Path:
         raise PrfaasInputError("--out is a directory; give a file name", p)
     if not p.parent.is_dir():
         raise PrfaasInputError(f"--out: {p.parent} is not an existing directory", p)
-    if not os.access(p.parent, os.W_OK | os.X_OK):
+    if p.exists() and not os.access(p, os.W_OK):
+        raise PrfaasInputError("--out is a read-only file", p)
+    if not p.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
         raise PrfaasInputError(f"--out: cannot write in {p.parent} (permission denied)", p)
-    if p.exists():
-        if not os.access(p, os.W_OK):
-            raise PrfaasInputError("--out is a read-only file", p)
-        for given in inputs:
-            if given is None or not Path(given).exists():
-                continue
-            src = Path(given)
-            if _same_file(p, src) or (src.is_dir() and p.resolve().parent == src.resolve()):
-                raise PrfaasInputError(f"--out would replace an input of this run ({given}); "
-                                       "give another file name", p)
     return p
 
 
+def _run_inputs(sc: Any, policy_specs: Sequence[str]) -> list[Path]:
+    """What a run of scenario ``sc`` with these ``--policy`` specs reads, as loaded: the
+    scenario file, its request trace, its bandwidth trace or folder, and each checkpoint's
+    files (a heuristic name reads nothing, even where a folder has that name)."""
+    from agents.registry import HEURISTICS, TUNED_THRESHOLD
+    from prfaas_gym.scenario import scenario_dir
+
+    where = Path(sc.where)
+    files = [where if sc.base_dir is not None else Path(str(scenario_dir())) / f"{where}.yaml"]
+    src = sc.sources()
+    if "trace" in src["workload"]:
+        files.append(Path(src["workload"]["trace"]))
+    if isinstance(src["bandwidth"], dict) and "path" in src["bandwidth"]:
+        files.append(Path(src["bandwidth"]["path"]))
+    for spec in policy_specs:
+        if spec not in HEURISTICS and spec != TUNED_THRESHOLD:
+            files += _policy_files(spec)
+    return files
+
+
 def _policy_files(policy: str) -> list[Path]:
-    """What a ``--policy`` path reads: the file, an ONNX file's manifest, and a run
-    directory (a ``.zip``'s, where it has ``run.json``); nothing for a heuristic name."""
+    """The files a checkpoint path reads: the file, an ONNX file's manifest, and a run
+    directory's records and models (a ``.zip``'s, where ``run.json`` lies beside it)."""
     p = Path(policy)
-    if not p.exists():
-        return []
     if p.suffix == ".onnx":
         from agents.run_dir import manifest_path_for
 
         return [p, manifest_path_for(p)]
-    if p.suffix == ".zip" and (p.parent / "run.json").exists():
-        return [p, p.parent]
-    return [p]
+    run = p if p.is_dir() else p.parent if (p.parent / "run.json").exists() else None
+    if run is None:
+        return [p]
+    return [p, *(run / n for n in ("run.json", "config.yaml", "eval.json")),
+            *run.glob("*.zip")]
+
+
+def _refuse_inputs(targets: Sequence[Path], inputs: Sequence[Path]) -> None:
+    """Refuse an output path that is one of the run's ``inputs`` (a file), or lies in an
+    input folder (a bandwidth ``trace_dir``, whose every file is read as a trace)."""
+    for target in targets:
+        for src in inputs:
+            if src.is_dir() and not (src / "run.json").exists():
+                inside = src.resolve() in target.resolve().parents
+            else:
+                inside = target.exists() and _same_file(target, src)
+            if inside:
+                raise PrfaasInputError(f"--out would replace an input of this run ({src}); "
+                                       "give another name", target)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -144,23 +170,30 @@ def _make_dir(p: Path) -> None:
                                p) from None
 
 
+def output_target(path: Path) -> Path:
+    """The file a write to ``path`` should replace: ``path`` itself, or the file a symlink
+    at ``path`` points to (so that the link stays a link)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that no reader sees it half-written: through a temporary
-    file beside it, which replaces ``path`` (keeping an earlier file's permissions); an
-    interrupted or failed write leaves any earlier file as it was. A path that exists but is
-    not a regular file (``/dev/stdout``, a FIFO, a symlink) is written through, not replaced.
-    :class:`PrfaasInputError` (naming ``path``) when it cannot be written."""
+    file beside it (beside a symlink's target), which replaces it keeping an earlier file's
+    permissions; an interrupted or failed write leaves any earlier file as it was. A device
+    or FIFO (``/dev/stdout``) is written to directly. :class:`PrfaasInputError` (naming
+    ``path``) when it cannot be written."""
     try:
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            with path.open("w") as f:
+        target = output_target(path)
+        if target.exists() and not target.is_file():
+            with target.open("w") as f:
                 f.write(text)
             return
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(text)
-            if path.exists():
-                shutil.copymode(path, tmp)
-            os.replace(tmp, path)
+            if target.exists():
+                shutil.copymode(target, tmp)
+            os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as e:
@@ -259,9 +292,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from agents.registry import policy_factory
     from prfaas_gym.metrics import json_safe
 
-    inputs = [args.scenario, args.trace, args.bandwidth_trace, *_policy_files(args.policy)]
-    out_path = _writable_file(args.out, inputs) if args.out is not None else None
+    out_path = _writable_file(args.out) if args.out is not None else None
     sc = _scenario(args)
+    if out_path is not None:
+        _refuse_inputs([out_path], _run_inputs(sc, [args.policy]))
     policy = policy_factory(args.policy, sc, rate=args.rate)()
     _note_in_sample_tuning(sc, [args.policy], args.split)
     _note_short_trace(sc, args)
@@ -315,6 +349,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise PrfaasInputError("--policies is empty")
     labels = _labels(names)
     sc = _scenario(args)
+    if out_dir is not None:
+        from agents.compare import RESULT_FILES
+
+        _refuse_inputs([out_dir / f for f in RESULT_FILES], _run_inputs(sc, names))
     factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
     _note_in_sample_tuning(sc, names, args.split)
     _note_short_trace(sc, args)
@@ -405,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "least-loaded, random) or checkpoint paths (.onnx, run dir, .zip)")
     p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--out", help="directory for runs.csv, summary.json and plots (created if "
-                                 "absent; files of an earlier comparison there are replaced)")
+                                 "absent; an earlier comparison's files there, heldout.json "
+                                 "included, are replaced)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_compare)
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from prfaas_gym.cli import main
+from prfaas_gym.scenario import scenario_dir
 
 RESULT_KEYS = {"requests", "completed", "rejected", "failed", "goodput_rps", "throughput_rps",
                "ttft_s", "tpot_s", "slo_attainment", "offload_fraction", "link_utilization",
@@ -520,6 +522,67 @@ def test_simulate_out_never_replaces_an_input_of_its_run(tmp_path, capsys):
         assert "would replace an input" in capsys.readouterr().err
     assert main(_sim_on(trace, "--policy", "conductor", "--out", "")) == 2
     assert "--out is empty" in capsys.readouterr().err
+
+
+def test_out_is_checked_against_what_the_run_reads_not_against_names(tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # a folder named like the heuristic or the shipped scenario holds results, not inputs
+    for folder in ("conductor", "bursty-fluctuating"):
+        (tmp_path / folder).mkdir()
+        for _ in range(2):  # a rerun over its own result is fine
+            assert main([*_SIM, "--out", f"{folder}/sim.json"]) == 0
+    capsys.readouterr()
+    # a trace the scenario file names, and the shipped scenario file itself, are inputs
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps({"timestamp": 0, "input_length": 2000, "output_length": 10,
+                                 "hash_ids": []}) + "\n")
+    d = yaml.safe_load(open(scenario_dir()
+                            / "mooncake-conversation.yaml"))
+    d["workload"]["trace"]["path"] = "t.jsonl"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    shipped = scenario_dir() / "bursty-fluctuating.yaml"
+    for argv in (["simulate", "--scenario", "s.yaml", "--policy", "conductor", "--out",
+                  "t.jsonl"],
+                 [*_SIM, "--out", str(shipped)]):
+        before = Path(argv[-1]).read_bytes()
+        assert main(argv) == 2
+        assert "would replace an input of this run" in capsys.readouterr().err
+        assert Path(argv[-1]).read_bytes() == before
+
+
+def test_a_comparison_is_not_written_into_its_bandwidth_trace_folder(tmp_path, capsys):
+    # every file of a trace_dir is read as a bandwidth trace: a runs.csv there breaks it
+    bw = tmp_path / "links"
+    bw.mkdir()
+    (bw / "a.csv").write_text("time_s,gbps\n0,10\n10,20\n")
+    d = yaml.safe_load(open(scenario_dir()
+                            / "paper-case-study.yaml"))
+    d["bandwidth"] = {"kind": "trace_dir", "path": "links", "format": "csv"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    assert main(["compare", "--scenario", str(tmp_path / "s.yaml"), "--policies", "conductor",
+                 "--seeds", "1", "--requests", "5", "--no-progress", "--out", str(bw)]) == 2
+    assert "would replace an input of this run" in capsys.readouterr().err
+    assert sorted(p.name for p in bw.iterdir()) == ["a.csv"]
+
+
+def test_a_failed_write_through_a_symlink_leaves_its_target_whole(tmp_path, monkeypatch):
+    from prfaas_gym.cli import write_atomically
+    from prfaas_gym.errors import PrfaasInputError
+
+    real = tmp_path / "real.json"
+    real.write_text("old result")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("prfaas_gym.cli.os.replace", full_disk)
+    with pytest.raises(PrfaasInputError, match="link.json: cannot write the result"):
+        write_atomically(link, "new result " * 1000)
+    assert real.read_text() == "old result" and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
 
 
 def test_simulate_out_writes_through_a_symlink_and_keeps_permissions(tmp_path, capsys):

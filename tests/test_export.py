@@ -533,3 +533,19 @@ def test_re_export_keeps_the_files_permissions(runs, tmp_path):
     export_onnx(runs["ppo"], out)
     assert [p.stat().st_mode & 0o777 for p in (onnx_path, manifest_path)] == [0o640, 0o640]
     OnnxRouter(onnx_path)  # the pair still loads
+
+
+def test_simulate_out_spares_a_run_directorys_records_but_not_new_files(runs, tmp_path, capsys):
+    from prfaas_gym.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["ppo"], run)
+    sim = ["simulate", "--scenario", SCENARIO, "--requests", "5"]
+    for policy in (str(run), str(run / "best_model.zip")):
+        for _ in range(2):  # a result beside the run, rewritten: fine
+            assert main([*sim, "--policy", policy, "--out", str(run / "sim.json")]) == 0
+        for record in ("run.json", "best_model.zip", "final_model.zip"):
+            before = (run / record).read_bytes()
+            assert main([*sim, "--policy", policy, "--out", str(run / record)]) == 2
+            assert "would replace an input of this run" in capsys.readouterr().err
+            assert (run / record).read_bytes() == before

@@ -790,3 +790,24 @@ def test_run_episodes_runs_the_split_it_is_given():
         (m,) = run_episodes(sc, heuristic_chooser(make_heuristic("conductor")), [0],
                             split=split, episode_requests=16)
         assert m["link"]["trace"].endswith(f"@{split}")
+
+
+def test_a_held_signal_interrupts_after_the_block_and_an_ignored_one_stays_ignored():
+    import os
+    import signal
+
+    from agents.train import _ctrl_c_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. started in the background
+    try:
+        with _ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
