@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.compare import (
+    RESULT_FILES,
     add_eval_arguments,
     ci95,
     compare,
@@ -35,7 +36,14 @@ from agents.compare import (
     write_outputs,
 )
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
-from prfaas_gym.cli import _make_dir, _writable_dir, run_script, write_atomically
+from prfaas_gym.cli import (
+    _make_dir,
+    _refuse_inputs,
+    _run_inputs,
+    _writable_dir,
+    run_script,
+    write_atomically,
+)
 from prfaas_gym.metrics import json_safe
 from prfaas_gym.scenario import load_scenario
 
@@ -86,6 +94,8 @@ def main() -> None:
     # refused before the runs, not after
     out = _writable_dir(args.out) if args.out is not None else None
     sc = load_scenario(args.scenario)
+    if out is not None:
+        _refuse_inputs([out / f for f in RESULT_FILES], _run_inputs(sc, [args.policy]))
     heuristics = [h for h in HEURISTICS if h not in ("random", "local-only")] + [TUNED_THRESHOLD]
     label = learned_label(args.policy, heuristics)
     factories = {h: policy_factory(h, sc) for h in heuristics}
