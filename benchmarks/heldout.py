@@ -94,12 +94,12 @@ def main() -> None:
     # refused before the runs, not after
     out = _writable_dir(args.out) if args.out is not None else None
     sc = load_scenario(args.scenario)
-    if out is not None:
-        _refuse_inputs([out / f for f in RESULT_FILES], _run_inputs(sc, [args.policy]))
     heuristics = [h for h in HEURISTICS if h not in ("random", "local-only")] + [TUNED_THRESHOLD]
     label = learned_label(args.policy, heuristics)
     factories = {h: policy_factory(h, sc) for h in heuristics}
     factories[label] = policy_factory(args.policy, sc)
+    if out is not None:
+        _refuse_inputs([out / f for f in RESULT_FILES], _run_inputs(sc, [args.policy]))
     if out is not None:
         _make_dir(out)
     records = compare(sc, factories, args.seeds, split="eval", n=args.requests, progress=True)

@@ -294,9 +294,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     out_path = _writable_file(args.out) if args.out is not None else None
     sc = _scenario(args)
+    policy = policy_factory(args.policy, sc, rate=args.rate)()  # a bad path's own error first
     if out_path is not None:
         _refuse_inputs([out_path], _run_inputs(sc, [args.policy]))
-    policy = policy_factory(args.policy, sc, rate=args.rate)()
     _note_in_sample_tuning(sc, [args.policy], args.split)
     _note_short_trace(sc, args)
     result, _ = run_policy(sc, policy, args.seed, split=args.split, n=args.requests, rate=args.rate)
@@ -349,11 +349,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise PrfaasInputError("--policies is empty")
     labels = _labels(names)
     sc = _scenario(args)
+    factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
     if out_dir is not None:
         from agents.compare import RESULT_FILES
 
         _refuse_inputs([out_dir / f for f in RESULT_FILES], _run_inputs(sc, names))
-    factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
     _note_in_sample_tuning(sc, names, args.split)
     _note_short_trace(sc, args)
     if out_dir is not None:
