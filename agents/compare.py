@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -238,17 +237,11 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
 
 
 def _save_png(fig: Any, path: Path) -> None:
-    """``fig`` as a PNG at ``path`` (a symlink's target), written whole (through a temporary
-    file)."""
-    from prfaas_gym.cli import output_target
+    """``fig`` as a PNG at ``path``, written whole (:func:`prfaas_gym.cli.replacing`)."""
+    from prfaas_gym.cli import replacing
 
-    target = output_target(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _refuse(o: Any) -> Any:

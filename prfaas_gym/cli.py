@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,32 +171,33 @@ def _make_dir(p: Path) -> None:
                                p) from None
 
 
-def output_target(path: Path) -> Path:
-    """The file a write to ``path`` should replace: ``path`` itself, or the file a symlink
-    at ``path`` points to (so that the link stays a link)."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to. When the block ends without an
+    error, it replaces ``path`` (a symlink's target, so that the link stays a link) keeping
+    an earlier file's permissions; otherwise any earlier file stays as it was. A device or
+    FIFO (``/dev/stdout``) is yielded itself, to be written to directly."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.exists() and not target.is_file():
+        yield target
+        return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        if target.exists():
+            shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that no reader sees it half-written: through a temporary
-    file beside it (beside a symlink's target), which replaces it keeping an earlier file's
-    permissions; an interrupted or failed write leaves any earlier file as it was. A device
-    or FIFO (``/dev/stdout``) is written to directly. :class:`PrfaasInputError` (naming
-    ``path``) when it cannot be written."""
+    """Write ``text`` to ``path`` so that no reader sees it half-written
+    (:func:`replacing`). :class:`PrfaasInputError` (naming ``path``) when it cannot be
+    written."""
     try:
-        target = output_target(path)
-        if target.exists() and not target.is_file():
-            with target.open("w") as f:
-                f.write(text)
-            return
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
+        with replacing(path) as tmp:
             tmp.write_text(text)
-            if target.exists():
-                shutil.copymode(target, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
     except OSError as e:
         raise PrfaasInputError(f"cannot write the result ({e.strerror or e})", path) from None
 
