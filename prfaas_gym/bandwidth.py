@@ -80,12 +80,21 @@ _SNAP_S = 1e-9
 #: re-timed at every boundary it crosses, so microsecond steps would make a run cross a
 #: billion of them and never finish; the shipped traces' finest spacing is 42 ms.
 MIN_SEGMENT_S = 1e-3
+
+
 #: Pantheon/Genet JSON files start with this placeholder throughput (Mbit/s).
 _PANTHEON_PLACEHOLDER_MBPS = 0.1
 #: Files :func:`load_bandwidth_dir` never treats as traces.
 _DOC_SUFFIXES = frozenset({".md", ".rst", ".yaml", ".yml", ".py", ".pdf", ".png", ".svg",
                            ".ipynb", ".gz", ".zip", ".tar"})
 _DOC_STEMS = ("readme", "license", "licence", "source", "notice", "changelog")
+
+
+def _closer_than_min_segment(gap: float, magnitude: float) -> bool:
+    """Whether two sample times ``gap`` seconds apart break :data:`MIN_SEGMENT_S`, allowing
+    for the float noise of times of ``magnitude`` (epoch seconds carry ~1e-7 s of it; at
+    most 1 us is forgiven)."""
+    return gap < MIN_SEGMENT_S - min(4.0 * float(np.spacing(magnitude)), 1e-6)
 
 
 def gbps_to_bytes_per_s(gbps: float) -> float:
@@ -215,13 +224,12 @@ class BandwidthTrace:
         t = np.asarray(times_s, dtype=np.float64).reshape(-1)
         if t.size == 0:
             raise PrfaasInputError("no bandwidth samples", where)
-        # float noise of the recorded times (epoch seconds carry ~1e-7 s of it)
-        tol = min(4.0 * float(np.spacing(np.max(np.abs(t)))), 1e-6)
+        magnitude = float(np.max(np.abs(t)))
         t = t - t[0]
         if t.size > 1:
             gaps = np.diff(t)
             i = int(np.argmin(gaps))
-            if gaps[i] < MIN_SEGMENT_S - tol:
+            if _closer_than_min_segment(float(gaps[i]), magnitude):
                 raise PrfaasInputError(
                     f"samples {i} and {i + 1} are {gaps[i]:.3g} s apart; at least "
                     f"{MIN_SEGMENT_S:g} s", where)
@@ -497,8 +505,7 @@ def _check_sample(times: list[float], t: float, bw: float, unit: str, lineno: in
         raise PrfaasInputError(f"line {lineno}: time {t!r} is not after the previous time "
                                f"{times[-1]!r}", path)
     # from_samples' spacing rule, here with the line that breaks it
-    if times and t - times[-1] < MIN_SEGMENT_S - min(
-            4.0 * float(np.spacing(max(abs(times[0]), abs(t)))), 1e-6):
+    if times and _closer_than_min_segment(t - times[-1], max(abs(times[0]), abs(t))):
         raise PrfaasInputError(f"line {lineno}: time {t!r} is {t - times[-1]:.3g} s after the "
                                f"previous time; at least {MIN_SEGMENT_S:g} s", path)
     if bw < 0:
@@ -613,12 +620,12 @@ def load_pantheon(path: str | Path) -> BandwidthTrace:
     placeholder = len(ts) > 1 and abs(bw[0] - _PANTHEON_PLACEHOLDER_MBPS) < 1e-9
     first = 1 if placeholder else 0  # the first sample kept
     # the spacing rule of from_samples, on the samples kept, named by the file's indices
-    tol = min(4.0 * float(np.spacing(max(abs(ts[first]), abs(ts[-1])))), 1e-6)
+    magnitude = max(abs(ts[first]), abs(ts[-1]))
     for j in range(1, len(ts)):
         if ts[j] <= ts[j - 1]:
             raise PrfaasInputError(f"timestamps[{j}] = {ts[j]!r} is not after "
                                    f"timestamps[{j - 1}] = {ts[j - 1]!r}", path)
-        if j > first and ts[j] - ts[j - 1] < MIN_SEGMENT_S - tol:
+        if j > first and _closer_than_min_segment(ts[j] - ts[j - 1], magnitude):
             raise PrfaasInputError(f"timestamps[{j - 1}] and timestamps[{j}] are "
                                    f"{ts[j] - ts[j - 1]:.3g} s apart; at least "
                                    f"{MIN_SEGMENT_S:g} s", path)
