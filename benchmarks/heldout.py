@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from agents.compare import (
-    RESULT_FILES,
     add_eval_arguments,
     ci95,
     compare,
@@ -38,9 +36,8 @@ from agents.compare import (
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
 from prfaas_gym.cli import (
     _make_dir,
-    _refuse_inputs,
-    _run_inputs,
     _writable_dir,
+    refuse_results_over_inputs,
     run_script,
     write_atomically,
 )
@@ -70,11 +67,6 @@ def paired_ratios(learned: dict[int, float], best: dict[int, float]) -> dict[int
     return {s: learned[s] / best[s] for s in best if best[s] > 0}
 
 
-def _num(x: float, digits: int) -> str:
-    """``x`` to ``digits`` decimals, ``n/a`` where it is undefined (NaN)."""
-    return "n/a" if np.isnan(x) else f"{x:.{digits}f}"
-
-
 def _refuse(o: object) -> object:
     raise TypeError(f"heldout.json cannot hold a {type(o).__name__}")
 
@@ -99,7 +91,7 @@ def main() -> None:
     factories = {h: policy_factory(h, sc) for h in heuristics}
     factories[label] = policy_factory(args.policy, sc)
     if out is not None:
-        _refuse_inputs([out / f for f in RESULT_FILES], _run_inputs(sc, [args.policy]))
+        refuse_results_over_inputs(out, sc, [args.policy])
     if out is not None:
         _make_dir(out)
     records = compare(sc, factories, args.seeds, split="eval", n=args.requests, progress=True)
@@ -133,11 +125,11 @@ def main() -> None:
         g, p, a = s["goodput_rps"], s["ttft_p90_s"], s["slo_attainment"]
         p_seeds = "" if p.n == args.seeds else f" ({p.n} of {args.seeds} seeds)"
         print(f"| {name} | {fmt_ci(g.mean, g.ci95)} | {fmt_ci(p.mean, p.ci95, 2)}{p_seeds} | "
-              f"{fmt_ci(a.mean, a.ci95)} | {_num(s['rejected'].mean, 1)} |")
+              f"{fmt_ci(a.mean, a.ci95)} | {fmt_ci(s['rejected'].mean, math.nan, 1)} |")
     print(f"\nbest heuristic: {best}; learned / best goodput, paired per seed: "
           f"{fmt_ci(r_mean, r_half)} (per seed: "
           f"{', '.join(f'{s}: {x:.3f}' for s, x in ratios.items())}); P90 TTFT learned "
-          f"{_num(p90_l, 2)} s vs {_num(p90_b, 2)} s")
+          f"{fmt_ci(p90_l, math.nan, 2)} s vs {fmt_ci(p90_b, math.nan, 2)} s")
     print(f"SLO-meeting requests, learned / best, paired per seed (goodput without the span): "
           f"{fmt_ci(m_mean, m_half)}")
     c_mean, c_half = serve_all_ceiling([per_seed[best][s]["slo_attainment"]

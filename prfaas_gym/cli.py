@@ -144,6 +144,14 @@ def _refuse_inputs(targets: Sequence[Path], inputs: Sequence[Path]) -> None:
                                        "give another name", target)
 
 
+def refuse_results_over_inputs(out_dir: Path, sc: Any, policy_specs: Sequence[str]) -> None:
+    """Refuse a comparison's ``--out`` folder where its result files
+    (:data:`agents.compare.RESULT_FILES`) would replace what the run reads."""
+    from agents.compare import RESULT_FILES
+
+    _refuse_inputs([out_dir / f for f in RESULT_FILES], _run_inputs(sc, policy_specs))
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.samefile(b)
@@ -353,9 +361,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sc = _scenario(args)
     factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
     if out_dir is not None:
-        from agents.compare import RESULT_FILES
-
-        _refuse_inputs([out_dir / f for f in RESULT_FILES], _run_inputs(sc, names))
+        refuse_results_over_inputs(out_dir, sc, names)
     _note_in_sample_tuning(sc, names, args.split)
     _note_short_trace(sc, args)
     if out_dir is not None:
