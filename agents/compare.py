@@ -149,7 +149,8 @@ def compare(scenario: Scenario, policies: dict[str, Callable[[], Policy]], seeds
 def seed_stat(values: Sequence[float]) -> SeedStat:
     """:class:`SeedStat` of per-seed values; None and NaN (undefined on that seed) are left
     out and not counted in ``n``."""
-    return SeedStat(*ci95(values), sum(1 for v in values if v is not None and not math.isnan(v)))
+    defined = [v for v in values if v is not None and not math.isnan(v)]
+    return SeedStat(*ci95(defined), len(defined))
 
 
 def summarize(records: list[RunRecord]) -> dict[str, dict[str, SeedStat]]:
