@@ -248,6 +248,8 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
         "output": {"name": "logits", "dtype": "float32", "shape": ["batch", len(ACTIONS)]},
         "algo": algo,
         "scenario": record.get("scenario"),
+        # where the training requests and link came from (a --trace given to train, say)
+        "scenario_sources": record.get("scenario_sources"),
         "seed": record.get("seed"),
         "commit": record.get("commit"),
         "commit_dirty": record.get("commit_dirty"),

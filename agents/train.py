@@ -479,7 +479,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 
 @_sigterm_as_ctrl_c()
-def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed: int = 0,
+def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: int = 2, seed: int = 0,
           config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
           eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
           device: str = "cpu", vec: str = "auto", verbose: int = 0,
@@ -487,6 +487,10 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
           warm_start_epochs: int = 100, episode_requests: int | None = None,
           keep_checkpoints: bool = False) -> Path:
     """Train and return the run directory (see the module docstring for its contents).
+
+    ``scenario``: a name, a YAML path, or a :class:`Scenario` (one that replays the user's
+    own request or bandwidth trace, :meth:`Scenario.with_trace`); run.json records where its
+    requests and link came from.
 
     ``out`` must not exist or be an empty directory: an earlier run is never overwritten.
     Every argument, the scenario and the hyperparameters are validated before ``out`` is
@@ -539,7 +543,7 @@ def train(algo: str, scenario: str | Path, timesteps: int, n_envs: int = 2, seed
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise PrfaasInputError("--device cuda asked for, but torch sees no CUDA device")
-    sc = load_scenario(scenario)
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     key_paths: dict[str, str] = {}
     hp = load_hyperparams(algo, sc.name, config, key_paths)
     n_steps = hp.get("n_steps", 2048)

@@ -10,7 +10,9 @@ the same ratio of SLO-meeting requests (goodput without its span: goodput divide
 time to the last arrival or completion, whichever is later, so a request served late
 within SLO lengthens a policy's span), and the headroom (what serving every request
 within SLO would give at the best heuristic's span); writes the comparison's
-CSV/JSON/plots and ``heldout.json`` to ``--out``.
+CSV/JSON/plots and ``heldout.json`` to ``--out``. ``--trace``, ``--bandwidth-trace`` and
+``--rate`` replace the scenario's workload, link and load as in ``prfaas train`` and
+``prfaas compare``, for a policy trained on your own trace.
 
     python benchmarks/heldout.py --scenario bursty-fluctuating \
         --policy agents/policies/bursty-fluctuating.onnx --seeds 5 --out results/heldout-bursty
@@ -37,12 +39,14 @@ from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
 from prfaas_gym.cli import (
     _make_dir,
     _writable_dir,
+    add_trace_args,
+    positive_float,
     refuse_results_over_inputs,
     run_script,
+    scenario_from_args,
     write_atomically,
 )
 from prfaas_gym.metrics import json_safe
-from prfaas_gym.scenario import load_scenario
 
 
 def learned_label(policy: str, heuristics: list[str]) -> str:
@@ -74,6 +78,11 @@ def _refuse(o: object) -> object:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     add_eval_arguments(ap, default_scenario=None)
+    add_trace_args(ap, "at its own arrival times (add --rate to rescale); its eval split "
+                       "(the last 20%% of its span by default) is the one scored")
+    ap.add_argument("--rate", type=positive_float,
+                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
+                         "time-scales a recorded one")
     ap.add_argument("--policy", required=True, help="exported .onnx, run dir or .zip")
     ap.add_argument("--out", help="directory for runs.csv, summary.json, heldout.json and "
                                   "plots (created if absent; files of an earlier comparison "
@@ -85,7 +94,7 @@ def main() -> None:
                  "for a file of that name)")
     # refused before the runs, not after
     out = _writable_dir(args.out) if args.out is not None else None
-    sc = load_scenario(args.scenario)
+    sc = scenario_from_args(args)
     heuristics = [h for h in HEURISTICS if h not in ("random", "local-only")] + [TUNED_THRESHOLD]
     label = learned_label(args.policy, heuristics)
     factories = {h: policy_factory(h, sc) for h in heuristics}
@@ -115,7 +124,9 @@ def main() -> None:
         print(f"note: {best} served nothing within SLO on seed(s) {undefined}: the ratio "
               "leaves them out", file=sys.stderr)
     p90_l, p90_b = summary[label]["ttft_p90_s"].mean, summary[best]["ttft_p90_s"].mean
-    print(f"\n{sc.name}, eval split, seeds 0..{args.seeds - 1}, "
+    given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                      if k in ("trace", "bandwidth_trace", "rate") and v is not None)
+    print(f"\n{sc.name}{f' ({given})' if given else ''}, eval split, seeds 0..{args.seeds - 1}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "
           "(one seed: the mean alone); TTFT over completed requests\n")
     print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected |")
@@ -137,11 +148,13 @@ def main() -> None:
     print(f"headroom: serving every request within SLO at {best}'s span would give "
           f"{fmt_ci(c_mean, c_half)}x its goodput")
     if out is not None:
-        write_outputs(records, out, {"scenario": sc.name, "split": "eval",
+        write_outputs(records, out, {"scenario": sc.name, "sources": sc.sources(),
+                                     "split": "eval",
                                      "seeds": list(range(args.seeds)), "policy": args.policy})
         # seed -> ratio; an undefined figure (NaN) is null
         write_atomically(out / "heldout.json", json.dumps(json_safe({
-            "scenario": sc.name, "best_heuristic": best, "ratio_mean": r_mean,
+            "scenario": sc.name, "sources": sc.sources(), "best_heuristic": best,
+            "ratio_mean": r_mean,
             "ratio_ci95": r_half, "ratios": {str(s): x for s, x in ratios.items()},
             "slo_met_ratio_mean": m_mean, "slo_met_ratio_ci95": m_half,
             "slo_met_ratios": {str(s): x for s, x in met_ratios.items()},

@@ -11,9 +11,12 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prfaas_gym.errors import PrfaasInputError
+
+if TYPE_CHECKING:
+    from prfaas_gym.scenario import Scenario
 
 
 def _number_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], rule: str,
@@ -210,7 +213,10 @@ def write_atomically(path: Path, text: str) -> None:
         raise PrfaasInputError(f"cannot write the result ({e.strerror or e})", path) from None
 
 
-def _scenario(args: argparse.Namespace):
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """``--scenario``, with ``--trace`` replacing its workload, ``--bandwidth-trace`` its
+    link (:func:`add_trace_args`) and ``--rate`` its mean rate; a format or level given
+    without its trace is refused."""
     from prfaas_gym.scenario import load_scenario
 
     trace, bw = getattr(args, "trace", None), getattr(args, "bandwidth_trace", None)
@@ -228,6 +234,8 @@ def _scenario(args: argparse.Namespace):
         sc = sc.with_bandwidth_trace(bw, args.bandwidth_format,
                                      scale_to_gbps=level if isinstance(level, float) else None,
                                      as_recorded=level == "recorded")
+    if getattr(args, "rate", None) is not None:
+        sc = sc.with_rate(args.rate)  # so the plan, too, is for the load the runs play
     return sc
 
 
@@ -252,7 +260,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise PrfaasInputError(f"{given} needs --scenario (the deployment to plan for); "
                                "--preset plans for the paper's workload")
     if args.scenario:
-        sc = _scenario(args)
+        sc = scenario_from_args(args)
         w = sc.workload(0, n=20000, split="train" if sc.is_trace else "all")
         lengths = planner.incremental_lengths(sc.profile, w)
         mean_out = float(np.mean([r.output_tokens for r in w.requests]))
@@ -303,7 +311,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from prfaas_gym.metrics import json_safe
 
     out_path = _writable_file(args.out) if args.out is not None else None
-    sc = _scenario(args)
+    sc = scenario_from_args(args)
     policy = policy_factory(args.policy, sc, rate=args.rate)()  # a bad path's own error first
     if out_path is not None:
         _refuse_inputs([out_path], _run_inputs(sc, [args.policy]))
@@ -358,7 +366,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not names:
         raise PrfaasInputError("--policies is empty")
     labels = _labels(names)
-    sc = _scenario(args)
+    sc = scenario_from_args(args)
     factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
     if out_dir is not None:
         refuse_results_over_inputs(out_dir, sc, names)
@@ -394,11 +402,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_scenario_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", required=True, help="scenario name or YAML path")
+def add_trace_args(p: argparse.ArgumentParser, timing: str) -> None:
+    """``--trace``, ``--bandwidth-trace`` and their formats and level, which
+    :func:`scenario_from_args` applies to ``--scenario``; ``timing`` ends ``--trace``'s help
+    (how the trace's arrival times are used)."""
     p.add_argument("--trace", help="replay this request trace instead of the scenario's "
-                                   "workload, at its own arrival times (the scenario's rate: "
-                                   "applies to its own trace only; add --rate to rescale)")
+                                   f"workload, {timing}")
     p.add_argument("--trace-format", choices=["mooncake", "azure", "vidur", "burstgpt"])
     p.add_argument("--bandwidth-trace",
                    help="drive the link with this bandwidth trace: its shape, rescaled to "
@@ -408,6 +417,12 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bandwidth-gbps", type=bandwidth_level, metavar="GBPS|recorded",
                    help="rescale --bandwidth-trace to this mean (Gbit/s), or 'recorded' to "
                         "keep the file's own capacities")
+
+
+def _add_scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", required=True, help="scenario name or YAML path")
+    add_trace_args(p, "at its own arrival times (the scenario's rate: applies to its own "
+                      "trace only; add --rate to rescale)")
     p.add_argument("--rate", type=positive_float,
                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
                         "time-scales a recorded one")

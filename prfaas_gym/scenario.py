@@ -177,6 +177,7 @@ class Scenario:
     randomize: dict[str, tuple[float, float]] = field(default_factory=dict)
     base_dir: Path | None = None
     trace_override: tuple[str, str | None] | None = None
+    run_rate: float | None = None  # --rate: every run's mean rate (with_rate)
     where: str = ""  # the scenario file (or shipped name), for error messages
     _bandwidth_samplers: dict[str, BandwidthSampler] = field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -222,6 +223,14 @@ class Scenario:
         s.__dict__.pop("_trace", None)
         return s
 
+    def with_rate(self, rate: float) -> Scenario:
+        """A copy whose runs (and plan) default to mean rate ``rate`` req/s (``--rate``): a
+        synthetic spec's rates are scaled, a recorded trace's split (the scenario's or
+        ``--trace``) is time-scaled; see :meth:`workload`."""
+        if not (is_finite_number(rate) and rate > 0):
+            raise PrfaasInputError(f"must be a finite number > 0, got {rate!r}", "--rate")
+        return dataclasses.replace(self, run_rate=float(rate))
+
     def with_bandwidth_trace(self, path: str, fmt: str | None = None,
                              scale_to_gbps: float | None = None,
                              as_recorded: bool = False) -> Scenario:
@@ -260,6 +269,8 @@ class Scenario:
             # the file or folder it found
             bandwidth["path"] = str(resolve_path(bandwidth["path"], self.base_dir,
                                                  f"{self._loc}: bandwidth.path"))
+        if self.run_rate is not None:
+            workload["run_rate"] = self.run_rate
         return {"scenario": self.where or self.name, "workload": workload,
                 "bandwidth": bandwidth}
 
@@ -320,10 +331,13 @@ class Scenario:
         and eval never share a sample path),
         at mean rate ``rate`` if given. Trace: the split, time-scaled to mean ``rate`` if
         given, ``n`` consecutive requests from index ``start`` (random from ``seed`` when
-        None and ``n`` is smaller than the split; 0 for ``split='all'``).
+        None and ``n`` is smaller than the split; 0 for ``split='all'``). ``rate`` defaults
+        to the scenario's ``--rate`` (:meth:`with_rate`), then to its own.
         """
         if split not in SPLITS:
             raise PrfaasInputError(f"unknown split {split!r}; splits: {list(SPLITS)}")
+        if rate is None:
+            rate = self.run_rate
         if not self.is_trace:
             spec = self.workload_spec["synthetic"]
             if rate is not None:
@@ -375,9 +389,11 @@ class Scenario:
         return None
 
     def mean_rate(self, split: str = "all") -> float:
-        """Requests per second of ``split`` as the scenario plays it: the synthetic spec's
-        mean rate, a trace's ``rate:``, or else the split's own (never a statistic of
-        another split)."""
+        """Requests per second of ``split`` as the scenario plays it: ``--rate``
+        (:meth:`with_rate`), else the synthetic spec's mean rate, a trace's ``rate:``, or the
+        split's own (never a statistic of another split)."""
+        if self.run_rate is not None:
+            return self.run_rate
         if not self.is_trace:
             return float(synthetic.spec_mean_rate(self.workload_spec["synthetic"]))
         return self._trace_rate or self.split_trace(split).mean_rate

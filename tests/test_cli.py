@@ -65,6 +65,19 @@ def test_simulate_rate_override(capsys):
     assert light["throughput_rps"] == pytest.approx(0.05, rel=0.2)
 
 
+def test_simulate_rate_plans_the_threshold_for_that_load(capsys):
+    """--rate is the load the run plays, so the threshold policy's plan is solved for it
+    (bursty's prefix reuse, and so its incremental lengths, depend on the load)."""
+    from prfaas_gym.scenario import load_scenario
+
+    assert main(["simulate", "--scenario", "bursty-fluctuating", "--policy", "prfaas-threshold",
+                 "--requests", "50", "--rate", "5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    sc = load_scenario("bursty-fluctuating")
+    assert out["threshold_tokens"] == sc.with_rate(5.0).threshold_tokens != sc.threshold_tokens
+    assert out["sources"]["workload"]["run_rate"] == 5.0
+
+
 def test_simulate_with_trace_and_bandwidth_trace(shared_traces, capsys):
     bw = next((shared_traces / "genet-abr-bandwidth").rglob("*.log"), None) or \
         sorted(p for p in (shared_traces / "genet-abr-bandwidth/abr_trace/testing_trace/fcc-test").iterdir())[0]
@@ -465,6 +478,32 @@ def test_heldout_pairs_goodput_and_slo_met_per_seed_in_strict_json(tmp_path):
             res[learned, seed]["slo_met"] / res[best, seed]["slo_met"])
     assert ho["goodput"][best]["n"] == 2
     assert "SLO-meeting requests, learned / best, paired per seed" in p.stdout
+
+
+def test_heldout_scores_a_policy_on_your_own_traces_eval_split(tmp_path):
+    """heldout.py takes --trace and --rate as train and compare do, and records them."""
+    root = Path(__file__).resolve().parents[1]
+    trace = tmp_path / "mine.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 2000 * i, "input_length": 3000 + 97 * i,
+                                         "output_length": 50, "hash_ids": []}) + "\n"
+                             for i in range(300)))
+    out = tmp_path / "ho"
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / "heldout.py"), "--scenario",
+                        "paper-case-study", "--policy",
+                        str(root / "agents" / "policies" / "paper-case-study.onnx"),
+                        "--trace", str(trace), "--rate", "0.25", "--seeds", "1",
+                        "--requests", "20", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert f"paper-case-study (--trace {trace}, --rate 0.25), eval split" in p.stdout
+    ho = json.loads((out / "heldout.json").read_text())
+    assert ho["sources"]["workload"] == {"trace": str(trace), "format": None,
+                                         "given_as": "--trace", "run_rate": 0.25}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sources"] == ho["sources"]
+    # the runs played the trace at --rate (it arrives at 0.5 req/s), all served
+    assert summary["summary"]["conductor"]["throughput_rps"]["mean"] == pytest.approx(0.25,
+                                                                                     rel=0.2)
 
 
 def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,

@@ -168,6 +168,35 @@ def test_rate_override_scales_a_trace(shared_traces, monkeypatch):
     assert w.mean_rate == pytest.approx(10.0, rel=1e-6)
 
 
+def test_with_rate_makes_every_run_and_the_plan_play_at_that_rate(shared_traces,
+                                                                  monkeypatch):
+    """``Scenario.with_rate(R)`` (``--rate``) gives each split the workload that asking for
+    rate R gives, a synthetic one's and a trace's (the scenario's or ``--trace``), reports R
+    as the mean rate the env's load randomisation scales, records it, and plans for it."""
+    monkeypatch.setenv("PRFAAS_TRACES", str(shared_traces))
+
+    def arrivals(w):
+        return [(r.arrival_s, r.prompt_tokens) for r in w]
+
+    bursty = load_scenario("bursty-fluctuating")
+    mooncake = load_scenario("mooncake-conversation")
+    azure = mooncake.with_trace(str(shared_traces / "azure-llm-2023/AzureLLMInferenceTrace_code.csv"))
+    for sc, rate in ((bursty, 5.0), (mooncake, 2.0), (azure, 6.0)):
+        fast = sc.with_rate(rate)
+        assert fast.mean_rate("train") == rate and sc.mean_rate("train") != rate
+        assert fast.sources()["workload"]["run_rate"] == rate
+        assert "run_rate" not in sc.sources()["workload"]
+        for split in ("train", "eval"):
+            assert arrivals(fast.workload(3, n=50, split=split)) \
+                == arrivals(sc.workload(3, n=50, split=split, rate=rate))
+    # bursty's sessions reuse prefixes, so how much a cache holds depends on the load
+    assert bursty.with_rate(5.0).threshold_tokens != bursty.threshold_tokens
+    assert bursty.with_rate(5.0).threshold_tokens == bursty.with_rate(5).threshold_tokens
+    for bad in (0, -1.0, float("inf"), float("nan"), "3"):
+        with pytest.raises(PrfaasInputError, match="--rate"):
+            bursty.with_rate(bad)
+
+
 def test_cached_trace_splits_give_the_windows_a_fresh_scenario_gives(shared_traces,
                                                                       monkeypatch):
     """An env reset reads its window from the split cached on the scenario; the windows, at

@@ -224,6 +224,56 @@ def test_keep_checkpoints_keeps_every_validated_model_loadable(tmp_path, tiny_co
     assert not list(tmp_path.glob("**/*.tmp.zip"))
 
 
+def test_train_on_your_own_trace_then_score_it_on_its_held_out_split(tmp_path, tiny_config,
+                                                                    capsys):
+    """``train --trace F --bandwidth-trace B --rate R`` trains and validates on F's own
+    splits at R and on B's link, records all three in run.json and the manifest, and
+    ``compare`` with the same options and ``--split eval`` scores the exported policy on F's
+    held-out split."""
+    rng = np.random.default_rng(0)
+    trace = tmp_path / "mine.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i,
+                                         "input_length": int(rng.integers(500, 8_000)),
+                                         "output_length": int(rng.integers(10, 300)),
+                                         "hash_ids": []}) + "\n" for i in range(600)))
+    link = tmp_path / "link.csv"
+    link.write_text("time_s,gbps\n" + "".join(f"{t},{20 + 15 * (t % 3)}\n" for t in range(200)))
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config, "--trace", str(trace), "--bandwidth-trace", str(link),
+                       "--bandwidth-gbps", "30", "--rate", "1.5")
+    argv[argv.index("bursty-fluctuating")] = "mooncake-conversation"
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (f"prfaas compare --scenario mooncake-conversation --trace {trace} "
+            f"--bandwidth-trace {link} --bandwidth-gbps 30.0 --rate 1.5 --split eval") in printed
+    run = json.loads((out / "run.json").read_text())
+    assert run["scenario_sources"]["workload"] == {"trace": str(trace), "format": None,
+                                                   "given_as": "--trace", "run_rate": 1.5}
+    assert run["scenario_sources"]["bandwidth"] == {"kind": "trace", "path": str(link),
+                                                    "scale_to_gbps": 30.0}
+    # the baseline was measured on the trace's val split and link, not the scenario's own
+    sc = (load_scenario("mooncake-conversation").with_trace(str(trace))
+          .with_bandwidth_trace(str(link), scale_to_gbps=30.0).with_rate(1.5))
+    name, _, table = best_heuristic(sc, run["validation_seeds"], split="val",
+                                    episode_requests=16, progress=False)
+    assert run["best_heuristic"] == {"name": name, "goodput_rps": table[name]} and table[name] > 0
+    _, _, own = best_heuristic(load_scenario("mooncake-conversation"), run["validation_seeds"],
+                               split="val", episode_requests=16, progress=False)
+    assert own[name] != table[name]
+
+    onnx_path = tmp_path / "mine.onnx"
+    assert main(["export", str(out), "--out", str(onnx_path)]) == 0
+    manifest = json.loads((tmp_path / "mine.manifest.json").read_text())
+    assert manifest["scenario_sources"] == run["scenario_sources"]
+    capsys.readouterr()
+    assert main(["compare", "--scenario", "mooncake-conversation", "--trace", str(trace),
+                 "--bandwidth-trace", str(link), "--bandwidth-gbps", "30", "--rate", "1.5",
+                 "--split", "eval",
+                 "--seeds", "1", "--requests", "40", "--policies", f"conductor,{onnx_path}",
+                 "--no-progress"]) == 0
+    assert "mine.onnx" in capsys.readouterr().out
+
+
 def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -268,6 +318,9 @@ def test_train_into_an_existing_empty_directory(tmp_path, tiny_config):
 
 @pytest.mark.parametrize("extra, expected", [
     (["--warm-start", "nope"], "--warm-start"),
+    (["--trace-format", "azure"], "--trace-format applies to --trace, which is not given"),
+    (["--bandwidth-gbps", "5"], "--bandwidth-gbps applies to --bandwidth-trace"),
+    (["--trace", "no-such-trace.jsonl"], "--trace: file not found: no-such-trace.jsonl"),
     (["--episode-requests", "0"], "--episode-requests must be >= 1, got 0"),
     (["--episode-requests", "-3"], "--episode-requests must be >= 1, got -3"),
     (["--seed", "-1"], "--seed must be >= 0 and < 2**31 (numpy seeds each worker and demonstration from it), got -1"),
