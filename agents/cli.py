@@ -20,10 +20,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.algo == "dqn" and args.warm_start not in (None, "none"):
         print(f"note: --warm-start {args.warm_start} is ignored for dqn (the warm start clones "
               "into an actor-critic policy; dqn starts from scratch)", file=sys.stderr)
-    out = train(args.algo, scenario_from_args(args), args.timesteps, n_envs=args.n_envs, seed=args.seed,
-                config=args.config, out=args.out, threads=args.threads, eval_freq=args.eval_freq,
-                eval_episodes=args.eval_episodes, progress=not args.no_progress,
-                device=args.device, vec=args.vec,
+    out = train(args.algo, scenario_from_args(args), args.timesteps, n_envs=args.n_envs,
+                seed=args.seed, config=args.config, out=args.out, threads=args.threads,
+                eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
+                progress=not args.no_progress, device=args.device, vec=args.vec,
                 warm_start=None if warm_start == "none" else warm_start,
                 warm_start_episodes=args.warm_start_episodes,
                 warm_start_epochs=args.warm_start_epochs,

@@ -479,9 +479,9 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 
 @_sigterm_as_ctrl_c()
-def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: int = 2, seed: int = 0,
-          config: str | Path | None = None, out: str | Path = "runs/run", threads: int = 1,
-          eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
+def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: int = 2,
+          seed: int = 0, config: str | Path | None = None, out: str | Path = "runs/run",
+          threads: int = 1, eval_freq: int = 20_000, eval_episodes: int = 8, progress: bool = True,
           device: str = "cpu", vec: str = "auto", verbose: int = 0,
           warm_start: str | None = "best", warm_start_episodes: int = 96,
           warm_start_epochs: int = 100, episode_requests: int | None = None,

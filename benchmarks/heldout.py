@@ -40,6 +40,7 @@ from prfaas_gym.cli import (
     _make_dir,
     _writable_dir,
     add_trace_args,
+    note_seeds_share_requests,
     positive_float,
     refuse_results_over_inputs,
     run_script,
@@ -101,6 +102,7 @@ def main() -> None:
     factories[label] = policy_factory(args.policy, sc)
     if out is not None:
         refuse_results_over_inputs(out, sc, [args.policy])
+    note_seeds_share_requests(sc, "eval", args.requests, args.seeds)
     if out is not None:
         _make_dir(out)
     records = compare(sc, factories, args.seeds, split="eval", n=args.requests, progress=True)
@@ -126,7 +128,8 @@ def main() -> None:
     p90_l, p90_b = summary[label]["ttft_p90_s"].mean, summary[best]["ttft_p90_s"].mean
     given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                       if k in ("trace", "bandwidth_trace", "rate") and v is not None)
-    print(f"\n{sc.name}{f' ({given})' if given else ''}, eval split, seeds 0..{args.seeds - 1}, "
+    print(f"\n{sc.name}{f' ({given})' if given else ''}, eval split, "
+          f"{'seed 0' if args.seeds == 1 else f'seeds 0..{args.seeds - 1}'}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "
           "(one seed: the mean alone); TTFT over completed requests\n")
     print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected |")

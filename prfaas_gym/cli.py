@@ -249,6 +249,29 @@ def _note_short_trace(sc: Any, args: argparse.Namespace) -> None:
                   f"the trace has {have}; replaying all {have}", file=sys.stderr)
 
 
+def note_seeds_share_requests(sc: Scenario, split: str, requests: int | None,
+                              seeds: int) -> None:
+    """Say on stderr when every seed of a comparison replays the same requests of a trace:
+    the whole split, or with ``--split all`` its first requests. The seeds then differ only
+    in their link, and on a fixed link (constant, no drops) not at all, so a 95% interval
+    of 0 says nothing about the spread of a workload."""
+    if seeds < 2 or not sc.is_trace:
+        return
+    have = len(sc.split_trace(split))
+    if split != "all" and requests is not None and requests < have:
+        return  # each seed draws its own window
+    bw = sc.bandwidth_spec
+    fixed = not isinstance(bw, dict) or (bw.get("kind") == "constant" and not bw.get("drops"))
+    if split == "all":
+        what = "the trace from its start, as --split all does"
+        fix = "use --split eval (held out) with --requests below its size"
+    else:
+        what, fix = f"the whole {split} split, {have} requests", "give --requests below that"
+    print(f"prfaas: note: every seed replays the same requests ({what}), so the seeds differ "
+          "only in their link" + (", and this link is fixed: the runs are identical" if fixed
+                                  else "") + f"; {fix} for a window per seed", file=sys.stderr)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -372,6 +395,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         refuse_results_over_inputs(out_dir, sc, names)
     _note_in_sample_tuning(sc, names, args.split)
     _note_short_trace(sc, args)
+    note_seeds_share_requests(sc, args.split, args.requests, args.seeds)
     if out_dir is not None:
         _make_dir(out_dir)
     records = compare(sc, factories, args.seeds, split=args.split, n=args.requests,

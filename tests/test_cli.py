@@ -506,6 +506,32 @@ def test_heldout_scores_a_policy_on_your_own_traces_eval_split(tmp_path):
                                                                                      rel=0.2)
 
 
+def test_compare_says_when_every_seed_replays_the_same_requests(tmp_path, capsys):
+    """Seeds draw their own trace window only from a split larger than --requests; otherwise
+    they replay the same requests, and on a fixed link the runs (and a ±0 interval) are
+    identical, which compare says rather than presenting them as a spread."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 2000 + i,
+                                         "output_length": 20, "hash_ids": []}) + "\n"
+                             for i in range(100)))
+    base = ["compare", "--scenario", "paper-case-study", "--trace", str(trace), "--policies",
+            "conductor", "--no-progress"]
+    note = "every seed replays the same requests"
+    assert main([*base, "--seeds", "2", "--split", "eval"]) == 0
+    err = capsys.readouterr().err
+    assert f"{note} (the whole eval split, 20 requests)" in err
+    assert "this link is fixed: the runs are identical" in err
+    assert main([*base, "--seeds", "2", "--split", "eval", "--requests", "10"]) == 0
+    assert note not in capsys.readouterr().err
+    assert main([*base, "--seeds", "1", "--split", "eval"]) == 0
+    assert note not in capsys.readouterr().err
+    link = tmp_path / "link.csv"
+    link.write_text("time_s,gbps\n" + "".join(f"{t},{10 + t % 7}\n" for t in range(300)))
+    assert main([*base, "--seeds", "2", "--bandwidth-trace", str(link)]) == 0
+    err = capsys.readouterr().err
+    assert f"{note} (the trace from its start" in err and "identical" not in err
+
+
 def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,
                                                                      monkeypatch):
     monkeypatch.chdir(tmp_path)

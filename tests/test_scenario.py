@@ -180,7 +180,8 @@ def test_with_rate_makes_every_run_and_the_plan_play_at_that_rate(shared_traces,
 
     bursty = load_scenario("bursty-fluctuating")
     mooncake = load_scenario("mooncake-conversation")
-    azure = mooncake.with_trace(str(shared_traces / "azure-llm-2023/AzureLLMInferenceTrace_code.csv"))
+    azure = mooncake.with_trace(
+        str(shared_traces / "azure-llm-2023/AzureLLMInferenceTrace_code.csv"))
     for sc, rate in ((bursty, 5.0), (mooncake, 2.0), (azure, 6.0)):
         fast = sc.with_rate(rate)
         assert fast.mean_rate("train") == rate and sc.mean_rate("train") != rate
