@@ -293,12 +293,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
         lengths_note = (f"L: incremental prefill lengths of {len(lengths):,} requests, mean "
                         f"{lengths.mean():,.0f} tokens (prompts {mean_prompt:,.0f}; the prefix "
                         "a cache of the deployment's capacity would reuse is not recomputed)")
+        dep = sc.profile.deployment
+        as_deployed = {"n_prfaas": dep.n_prfaas, "n_prefill": dep.n_prefill,
+                       "n_decode": dep.n_decode, "threshold_tokens": sc.threshold_tokens,
+                       "threshold_from": ("scenario" if isinstance(sc.threshold_spec, (int, float))
+                                          else "planner"),
+                       "lambda_max": sc.planned_lambda}
     else:
         profile = load_profile(args.preset)
         plans = planner.plan_for_paper(profile)
         where = f"preset {args.preset} with the paper's workload"
         lengths_note = "L: the paper's prompt lengths (no prefix reuse)"
-    out = {k: v.to_dict() for k, v in plans.items()}
+    out: dict[str, Any] = {k: v.to_dict() for k, v in plans.items()}
+    if args.scenario:
+        out["as_deployed"] = as_deployed
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -306,11 +314,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(lengths_note)
     print(f"{'config':12s} {'Λ_max':>7s} {'t':>8s} {'N_prfaas':>8s} {'N_p':>4s} {'N_d':>4s} "
           f"{'TTFT mean':>9s} {'TTFT P90':>9s}  bottleneck")
-    for k, v in out.items():
+    for k, v in plans.items():
+        v = v.to_dict()
         t = f"{v['threshold_tokens']:.0f}" if v["threshold_tokens"] is not None else "-"
         print(f"{k:12s} {v['lambda_max']:7.3f} {t:>8s} {v['n_prfaas']:8d} {v['n_prefill']:4d} "
               f"{v['n_decode']:4d} {v['ttft_mean_s']:9.2f} {v['ttft_p90_s']:9.2f}  "
               f"{v.get('bottleneck', '')}")
+    if args.scenario:
+        d = as_deployed
+        source = ("set in the scenario" if d["threshold_from"] == "scenario" else
+                  "planned on 4,000 of the scenario's requests, a trace's from its train split")
+        print(f"as deployed (N_prfaas {d['n_prfaas']}, N_p {d['n_prefill']}, N_d "
+              f"{d['n_decode']}): t = {d['threshold_tokens']:,.0f} tokens ({source}), "
+              f"Λ_max {d['lambda_max']:.3f}: the t that prfaas-threshold and prfaas-dual use "
+              "in simulate, compare and train (the table above also chooses the local split)")
     return 0
 
 

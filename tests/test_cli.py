@@ -48,6 +48,26 @@ def test_plan_for_a_scenario_says_it_plans_on_incremental_lengths(capsys):
     assert incremental < 0.7 * prompt
 
 
+def test_plan_for_a_scenario_gives_the_threshold_its_policies_use(capsys):
+    """The table optimises the local split; the scenario's threshold policies route by the t
+    planned for its own deployment, which the plan reports beside it (text and JSON)."""
+    from prfaas_gym.scenario import load_scenario
+
+    sc = load_scenario("bursty-fluctuating")
+    assert main(["plan", "--scenario", "bursty-fluctuating", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    dep = sc.profile.deployment
+    assert out["as_deployed"] == {"n_prfaas": dep.n_prfaas, "n_prefill": dep.n_prefill,
+                                  "n_decode": dep.n_decode,
+                                  "threshold_tokens": sc.threshold_tokens,
+                                  "threshold_from": "planner",
+                                  "lambda_max": pytest.approx(sc.planned_lambda)}
+    assert out["as_deployed"]["threshold_tokens"] != out["prfaas"]["threshold_tokens"]
+    assert main(["plan", "--scenario", "bursty-fluctuating"]) == 0
+    assert (f"as deployed (N_prfaas {dep.n_prfaas}, N_p {dep.n_prefill}, N_d "
+            f"{dep.n_decode}): t = {sc.threshold_tokens:,.0f} tokens") in capsys.readouterr().out
+
+
 def test_simulate_json(capsys):
     assert main(["simulate", "--scenario", "bursty-fluctuating", "--policy", "prfaas-dual",
                  "--requests", "200", "--seed", "3", "--json"]) == 0
