@@ -202,7 +202,7 @@ def check_compatible(record: dict[str, Any], where: str | Path) -> None:
     ``field: expected X (this code), found Y``."""
     from prfaas_gym.actions import ACTIONS
     from prfaas_gym.env import ENV_ID, ENV_VERSION
-    from prfaas_gym.featurizer import spec_hash
+    from prfaas_gym.featurizer import spec, spec_hash
 
     obs = record.get("observation")
     found_hash = obs.get("hash") if isinstance(obs, dict) else None
@@ -216,6 +216,30 @@ def check_compatible(record: dict[str, Any], where: str | Path) -> None:
     if diffs:
         raise PrfaasInputError("checkpoint is incompatible with this version of prfaas-gym: "
                                + "; ".join(diffs), where)
+    edited = _spec_edits(spec(), obs) if isinstance(obs, dict) else []  # a dict: hash matched
+    if edited:
+        raise PrfaasInputError("the observation spec beside the matching hash was changed "
+                               "after it was written (the policy runs on this code's spec, so "
+                               "the record no longer describes it): " + "; ".join(edited), where)
+
+
+def _spec_edits(own: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """Where ``recorded`` (a record's ``observation``) differs from this code's spec ``own``
+    in version, clip or features (the first differing feature)."""
+    edits = [f"observation.{k}: expected {own[k]!r}, found {recorded.get(k)!r}"
+             for k in ("version", "clip")
+             if type(recorded.get(k)) is not type(own[k]) or recorded.get(k) != own[k]]
+    feats = recorded.get("features")
+    if feats != own["features"]:
+        if not isinstance(feats, list) or len(feats) != len(own["features"]):
+            n = len(feats) if isinstance(feats, list) else feats
+            edits.append(f"observation.features: expected {len(own['features'])} features, "
+                         f"found {n!r}")
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(own["features"], feats)) if a != b)
+            edits.append(f"observation.features[{i}]: expected {own['features'][i]!r}, "
+                         f"found {feats[i]!r}")
+    return edits
 
 
 def check_manifest(manifest: dict[str, Any], where: str | Path) -> str:

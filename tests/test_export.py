@@ -208,6 +208,26 @@ def test_mismatched_manifest_refused(runs, tmp_path, field, edit, found):
     assert field != "observation.hash" or spec_hash() in msg
 
 
+@pytest.mark.parametrize("edit, expected", [
+    (lambda o: o.update(clip=5.0), "observation.clip: expected 10.0, found 5.0"),
+    (lambda o: o["features"][2].update(name="local_hit_frac"),
+     "observation.features[2]: expected {'index': 2, 'name': 'remote_hit_frac'"),
+    (lambda o: o["features"].pop(), "observation.features: expected 32 features, found 31"),
+    (lambda o: o.pop("features"), "observation.features: expected 32 features, found None"),
+])
+def test_an_edited_observation_spec_is_refused_though_its_hash_matches(runs, tmp_path, edit,
+                                                                       expected):
+    """The hash is what the loader compares; the spec written beside it must still be the
+    one it hashes, or the manifest describes an observation the policy does not get."""
+    onnx = _copy_export(runs["maskable_ppo"], tmp_path)
+    _edit_manifest(onnx, lambda m: edit(m["observation"]))
+    with pytest.raises(PrfaasInputError) as ei:
+        OnnxRouter(onnx)
+    msg = str(ei.value)
+    assert "changed after it was written" in msg and expected in msg
+    assert "policy.manifest.json" in msg
+
+
 def test_missing_or_invalid_manifest(runs, tmp_path):
     onnx = _copy_export(runs["ppo"], tmp_path)
     mp = manifest_path_for(onnx)
