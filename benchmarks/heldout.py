@@ -43,6 +43,7 @@ from prfaas_gym.cli import (
     note_seeds_share_requests,
     positive_float,
     refuse_results_over_inputs,
+    results_dir_lock,
     run_script,
     scenario_from_args,
     write_atomically,
@@ -151,20 +152,22 @@ def main() -> None:
     print(f"headroom: serving every request within SLO at {best}'s span would give "
           f"{fmt_ci(c_mean, c_half)}x its goodput")
     if out is not None:
-        write_outputs(records, out, {"scenario": sc.name, "sources": sc.sources(),
-                                     "split": "eval",
-                                     "seeds": list(range(args.seeds)), "policy": args.policy})
-        # seed -> ratio; an undefined figure (NaN) is null
-        write_atomically(out / "heldout.json", json.dumps(json_safe({
+        heldout = {
             "scenario": sc.name, "sources": sc.sources(), "best_heuristic": best,
-            "ratio_mean": r_mean,
-            "ratio_ci95": r_half, "ratios": {str(s): x for s, x in ratios.items()},
+            "ratio_mean": r_mean, "ratio_ci95": r_half,
+            "ratios": {str(s): x for s, x in ratios.items()},  # seed -> ratio
             "slo_met_ratio_mean": m_mean, "slo_met_ratio_ci95": m_half,
             "slo_met_ratios": {str(s): x for s, x in met_ratios.items()},
             "ttft_p90_learned": p90_l, "ttft_p90_best": p90_b,
             "serve_all_ceiling": [c_mean, c_half],
-            "goodput": {n: summary[n]["goodput_rps"]._asdict() for n in factories}}),
-            indent=2, default=_refuse, allow_nan=False))
+            "goodput": {n: summary[n]["goodput_rps"]._asdict() for n in factories}}
+        # an undefined figure (NaN) is null
+        text = json.dumps(json_safe(heldout), indent=2, default=_refuse, allow_nan=False)
+        with results_dir_lock(out):  # one comparison's files, whole, even if two ran at once
+            write_outputs(records, out, {"scenario": sc.name, "sources": sc.sources(),
+                                         "split": "eval", "seeds": list(range(args.seeds)),
+                                         "policy": args.policy})
+            write_atomically(out / "heldout.json", text)
 
 
 if __name__ == "__main__":

@@ -202,6 +202,30 @@ def replacing(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def results_dir_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the directory ``out_dir`` while a comparison
+    replaces its result files, so that two comparisons writing to one directory leave one
+    whole set, not one's tables beside the other's plots. Waits (saying so on stderr) while
+    another holds it. A no-op where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX everywhere this project runs
+        yield
+        return
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"prfaas: note: waiting for another comparison to finish writing to "
+                  f"{out_dir}", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that no reader sees it half-written
     (:func:`replacing`). :class:`PrfaasInputError` (naming ``path``) when it cannot be
@@ -438,7 +462,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if TUNED_THRESHOLD in names:
             meta["tuned_threshold_tokens"] = factories[labels[names.index(
                 TUNED_THRESHOLD)]]().threshold_tokens
-        for p in write_outputs(records, out_dir, meta):
+        with results_dir_lock(out_dir):
+            written = write_outputs(records, out_dir, meta)
+        for p in written:
             print(f"wrote {p}")
     return 0
 

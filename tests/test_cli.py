@@ -552,6 +552,36 @@ def test_compare_says_when_every_seed_replays_the_same_requests(tmp_path, capsys
     assert f"{note} (the trace from its start" in err and "identical" not in err
 
 
+def test_compare_waits_for_another_comparison_writing_to_its_out_dir(tmp_path):
+    """While another comparison holds the results directory, compare runs but waits, says so,
+    and writes nothing; it writes its whole set once the other is done."""
+    import fcntl
+    import os
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "runs.csv").write_text("another comparison's\n")
+    fd = os.open(out, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prfaas_gym.cli", "compare", "--scenario",
+             "paper-case-study", "--policies", "conductor", "--seeds", "1", "--requests", "20",
+             "--out", str(out), "--no-progress"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert any("waiting for another comparison to finish writing to" in line
+                   for line in proc.stderr)  # read until it says so (or ends)
+        assert proc.poll() is None  # blocked on the lock, not finished
+        assert (out / "runs.csv").read_text() == "another comparison's\n"
+        assert not (out / "summary.json").exists()
+    finally:
+        os.close(fd)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert f"wrote {out / 'summary.json'}" in stdout
+    assert (out / "runs.csv").read_text().startswith("policy,seed,")
+
+
 def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,
                                                                      monkeypatch):
     monkeypatch.chdir(tmp_path)
