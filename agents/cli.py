@@ -14,13 +14,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     import sys
 
     from agents.train import train
-    from prfaas_gym.cli import scenario_from_args
+    from prfaas_gym.cli import fixed_link, scenario_from_args
 
     warm_start = args.warm_start or "best"
     if args.algo == "dqn" and args.warm_start not in (None, "none"):
         print(f"note: --warm-start {args.warm_start} is ignored for dqn (the warm start clones "
               "into an actor-critic policy; dqn starts from scratch)", file=sys.stderr)
-    out = train(args.algo, scenario_from_args(args), args.timesteps, n_envs=args.n_envs,
+    scenario = scenario_from_args(args)
+    out = train(args.algo, scenario, args.timesteps, n_envs=args.n_envs,
                 seed=args.seed, config=args.config, out=args.out, threads=args.threads,
                 eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
                 progress=not args.no_progress, device=args.device, vec=args.vec,
@@ -41,21 +42,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
           f"({ratio_text} the best heuristic, {run['best_heuristic']['name']}) at "
           f"{best.get('timesteps')} steps; the best of the run's validations, so optimistic")
-    if args.trace or args.bandwidth_trace or args.rate:
-        same = [f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in vars(args).items()
-                if k in _SCENARIO_OPTIONS and v is not None]
-        print("its held-out eval split, side by side with the heuristics: prfaas compare "
-              f"{' '.join(same)} --split eval --seeds 5 --policies "
-              f"conductor,prfaas-threshold-tuned,{shlex.quote(str(out))}")
-    else:
-        print("benchmarks/heldout.py scores it on the held-out eval split")
+    same = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
+                    for k, v in vars(args).items() if k in SCENARIO_OPTIONS and v is not None)
+    # a trace's eval split is replayed whole by every seed: on a fixed link they are one run
+    seeds = 1 if scenario.is_trace and fixed_link(scenario) else 5
+    print(f"scored on the held-out eval split beside every heuristic: python "
+          f"benchmarks/heldout.py {same} --policy {shlex.quote(str(out))} --seeds {seeds}")
     print(f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
           "included)")
     return 130 if "interrupted_at" in run else 0
 
 
-# what selects the scenario's requests and link, as compare takes it
-_SCENARIO_OPTIONS = ("scenario", "trace", "trace_format", "bandwidth_trace", "bandwidth_format",
+#: what selects the scenario's requests, link and load, as compare takes it
+SCENARIO_OPTIONS = ("scenario", "trace", "trace_format", "bandwidth_trace", "bandwidth_format",
                      "bandwidth_gbps", "rate")
 
 
@@ -66,7 +65,8 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--algo", choices=ALGOS, default="maskable_ppo")
     p.add_argument("--scenario", required=True, help="scenario name or YAML path")
     add_trace_args(p, "at its own arrival times (add --rate to rescale); training, validation "
-                      "and held-out runs take disjoint windows of it (70/10/20%% by default)")
+                      "and held-out runs take disjoint windows of it (by the scenario's "
+                      "val_fraction and eval_fraction; 70/10/20%% by default)")
     p.add_argument("--rate", type=positive_float,
                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
                         "time-scales a recorded one (--trace's too); load randomisation "

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -564,7 +565,14 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                 f"{config or f'agents/configs/{algo}.yaml'}: {key_paths['curriculum']}.start"
             ) from None
     for split in ("train", "val"):  # a trace is first read here: fail before writing
-        PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests).reset(seed=seed)
+        probe_env = PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests)
+        probe_env.reset(seed=seed)
+        have = len(sc.split_trace(split)) if sc.is_trace else None
+        if have is not None and probe_env.episode_requests > have:
+            print(f"prfaas: note: the {split} split of the trace has {have} requests, fewer "
+                  f"than an episode's {probe_env.episode_requests}: every "
+                  f"{'training' if split == 'train' else 'validation'} episode replays all "
+                  f"{have}", file=sys.stderr)
     torch.set_num_threads(threads)
     # Everything is validated: from here on the run directory is created and written.
     out = Path(out)

@@ -26,6 +26,7 @@ import math
 import sys
 from pathlib import Path
 
+from agents.cli import SCENARIO_OPTIONS
 from agents.compare import (
     add_eval_arguments,
     ci95,
@@ -81,7 +82,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     add_eval_arguments(ap, default_scenario=None)
     add_trace_args(ap, "at its own arrival times (add --rate to rescale); its eval split "
-                       "(the last 20%% of its span by default) is the one scored")
+                       "(the last eval_fraction of its span, 20%% by default) is the one "
+                       "scored")
     ap.add_argument("--rate", type=positive_float,
                     help="mean arrival rate (req/s): sets a synthetic workload's rate or "
                          "time-scales a recorded one")
@@ -128,7 +130,7 @@ def main() -> None:
               "leaves them out", file=sys.stderr)
     p90_l, p90_b = summary[label]["ttft_p90_s"].mean, summary[best]["ttft_p90_s"].mean
     given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                      if k in ("trace", "bandwidth_trace", "rate") and v is not None)
+                      if k in SCENARIO_OPTIONS and k != "scenario" and v is not None)
     print(f"\n{sc.name}{f' ({given})' if given else ''}, eval split, "
           f"{'seed 0' if args.seeds == 1 else f'seeds 0..{args.seeds - 1}'}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "

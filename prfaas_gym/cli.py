@@ -273,6 +273,12 @@ def _note_short_trace(sc: Any, args: argparse.Namespace) -> None:
                   f"the trace has {have}; replaying all {have}", file=sys.stderr)
 
 
+def fixed_link(sc: Scenario) -> bool:
+    """Whether every run of ``sc`` gets the same link: constant, without drops."""
+    bw = sc.bandwidth_spec
+    return not isinstance(bw, dict) or (bw.get("kind") == "constant" and not bw.get("drops"))
+
+
 def note_seeds_share_requests(sc: Scenario, split: str, requests: int | None,
                               seeds: int) -> None:
     """Say on stderr when every seed of a comparison replays the same requests of a trace:
@@ -284,8 +290,7 @@ def note_seeds_share_requests(sc: Scenario, split: str, requests: int | None,
     have = len(sc.split_trace(split))
     if split != "all" and requests is not None and requests < have:
         return  # each seed draws its own window
-    bw = sc.bandwidth_spec
-    fixed = not isinstance(bw, dict) or (bw.get("kind") == "constant" and not bw.get("drops"))
+    fixed = fixed_link(sc)
     if split == "all":
         what = "the trace from its start, as --split all does"
         fix = "use --split eval (held out) with --requests below its size"
@@ -302,8 +307,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from prfaas_gym import planner
     from prfaas_gym.profile import load_profile
 
-    if (args.trace or args.trace_format) and not args.scenario:
-        given = "--trace" if args.trace else "--trace-format"
+    if (args.trace or args.trace_format or args.rate) and not args.scenario:
+        given = "--trace" if args.trace else "--trace-format" if args.trace_format else "--rate"
         raise PrfaasInputError(f"{given} needs --scenario (the deployment to plan for); "
                                "--preset plans for the paper's workload")
     if args.scenario:
@@ -320,8 +325,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         dep = sc.profile.deployment
         as_deployed = {"n_prfaas": dep.n_prfaas, "n_prefill": dep.n_prefill,
                        "n_decode": dep.n_decode, "threshold_tokens": sc.threshold_tokens,
-                       "threshold_from": ("scenario" if isinstance(sc.threshold_spec, (int, float))
-                                          else "planner"),
+                       "threshold_from": (
+                           "scenario" if isinstance(sc.threshold_spec, (int, float))
+                           else "planner" if dep.n_prefill and dep.n_prfaas
+                           else "unused"),  # nothing to choose between: the paper's t
                        "lambda_max": sc.planned_lambda}
     else:
         profile = load_profile(args.preset)
@@ -346,12 +353,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
               f"{v.get('bottleneck', '')}")
     if args.scenario:
         d = as_deployed
-        source = ("set in the scenario" if d["threshold_from"] == "scenario" else
-                  "planned on 4,000 of the scenario's requests, a trace's from its train split")
-        print(f"as deployed (N_prfaas {d['n_prfaas']}, N_p {d['n_prefill']}, N_d "
-              f"{d['n_decode']}): t = {d['threshold_tokens']:,.0f} tokens ({source}), "
-              f"Λ_max {d['lambda_max']:.3f}: the t that prfaas-threshold and prfaas-dual use "
-              "in simulate, compare and train (the table above also chooses the local split)")
+        head = f"as deployed (N_prfaas {d['n_prfaas']}, N_p {d['n_prefill']}, N_d {d['n_decode']}"
+        if d["threshold_from"] == "unused":
+            print(f"{head}): no local prefill instance, so every request prefills remotely and "
+                  f"no t is used; Λ_max {d['lambda_max']:.3f}")
+        else:
+            source = ("set in the scenario" if d["threshold_from"] == "scenario" else
+                      "planned on 4,000 of the scenario's requests, a trace's from its train "
+                      "split" + (f", at {args.rate:g} req/s" if args.rate else ""))
+            print(f"{head}): t = {d['threshold_tokens']:,.0f} tokens ({source}), Λ_max "
+                  f"{d['lambda_max']:.3f}: the t that prfaas-threshold and prfaas-dual use in "
+                  "simulate, compare and train (the table above also chooses the local split)")
     return 0
 
 
@@ -512,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scenario", help="plan for a scenario's deployment and workload")
     p.add_argument("--trace", help="with --scenario: plan for this request trace's lengths")
     p.add_argument("--trace-format", choices=["mooncake", "azure", "vidur", "burstgpt"])
+    p.add_argument("--rate", type=positive_float,
+                   help="with --scenario: plan for this mean arrival rate (req/s), as "
+                        "simulate, compare and train --rate do (prefix reuse, and so L, "
+                        "depends on the load)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 

@@ -66,6 +66,16 @@ def test_plan_for_a_scenario_gives_the_threshold_its_policies_use(capsys):
     assert main(["plan", "--scenario", "bursty-fluctuating"]) == 0
     assert (f"as deployed (N_prfaas {dep.n_prfaas}, N_p {dep.n_prefill}, N_d "
             f"{dep.n_decode}): t = {sc.threshold_tokens:,.0f} tokens") in capsys.readouterr().out
+    # at another load, the t that simulate/compare/train --rate use
+    assert main(["plan", "--scenario", "bursty-fluctuating", "--rate", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["as_deployed"]["threshold_tokens"] \
+        == sc.with_rate(5.0).threshold_tokens != sc.threshold_tokens
+    # no local prefill instance: no threshold to plan, and the plan does not invent one
+    assert main(["plan", "--scenario", "paper-naive"]) == 0
+    assert "no local prefill instance, so every request prefills remotely and no t is used" \
+        in capsys.readouterr().out
+    assert main(["plan", "--scenario", "paper-naive", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["as_deployed"]["threshold_from"] == "unused"
 
 
 def test_simulate_json(capsys):
@@ -240,6 +250,8 @@ def test_negative_seed_and_plan_trace_without_scenario_are_refused(capsys):
     assert "--trace needs --scenario" in capsys.readouterr().err
     assert main(["plan", "--trace-format", "mooncake"]) == 2  # was silently ignored
     assert "--trace-format needs --scenario" in capsys.readouterr().err
+    assert main(["plan", "--rate", "5"]) == 2
+    assert "--rate needs --scenario" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*_SIM, "--rate", "inf"])
     assert "--rate: must be a finite number > 0, got inf" in capsys.readouterr().err

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -244,8 +247,10 @@ def test_train_on_your_own_trace_then_score_it_on_its_held_out_split(tmp_path, t
     argv[argv.index("bursty-fluctuating")] = "mooncake-conversation"
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert (f"prfaas compare --scenario mooncake-conversation --trace {trace} "
-            f"--bandwidth-trace {link} --bandwidth-gbps 30.0 --rate 1.5 --split eval") in printed
+    command = (f"python benchmarks/heldout.py --scenario mooncake-conversation --trace {trace} "
+               f"--bandwidth-trace {link} --bandwidth-gbps 30.0 --rate 1.5 --policy {out} "
+               "--seeds 5")  # a link that varies: five seeds are five runs
+    assert command in printed
     run = json.loads((out / "run.json").read_text())
     assert run["scenario_sources"]["workload"] == {"trace": str(trace), "format": None,
                                                    "given_as": "--trace", "run_rate": 1.5}
@@ -271,7 +276,40 @@ def test_train_on_your_own_trace_then_score_it_on_its_held_out_split(tmp_path, t
                  "--split", "eval",
                  "--seeds", "1", "--requests", "40", "--policies", f"conductor,{onnx_path}",
                  "--no-progress"]) == 0
-    assert "mine.onnx" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "mine.onnx" in captured.out and "was trained with" not in captured.err
+    # scored without the trace (or at another rate), it says what it was trained on
+    assert main(["compare", "--scenario", "mooncake-conversation", "--bandwidth-trace",
+                 str(link), "--bandwidth-gbps", "30", "--rate", "1.5", "--split", "eval",
+                 "--seeds", "1", "--requests", "40", "--policies", str(onnx_path),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"mine.onnx was trained with its requests from {trace} at 1.5 req/s" in err
+    assert "was trained with its link" not in err
+    # the held-out command train printed runs as printed (here on fewer requests)
+    root = Path(__file__).resolve().parents[1]
+    argv = [sys.executable, *shlex.split(command)[1:], "--requests", "20", "--seeds", "2"]
+    done = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "was trained with" not in done.stderr
+    assert f"mooncake-conversation (--trace {trace}, --bandwidth-trace {link}, " \
+           "--bandwidth-gbps 30.0, --rate 1.5), eval split, seeds 0..1" in done.stdout
+
+
+def test_train_says_when_a_trace_split_is_shorter_than_an_episode(tmp_path, tiny_config,
+                                                                  capsys):
+    trace = tmp_path / "short.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 1000 + i,
+                                         "output_length": 20, "hash_ids": []}) + "\n"
+                             for i in range(100)))  # 70 / 10 / 20 requests
+    argv = _train_argv(tmp_path / "run", tiny_config, "--trace", str(trace))
+    argv[argv.index("bursty-fluctuating")] = "paper-case-study"
+    argv[argv.index("--episode-requests") + 1] = "50"
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "the val split of the trace has 10 requests, fewer than an episode's 50: every " \
+           "validation episode replays all 10" in err
+    assert "the train split" not in err
 
 
 def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
