@@ -279,3 +279,44 @@ def scales_from_record(record: dict[str, Any], where: str | Path) -> Any:
             raise PrfaasInputError(f"key 'observation.scales.{k}': expected a finite number "
                                    f"> 0, found {v!r}", where)
     return FeatureScales(**{k: float(v) for k, v in scales.items()})
+
+
+def plot_validation(history: list[dict[str, Any]], path: Path, best_heuristic: str,
+                    title: str) -> None:
+    """``validation.png``: each validation's goodput over the best heuristic's (``history``,
+    the rows of ``eval.json``) against training steps, the final model's crossed and the
+    best checkpoint circled, written whole (:func:`prfaas_gym.cli.replacing`). Undefined
+    ratios are gaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from prfaas_gym.cli import replacing
+
+    def point(r: dict[str, Any]) -> tuple[float, float]:
+        ratio = r["ratio_to_best_heuristic"]
+        return r["timesteps"] / 1000, float("nan") if ratio is None else float(ratio)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    periodic = [point(r) for r in history if not r.get("final")]
+    if periodic:
+        ax.plot(*zip(*periodic), marker=".", label="validation during training")
+    for r in history:  # validated after the last update (absent from an interrupted run)
+        if r.get("final"):
+            ax.plot(*point(r), "x", color="C2", ms=8, label="final_model.zip")
+    best = [r for r in history if r.get("best")]
+    if best:  # the last row marked best is the model kept
+        ax.plot(*point(best[-1]), "o", ms=11, mfc="none", color="C3", label="best_model.zip")
+    ax.axhline(1.0, color="k", lw=0.8, ls="--", label=best_heuristic)
+    ax.set_xlabel("training steps (thousands)")
+    ax.set_ylabel(f"validation goodput / {best_heuristic}'s")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
+

@@ -12,6 +12,7 @@ One run directory per training run::
     RUN_DIR/checkpoint_N.zip  with ``keep_checkpoints``: every validated model, by step
                               (the last validation's is ``final_model.zip``)
     RUN_DIR/eval.json         the validation history (policy vs the best heuristic)
+    RUN_DIR/validation.png    that history against training steps, the best circled
     RUN_DIR/tb/               TensorBoard logs, with serving metrics under ``serving/``
 
 Training episodes come from the ``train`` split (the first 70% of a trace, or synthetic
@@ -522,7 +523,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     """
     import torch
 
-    from agents.run_dir import git_commit, git_dirty, write_run_json
+    from agents.run_dir import git_commit, git_dirty, plot_validation, write_run_json
 
     # the code that runs is the checkout's as the run starts: commits made while it trains
     # must not be recorded as its source
@@ -671,6 +672,17 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
         write_run_json(out, probe, algo, **record, best_validation=val_cb.best_row(),
                        wall_s=wall, steps_per_s=done / wall,
                        **({"interrupted_at": done} if interrupted else {}))
+        try:  # a picture of eval.json; the run is whole without it
+            src = record["scenario_sources"]["workload"]
+            on = (sc.name + (f" replaying {Path(src['trace']).name}"
+                             if src.get("given_as") == "--trace" else "")
+                  + (f" at {src['run_rate']:g} req/s" if src.get("run_rate") else ""))
+            plot_validation(val_cb.history, out / "validation.png", name,
+                            f"{algo} on {on}, seed {seed}\nvalidation: {eval_episodes} "
+                            "episodes of the val split")
+        except Exception as e:  # noqa: BLE001 - never lose a finished run to a plot
+            print(f"prfaas: note: validation.png not written ({type(e).__name__}: {e})",
+                  file=sys.stderr)
     return out
 
 

@@ -47,6 +47,7 @@ def test_run_directory_records_what_was_trained(tiny_run):
     assert run["warm_start"]["teacher"] == "conductor"
     assert run["warm_start"]["epochs"] == 2 and run["warm_start"]["episodes"] == 1
     assert (tiny_run / "best_model.zip").exists() and (tiny_run / "final_model.zip").exists()
+    assert (tiny_run / "validation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     evaluation = json.loads((tiny_run / "eval.json").read_text())
     history = evaluation["history"]
     assert len(history) >= 2 and any(h.get("best") for h in history)
@@ -57,6 +58,19 @@ def test_run_directory_records_what_was_trained(tiny_run):
     assert run["scenario_sources"]["scenario"] == "bursty-fluctuating"
     assert run["scenario_sources"]["bandwidth"]["kind"] == "ou"
     assert run["commit_dirty"] in (True, False, None)
+
+
+def test_validation_plot_takes_undefined_ratios_and_a_best_final_model(tmp_path):
+    from agents.run_dir import plot_validation
+
+    history = [{"timesteps": 0, "ratio_to_best_heuristic": None, "best": True},
+               {"timesteps": 128, "ratio_to_best_heuristic": 0.9},
+               {"timesteps": 256, "ratio_to_best_heuristic": 1.1, "best": True, "final": True}]
+    path = tmp_path / "v.png"
+    plot_validation(history, path, "conductor", "a title")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    plot_validation(history[:1], path, "conductor", "an interrupted run")  # replaced whole
+    assert path.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*tmp"))
 
 
 def test_tensorboard_has_the_serving_metrics_and_a_custom_scalars_layout(tiny_run):
