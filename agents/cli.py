@@ -10,11 +10,12 @@ from agents.train import ALGOS
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import os
     import shlex
     import sys
 
     from agents.train import train
-    from prfaas_gym.cli import fixed_link, scenario_from_args
+    from prfaas_gym.cli import same_links, scenario_from_args
 
     warm_start = args.warm_start or "best"
     if args.algo == "dqn" and args.warm_start not in (None, "none"):
@@ -45,8 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     same = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
                     for k, v in vars(args).items() if k in SCENARIO_OPTIONS and v is not None)
     # a trace's eval split is replayed whole by every seed: on a fixed link they are one run
-    seeds = 1 if scenario.is_trace and fixed_link(scenario) else 5
-    print(f"scored on the held-out eval split beside every heuristic: python "
+    seeds = 1 if scenario.is_trace and same_links(scenario, "eval", 5) else 5
+    exe = os.path.relpath(sys.executable)  # .venv/bin/python from the repository root
+    exe = sys.executable if exe.startswith("..") else exe
+    print(f"scored on the held-out eval split beside every heuristic: {shlex.quote(exe)} "
           f"benchmarks/heldout.py {same} --policy {shlex.quote(str(out))} --seeds {seeds}")
     print(f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
           "included)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from agents.heuristics import (
 from agents.prfaas_dual import PrfaasDual
 from prfaas_gym.contract import Policy
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import is_finite_number
 
 HEURISTICS: dict[str, Callable[..., Policy]] = {
     "local-only": LocalOnly,
@@ -49,48 +51,91 @@ def make_heuristic(name: str, threshold_tokens: float | None = None, **kwargs: A
         raise PrfaasInputError(f"invalid options for policy {name!r}: {e}") from None
 
 
-def _same_source(a: Any, b: Any) -> bool:
-    """Two recorded sources (a workload's or a link's) alike, a file named two ways too."""
+def _same_file(a: Any, b: Any) -> bool:
+    """Two recorded paths naming one file (or, unreadable, spelled alike)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return bool(a == b)
+
+
+def _rate_text(rate: Any) -> str:
+    if rate is None:
+        return "at its own arrival times"
+    return f"at {rate:g} req/s" if is_finite_number(rate) else f"at rate {rate!r}"
+
+
+def _same_rate(a: Any, b: Any) -> bool:
+    if is_finite_number(a) and is_finite_number(b):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return bool(a == b)
+
+
+def _workload_text(w: dict[str, Any]) -> str:
+    what = (str(w["trace"]) if "trace" in w else
+            "the scenario's synthetic workload" if "synthetic" in w else repr(w))
+    return f"{what} {_rate_text(w.get('rate'))}"
+
+
+def _workload_difference(trained: Any, now: Any) -> str | None:
+    """How the requests a policy is scored on differ from its training's (None: alike)."""
+    if not (isinstance(trained, dict) and isinstance(now, dict)):
+        return None if trained == now else f"from {trained!r}; this run takes them from {now!r}"
+    same_source = (_same_file(trained["trace"], now["trace"])
+                   if "trace" in trained and "trace" in now else
+                   "synthetic" in trained and trained.get("synthetic") == now.get("synthetic"))
+    if same_source and _same_rate(trained.get("rate"), now.get("rate")):
+        return None
+    if same_source:
+        return (f"{_rate_text(trained.get('rate'))}; this run plays them "
+                f"{_rate_text(now.get('rate'))}")
+    return f"from {_workload_text(trained)}; this run takes them from {_workload_text(now)}"
+
+
+def _link_spec(b: Any) -> Any:
+    return {"kind": "constant", "gbps": b} if is_finite_number(b) else b
+
+
+def _link_text(b: Any) -> str:
+    if not isinstance(b, dict):
+        return repr(b)
+    kind = b.get("kind")
+    if kind == "constant" and is_finite_number(b.get("gbps")) and len(b) == 2:
+        return f"a constant {b['gbps']:g} Gbit/s"
+    scale = b.get("scale_to_gbps")
+    return (f"a {kind} link" + (f" from {b['path']}" if "path" in b else "")
+            + (f" at mean {scale:g} Gbit/s" if is_finite_number(scale) else ""))
+
+
+def _same_link(a: Any, b: Any) -> bool:
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return bool(a == b)
-    for k in (a.keys() | b.keys()) - {"given_as", "format"}:  # how a file was named or read
-        x, y = a.get(k), b.get(k)
-        if k in ("trace", "path") and isinstance(x, str) and isinstance(y, str):
-            try:
-                if not os.path.samefile(x, y):
-                    return False
-            except OSError:
-                if x != y:
-                    return False
-        elif x != y:
+    for k in (a.keys() | b.keys()) - {"format"}:  # how a file was read, not which
+        if k == "path":
+            if not _same_file(a.get(k), b.get(k)):
+                return False
+        elif a.get(k) != b.get(k):
             return False
     return True
 
 
-def _describe_source(src: Any) -> str:
-    if not isinstance(src, dict):
-        return repr(src)
-    if "trace" in src:
-        rate = src.get("run_rate") or src.get("rate")
-        return f"{src['trace']}" + (f" at {rate:g} req/s" if rate else "")
-    if "synthetic" in src:
-        rate = src.get("run_rate")
-        return "the scenario's synthetic workload" + (f" at {rate:g} req/s" if rate else "")
-    if src.get("kind") in ("trace", "trace_dir"):
-        return f"{src['path']}" + (f" (mean {src['scale_to_gbps']:g} Gbit/s)"
-                                   if src.get("scale_to_gbps") is not None else "")
-    return ", ".join(f"{k} {v}" for k, v in src.items())
-
-
-def source_differences(trained: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """What a run's requests and link (``Scenario.sources()``) take from other sources than
-    the policy's training did, as sentences for a note (a policy trained with ``--trace``
-    scored without it, say)."""
+def source_differences(trained: Any, now: dict[str, Any]) -> list[str]:
+    """What a run's requests and link (``Scenario.sources()``, ``now``) take from other
+    sources, or at another rate, than the policy's training did (``trained``, the
+    ``scenario_sources`` of its run.json or manifest), as sentences for a note. Paths that
+    name one file are alike; a record this code cannot read is said to be so."""
+    if not isinstance(trained, dict):
+        return [f"records no readable scenario_sources ({trained!r}), so what it was trained "
+                "on is not compared with this run"]
     out = []
-    for part, what, pronoun in (("workload", "requests", "them"), ("bandwidth", "link", "it")):
-        if part in trained and not _same_source(trained[part], now.get(part)):
-            out.append(f"was trained with its {what} from {_describe_source(trained[part])}; "
-                       f"this run takes {pronoun} from {_describe_source(now.get(part))}")
+    if "workload" in trained:
+        diff = _workload_difference(trained["workload"], now.get("workload"))
+        if diff:
+            out.append(f"was trained with its requests {diff}")
+    if "bandwidth" in trained:
+        a, b = _link_spec(trained["bandwidth"]), _link_spec(now.get("bandwidth"))
+        if not _same_link(a, b):
+            out.append(f"was trained on {_link_text(a)}; this run uses {_link_text(b)}")
     return out
 
 
@@ -126,7 +171,7 @@ def policy_factory(spec: str, scenario: Any, rate: float | None = None) -> Calla
 
             print(f"prfaas: note: {spec} was trained on scenario {trained_on}, and routes "
                   f"{routing} here (with {trained_on}'s observation scales)", file=sys.stderr)
-        elif isinstance(loaded.router.manifest.get("scenario_sources"), dict):
+        elif loaded.router.manifest.get("scenario_sources") is not None:  # older: no record
             import sys
 
             for part in source_differences(loaded.router.manifest["scenario_sources"],

@@ -676,7 +676,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
             src = record["scenario_sources"]["workload"]
             on = (sc.name + (f" replaying {Path(src['trace']).name}"
                              if src.get("given_as") == "--trace" else "")
-                  + (f" at {src['run_rate']:g} req/s" if src.get("run_rate") else ""))
+                  + (f" at {src['rate']:g} req/s" if src.get("rate_given_as") else ""))
             plot_validation(val_cb.history, out / "validation.png", name,
                             f"{algo} on {on}, seed {seed}\nvalidation: {eval_episodes} "
                             "episodes of the val split")

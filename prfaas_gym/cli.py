@@ -273,24 +273,32 @@ def _note_short_trace(sc: Any, args: argparse.Namespace) -> None:
                   f"the trace has {have}; replaying all {have}", file=sys.stderr)
 
 
-def fixed_link(sc: Scenario) -> bool:
-    """Whether every run of ``sc`` gets the same link: constant, without drops."""
-    bw = sc.bandwidth_spec
-    return not isinstance(bw, dict) or (bw.get("kind") == "constant" and not bw.get("drops"))
+def same_links(sc: Scenario, split: str, seeds: int) -> bool:
+    """Whether runs of ``split`` with seeds ``0..seeds-1`` all get the same link (a constant
+    one, say; not one whose mean, offset, drops or trace a seed draws)."""
+    links = [sc.bandwidth(seed, split) for seed in range(max(seeds, 2))]
+
+    def capacity(tr: Any) -> tuple[Any, ...]:
+        caps = tr.bytes_per_s
+        if caps.min() == caps.max():  # constant: its times and offset change nothing
+            return (float(caps[0]), tr.rtt_s)
+        return (tuple(tr.times_s), tuple(caps), tr.period_s, tr.offset_s, tr.rtt_s)
+
+    return len({capacity(tr) for tr in links}) == 1
 
 
 def note_seeds_share_requests(sc: Scenario, split: str, requests: int | None,
                               seeds: int) -> None:
     """Say on stderr when every seed of a comparison replays the same requests of a trace:
     the whole split, or with ``--split all`` its first requests. The seeds then differ only
-    in their link, and on a fixed link (constant, no drops) not at all, so a 95% interval
-    of 0 says nothing about the spread of a workload."""
+    in their link, and where the link is the same for every seed (:func:`same_links`) not at
+    all, so a 95% interval of 0 says nothing about the spread of a workload."""
     if seeds < 2 or not sc.is_trace:
         return
     have = len(sc.split_trace(split))
     if split != "all" and requests is not None and requests < have:
         return  # each seed draws its own window
-    fixed = fixed_link(sc)
+    fixed = same_links(sc, split, seeds)
     if split == "all":
         what = "the trace from its start, as --split all does"
         fix = "use --split eval (held out) with --requests below its size"

@@ -251,26 +251,32 @@ class Scenario:
 
     def sources(self) -> dict[str, Any]:
         """Where a run's requests and link come from (the scenario file, ``--trace``,
-        ``--bandwidth-trace``), for result files."""
+        ``--bandwidth-trace``; absolute paths), for result files. The workload's ``rate`` is
+        the mean rate its runs play: ``--rate`` (then ``rate_given_as``), a trace's
+        ``rate:``, a synthetic spec's mean, or None for a trace at its own arrival times."""
         workload: dict[str, Any]
         if self.trace_override is not None:
             path, fmt = self.trace_override
-            workload = {"trace": str(resolve_path(path, None, "--trace", typed=True)),
-                        "format": fmt,
-                        "given_as": "--trace"}
+            workload = {"trace": os.path.abspath(resolve_path(path, None, "--trace",
+                                                              typed=True)),
+                        "format": fmt, "given_as": "--trace", "rate": self.run_rate}
         elif "trace" in self.workload_spec:
             t = self.workload_spec["trace"]
             found = resolve_path(t["path"], self.base_dir, f"{self._loc}: workload.trace.path")
-            workload = {"trace": str(found), "format": t.get("format"), "rate": t.get("rate")}
+            workload = {"trace": os.path.abspath(found), "format": t.get("format"),
+                        "rate": self.run_rate if self.run_rate is not None else t.get("rate")}
         else:
-            workload = {"synthetic": copy.deepcopy(self.workload_spec["synthetic"])}
+            spec = self.workload_spec["synthetic"]
+            workload = {"synthetic": copy.deepcopy(spec),
+                        "rate": self.run_rate if self.run_rate is not None
+                        else float(synthetic.spec_mean_rate(spec))}
+        if self.run_rate is not None:
+            workload["rate_given_as"] = "--rate"
         bandwidth = copy.deepcopy(self.bandwidth_spec)
         if isinstance(bandwidth, dict) and bandwidth.get("kind") in ("trace", "trace_dir"):
             # the file or folder it found
-            bandwidth["path"] = str(resolve_path(bandwidth["path"], self.base_dir,
-                                                 f"{self._loc}: bandwidth.path"))
-        if self.run_rate is not None:
-            workload["run_rate"] = self.run_rate
+            bandwidth["path"] = os.path.abspath(resolve_path(bandwidth["path"], self.base_dir,
+                                                             f"{self._loc}: bandwidth.path"))
         return {"scenario": self.where or self.name, "workload": workload,
                 "bandwidth": bandwidth}
 

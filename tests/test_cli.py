@@ -105,7 +105,8 @@ def test_simulate_rate_plans_the_threshold_for_that_load(capsys):
     out = json.loads(capsys.readouterr().out)
     sc = load_scenario("bursty-fluctuating")
     assert out["threshold_tokens"] == sc.with_rate(5.0).threshold_tokens != sc.threshold_tokens
-    assert out["sources"]["workload"]["run_rate"] == 5.0
+    assert out["sources"]["workload"]["rate"] == 5.0
+    assert out["sources"]["workload"]["rate_given_as"] == "--rate"
 
 
 def test_simulate_with_trace_and_bandwidth_trace(shared_traces, capsys):
@@ -367,7 +368,7 @@ def test_a_trace_replays_whole_and_its_source_is_recorded(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["requests"] == 30
     assert out["sources"]["workload"] == {"trace": str(trace), "format": None,
-                                          "given_as": "--trace"}
+                                          "given_as": "--trace", "rate": None}
     out_dir = tmp_path / "cmp"
     assert main(["compare", "--scenario", str(sc), "--policies", "conductor", "--seeds", "1",
                  "--trace", str(trace), "--requests", "100", "--out", str(out_dir),
@@ -530,7 +531,8 @@ def test_heldout_scores_a_policy_on_your_own_traces_eval_split(tmp_path):
     assert f"paper-case-study (--trace {trace}, --rate 0.25), eval split" in p.stdout
     ho = json.loads((out / "heldout.json").read_text())
     assert ho["sources"]["workload"] == {"trace": str(trace), "format": None,
-                                         "given_as": "--trace", "run_rate": 0.25}
+                                         "given_as": "--trace", "rate": 0.25,
+                                         "rate_given_as": "--rate"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sources"] == ho["sources"]
     # the runs played the trace at --rate (it arrives at 0.5 req/s), all served
@@ -592,6 +594,67 @@ def test_compare_waits_for_another_comparison_writing_to_its_out_dir(tmp_path):
     assert proc.returncode == 0, stderr
     assert f"wrote {out / 'summary.json'}" in stdout
     assert (out / "runs.csv").read_text().startswith("policy,seed,")
+
+
+def test_source_differences_name_what_changed_and_nothing_else(tmp_path, monkeypatch):
+    """The note on a policy scored on other requests or another link than it trained on:
+    one file named two ways, or one load given two ways, is no difference; another rate,
+    file or link is named; a record this code cannot read is said to be so."""
+    from agents.registry import source_differences
+    from prfaas_gym.scenario import load_scenario
+
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 500 + i,
+                                         "output_length": 8, "hash_ids": []}) + "\n"
+                             for i in range(50)))
+    link = tmp_path / "l.csv"
+    link.write_text("time_s,gbps\n0,10\n1,20\n")
+    monkeypatch.chdir(tmp_path)
+    mooncake = load_scenario("mooncake-conversation")
+    mine = mooncake.with_trace("t.jsonl").with_rate(2.0)
+    assert source_differences(mine.sources(), mooncake.with_trace(str(trace))
+                              .with_rate(2).sources()) == []
+    (tmp_path / "alias.jsonl").symlink_to(trace)
+    assert source_differences(mine.sources(), mooncake.with_trace("alias.jsonl")
+                              .with_rate(2).sources()) == []
+    assert source_differences(mooncake.sources(), mooncake.with_rate(4.4).sources()) == []
+    bursty = load_scenario("bursty-fluctuating")
+    assert source_differences(bursty.sources(),
+                              bursty.with_rate(bursty.mean_rate()).sources()) == []
+    assert source_differences(mine.sources(), mooncake.with_trace(str(trace)).sources()) == [
+        "was trained with its requests at 2 req/s; this run plays them at its own arrival "
+        "times"]
+    assert source_differences(mine.sources(), mine.with_rate(3).sources()) == [
+        "was trained with its requests at 2 req/s; this run plays them at 3 req/s"]
+    (diff,) = source_differences(mine.sources(), mooncake.sources())
+    assert diff.startswith(f"was trained with its requests from {trace} at 2 req/s; this run "
+                           "takes them from ") and diff.endswith("at 4.4 req/s")
+    assert source_differences(mine.sources(), mine.with_bandwidth_trace(
+        "l.csv", scale_to_gbps=30.0).sources()) == [
+        "was trained on a constant 100 Gbit/s; this run uses a trace link from "
+        f"{link} at mean 30 Gbit/s"]
+    assert source_differences({"bandwidth": 100}, {"bandwidth": {"kind": "constant",
+                                                                 "gbps": 100}}) == []
+    # a hand-edited record: said, not a traceback
+    assert "records no readable scenario_sources" in source_differences("x", mine.sources())[0]
+    for odd in ({"workload": {"trace": 5, "rate": "3"}, "bandwidth": {"kind": "trace"}},
+                {"workload": None, "bandwidth": {"scale_to_gbps": "30", "path": "\0"}},
+                {"workload": {"synthetic": None, "rate": [3]}}):
+        assert all(isinstance(d, str) for d in source_differences(odd, mine.sources()))
+
+
+def test_same_links_tells_a_fixed_link_from_one_a_seed_draws(tmp_path):
+    from prfaas_gym.cli import same_links
+    from prfaas_gym.scenario import load_scenario
+
+    assert same_links(load_scenario("mooncake-conversation"), "eval", 3)  # constant 100
+    assert not same_links(load_scenario("bursty-fluctuating"), "eval", 3)  # ou
+    spec = yaml.safe_load((scenario_dir() / "mooncake-conversation.yaml").read_text())
+    spec["bandwidth"] = {"kind": "constant", "gbps": 20, "mean_gbps_range": [2, 40]}
+    spec["workload"]["trace"]["path"] = "../shared/traces/mooncake/conversation_trace.jsonl"
+    path = tmp_path / "ranged.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert not same_links(load_scenario(str(path)), "eval", 3)
 
 
 def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,

@@ -185,8 +185,10 @@ def test_with_rate_makes_every_run_and_the_plan_play_at_that_rate(shared_traces,
     for sc, rate in ((bursty, 5.0), (mooncake, 2.0), (azure, 6.0)):
         fast = sc.with_rate(rate)
         assert fast.mean_rate("train") == rate and sc.mean_rate("train") != rate
-        assert fast.sources()["workload"]["run_rate"] == rate
-        assert "run_rate" not in sc.sources()["workload"]
+        assert fast.sources()["workload"]["rate"] == rate
+        assert fast.sources()["workload"]["rate_given_as"] == "--rate"
+        assert "rate_given_as" not in sc.sources()["workload"]
+        assert sc.sources()["workload"]["rate"] != rate
         for split in ("train", "eval"):
             assert arrivals(fast.workload(3, n=50, split=split)) \
                 == arrivals(sc.workload(3, n=50, split=split, rate=rate))

@@ -267,7 +267,8 @@ def test_train_on_your_own_trace_then_score_it_on_its_held_out_split(tmp_path, t
     assert command in printed
     run = json.loads((out / "run.json").read_text())
     assert run["scenario_sources"]["workload"] == {"trace": str(trace), "format": None,
-                                                   "given_as": "--trace", "run_rate": 1.5}
+                                                   "given_as": "--trace", "rate": 1.5,
+                                                   "rate_given_as": "--rate"}
     assert run["scenario_sources"]["bandwidth"] == {"kind": "trace", "path": str(link),
                                                     "scale_to_gbps": 30.0}
     # the baseline was measured on the trace's val split and link, not the scenario's own
@@ -320,10 +321,12 @@ def test_train_says_when_a_trace_split_is_shorter_than_an_episode(tmp_path, tiny
     argv[argv.index("bursty-fluctuating")] = "paper-case-study"
     argv[argv.index("--episode-requests") + 1] = "50"
     assert main(argv) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "the val split of the trace has 10 requests, fewer than an episode's 50: every " \
            "validation episode replays all 10" in err
     assert "the train split" not in err
+    # every seed would replay the whole eval split on the same constant link: one seed
+    assert f"--trace {trace} --policy {tmp_path / 'run'} --seeds 1" in out
 
 
 def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
