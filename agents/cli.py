@@ -49,7 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     seeds = 1 if scenario.is_trace and same_links(scenario, "eval", 5) else 5
     exe = os.path.relpath(sys.executable)  # .venv/bin/python from the repository root
     exe = sys.executable if exe.startswith("..") else exe
-    print(f"scored on the held-out eval split beside every heuristic: {shlex.quote(exe)} "
+    print(f"to score it on the held-out eval split beside the heuristics: {shlex.quote(exe)} "
           f"benchmarks/heldout.py {same} --policy {shlex.quote(str(out))} --seeds {seeds}")
     print(f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
           "included)")

@@ -331,13 +331,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         f"{lengths.mean():,.0f} tokens (prompts {mean_prompt:,.0f}; the prefix "
                         "a cache of the deployment's capacity would reuse is not recomputed)")
         dep = sc.profile.deployment
+        source = ("scenario" if isinstance(sc.threshold_spec, (int, float))
+                  else "planner" if dep.n_prefill and dep.n_prfaas
+                  else "unused")  # nothing to choose between
         as_deployed = {"n_prfaas": dep.n_prfaas, "n_prefill": dep.n_prefill,
-                       "n_decode": dep.n_decode, "threshold_tokens": sc.threshold_tokens,
-                       "threshold_from": (
-                           "scenario" if isinstance(sc.threshold_spec, (int, float))
-                           else "planner" if dep.n_prefill and dep.n_prfaas
-                           else "unused"),  # nothing to choose between: the paper's t
-                       "lambda_max": sc.planned_lambda}
+                       "n_decode": dep.n_decode,
+                       "threshold_tokens": None if source == "unused" else sc.threshold_tokens,
+                       "threshold_from": source, "lambda_max": sc.planned_lambda}
     else:
         profile = load_profile(args.preset)
         plans = planner.plan_for_paper(profile)
