@@ -115,9 +115,11 @@ def run_policy(scenario: Scenario, policy: Policy, seed: int, split: str = "all"
 
 def add_eval_arguments(ap: argparse.ArgumentParser,
                        default_scenario: str | None = "bursty-fluctuating") -> None:
-    """``--scenario`` (required when ``default_scenario`` is None), ``--seeds`` and
-    ``--requests``: the options of the scripts that evaluate on a scenario's eval split."""
-    from prfaas_gym.cli import positive_int
+    """``--scenario`` (required when ``default_scenario`` is None), ``--seeds``,
+    ``--requests``, and ``--trace``, ``--bandwidth-trace`` and ``--rate`` as ``prfaas
+    compare`` takes them (:func:`prfaas_gym.cli.scenario_from_args` applies them): the
+    options of the scripts that evaluate on a scenario's eval split."""
+    from prfaas_gym.cli import add_trace_args, positive_float, positive_int
 
     if default_scenario is None:
         ap.add_argument("--scenario", required=True)
@@ -126,6 +128,22 @@ def add_eval_arguments(ap: argparse.ArgumentParser,
     ap.add_argument("--seeds", type=positive_int, default=5)
     ap.add_argument("--requests", type=positive_int,
                     help="requests per run (default: the scenario's)")
+    add_trace_args(ap, "at its own arrival times (add --rate to rescale); its eval split "
+                       "(the last eval_fraction of its span, 20%% by default) is the one "
+                       "scored")
+    ap.add_argument("--rate", type=positive_float,
+                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
+                         "time-scales a recorded one")
+
+
+def given_sources(args: argparse.Namespace) -> str:
+    """`` (--trace F, --rate R)`` for a report's heading: the options of
+    :func:`add_eval_arguments` that replaced the scenario's requests, link or load ('' for
+    none)."""
+    given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                      if k in ("trace", "trace_format", "bandwidth_trace", "bandwidth_format",
+                               "bandwidth_gbps", "rate") and v is not None)
+    return f" ({given})" if given else ""
 
 
 def compare(scenario: Scenario, policies: dict[str, Callable[[], Policy]], seeds: int,

@@ -26,13 +26,13 @@ import math
 import sys
 from pathlib import Path
 
-from agents.cli import SCENARIO_OPTIONS
 from agents.compare import (
     add_eval_arguments,
     ci95,
     compare,
     flat_metrics,
     fmt_ci,
+    given_sources,
     summarize,
     write_outputs,
 )
@@ -40,9 +40,7 @@ from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
 from prfaas_gym.cli import (
     _make_dir,
     _writable_dir,
-    add_trace_args,
     note_seeds_share_requests,
-    positive_float,
     refuse_results_over_inputs,
     results_dir_lock,
     run_script,
@@ -81,12 +79,6 @@ def _refuse(o: object) -> object:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     add_eval_arguments(ap, default_scenario=None)
-    add_trace_args(ap, "at its own arrival times (add --rate to rescale); its eval split "
-                       "(the last eval_fraction of its span, 20%% by default) is the one "
-                       "scored")
-    ap.add_argument("--rate", type=positive_float,
-                    help="mean arrival rate (req/s): sets a synthetic workload's rate or "
-                         "time-scales a recorded one")
     ap.add_argument("--policy", required=True, help="exported .onnx, run dir or .zip")
     ap.add_argument("--out", help="directory for runs.csv, summary.json, heldout.json and "
                                   "plots (created if absent; files of an earlier comparison "
@@ -129,9 +121,7 @@ def main() -> None:
         print(f"note: {best} served nothing within SLO on seed(s) {undefined}: the ratio "
               "leaves them out", file=sys.stderr)
     p90_l, p90_b = summary[label]["ttft_p90_s"].mean, summary[best]["ttft_p90_s"].mean
-    given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                      if k in SCENARIO_OPTIONS and k != "scenario" and v is not None)
-    print(f"\n{sc.name}{f' ({given})' if given else ''}, eval split, "
+    print(f"\n{sc.name}{given_sources(args)}, eval split, "
           f"{'seed 0' if args.seeds == 1 else f'seeds 0..{args.seeds - 1}'}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "
           "(one seed: the mean alone); TTFT over completed requests\n")

@@ -48,14 +48,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from agents.compare import add_eval_arguments, ci95, fmt_ci
+from agents.compare import add_eval_arguments, ci95, fmt_ci, given_sources
 from agents.heuristics import Conductor
 from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
-from prfaas_gym.cli import non_negative_float, positive_float, run_script
+from prfaas_gym.cli import non_negative_float, positive_float, run_script, scenario_from_args
 from prfaas_gym.contract import REJECT, ClusterView, Decision, Role, RoleChange
 from prfaas_gym.estimate import best_per_cluster_with_copy
 from prfaas_gym.request import Request
-from prfaas_gym.scenario import Scenario, load_scenario
+from prfaas_gym.scenario import Scenario
 from prfaas_gym.simulator import Job, JobState, Simulator
 
 _RESOLVED = (JobState.DONE, JobState.REJECTED, JobState.FAILED)
@@ -200,10 +200,11 @@ def main() -> None:
     ap.add_argument("--roles-horizon", type=non_negative_float, default=120.0,
                     help="seconds of future arrivals each role look-ahead routes (default 120)")
     args = ap.parse_args()
-    sc = load_scenario(args.scenario)
+    sc = scenario_from_args(args)
     plan = args.levers in ("request", "both")
     roles_every = args.roles_every if args.levers in ("roles", "both") else 0.0
-    print(f"{sc.name}, eval split, seeds 0..{args.seeds - 1}; levers: {args.levers}; drain "
+    print(f"{sc.name}{given_sources(args)}, eval split, seeds 0..{args.seeds - 1}; levers: "
+          f"{args.levers}; drain "
           f"{args.drain:g} s" + (f"; request actions {list(ACTIONS)}, horizon "
                                  f"{args.horizon:g} s, contested > {args.contested:g} x SLO"
                                  if plan else "")

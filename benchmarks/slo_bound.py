@@ -37,13 +37,13 @@ import sys
 
 import numpy as np
 
-from agents.compare import add_eval_arguments, ci95, fmt_ci, run_policy
+from agents.compare import add_eval_arguments, ci95, fmt_ci, given_sources, run_policy
 from agents.heuristics import Conductor
 from prfaas_gym.bandwidth import gbps_to_bytes_per_s
-from prfaas_gym.cli import run_script
+from prfaas_gym.cli import run_script, scenario_from_args
 from prfaas_gym.contract import Placement
 from prfaas_gym.request import Workload
-from prfaas_gym.scenario import Scenario, load_scenario
+from prfaas_gym.scenario import Scenario
 from prfaas_gym.simulator import Job, Simulator
 
 WINDOWS_S = (11.0, 12.0, 14.0, 17.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
@@ -150,8 +150,8 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_eval_arguments(ap)
     args = ap.parse_args()
-    sc = load_scenario(args.scenario)
-    print(f"{sc.name}, eval split, seeds 0..{args.seeds - 1}")
+    sc = scenario_from_args(args)
+    print(f"{sc.name}{given_sources(args)}, eval split, seeds 0..{args.seeds - 1}")
     print("| seed | requests | attainment bound | conductor attainment | goodput bound / "
           "conductor |")
     print("|---|---|---|---|---|")

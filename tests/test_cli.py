@@ -658,6 +658,23 @@ def test_same_links_tells_a_fixed_link_from_one_a_seed_draws(tmp_path):
     assert not same_links(load_scenario(str(path)), "eval", 3)
 
 
+@pytest.mark.parametrize("script", ["slo_bound.py", "lookahead_ceiling.py"])
+def test_bound_scripts_take_your_own_trace_and_rate(tmp_path, script):
+    """slo_bound.py and lookahead_ceiling.py take --trace and --rate as heldout.py does, and
+    say so in their heading."""
+    root = Path(__file__).resolve().parents[1]
+    trace = tmp_path / "mine.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 500 * i, "input_length": 8000 + 53 * i,
+                                         "output_length": 30, "hash_ids": []}) + "\n"
+                             for i in range(200)))
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--scenario",
+                        "paper-case-study", "--trace", str(trace), "--rate", "0.5", "--seeds",
+                        "1"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert f"paper-case-study (--trace {trace}, --rate 0.5), eval split" in p.stdout
+    assert "| 0 | 40 |" in p.stdout  # the trace's eval split: its last 20%
+
+
 def test_a_path_named_like_a_heuristic_runs_the_heuristic_and_says_so(tmp_path, capsys,
                                                                      monkeypatch):
     monkeypatch.chdir(tmp_path)
