@@ -16,6 +16,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from agents.train import train
     from prfaas_gym.cli import same_links, scenario_from_args
+    from prfaas_gym.errors import PrfaasInputError
 
     warm_start = args.warm_start or "best"
     if args.algo == "dqn" and args.warm_start not in (None, "none"):
@@ -46,11 +47,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     same = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
                     for k, v in vars(args).items() if k in SCENARIO_OPTIONS and v is not None)
     # a trace's eval split is replayed whole by every seed: on a fixed link they are one run
-    seeds = 1 if scenario.is_trace and same_links(scenario, "eval", 5) else 5
-    exe = os.path.relpath(sys.executable)  # .venv/bin/python from the repository root
-    exe = sys.executable if exe.startswith("..") else exe
-    print(f"to score it on the held-out eval split beside the heuristics: {shlex.quote(exe)} "
-          f"benchmarks/heldout.py {same} --policy {shlex.quote(str(out))} --seeds {seeds}")
+    try:
+        seeds = 1 if scenario.is_trace and same_links(scenario, "eval", 5) else 5
+    except PrfaasInputError as e:  # the run is whole; only its held-out split is unusable
+        print(f"prfaas: note: the held-out eval split cannot be scored: {e}", file=sys.stderr)
+    else:
+        exe = os.path.relpath(sys.executable)  # .venv/bin/python from the repository root
+        exe = sys.executable if exe.startswith("..") else exe
+        print(f"to score it on the held-out eval split beside the heuristics: "
+              f"{shlex.quote(exe)} benchmarks/heldout.py {same} --policy "
+              f"{shlex.quote(str(out))} --seeds {seeds}")
     print(f"{run.get('steps_per_s', 0):.0f} env steps/s all in (set-up and validations "
           "included)")
     return 130 if "interrupted_at" in run else 0

@@ -77,10 +77,30 @@ def _workload_text(w: dict[str, Any]) -> str:
     return f"{what} {_rate_text(w.get('rate'))}"
 
 
+def _with_rate(w: Any) -> Any:
+    """A recorded workload with its effective ``rate``, as :meth:`Scenario.sources` records
+    it now; records of this release's first commits kept ``--rate`` as ``run_rate`` and no
+    synthetic mean."""
+    if not isinstance(w, dict):
+        return w
+    w = dict(w)
+    if "run_rate" in w:
+        w["rate"] = w.pop("run_rate")
+    elif "rate" not in w and isinstance(w.get("synthetic"), dict):
+        from prfaas_gym.synthetic import spec_mean_rate
+
+        try:
+            w["rate"] = float(spec_mean_rate(w["synthetic"]))
+        except (PrfaasInputError, TypeError, ValueError, KeyError):
+            pass
+    return w
+
+
 def _workload_difference(trained: Any, now: Any) -> str | None:
     """How the requests a policy is scored on differ from its training's (None: alike)."""
     if not (isinstance(trained, dict) and isinstance(now, dict)):
         return None if trained == now else f"from {trained!r}; this run takes them from {now!r}"
+    trained = _with_rate(trained)
     same_source = (_same_file(trained["trace"], now["trace"])
                    if "trace" in trained and "trace" in now else
                    "synthetic" in trained and trained.get("synthetic") == now.get("synthetic"))

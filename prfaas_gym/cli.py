@@ -276,15 +276,22 @@ def _note_short_trace(sc: Any, args: argparse.Namespace) -> None:
 def same_links(sc: Scenario, split: str, seeds: int) -> bool:
     """Whether runs of ``split`` with seeds ``0..seeds-1`` all get the same link (a constant
     one, say; not one whose mean, offset, drops or trace a seed draws)."""
-    links = [sc.bandwidth(seed, split) for seed in range(max(seeds, 2))]
+    import numpy as np
 
-    def capacity(tr: Any) -> tuple[Any, ...]:
-        caps = tr.bytes_per_s
-        if caps.min() == caps.max():  # constant: its times and offset change nothing
-            return (float(caps[0]), tr.rtt_s)
-        return (tuple(tr.times_s), tuple(caps), tr.period_s, tr.offset_s, tr.rtt_s)
-
-    return len({capacity(tr) for tr in links}) == 1
+    first = sc.bandwidth(0, split)
+    constant = first.bytes_per_s.min() == first.bytes_per_s.max()
+    for seed in range(1, max(seeds, 2)):
+        tr = sc.bandwidth(seed, split)
+        if tr.rtt_s != first.rtt_s:
+            return False
+        if constant:  # its times and offset change nothing
+            if not (tr.bytes_per_s == first.bytes_per_s[0]).all():
+                return False
+        elif not (np.array_equal(tr.times_s, first.times_s)
+                  and np.array_equal(tr.bytes_per_s, first.bytes_per_s)
+                  and (tr.period_s, tr.offset_s) == (first.period_s, first.offset_s)):
+            return False
+    return True
 
 
 def note_seeds_share_requests(sc: Scenario, split: str, requests: int | None,
@@ -331,9 +338,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         f"{lengths.mean():,.0f} tokens (prompts {mean_prompt:,.0f}; the prefix "
                         "a cache of the deployment's capacity would reuse is not recomputed)")
         dep = sc.profile.deployment
-        source = ("scenario" if isinstance(sc.threshold_spec, (int, float))
-                  else "planner" if dep.n_prefill and dep.n_prfaas
-                  else "unused")  # nothing to choose between
+        source = ("unused" if not (dep.n_prefill and dep.n_prfaas)  # nothing to choose
+                  else "scenario" if isinstance(sc.threshold_spec, (int, float))
+                  else "planner")
         as_deployed = {"n_prfaas": dep.n_prfaas, "n_prefill": dep.n_prefill,
                        "n_decode": dep.n_decode,
                        "threshold_tokens": None if source == "unused" else sc.threshold_tokens,

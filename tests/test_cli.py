@@ -48,7 +48,7 @@ def test_plan_for_a_scenario_says_it_plans_on_incremental_lengths(capsys):
     assert incremental < 0.7 * prompt
 
 
-def test_plan_for_a_scenario_gives_the_threshold_its_policies_use(capsys):
+def test_plan_for_a_scenario_gives_the_threshold_its_policies_use(capsys, tmp_path):
     """The table optimises the local split; the scenario's threshold policies route by the t
     planned for its own deployment, which the plan reports beside it (text and JSON)."""
     from prfaas_gym.scenario import load_scenario
@@ -77,6 +77,13 @@ def test_plan_for_a_scenario_gives_the_threshold_its_policies_use(capsys):
     assert main(["plan", "--scenario", "paper-naive", "--json"]) == 0
     naive = json.loads(capsys.readouterr().out)["as_deployed"]
     assert naive["threshold_from"] == "unused" and naive["threshold_tokens"] is None
+    # a threshold set in the scenario is no more used there
+    spec = yaml.safe_load((scenario_dir() / "paper-naive.yaml").read_text())
+    spec["threshold_tokens"] = 8000
+    path = tmp_path / "naive-8000.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["plan", "--scenario", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["as_deployed"]["threshold_from"] == "unused"
 
 
 def test_simulate_json(capsys):
@@ -636,6 +643,14 @@ def test_source_differences_name_what_changed_and_nothing_else(tmp_path, monkeyp
         f"{link} at mean 30 Gbit/s"]
     assert source_differences({"bandwidth": 100}, {"bandwidth": {"kind": "constant",
                                                                  "gbps": 100}}) == []
+    # records from this release's first commits kept --rate as run_rate, no synthetic mean
+    old = mine.sources()
+    old["workload"] = {k: v for k, v in old["workload"].items() if k != "rate"}
+    old["workload"]["run_rate"] = 2.0
+    assert source_differences(old, mine.sources()) == []
+    old = bursty.sources()
+    del old["workload"]["rate"]
+    assert source_differences(old, bursty.sources()) == []
     # a hand-edited record: said, not a traceback
     assert "records no readable scenario_sources" in source_differences("x", mine.sources())[0]
     for odd in ({"workload": {"trace": 5, "rate": "3"}, "bandwidth": {"kind": "trace"}},

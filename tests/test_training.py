@@ -329,6 +329,27 @@ def test_train_says_when_a_trace_split_is_shorter_than_an_episode(tmp_path, tiny
     assert f"--trace {trace} --policy {tmp_path / 'run'} --seeds 1" in out
 
 
+def test_a_run_whose_held_out_link_carries_nothing_still_finishes(tmp_path, tiny_config,
+                                                                   capsys):
+    """The eval split's link is only drawn to print the held-out command, after the run is
+    written: a link that carries nothing there is a note, not a failed command."""
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp": 1000 * i, "input_length": 1000 + i,
+                                         "output_length": 20, "hash_ids": []}) + "\n"
+                             for i in range(100)))
+    link = tmp_path / "outage.csv"  # 10 Gbit/s, then nothing for the last 20% of its time
+    link.write_text("time_s,gbps\n" + "".join(f"{t},{10 if t < 80 else 0}\n"
+                                              for t in range(101)))
+    argv = _train_argv(tmp_path / "run", tiny_config, "--trace", str(trace),
+                       "--bandwidth-trace", str(link), "--bandwidth-gbps", "recorded")
+    argv[argv.index("bursty-fluctuating")] = "paper-case-study"
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "the held-out eval split cannot be scored" in err and "carries nothing" in err
+    assert "heldout.py" not in out and "env steps/s" in out
+    assert (tmp_path / "run" / "final_model.zip").exists()
+
+
 def test_train_refuses_an_existing_run_directory(tmp_path, tiny_config, capsys):
     out = tmp_path / "run"
     out.mkdir()
