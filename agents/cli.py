@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from agents.train import ALGOS
+from prfaas_gym.cli import SOURCE_OPTIONS
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -63,8 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 #: what selects the scenario's requests, link and load, as compare takes it
-SCENARIO_OPTIONS = ("scenario", "trace", "trace_format", "bandwidth_trace", "bandwidth_format",
-                     "bandwidth_gbps", "rate")
+SCENARIO_OPTIONS = ("scenario", *SOURCE_OPTIONS)
 
 
 def add_agent_commands(sub: Any) -> None:

@@ -140,9 +140,10 @@ def given_sources(args: argparse.Namespace) -> str:
     """`` (--trace F, --rate R)`` for a report's heading: the options of
     :func:`add_eval_arguments` that replaced the scenario's requests, link or load ('' for
     none)."""
+    from prfaas_gym.cli import SOURCE_OPTIONS
+
     given = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                      if k in ("trace", "trace_format", "bandwidth_trace", "bandwidth_format",
-                               "bandwidth_gbps", "rate") and v is not None)
+                      if k in SOURCE_OPTIONS and v is not None)
     return f" ({given})" if given else ""
 
 
@@ -255,7 +256,7 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     return written
 
 
-def _save_png(fig: Any, path: Path) -> None:
+def save_png(fig: Any, path: Path) -> None:
     """``fig`` as a PNG at ``path``, written whole (:func:`prfaas_gym.cli.replacing`)."""
     from prfaas_gym.cli import replacing
 
@@ -292,7 +293,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
     ax.grid(alpha=0.3)
     fig.tight_layout()
     p = out_dir / "ttft_cdf.png"
-    _save_png(fig, p)
+    save_png(fig, p)
     plt.close(fig)
     paths.append(p)
 
@@ -307,7 +308,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     p = out_dir / "goodput.png"
-    _save_png(fig, p)
+    save_png(fig, p)
     plt.close(fig)
     paths.append(p)
 
@@ -332,7 +333,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
         a.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     p = out_dir / "timeseries.png"
-    _save_png(fig, p)
+    save_png(fig, p)
     plt.close(fig)
     paths.append(p)
     return paths

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from agents.heuristics import (
 )
 from agents.prfaas_dual import PrfaasDual
 from prfaas_gym.contract import Policy
+from prfaas_gym.data_paths import same_file
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
 
@@ -52,11 +52,8 @@ def make_heuristic(name: str, threshold_tokens: float | None = None, **kwargs: A
 
 
 def _same_file(a: Any, b: Any) -> bool:
-    """Two recorded paths naming one file (or, unreadable, spelled alike)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return bool(a == b)
+    """Two recorded paths naming one file (or, where either is missing, spelled alike)."""
+    return same_file(a, b) or bool(a == b)
 
 
 def _rate_text(rate: Any) -> str:

@@ -285,14 +285,14 @@ def plot_validation(history: list[dict[str, Any]], path: Path, best_heuristic: s
                     title: str) -> None:
     """``validation.png``: each validation's goodput over the best heuristic's (``history``,
     the rows of ``eval.json``) against training steps, the final model's crossed and the
-    best checkpoint circled, written whole (:func:`prfaas_gym.cli.replacing`). Undefined
+    best checkpoint circled, written whole (:func:`agents.compare.save_png`). Undefined
     ratios are gaps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from prfaas_gym.cli import replacing
+    from agents.compare import save_png
 
     def point(r: dict[str, Any]) -> tuple[float, float]:
         ratio = r["ratio_to_best_heuristic"]
@@ -315,8 +315,7 @@ def plot_validation(history: list[dict[str, Any]], path: Path, best_heuristic: s
     ax.legend(fontsize=8)
     fig.tight_layout()
     try:
-        with replacing(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+        save_png(fig, path)
     finally:
         plt.close(fig)
 

@@ -204,8 +204,7 @@ def main() -> None:
     plan = args.levers in ("request", "both")
     roles_every = args.roles_every if args.levers in ("roles", "both") else 0.0
     print(f"{sc.name}{given_sources(args)}, eval split, seeds 0..{args.seeds - 1}; levers: "
-          f"{args.levers}; drain "
-          f"{args.drain:g} s" + (f"; request actions {list(ACTIONS)}, horizon "
+          f"{args.levers}; drain {args.drain:g} s" + (f"; request actions {list(ACTIONS)}, horizon "
                                  f"{args.horizon:g} s, contested > {args.contested:g} x SLO"
                                  if plan else "")
           + (f"; role changes every {roles_every:g} s, horizon {args.roles_horizon:g} s"
@@ -228,8 +227,8 @@ def main() -> None:
         ratios.append(ratio)
         print(f"| {s} | {res['requests']} | {base['goodput_rps']:.3f} | "
               f"{res['goodput_rps']:.3f} | {ratio:.3f} | {base['slo_attainment']:.3f} / "
-              f"{res['slo_attainment']:.3f} | {_p90(base)} / {_p90(res)} | {out.examined} | {out.changed} | "
-              f"{out.role_looks} | {out.role_changes} | {wall:.0f} |", flush=True)
+              f"{res['slo_attainment']:.3f} | {_p90(base)} / {_p90(res)} | {out.examined} | "
+              f"{out.changed} | {out.role_looks} | {out.role_changes} | {wall:.0f} |", flush=True)
     m, h = ci95(ratios)
     if math.isnan(m):
         print("\nno ratio: the conductor served nothing within SLO on any seed")

@@ -159,6 +159,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from agents.compare import save_png
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in rows:
         xs, ys = zip(*r["curve"])
@@ -170,7 +172,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)  # whole, as every results file
     plt.close(fig)
 
 

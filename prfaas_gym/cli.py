@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prfaas_gym.data_paths import same_file
 from prfaas_gym.errors import PrfaasInputError
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ def _refuse_inputs(targets: Sequence[Path], inputs: Sequence[Path]) -> None:
             if src.is_dir() and not (src / "run.json").exists():
                 inside = src.resolve() in target.resolve().parents
             else:
-                inside = target.exists() and _same_file(target, src)
+                inside = target.exists() and same_file(target, src)
             if inside:
                 raise PrfaasInputError(f"--out would replace an input of this run ({src}); "
                                        "give another name", target)
@@ -153,13 +154,6 @@ def refuse_results_over_inputs(out_dir: Path, sc: Any, policy_specs: Sequence[st
     from agents.compare import RESULT_FILES
 
     _refuse_inputs([out_dir / f for f in RESULT_FILES], _run_inputs(sc, policy_specs))
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
 
 
 def _writable_dir(path: str) -> Path:
@@ -373,10 +367,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{head}): no local prefill instance, so every request prefills remotely and "
                   f"no t is used; Λ_max {d['lambda_max']:.3f}")
         else:
-            source = ("set in the scenario" if d["threshold_from"] == "scenario" else
-                      "planned on 4,000 of the scenario's requests, a trace's from its train "
-                      "split" + (f", at {args.rate:g} req/s" if args.rate else ""))
-            print(f"{head}): t = {d['threshold_tokens']:,.0f} tokens ({source}), Λ_max "
+            how = ("set in the scenario" if d["threshold_from"] == "scenario" else
+                   "planned on 4,000 of the scenario's requests, a trace's from its train "
+                   "split" + (f", at {args.rate:g} req/s" if args.rate else ""))
+            print(f"{head}): t = {d['threshold_tokens']:,.0f} tokens ({how}), Λ_max "
                   f"{d['lambda_max']:.3f}: the t that prfaas-threshold and prfaas-dual use in "
                   "simulate, compare and train (the table above also chooses the local split)")
     return 0
@@ -511,6 +505,12 @@ def add_trace_args(p: argparse.ArgumentParser, timing: str) -> None:
     p.add_argument("--bandwidth-gbps", type=bandwidth_level, metavar="GBPS|recorded",
                    help="rescale --bandwidth-trace to this mean (Gbit/s), or 'recorded' to "
                         "keep the file's own capacities")
+
+
+#: the options that replace a scenario's requests, link and load (:func:`add_trace_args` and
+#: ``--rate``), as argparse names them
+SOURCE_OPTIONS = ("trace", "trace_format", "bandwidth_trace", "bandwidth_format",
+                  "bandwidth_gbps", "rate")
 
 
 def _add_scenario_args(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prfaas_gym.errors import PrfaasInputError
 
@@ -45,3 +46,14 @@ def resolve_path(path: str | Path, base_dir: Path | None, where: str,
             return root / p
     raise PrfaasInputError(f"file not found: {path} (looked in {', '.join(map(str, roots))})",
                            where)
+
+
+def same_file(a: Any, b: Any) -> bool:
+    """Whether paths ``a`` and ``b`` name one existing file or folder (a symlink and its
+    target, a relative and an absolute spelling); False where either is missing or is no
+    path at all."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False
+

@@ -259,19 +259,18 @@ class Scenario:
             path, fmt = self.trace_override
             workload = {"trace": os.path.abspath(resolve_path(path, None, "--trace",
                                                               typed=True)),
-                        "format": fmt, "given_as": "--trace", "rate": self.run_rate}
+                        "format": fmt, "given_as": "--trace", "rate": None}
         elif "trace" in self.workload_spec:
             t = self.workload_spec["trace"]
             found = resolve_path(t["path"], self.base_dir, f"{self._loc}: workload.trace.path")
             workload = {"trace": os.path.abspath(found), "format": t.get("format"),
-                        "rate": self.run_rate if self.run_rate is not None else t.get("rate")}
+                        "rate": t.get("rate")}
         else:
             spec = self.workload_spec["synthetic"]
             workload = {"synthetic": copy.deepcopy(spec),
-                        "rate": self.run_rate if self.run_rate is not None
-                        else float(synthetic.spec_mean_rate(spec))}
-        if self.run_rate is not None:
-            workload["rate_given_as"] = "--rate"
+                        "rate": float(synthetic.spec_mean_rate(spec))}
+        if self.run_rate is not None:  # --rate replaces the workload's own
+            workload.update(rate=self.run_rate, rate_given_as="--rate")
         bandwidth = copy.deepcopy(self.bandwidth_spec)
         if isinstance(bandwidth, dict) and bandwidth.get("kind") in ("trace", "trace_dir"):
             # the file or folder it found
