@@ -9,7 +9,7 @@ import pytest
 
 from agents.compare import run_policy
 from agents.registry import HEURISTICS, make_heuristic, policy_factory
-from prfaas_gym.contract import Decision, Placement, Role, RoleChange
+from prfaas_gym.contract import Decision, Placement, Policy, Role, RoleChange
 from prfaas_gym.profile import load_profile
 from prfaas_gym.request import Request, Workload
 from prfaas_gym.scenario import load_scenario
@@ -123,6 +123,34 @@ def test_fork_ticks_call_the_handler_it_is_given(bursty):
     plain = Simulator(bursty.profile, bursty.workload(1, n=20), bursty.bandwidth(1), bursty.sim)
     with pytest.raises(ValueError, match="no tick schedule"):
         plain.fork(tick_handler=lambda view: [])
+
+
+def test_run_ticks_a_policy_whose_class_sets_the_interval(bursty):
+    """The contract's ``tick_interval_s`` may be a class attribute of a Policy subclass, as
+    ``name`` is. Compiled, ``Simulator.run`` read the base class's native slot (None), so
+    such a policy's ``on_tick`` never ran and its role changes were silently dropped."""
+    class EveryTenSeconds(Policy):
+        tick_interval_s = 10.0
+
+        def __init__(self) -> None:
+            self.router = make_heuristic("conductor")
+            self.ticks: list[float] = []
+
+        def reset(self, profile, seed=None) -> None:
+            super().reset(profile, seed)
+            self.router.reset(profile, seed)
+
+        def decide(self, request, view):
+            return self.router.decide(request, view)
+
+        def on_tick(self, view):
+            self.ticks.append(view.time_s)
+            return []
+
+    pol = EveryTenSeconds()
+    sim = Simulator(bursty.profile, bursty.workload(1, n=200), bursty.bandwidth(1), bursty.sim)
+    sim.run(pol, 1)
+    assert pol.ticks[:3] == [10.0, 20.0, 30.0]
 
 
 _SHIFTED_RUN = r"""
