@@ -6,8 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from agents.train import ALGOS
+from agents.train import ALGOS, ENV_IDS, ROUTER
 from prfaas_gym.cli import SOURCE_OPTIONS
+from prfaas_gym.roles_env import ROLES_ENV_ID
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -23,6 +24,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.algo == "dqn" and args.warm_start not in (None, "none"):
         print(f"note: --warm-start {args.warm_start} is ignored for dqn (the warm start clones "
               "into an actor-critic policy; dqn starts from scratch)", file=sys.stderr)
+    if args.env == ROLES_ENV_ID and args.warm_start not in (None, "none"):
+        print(f"note: --warm-start {args.warm_start} is ignored for {ROLES_ENV_ID} (no heuristic "
+              "decides roles in its action space; a role policy starts from scratch)",
+              file=sys.stderr)
+    if args.router is not None and args.env != ROLES_ENV_ID:
+        raise PrfaasInputError(f"--router is for --env {ROLES_ENV_ID}: on {args.env} the "
+                               "policy routes the requests itself")
     scenario = scenario_from_args(args)
     out = train(args.algo, scenario, args.timesteps, n_envs=args.n_envs,
                 seed=args.seed, config=args.config, out=args.out, threads=args.threads,
@@ -32,7 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 warm_start_episodes=args.warm_start_episodes,
                 warm_start_epochs=args.warm_start_epochs,
                 episode_requests=args.episode_requests,
-                keep_checkpoints=args.keep_checkpoints)
+                keep_checkpoints=args.keep_checkpoints, env_id=args.env,
+                router=args.router or ROUTER)
     run = json.loads((out / "run.json").read_text())
     best = run.get("best_validation") or {}
     print(f"run directory: {out}")
@@ -70,8 +79,15 @@ SCENARIO_OPTIONS = ("scenario", *SOURCE_OPTIONS)
 def add_agent_commands(sub: Any) -> None:
     from prfaas_gym.cli import add_trace_args, positive_float
 
-    p = sub.add_parser("train", help="train a routing policy with stable-baselines3")
+    p = sub.add_parser("train", help="train a routing (or role-switching) policy with "
+                                     "stable-baselines3")
     p.add_argument("--algo", choices=ALGOS, default="maskable_ppo")
+    p.add_argument("--env", choices=ENV_IDS, default=ENV_IDS[0],
+                   help=f"{ENV_IDS[0]} (default): the policy routes each request; "
+                        f"{ROLES_ENV_ID}: it switches the local nodes' roles every 30 s while "
+                        "--router routes")
+    p.add_argument("--router", help=f"with --env {ROLES_ENV_ID}: the heuristic that routes "
+                                    f"the requests (default {ROUTER})")
     p.add_argument("--scenario", required=True, help="scenario name or YAML path")
     add_trace_args(p, "at its own arrival times (add --rate to rescale); training, validation "
                       "and held-out runs take disjoint windows of it (by the scenario's "

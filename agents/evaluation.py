@@ -1,7 +1,7 @@
 """Evaluation on env episodes: learned policies and heuristics on identical windows.
 
 Every chooser routes the same episodes (``PrfaasRouteEnv`` reset with the same seeds on the
-same split), so goodputs are paired. Validation during training uses the ``val`` split
+same split), so goodputs are paired; role choosers likewise run ``PrfaasRolesEnv`` episodes. Validation during training uses the ``val`` split
 and seeds from ``EVAL_SEED_BASE`` up; held-out reports use the ``eval`` split (trace
 windows after the val split's; synthetic seeds offset differently), which training never
 sees.
@@ -16,6 +16,8 @@ import numpy as np
 
 from prfaas_gym.contract import Decision, Policy
 from prfaas_gym.env import PrfaasRouteEnv
+from prfaas_gym.role_actions import HOLD
+from prfaas_gym.roles_env import PrfaasRolesEnv
 from prfaas_gym.scenario import Scenario
 
 EVAL_SEED_BASE = 1_000_000
@@ -76,6 +78,53 @@ def run_episodes(scenario: Scenario, make_chooser: Callable[[PrfaasRouteEnv], Ch
                 m = dict(info["episode_metrics"])
                 m["return"] = ret
                 out.append(m)
+    return out
+
+
+RoleChooser = Callable[[PrfaasRolesEnv], int]
+
+
+def hold(env: PrfaasRolesEnv) -> int:
+    """The role chooser that never changes a role (the router alone)."""
+    return HOLD
+
+
+def role_model_chooser(model: Any, algo: str) -> RoleChooser:
+    """A role chooser for an SB3 model of ``algo`` trained on ``PrfaasRoles-v0``: the argmax
+    of its logits over the feasible role actions, as
+    :class:`~agents.learned.LearnedRoles` decides."""
+    import torch
+
+    from agents.export import LogitsModule
+
+    module = LogitsModule(model, algo)
+
+    def choose(env: PrfaasRolesEnv) -> int:
+        with torch.no_grad():
+            obs = torch.from_numpy(env._obs()[None]).to(model.device)
+            logits = module(obs).cpu().numpy()[0]
+        return int(np.argmax(np.where(env.action_masks(), logits, -np.inf)))
+
+    return choose
+
+
+def run_role_episodes(scenario: Scenario, choose: RoleChooser, seeds: Sequence[int],
+                      split: str = "eval", episode_requests: int | None = None,
+                      router: str = "conductor") -> list[dict[str, Any]]:
+    """Episode metrics per seed of ``PrfaasRoles-v0`` episodes whose role actions ``choose``
+    takes while the heuristic ``router`` routes."""
+    out = []
+    for seed in seeds:
+        env = PrfaasRolesEnv(scenario, split=split, episode_requests=episode_requests,
+                             router=router)
+        env.reset(seed=int(seed))
+        ret, ended, info = 0.0, False, {}
+        while not ended:
+            _, r, ended, _, info = env.step(choose(env))
+            ret += r
+        m = dict(info["episode_metrics"])
+        m["return"] = ret
+        out.append(m)
     return out
 
 

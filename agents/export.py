@@ -1,12 +1,15 @@
 """Export a trained policy to ONNX with a manifest that pins what it was trained on.
 
 ``export_onnx(run_dir, out)`` writes ``out`` (an ONNX graph: input ``obs`` float32
-``[batch, N_FEATURES]`` -> output ``logits`` float32 ``[batch, 3]``) and
-``<out without .onnx>.manifest.json``. For PPO / A2C / MaskablePPO the logits are the
+``[batch, N]`` -> output ``logits`` float32 ``[batch, 3]``, N the observation size of the
+run's env: 32 for ``PrfaasRoute-v0``, 19 for ``PrfaasRoles-v0``) and
+``<out without .onnx>.manifest.json``; a role policy's manifest also records its
+``router`` and ``interval_s``. For PPO / A2C / MaskablePPO the logits are the
 action distribution's unnormalised logits ``action_net(mlp_extractor.forward_actor(
 features_extractor(obs)))``; for DQN they are the Q-values. Either way the deterministic
 action is the argmax after setting infeasible actions to ``-inf``
-(:func:`prfaas_gym.actions.action_masks`); :class:`agents.learned.OnnxRouter` runs the file
+(:func:`prfaas_gym.actions.action_masks`, :func:`prfaas_gym.role_actions.role_masks`);
+:class:`agents.learned.OnnxRouter` runs the file
 with onnxruntime alone.
 
 Loading the SB3 zip unpickles it: export only run directories you trust.
@@ -88,11 +91,12 @@ def _zip_policy_class(zip_path: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def load_sb3(zip_path: str | Path, algo: str) -> Any:
+def load_sb3(zip_path: str | Path, algo: str, n_features: int = N_FEATURES) -> Any:
     """Load an SB3 model on the CPU. **Trusted input only: SB3 zips unpickle.**
 
     Raises :class:`PrfaasInputError` naming the file if it is missing, not a loadable SB3
-    zip of ``algo``, or its spaces are not this env's (Box(N_FEATURES,), Discrete(3))."""
+    zip of ``algo``, or its spaces are not its env's (Box(n_features,), Discrete(3)):
+    ``n_features`` is the run's env's observation size (default ``PrfaasRoute-v0``'s)."""
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise PrfaasInputError("model file not found", zip_path)
@@ -113,9 +117,9 @@ def load_sb3(zip_path: str | Path, algo: str) -> Any:
                                f"{type(e).__name__}: {e}", zip_path) from None
     obs_shape = getattr(model.observation_space, "shape", None)
     n_act = getattr(model.action_space, "n", None)
-    if obs_shape != (N_FEATURES,) or n_act != 3:
+    if obs_shape != (n_features,) or n_act != 3:
         raise PrfaasInputError(f"model spaces are obs {obs_shape}, actions {n_act}; expected "
-                               f"obs ({N_FEATURES},), actions 3", zip_path)
+                               f"obs ({n_features},), actions 3", zip_path)
     model.policy.set_training_mode(False)
     return model
 
@@ -154,11 +158,11 @@ def sb3_logits(model: Any, algo: str, obs: np.ndarray) -> np.ndarray:
         return model.policy.get_distribution(t).distribution.logits.cpu().numpy()
 
 
-def _torch_export(module: nn.Module) -> tuple[bytes, str]:
+def _torch_export(module: nn.Module, n_features: int = N_FEATURES) -> tuple[bytes, str]:
     """Export with the TorchScript-based exporter (``dynamo=False``): the dynamo exporter
     needs onnxscript, which this project does not depend on. Returns the serialised graph and
     the exporter name."""
-    dummy = torch.zeros(1, N_FEATURES, dtype=torch.float32)
+    dummy = torch.zeros(1, n_features, dtype=torch.float32)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -221,8 +225,11 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
     scales = scales_from_record(record, run_dir / "run.json")
     algo = record["algo"]
     zip_path = run_dir / MODEL_FILES[model]
-    sb3_model = load_sb3(zip_path, algo)
-    data, exporter = _torch_export(LogitsModule(sb3_model, algo))
+    from prfaas_gym.interfaces import interface
+
+    iface = interface(record["env_id"])
+    sb3_model = load_sb3(zip_path, algo, iface.n_features)
+    data, exporter = _torch_export(LogitsModule(sb3_model, algo), iface.n_features)
     proto = onnx.load_from_string(data)
     onnx.helper.set_model_props(proto, {ALGO_METADATA_KEY: algo})
     onnx.checker.check_model(proto)
@@ -230,22 +237,19 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
 
     from dataclasses import asdict
 
-    from prfaas_gym.actions import ACTIONS
-    from prfaas_gym.env import ENV_ID, ENV_VERSION
-    from prfaas_gym.featurizer import spec, spec_hash
-
     manifest = {
         "format": MANIFEST_FORMAT,
-        "env_id": ENV_ID,
-        "env_version": ENV_VERSION,
-        "observation": {**spec(), "hash": spec_hash(), "scales": asdict(scales)},
-        "actions": list(ACTIONS),
+        "env_id": iface.env_id,
+        "env_version": iface.env_version,
+        "observation": {**iface.spec(), "hash": iface.spec_hash(), "scales": asdict(scales)},
+        "actions": list(iface.actions),
         "masks": MASKS_NOTE,
         "deterministic": True,
         "decision": "argmax of the masked logits",
         "logits": "Q-values" if algo == "dqn" else "unnormalised action-distribution logits",
-        "input": {"name": "obs", "dtype": "float32", "shape": ["batch", N_FEATURES]},
-        "output": {"name": "logits", "dtype": "float32", "shape": ["batch", len(ACTIONS)]},
+        "input": {"name": "obs", "dtype": "float32", "shape": ["batch", iface.n_features]},
+        "output": {"name": "logits", "dtype": "float32",
+                   "shape": ["batch", len(iface.actions)]},
         "algo": algo,
         "scenario": record.get("scenario"),
         # where the training requests and link came from (a --trace given to train, say)
@@ -259,6 +263,8 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
         "onnx_file": out_path.name,
+        # a role policy's router and decision interval (PrfaasRoles-v0 only)
+        **{k: record[k] for k in ("router", "interval_s") if k in record},
     }
     manifest_path = manifest_path_for(out_path)
     tag = uuid.uuid4().hex[:8]

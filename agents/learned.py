@@ -33,10 +33,15 @@ from agents.run_dir import (
     sha256_file,
 )
 from prfaas_gym.actions import LOCAL, REJECT_ACTION, REMOTE, Best, action_to_decision
-from prfaas_gym.contract import ClusterView, Decision, Policy, RequestInfo
+from prfaas_gym.contract import ClusterView, Decision, Policy, RequestInfo, RoleChange
+from prfaas_gym.env import ENV_ID
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import N_FEATURES, FeatureScales, Featurizer
-from prfaas_gym.profile import Profile
+from prfaas_gym.interfaces import Interface, interface
+from prfaas_gym.profile import Profile, is_finite_number
+from prfaas_gym.role_actions import action_to_changes, role_masks
+from prfaas_gym.role_featurizer import RoleFeaturizer
+from prfaas_gym.roles_env import ROLES_ENV_ID
 
 N_ACTIONS = 3
 
@@ -47,19 +52,20 @@ class Router(Protocol):
     path: Path
     algo: str
     scales: FeatureScales
+    interface: Interface
+    manifest: dict[str, Any]
 
     def logits(self, obs: np.ndarray) -> np.ndarray: ...
 
     def logits_single(self, obs: np.ndarray) -> np.ndarray: ...
 
 
-def _as_batch(obs: np.ndarray) -> np.ndarray:
+def _as_batch(obs: np.ndarray, n: int = N_FEATURES) -> np.ndarray:
     x = np.ascontiguousarray(obs, dtype=np.float32)
     if x.ndim == 1:
         x = x[None]
-    if x.ndim != 2 or x.shape[1] != N_FEATURES:
-        raise ValueError(f"obs must have shape [batch, {N_FEATURES}] or [{N_FEATURES}], "
-                         f"got {np.shape(obs)}")
+    if x.ndim != 2 or x.shape[1] != n:
+        raise ValueError(f"obs must have shape [batch, {n}] or [{n}], got {np.shape(obs)}")
     return x
 
 
@@ -94,6 +100,8 @@ class OnnxRouter:
         self.manifest: dict[str, Any] = read_json_record(self.manifest_path, "ONNX manifest")
         self.algo: str = check_manifest(self.manifest, self.manifest_path)
         check_compatible(self.manifest, self.manifest_path)
+        self.interface = iface = interface(self.manifest["env_id"])
+        n_in, n_out = iface.n_features, len(iface.actions)
         self.scales: FeatureScales = scales_from_record(self.manifest, self.manifest_path)
         expected = self.manifest.get("onnx_sha256")
         if not isinstance(expected, str):
@@ -123,27 +131,27 @@ class OnnxRouter:
         in_shape = ins[0].shape if len(ins) == 1 else None
         out_shape = outs[0].shape if len(outs) == 1 else None
         if (in_shape is None or ins[0].name != "obs" or len(in_shape) != 2
-                or in_shape[1] != N_FEATURES or out_shape is None or outs[0].name != "logits"
-                or len(out_shape) != 2 or out_shape[1] != N_ACTIONS):
+                or in_shape[1] != n_in or out_shape is None or outs[0].name != "logits"
+                or len(out_shape) != 2 or out_shape[1] != n_out):
             raise PrfaasInputError(
                 f"graph signature is {[(i.name, i.shape) for i in ins]} -> "
-                f"{[(o.name, o.shape) for o in outs]}; expected obs [batch, {N_FEATURES}] -> "
-                f"logits [batch, {N_ACTIONS}]", self.path)
+                f"{[(o.name, o.shape) for o in outs]}; expected obs [batch, {n_in}] -> "
+                f"logits [batch, {n_out}] ({iface.env_id})", self.path)
         # Graphs exported since the exporter began recording it carry their algo too.
         graph_algo = self.session.get_modelmeta().custom_metadata_map.get(ALGO_METADATA_KEY)
         if graph_algo is not None and graph_algo != self.algo:
             raise PrfaasInputError(f"key 'algo': the manifest says {self.algo!r}, but the ONNX "
                                    f"graph was exported from a {graph_algo!r} model",
                                    self.manifest_path)
-        probe = np.linspace(-1.0, 1.0, N_FEATURES, dtype=np.float32)
+        probe = np.linspace(-1.0, 1.0, n_in, dtype=np.float32)
         probe_logits = self.session.run(["logits"], {"obs": probe[None]})[0][0]
         if not np.isfinite(probe_logits).all():
             # every decision would be NaN: the masked argmax would reject every request
             raise PrfaasInputError("the policy's logits on a probe observation are not finite "
                                    "(NaN or infinite weights?)", self.path)
         self.providers = self.session.get_providers()
-        self._in = np.zeros((1, N_FEATURES), dtype=np.float32)
-        self._out = np.zeros((1, N_ACTIONS), dtype=np.float32)
+        self._in = np.zeros((1, n_in), dtype=np.float32)
+        self._out = np.zeros((1, n_out), dtype=np.float32)
         self._in_value = ort.OrtValue.ortvalue_from_numpy(self._in)
         self._out_value = ort.OrtValue.ortvalue_from_numpy(self._out)
         self._binding = self.session.io_binding()
@@ -168,7 +176,7 @@ class OnnxRouter:
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         """Logits ``[batch, 3]`` for observations ``[batch, N]`` (or ``[N]`` -> ``[1, 3]``)."""
-        return self.session.run(["logits"], {"obs": _as_batch(obs)})[0]
+        return self.session.run(["logits"], {"obs": _as_batch(obs, self.interface.n_features)})[0]
 
     def logits_single(self, obs: np.ndarray) -> np.ndarray:
         """Logits ``[3]`` of one observation ``[N]``; the returned array is a buffer that the
@@ -191,18 +199,20 @@ class Sb3Router:
         from agents.export import LogitsModule, load_sb3
 
         check_compatible(record, record_path)
+        self.interface = interface(record["env_id"])
         self.path = Path(zip_path)
         self.manifest = record
         self.algo = str(record["algo"])
         self.scales = scales_from_record(record, record_path)
-        self.model = load_sb3(self.path, self.algo)
+        self.model = load_sb3(self.path, self.algo, self.interface.n_features)
         self.module = LogitsModule(self.model, self.algo)
         self._torch = torch
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         """Logits ``[batch, 3]`` for observations ``[batch, N]`` (or ``[N]`` -> ``[1, 3]``)."""
         with self._torch.no_grad():
-            return self.module(self._torch.from_numpy(_as_batch(obs))).numpy()
+            x = _as_batch(obs, self.interface.n_features)
+            return self.module(self._torch.from_numpy(x)).numpy()
 
     def logits_single(self, obs: np.ndarray) -> np.ndarray:
         """Logits ``[3]`` of one observation ``[N]``."""
@@ -232,7 +242,16 @@ class LearnedPolicy(Policy):
     :func:`load_learned_policy`. Not thread-safe: one instance per thread.
     """
 
+    #: the env whose policies this class runs
+    env_id = ENV_ID
+
     def __init__(self, router: Router, name: str | None = None) -> None:
+        got = router.interface.env_id
+        if got != self.env_id:
+            raise PrfaasInputError(
+                f"is a {got} policy (it decides {router.interface.decides}), not a "
+                f"{self.env_id} one; load it with agents.learned.load_learned_policy",
+                router.path)
         self.router = router
         self.scales = router.scales
         self.name = name or f"{router.algo}:{router.path.name}"
@@ -276,8 +295,57 @@ class LearnedPolicy(Policy):
         return action_to_decision(masked_argmax(logits, best), best)
 
 
+class LearnedRoles(LearnedPolicy):
+    """A trained ``PrfaasRoles-v0`` policy as a :class:`~prfaas_gym.contract.Policy`: a
+    heuristic routes each request (the one it trained beside, recorded as ``router``), and
+    every ``interval_s`` (recorded) :meth:`on_tick` featurizes the view
+    (:class:`~prfaas_gym.role_featurizer.RoleFeaturizer`), masks infeasible role actions
+    (:func:`~prfaas_gym.role_actions.role_masks`) and requests the argmax's role change.
+
+    ``scenario``: the scenario it runs on, for a threshold router's planned threshold (None:
+    the heuristic's default). Build with :func:`load_learned_policy` or the ``from_*``
+    constructors; the same trust rules as :class:`LearnedPolicy`.
+    """
+
+    env_id = ROLES_ENV_ID
+
+    def __init__(self, router: Router, name: str | None = None, scenario: Any = None) -> None:
+        super().__init__(router, name)
+        record = router.manifest
+        route, interval = record.get("router"), record.get("interval_s")
+        from agents.registry import HEURISTICS, policy_factory
+
+        if route not in HEURISTICS:
+            raise PrfaasInputError(f"key 'router': expected a heuristic's name "
+                                   f"{sorted(HEURISTICS)}, found {route!r}", router.path)
+        if not (is_finite_number(interval) and interval > 0):
+            raise PrfaasInputError(f"key 'interval_s': expected a number of seconds > 0, "
+                                   f"found {interval!r}", router.path)
+        self.route_policy: Policy = policy_factory(route, scenario)()
+        self.tick_interval_s = float(interval)
+        self.role_featurizer = RoleFeaturizer(self.scales)
+        self.role_changes = 0  #: changes requested since :meth:`reset`
+
+    def reset(self, profile: Profile, seed: int | None = None) -> None:
+        self.profile = profile
+        self.route_policy.reset(profile, seed)
+        self.role_changes = 0
+
+    def decide(self, request: RequestInfo, view: ClusterView) -> Decision:
+        return self.route_policy.decide(request, view)
+
+    def on_tick(self, view: ClusterView) -> list[RoleChange]:
+        logits = self.router.logits_single(self.role_featurizer(view))
+        mask = role_masks(view)
+        action = int(np.argmax(np.where(mask & (logits == logits), logits, -np.inf)))
+        changes = action_to_changes(action, view)
+        self.role_changes += len(changes)
+        return changes
+
+
 def load_learned_policy(path: str | Path, scenario: Any = None) -> LearnedPolicy:
-    """A :class:`LearnedPolicy` from a checkpoint path.
+    """A :class:`LearnedPolicy` (or, for a ``PrfaasRoles-v0`` checkpoint, a
+    :class:`LearnedRoles`) from a checkpoint path.
 
     ``.onnx`` -> :class:`OnnxRouter` (manifest beside it); a directory with run.json ->
     its best_model.zip via SB3; a ``.zip`` -> SB3 with the run.json beside it. SB3 paths are
@@ -291,13 +359,21 @@ def load_learned_policy(path: str | Path, scenario: Any = None) -> LearnedPolicy
     if p.is_dir():
         if not (p / RUN_JSON).is_file():
             raise PrfaasInputError(f"not a training run directory (no {RUN_JSON})", p)
-        policy = LearnedPolicy.from_run_dir(p)
-    elif p.suffix == ".onnx":
-        policy = LearnedPolicy.from_onnx(p)
+        p = p / MODEL_FILES["best"]
+    if p.suffix == ".onnx":
+        router: Router = OnnxRouter(p)
     elif p.suffix == ".zip":
-        policy = LearnedPolicy.from_sb3_zip(p)
+        run_json = p.with_name(RUN_JSON)
+        if not run_json.is_file():
+            raise PrfaasInputError(f"no {RUN_JSON} beside this model: it records the "
+                                   "observation scales and the algorithm; load the run "
+                                   "directory or an exported .onnx instead", p)
+        router = Sb3Router(p, read_run_json(run_json), run_json)
     else:
         raise PrfaasInputError("not a checkpoint: expected an exported .onnx file, a training "
                                "run directory or an SB3 .zip", p)
+    policy: LearnedPolicy = (LearnedRoles(router, scenario=scenario)
+                             if router.interface.env_id == ROLES_ENV_ID else
+                             LearnedPolicy(router))
     policy.scenario = scenario
     return policy

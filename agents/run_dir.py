@@ -78,7 +78,8 @@ def git_dirty() -> bool | None:
 
 
 def _base_env(env: Any) -> Any:
-    """The :class:`~prfaas_gym.env.PrfaasRouteEnv` under gym wrappers or a VecEnv."""
+    """The prfaas env (:class:`~prfaas_gym.env.PrfaasRouteEnv` or a subclass) under gym
+    wrappers or a VecEnv."""
     if hasattr(env, "get_attr") and not hasattr(env, "scales"):
         env = env.get_attr("unwrapped", [0])[0]
     env = getattr(env, "unwrapped", env)
@@ -87,12 +88,15 @@ def _base_env(env: Any) -> Any:
     return env
 
 
-def observation_record(scales: Any) -> dict[str, Any]:
-    """The featurizer's spec, its hash and the normalisation constants ``scales``
-    (a :class:`~prfaas_gym.featurizer.FeatureScales`)."""
-    from prfaas_gym.featurizer import spec, spec_hash
+def observation_record(scales: Any, env_id: str | None = None) -> dict[str, Any]:
+    """The observation spec of ``env_id``'s featurizer (default ``PrfaasRoute-v0``), its
+    hash and the normalisation constants ``scales`` (a
+    :class:`~prfaas_gym.featurizer.FeatureScales`)."""
+    from prfaas_gym.env import ENV_ID
+    from prfaas_gym.interfaces import interface
 
-    return {**spec(), "hash": spec_hash(), "scales": dataclasses.asdict(scales)}
+    iface = interface(env_id or ENV_ID)
+    return {**iface.spec(), "hash": iface.spec_hash(), "scales": dataclasses.asdict(scales)}
 
 
 def write_run_json(run_dir: str | Path, env: Any, algo: str, **extra: Any) -> Path:
@@ -105,20 +109,20 @@ def write_run_json(run_dir: str | Path, env: Any, algo: str, **extra: Any) -> Pa
     wrapped (gym wrappers or a VecEnv).
     Returns the path written. Values must be JSON-serialisable.
     """
-    from prfaas_gym.actions import ACTIONS
-    from prfaas_gym.env import ENV_ID, ENV_VERSION
+    from prfaas_gym.interfaces import interface
 
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; expected one of {ALGOS}")
     base = _base_env(env)
     scenario = getattr(base, "scenario", None)
+    iface = interface(base.env_id)
     record: dict[str, Any] = {
-        "env_id": ENV_ID,
-        "env_version": ENV_VERSION,
+        "env_id": iface.env_id,
+        "env_version": iface.env_version,
         "algo": algo,
         "scenario": getattr(scenario, "name", None),
-        "observation": observation_record(base.scales),
-        "actions": list(ACTIONS),
+        "observation": observation_record(base.scales, iface.env_id),
+        "actions": list(iface.actions),
         "deterministic": True,
         "versions": library_versions(),
         "commit": extra.pop("commit") if "commit" in extra else git_commit(),
@@ -195,28 +199,32 @@ def manifest_path_for(onnx_path: str | Path) -> Path:
 
 
 def check_compatible(record: dict[str, Any], where: str | Path) -> None:
-    """Refuse a run.json / manifest ``record`` made for another env, env version,
-    observation spec or action meaning than the running code.
+    """Refuse a run.json / manifest ``record`` made for an env this code does not have, or
+    for another env version, observation spec or action meaning than the running code's
+    for its env (:mod:`prfaas_gym.interfaces`).
 
     Raises :class:`PrfaasInputError` at ``where`` listing every differing field as
     ``field: expected X (this code), found Y``."""
-    from prfaas_gym.actions import ACTIONS
-    from prfaas_gym.env import ENV_ID, ENV_VERSION
-    from prfaas_gym.featurizer import spec, spec_hash
+    from prfaas_gym.interfaces import env_ids, interface
 
+    env_id = record.get("env_id")
+    if env_id not in env_ids():
+        raise PrfaasInputError("checkpoint is incompatible with this version of prfaas-gym: "
+                               f"env_id: expected one of {env_ids()} (this code), found "
+                               f"{env_id!r}", where)
+    iface = interface(env_id)
     obs = record.get("observation")
     found_hash = obs.get("hash") if isinstance(obs, dict) else None
-    checks = [("env_id", ENV_ID, record.get("env_id")),
-              ("env_version", ENV_VERSION, record.get("env_version")),
-              ("observation.hash", spec_hash(), found_hash),
-              ("actions", list(ACTIONS), record.get("actions"))]
+    checks = [("env_version", iface.env_version, record.get("env_version")),
+              ("observation.hash", iface.spec_hash(), found_hash),
+              ("actions", list(iface.actions), record.get("actions"))]
     # type-strict: JSON's true is not the version 1 it compares equal to in Python
     diffs = [f"{name}: expected {exp!r} (this code), found {got!r}"
              for name, exp, got in checks if type(got) is not type(exp) or got != exp]
     if diffs:
         raise PrfaasInputError("checkpoint is incompatible with this version of prfaas-gym: "
                                + "; ".join(diffs), where)
-    edited = _spec_edits(spec(), obs) if isinstance(obs, dict) else []  # a dict: hash matched
+    edited = _spec_edits(iface.spec(), obs) if isinstance(obs, dict) else []  # hash matched
     if edited:
         raise PrfaasInputError("the observation spec beside the matching hash was changed "
                                "after it was written (the policy runs on this code's spec, so "

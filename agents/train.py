@@ -47,9 +47,12 @@ import yaml
 from agents.evaluation import (
     EVAL_SEED_BASE,
     best_heuristic,
+    hold,
     mean_goodput,
     model_chooser,
+    role_model_chooser,
     run_episodes,
+    run_role_episodes,
 )
 from prfaas_gym.cli import write_atomically
 from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
@@ -58,9 +61,12 @@ from prfaas_gym.episode import REWARDS
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.metrics import json_safe
 from prfaas_gym.profile import is_finite_number
+from prfaas_gym.roles_env import ROLES_ENV_ID, PrfaasRolesEnv
 from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
+ENV_IDS = (ENV_ID, ROLES_ENV_ID)
+ROUTER = "conductor"  #: the heuristic that routes requests while a role policy trains
 MAX_SEED = 2**31  # seeds up to seed + n_envs and seed + 10,000 + episodes stay below numpy's 2**32
 _ALLOWED_KWARGS = {
     "maskable_ppo": {"n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda",
@@ -208,8 +214,9 @@ def curriculum_ranges(start: dict[str, Any], end: dict[str, tuple[float, float]]
 
 
 def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
-                     key_paths: dict[str, str] | None = None) -> dict[str, Any]:
-    """Hyperparameters for ``algo`` from ``config`` (default: the shipped
+                     key_paths: dict[str, str] | None = None,
+                     env_id: str = ENV_ID) -> dict[str, Any]:
+    """Hyperparameters for ``algo`` on ``env_id`` from ``config`` (default: the shipped
     ``agents/configs/<algo>.yaml``), keyed by env id, with per-scenario overrides.
     ``key_paths``, if given, is filled with each returned key's path in the file (e.g.
     ``PrfaasRoute-v0.scenarios.S.curriculum``), for errors found later.
@@ -226,18 +233,18 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
     else:
         text, where = read_config_text(Path(config), "training config"), str(config)
     data = parse_config_yaml(text, where)
-    if not isinstance(data, dict) or ENV_ID not in data:
-        raise PrfaasInputError(f"expected a mapping with the key '{ENV_ID}'", where)
-    hp = copy.deepcopy(_section(data[ENV_ID], where, ENV_ID))
-    per_scenario = _section(hp.pop("scenarios", None), where, f"{ENV_ID}.scenarios")
-    _check_hyperparams(algo, hp, where, ENV_ID)
+    if not isinstance(data, dict) or env_id not in data:
+        raise PrfaasInputError(f"expected a mapping with the key '{env_id}'", where)
+    hp = copy.deepcopy(_section(data[env_id], where, env_id))
+    per_scenario = _section(hp.pop("scenarios", None), where, f"{env_id}.scenarios")
+    _check_hyperparams(algo, hp, where, env_id)
     for name, section in per_scenario.items():
-        key = f"{ENV_ID}.scenarios.{name}"
+        key = f"{env_id}.scenarios.{name}"
         _check_hyperparams(algo, _section(section, where, key), where, key)
     own = per_scenario.get(scenario) or {}
     hp.update(own)
     if key_paths is not None:
-        key_paths.update({k: f"{ENV_ID}.scenarios.{scenario}.{k}" if k in own else f"{ENV_ID}.{k}"
+        key_paths.update({k: f"{env_id}.scenarios.{scenario}.{k}" if k in own else f"{env_id}.{k}"
                           for k in hp})
     return hp
 
@@ -251,24 +258,37 @@ def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def make_env(env_id: str, scenario: Scenario, split: str, episode_requests: int | None = None,
+             reward: str = REWARDS[0], router: str = ROUTER) -> PrfaasRouteEnv:
+    """An env of ``env_id`` on ``split``: ``PrfaasRoute-v0`` paying ``reward``, or
+    ``PrfaasRoles-v0`` with ``router`` routing the requests."""
+    if env_id == ROLES_ENV_ID:
+        return PrfaasRolesEnv(scenario, split=split, episode_requests=episode_requests,
+                              router=router)
+    return PrfaasRouteEnv(scenario, split=split, episode_requests=episode_requests,
+                          reward=reward)
+
+
 def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None,
-              reward: str = REWARDS[0]):
+              reward: str = REWARDS[0], env_id: str = ENV_ID, router: str = ROUTER):
     def thunk():
         from stable_baselines3.common.monitor import Monitor
-        env = PrfaasRouteEnv(scenario, split="train", episode_requests=episode_requests,
-                             reward=reward)
+        env = make_env(env_id, scenario, "train", episode_requests, reward, router)
         env.reset(seed=seed)
         return Monitor(env)
     return thunk
 
 
 def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto",
-                   episode_requests: int | None = None, reward: str = REWARDS[0]):
-    """``n_envs`` training envs (subprocesses when ``n_envs > 1`` unless ``vec='dummy'``),
-    seeded ``seed, seed + 1, ...``, paying ``reward`` (:data:`prfaas_gym.episode.REWARDS`)."""
+                   episode_requests: int | None = None, reward: str = REWARDS[0],
+                   env_id: str = ENV_ID, router: str = ROUTER):
+    """``n_envs`` training envs of ``env_id`` (subprocesses when ``n_envs > 1`` unless
+    ``vec='dummy'``), seeded ``seed, seed + 1, ...``, paying ``reward``
+    (:data:`prfaas_gym.episode.REWARDS`; routing envs) or routed by ``router`` (role envs)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [_make_env(scenario, seed + i, episode_requests, reward) for i in range(n_envs)]
+    fns = [_make_env(scenario, seed + i, episode_requests, reward, env_id, router)
+           for i in range(n_envs)]
     if vec == "subproc" or (vec == "auto" and n_envs > 1):
         return SubprocVecEnv(fns, start_method="fork")
     return DummyVecEnv(fns)
@@ -295,7 +315,7 @@ TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
 
 def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
                algo: str, baseline: dict[str, Any], episode_requests: int | None,
-               keep_checkpoints: bool = False):
+               keep_checkpoints: bool = False, env_id: str = ENV_ID, router: str = ROUTER):
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import TensorBoardOutputFormat
 
@@ -352,8 +372,12 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             may share its step count with the last periodic validation (run inside the last
             rollout, before that update); its row says so, and with ``keep_checkpoints``
             it is ``final_model.zip``."""
-            metrics = run_episodes(scenario, model_chooser(self.model, algo), eval_seeds,
-                                   split="val", episode_requests=episode_requests)
+            if env_id == ROLES_ENV_ID:
+                metrics = run_role_episodes(scenario, role_model_chooser(self.model, algo),
+                                            eval_seeds, "val", episode_requests, router)
+            else:
+                metrics = run_episodes(scenario, model_chooser(self.model, algo), eval_seeds,
+                                       split="val", episode_requests=episode_requests)
             g = mean_goodput(metrics)
             # None, not NaN, where undefined: eval.json stays strict JSON
             ratio = g / baseline["goodput"] if baseline["goodput"] > 0 else None
@@ -487,7 +511,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
           device: str = "cpu", vec: str = "auto", verbose: int = 0,
           warm_start: str | None = "best", warm_start_episodes: int = 96,
           warm_start_epochs: int = 100, episode_requests: int | None = None,
-          keep_checkpoints: bool = False) -> Path:
+          keep_checkpoints: bool = False, env_id: str = ENV_ID, router: str = ROUTER) -> Path:
     """Train and return the run directory (see the module docstring for its contents).
 
     ``scenario``: a name, a YAML path, or a :class:`Scenario` (one that replays the user's
@@ -520,6 +544,11 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
 
     ``keep_checkpoints``: also keep every validated model as ``checkpoint_<steps>.zip``
     beside run.json (its ``eval.json`` row names it), to study how validation ranks them.
+
+    ``env_id``: ``PrfaasRoute-v0`` (route each request, the default) or ``PrfaasRoles-v0``
+    (switch the local nodes' roles every 30 s while the heuristic ``router`` routes; its
+    episodes are 8 routing episodes long, its baseline is ``router`` alone, i.e. holding
+    every role, and it has no warm start: ``warm_start`` is ignored, as for DQN).
     """
     import torch
 
@@ -528,7 +557,17 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     # the code that runs is the checkout's as the run starts: commits made while it trains
     # must not be recorded as its source
     provenance = {"commit": git_commit(), "commit_dirty": git_dirty()}
-    if warm_start == "none":
+    if env_id not in ENV_IDS:
+        raise PrfaasInputError(f"--env must be one of {list(ENV_IDS)}, got {env_id!r}")
+    from agents.registry import HEURISTICS
+
+    if router not in HEURISTICS:
+        raise PrfaasInputError(f"--router must be a heuristic {sorted(HEURISTICS)}, got "
+                               f"{router!r}")
+    if env_id != ROLES_ENV_ID and router != ROUTER:
+        raise PrfaasInputError(f"--router {router} is for {ROLES_ENV_ID}: on {env_id} the "
+                               "policy routes the requests itself")
+    if warm_start == "none" or env_id == ROLES_ENV_ID:
         warm_start = None
     for option, value in (("--timesteps", timesteps), ("--n-envs", n_envs),
                           ("--threads", threads), ("--eval-freq", eval_freq),
@@ -547,7 +586,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
         raise PrfaasInputError("--device cuda asked for, but torch sees no CUDA device")
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     key_paths: dict[str, str] = {}
-    hp = load_hyperparams(algo, sc.name, config, key_paths)
+    hp = load_hyperparams(algo, sc.name, config, key_paths, env_id)
     n_steps = hp.get("n_steps", 2048)
     if algo in ("ppo", "maskable_ppo") and n_steps * n_envs < 2:
         raise PrfaasInputError(f"n_steps * --n-envs must be >= 2 for {algo} (it normalises "
@@ -565,8 +604,13 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                 "and widens them to the scenario's",
                 f"{config or f'agents/configs/{algo}.yaml'}: {key_paths['curriculum']}.start"
             ) from None
+    reward = (hp.get("env_kwargs") or {}).get("reward", REWARDS[0])
+    if env_id == ROLES_ENV_ID and reward != REWARDS[0]:
+        raise PrfaasInputError(f"env_kwargs.reward {reward!r}: {ROLES_ENV_ID} pays "
+                               f"completions only", f"{config or f'agents/configs/{algo}.yaml'}: "
+                               f"{key_paths.get('env_kwargs', env_id)}")
     for split in ("train", "val"):  # a trace is first read here: fail before writing
-        probe_env = PrfaasRouteEnv(sc, split=split, episode_requests=episode_requests)
+        probe_env = make_env(env_id, sc, split, episode_requests, router=router)
         probe_env.reset(seed=seed)
         have = len(sc.split_trace(split)) if sc.is_trace else None
         if have is not None and probe_env.episode_requests > have:
@@ -581,7 +625,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump({ENV_ID: hp}, sort_keys=True))
+        (out / "config.yaml").write_text(yaml.safe_dump({env_id: hp}, sort_keys=True))
     except OSError as e:
         raise PrfaasInputError(f"cannot create the run directory: {e.strerror or e}",
                                out) from None
@@ -589,11 +633,16 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     try:
         t0 = time.perf_counter()
         eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
-        name, _, table = best_heuristic(sc, eval_seeds, split="val",
-                                        episode_requests=episode_requests, progress=progress)
+        if env_id == ROLES_ENV_ID:  # the router alone: every role held
+            name = router
+            table = {name: mean_goodput(run_role_episodes(sc, hold, eval_seeds, "val",
+                                                          episode_requests, router))}
+        else:
+            name, _, table = best_heuristic(sc, eval_seeds, split="val",
+                                            episode_requests=episode_requests,
+                                            progress=progress)
         baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
-        reward = (hp.get("env_kwargs") or {}).get("reward", REWARDS[0])
-        env = make_train_env(sc, n_envs, seed, vec, episode_requests, reward)
+        env = make_train_env(sc, n_envs, seed, vec, episode_requests, reward, env_id, router)
         callbacks = []
         if curriculum is not None:
             callbacks.append(_curriculum_callback(
@@ -617,8 +666,10 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                     "epochs": warm_start_epochs, "samples": int(len(demos["actions"])),
                     **pretrain(model, demos, epochs=warm_start_epochs, seed=seed,
                                progress=progress)}
-        probe = PrfaasRouteEnv(sc, split="train", episode_requests=episode_requests)
+        probe = make_env(env_id, sc, "train", episode_requests, router=router)
         probe.reset(seed=seed)
+        roles = ({"router": router, "interval_s": probe.interval_s}
+                 if env_id == ROLES_ENV_ID else {})
         record = dict(**provenance, scenario=sc.name, scenario_sources=sc.sources(), seed=seed,
                       hyperparams=hp, timesteps=timesteps, eval_freq=eval_freq,
                       eval_episodes=eval_episodes,
@@ -628,10 +679,11 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                       validation_split="val", validation_seeds=eval_seeds,
                       training_seeds=list(range(seed, seed + n_envs)),
                       randomize={k: list(v) for k, v in sc.randomize.items()},
-                      best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm)
+                      best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm,
+                      **roles)
         write_run_json(out, probe, algo, **record)
         metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo, baseline,
-                                        episode_requests, keep_checkpoints)
+                                        episode_requests, keep_checkpoints, env_id, router)
         learning = True
         model.learn(total_timesteps=timesteps, callback=[*callbacks, metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)

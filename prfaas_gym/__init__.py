@@ -9,3 +9,4 @@ _compiled.install()  # before any compiled submodule is imported
 __version__ = "0.1.0"
 
 register(id="PrfaasRoute-v0", entry_point="prfaas_gym.env:PrfaasRouteEnv")
+register(id="PrfaasRoles-v0", entry_point="prfaas_gym.roles_env:PrfaasRolesEnv")

@@ -53,6 +53,17 @@ def _check_arguments(reward: Any, split: Any, episode_requests: Any, tick_policy
             f"'prfaas-dual')) or None, got {tick_policy!r}", "tick_policy")
 
 
+def check_integral(action: Any) -> None:
+    """Refuse (ValueError) an action that is not an integer: 1.5 would truncate to 1."""
+    if type(action) is not int and not isinstance(action, np.integer):  # SB3: numpy ints
+        try:
+            integral = int(action) == action
+        except (OverflowError, ValueError, TypeError):  # inf, nan, not a number
+            integral = False
+        if not integral:
+            raise ValueError(f"action {action!r} is not an integer")
+
+
 class PrfaasRouteEnv(gym.Env):
     """Route requests in a Prefill-as-a-Service deployment.
 
@@ -163,6 +174,7 @@ class PrfaasRouteEnv(gym.Env):
     """
 
     metadata = {"render_modes": []}
+    env_id = ENV_ID  #: the policy interface a checkpoint trained here records
 
     def __init__(self, scenario: str | Scenario = "bursty-fluctuating", split: str = "train",
                  episode_requests: int | None = None, tick_policy: Policy | None = None,
@@ -240,8 +252,9 @@ class PrfaasRouteEnv(gym.Env):
             changes["n_prefill"], changes["n_decode"] = n_p, n_local - n_p
         return prof.with_deployment(**changes) if changes else prof
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
+    def _new_simulator(self, seed: int | None) -> Simulator:
+        """The episode's simulator: its profile, workload window and link drawn from
+        ``self.np_random`` (see Starting state); sets ``self.profile``."""
         rng = self.np_random
         sc = self.scenario
         profile = self._episode_profile(rng)
@@ -255,9 +268,14 @@ class PrfaasRouteEnv(gym.Env):
             lo, hi = self.randomize["link_gbps"]
             bw = bw.scaled_to_mean(float(rng.uniform(lo, hi)))
         self.profile = profile
-        self.featurizer = Featurizer(profile, self.scales)
-        self.sim = Simulator(profile, workload, bw, dataclasses.replace(
+        return Simulator(profile, workload, bw, dataclasses.replace(
             sc.sim, max_drain_s=self.max_drain_s, record_timeseries=False))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.sim = self._new_simulator(seed)
+        profile = self.profile
+        self.featurizer = Featurizer(profile, self.scales)
         if self.tick_policy is not None:
             self.tick_policy.reset(profile, seed)
             self.sim.set_tick_handler(self.tick_policy.on_tick, self.tick_policy.tick_interval_s)
@@ -305,13 +323,7 @@ class PrfaasRouteEnv(gym.Env):
         ep = self._episode
         if ep is None:
             raise RuntimeError("step() before reset()")
-        if type(action) is not int and not isinstance(action, np.integer):  # SB3: numpy ints
-            try:
-                integral = int(action) == action  # 1.5 would truncate to 1
-            except (OverflowError, ValueError, TypeError):  # inf, nan, not a number
-                integral = False
-            if not integral:
-                raise ValueError(f"action {action!r} is not an integer")
+        check_integral(action)
         obs, reward, ended = ep.step_action(action)
         return obs, reward, ended, False, self._final_info() if ended else {}
 

@@ -92,16 +92,26 @@ class FeatureScales:
                              max(threshold_ref, 1.0))
 
 
-def spec() -> dict:
-    """The observation spec as a JSON-able dict (names, order, units, normalisation)."""
-    return {"version": FEATURIZER_VERSION, "clip": CLIP,
+def spec_of(version: int, features: tuple[tuple[str, str, str], ...]) -> dict:
+    """An observation spec as a JSON-able dict (names, order, units, normalisation)."""
+    return {"version": version, "clip": CLIP,
             "features": [{"index": i, "name": n, "unit": u, "norm": z}
-                         for i, (n, u, z) in enumerate(FEATURES)]}
+                         for i, (n, u, z) in enumerate(features)]}
+
+
+def hash_of(spec_dict: dict) -> str:
+    """sha256 of a spec (feature list, order, version, clip), 16 hex digits."""
+    return hashlib.sha256(json.dumps(spec_dict, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def spec() -> dict:
+    """This featurizer's observation spec (:func:`spec_of` its version and features)."""
+    return spec_of(FEATURIZER_VERSION, FEATURES)
 
 
 def spec_hash() -> str:
-    """sha256 of the spec (feature list, order, version, clip)."""
-    return hashlib.sha256(json.dumps(spec(), sort_keys=True).encode()).hexdigest()[:16]
+    """sha256 of :func:`spec`."""
+    return hash_of(spec())
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled

@@ -1,0 +1,175 @@
+"""``PrfaasRoles-v0``: switch the roles of a PrfaaS deployment's local nodes while a router
+routes each request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from prfaas_gym.contract import ClusterView, Policy
+from prfaas_gym.env import PrfaasRouteEnv, check_integral
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.featurizer import CLIP
+from prfaas_gym.role_actions import ROLE_ACTIONS, action_to_changes, role_masks
+from prfaas_gym.role_featurizer import N_ROLE_FEATURES, RoleFeaturizer, role_spec_hash
+from prfaas_gym.scenario import Scenario, load_scenario
+
+ROLES_ENV_ID = "PrfaasRoles-v0"
+ROLES_ENV_VERSION = 1
+#: a role episode is this many times the scenario's routing episode: a switch takes a minute
+#: to land, and a routing episode of bursty-fluctuating lasts about one
+ROLE_EPISODE_FACTOR = 8
+DEFAULT_INTERVAL_S = 30.0
+
+
+def _router(router: str | Policy) -> Policy:
+    if isinstance(router, str):
+        from agents.registry import make_heuristic  # the heuristics live in agents/
+
+        return make_heuristic(router)
+    if not callable(getattr(router, "decide", None)):
+        raise PrfaasInputError(f"must be a heuristic's name or a Policy, got {router!r}",
+                               "router")
+    return router
+
+
+class PrfaasRolesEnv(PrfaasRouteEnv):
+    """Decide, every ``interval_s`` seconds, whether one local node changes role.
+
+    ## Description
+    The deployment, workload and link are :class:`~prfaas_gym.env.PrfaasRouteEnv`'s (the
+    same scenario, splits, episode draws and domain randomisation). ``router`` (a
+    :class:`~prfaas_gym.contract.Policy`, by default the conductor) routes every request;
+    the agent holds the long-timescale lever a PrfaaS-PD scheduler has besides routing:
+    which of the local cluster's nodes prefill and which decode.
+
+    ## Action space
+    ``Discrete(3)`` (:mod:`prfaas_gym.role_actions`): hold, one node prefill -> decode, one
+    node decode -> prefill. :meth:`action_masks` marks a change infeasible while a node is
+    draining or switching or where it would leave a role without an available node; an
+    infeasible action holds.
+
+    ## Observation space
+    ``Box(-10, 10, (19,), float32)`` from :class:`~prfaas_gym.role_featurizer.RoleFeaturizer`
+    (versioned; ``ROLE_FEATURES`` lists index, meaning, unit and normalisation): the
+    telemetry view a tick sees, with no request in it.
+
+    ## Decisions and reward
+    The first decision is at ``interval_s`` of simulated time, the next every ``interval_s``
+    after, each at the view of that instant (as a policy's ``on_tick`` sees it in
+    :meth:`Simulator.run <prfaas_gym.simulator.Simulator.run>`); between decisions the
+    router routes the arrivals. The reward is the requests that completed within their SLO
+    since the previous decision, divided by the episode's request count; the last step
+    drains (up to ``max_drain_s``) and pays those completions too, so the undiscounted
+    return is the fraction of the episode's requests served within SLO. Ticks stop at the
+    last arrival (``Simulator.run`` ticks on through the drain).
+
+    ## Episode end
+    ``terminated=True`` once the last request of the window is routed and drained; the final
+    ``info`` holds ``episode_metrics`` and ``counts`` as the routing env's does.
+
+    ## Arguments
+    ``gymnasium.make("PrfaasRoles-v0", scenario="bursty-fluctuating", split="train",
+    episode_requests=None, router="conductor", interval_s=30.0, max_drain_s=None)``.
+    ``episode_requests``: by default ``ROLE_EPISODE_FACTOR`` (8) times the scenario's.
+    """
+
+    env_id = ROLES_ENV_ID
+
+    def __init__(self, scenario: str | Scenario = "bursty-fluctuating", split: str = "train",
+                 episode_requests: int | None = None, router: str | Policy = "conductor",
+                 interval_s: float = DEFAULT_INTERVAL_S,
+                 max_drain_s: float | None = None) -> None:
+        sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) \
+                or not interval_s > 0 or interval_s == float("inf"):
+            raise PrfaasInputError(f"must be a finite number of seconds > 0, got "
+                                   f"{interval_s!r}", "interval_s")
+        super().__init__(sc, split, episode_requests or ROLE_EPISODE_FACTOR * sc.episode_requests,
+                         None, max_drain_s)
+        self.router = _router(router)
+        self.interval_s = float(interval_s)
+        self.role_featurizer = RoleFeaturizer(self.scales)
+        self.observation_space = spaces.Box(-CLIP, CLIP, shape=(N_ROLE_FEATURES,),
+                                            dtype=np.float32)
+        self.action_space = spaces.Discrete(len(ROLE_ACTIONS))
+        self.spec_hash = role_spec_hash()
+        self._view: ClusterView | None = None
+        self._last_obs = np.zeros(N_ROLE_FEATURES, dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        gym.Env.reset(self, seed=seed)
+        self.sim = sim = self._new_simulator(seed)
+        self.router.reset(self.profile, seed)
+        self._routed = 0
+        self._paid = 0
+        self._n = max(len(sim.workload.requests), 1)
+        self._tick_s = self.interval_s
+        ended = self._route_until(self._tick_s)
+        return self._observe(ended), {}
+
+    def _route_until(self, t: float) -> bool:
+        """Route the arrivals before ``t`` with the router and run the simulation to ``t``;
+        after the last arrival, drain instead and return True."""
+        sim, router = self.sim, self.router
+        reqs = sim.workload.requests
+        decide, view, info = router.decide, sim.view, sim.request_info
+        while self._routed < len(reqs) and reqs[self._routed].arrival_s < t:
+            r = sim.next_request()
+            sim.apply(r, decide(info(r), view(r)))
+            self._routed += 1
+        if self._routed >= len(reqs):
+            sim.finish()
+            return True
+        sim.advance(t)
+        return False
+
+    def _observe(self, ended: bool) -> np.ndarray:
+        """Take the view of now (None once ended) and return its observation."""
+        if ended:
+            self._view = None
+            self._last_obs = np.zeros(N_ROLE_FEATURES, dtype=np.float32)
+        else:
+            self._view = self.sim.view(None)
+            self._last_obs = self.role_featurizer(self._view)
+        return self._last_obs
+
+    def _obs(self) -> np.ndarray:
+        """The observation of the pending decision (zeros once the episode ended)."""
+        return self._last_obs
+
+    def action_masks(self) -> np.ndarray:
+        """Feasible role actions [hold, prefill_to_decode, decode_to_prefill] now (only hold
+        before :meth:`reset` and after the episode ended)."""
+        if self._view is None:
+            return np.array([True, False, False])
+        return role_masks(self._view)
+
+    def step(self, action: int):
+        if self.sim is None:
+            raise RuntimeError("step() before reset()")
+        if self._view is None:
+            raise RuntimeError("step() after the episode ended; call reset()")
+        check_integral(action)
+        for change in action_to_changes(action, self._view):
+            self.sim.request_role_change(change)
+        self._tick_s += self.interval_s
+        ended = self._route_until(self._tick_s)
+        credit = self.sim.n_slo_met
+        reward = (credit - self._paid) / self._n
+        self._paid = credit
+        return self._observe(ended), reward, ended, False, self._final_info() if ended else {}
+
+    def step_decision(self, decision: Any):
+        raise NotImplementedError("PrfaasRoles-v0 takes role actions; the router decides "
+                                  "requests")
+
+    def decision(self, action: int):
+        raise NotImplementedError("PrfaasRoles-v0 takes role actions; see action_to_changes")
+
+    @property
+    def request_info(self):
+        return None

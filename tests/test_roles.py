@@ -1,0 +1,228 @@
+"""Role switching as a learned lever: ``PrfaasRoles-v0``, its featurizer and actions, and a
+role policy trained, exported, loaded and scored end to end (tiny step counts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from agents.compare import run_policy
+from agents.evaluation import hold, run_role_episodes
+from agents.export import load_sb3, sb3_logits
+from agents.learned import LearnedPolicy, LearnedRoles, OnnxRouter, load_learned_policy
+from agents.registry import make_heuristic, policy_factory
+from agents.run_dir import manifest_path_for
+from prfaas_gym.cli import main
+from prfaas_gym.env import PrfaasRouteEnv
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.role_actions import HOLD, TO_DECODE, TO_PREFILL, action_to_changes
+from prfaas_gym.role_featurizer import N_ROLE_FEATURES, ROLE_FEATURES, role_spec_hash
+from prfaas_gym.roles_env import ROLE_EPISODE_FACTOR, PrfaasRolesEnv
+from prfaas_gym.scenario import load_scenario
+
+
+@pytest.fixture(scope="module")
+def bursty():
+    return load_scenario("bursty-fluctuating")
+
+
+def _episode(env: PrfaasRolesEnv, seed: int, choose) -> tuple[list, list, dict]:
+    obs, _ = env.reset(seed=seed)
+    trace, rewards, ended, info = [obs], [], False, {}
+    while not ended:
+        obs, r, ended, _, info = env.step(choose(env))
+        trace.append(obs)
+        rewards.append(r)
+    return trace, rewards, info
+
+
+def _first_feasible_change(env: PrfaasRolesEnv) -> int:
+    m = env.action_masks()
+    return TO_PREFILL if m[TO_PREFILL] else TO_DECODE if m[TO_DECODE] else HOLD
+
+
+def test_episode_is_reproducible_and_pays_the_slo_meeting_fraction(bursty):
+    env = PrfaasRolesEnv(bursty, episode_requests=400)
+    a = _episode(env, 5, _first_feasible_change)
+    b = _episode(env, 5, _first_feasible_change)
+    assert all(np.array_equal(x, y) for x, y in zip(a[0], b[0])) and a[1] == b[1]
+    metrics, counts = a[2]["episode_metrics"], a[2]["counts"]
+    assert counts["arrived"] == 400 == counts["completed"] + counts["rejected"] + \
+        counts["failed"] + counts["in_flight"]
+    # the undiscounted return is the fraction of the episode's requests served within SLO
+    assert sum(a[1]) == pytest.approx(metrics["slo_attainment"] * metrics["requests"] / 400)
+    assert metrics["role_switches"] >= 1  # the changes it asked for landed
+    assert all(o.shape == (N_ROLE_FEATURES,) and o.dtype == np.float32 for o in a[0])
+    assert not a[0][-1].any()  # the final observation means nothing
+
+
+def test_holding_every_role_is_the_router_alone(bursty):
+    """Holding at every tick must leave the routing env's episode exactly as it was: the
+    ticks only pause the simulation, so the policy is measured against the router alone."""
+    n = 300
+    roles = PrfaasRolesEnv(bursty, episode_requests=n)
+    *_, info = _episode(roles, 9, hold)
+    route = PrfaasRouteEnv(bursty, episode_requests=n)
+    route.reset(seed=9)
+    conductor = make_heuristic("conductor")
+    conductor.reset(route.profile, 9)
+    ended = False
+    while not ended:
+        *_, ended, _, ref = route.step_decision(conductor.decide(route.request_info, route.view))
+    assert info["episode_metrics"] == ref["episode_metrics"]
+
+
+def test_masks_allow_one_change_at_a_time_and_keep_each_role(bursty):
+    env = PrfaasRolesEnv(bursty, episode_requests=800)
+    env.reset(seed=1)
+    assert env.action_masks().tolist() == [True, True, True]
+    env.step(TO_PREFILL)  # one decode node drains, then switches for switch_delay_s (60 s)
+    assert env.action_masks().tolist() == [True, False, False]
+    assert action_to_changes(TO_DECODE, env._view) == []  # an infeasible action holds
+    for _ in range(3):
+        env.step(HOLD)
+    assert env.action_masks().all()  # landed: 4 prefill + 4 decode nodes
+    obs = env._obs()
+    names = [f[0] for f in ROLE_FEATURES]
+    assert obs[names.index("prefill_nodes")] == pytest.approx(0.5)
+    assert obs[names.index("switching_nodes")] == 0.0
+    with pytest.raises(ValueError, match="not an integer"):
+        env.step(1.5)
+    with pytest.raises(ValueError, match="outside Discrete"):
+        env.step(3)
+
+
+def test_a_role_with_one_node_cannot_be_emptied(bursty):
+    one_prefill = dataclasses.replace(
+        bursty, profile=bursty.profile.with_deployment(n_prefill=1, n_decode=2))
+    env = PrfaasRolesEnv(one_prefill, episode_requests=200)
+    env.reset(seed=0)
+    assert env.action_masks().tolist() == [True, False, True]
+
+
+def test_bad_arguments_are_named(bursty):
+    with pytest.raises(PrfaasInputError, match="interval_s"):
+        PrfaasRolesEnv(bursty, interval_s=0)
+    with pytest.raises(PrfaasInputError, match="router"):
+        PrfaasRolesEnv(bursty, router=42)
+    assert PrfaasRolesEnv(bursty).episode_requests == ROLE_EPISODE_FACTOR * 256
+
+
+def test_role_spec_hash_is_pinned():
+    """A change to the role features must bump ROLE_FEATURIZER_VERSION and this hash (it
+    refuses every role checkpoint trained before)."""
+    assert N_ROLE_FEATURES == 19
+    assert role_spec_hash() == "167b87f5ccb99655"
+
+
+# -- a role policy trained, exported, loaded and scored ----------------------------------------
+
+@pytest.fixture(scope="module")
+def role_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("roles")
+    cfg = d / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoles-v0": {
+        "policy": "MlpPolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 2,
+        "learning_rate": 3e-4, "gamma": 0.99, "policy_kwargs": {"net_arch": [16, 16]}}}))
+    out = d / "run"
+    assert main(["train", "--env", "PrfaasRoles-v0", "--scenario", "bursty-fluctuating",
+                 "--timesteps", "32", "--n-envs", "1", "--seed", "2", "--config", str(cfg),
+                 "--out", str(out), "--eval-freq", "16", "--eval-episodes", "1",
+                 "--episode-requests", "300", "--no-progress"]) == 0
+    onnx = d / "roles.onnx"
+    assert main(["export", str(out), "--out", str(onnx)]) == 0
+    return out, onnx
+
+
+def test_role_run_records_its_env_router_and_interval(role_run):
+    out, onnx = role_run
+    run = json.loads((out / "run.json").read_text())
+    assert run["env_id"] == "PrfaasRoles-v0" and run["actions"] == [
+        "hold", "prefill_to_decode", "decode_to_prefill"]
+    assert run["observation"]["hash"] == role_spec_hash()
+    assert run["router"] == "conductor" and run["interval_s"] == 30.0
+    assert run["best_heuristic"]["name"] == "conductor" and run["warm_start"] is None
+    manifest = json.loads(manifest_path_for(onnx).read_text())
+    assert manifest["router"] == "conductor" and manifest["interval_s"] == 30.0
+    assert manifest["input"]["shape"] == ["batch", N_ROLE_FEATURES]
+
+
+def test_role_onnx_logits_equal_sb3(role_run, bursty):
+    out, onnx = role_run
+    env = PrfaasRolesEnv(bursty, episode_requests=600)
+    obs = np.array(_episode(env, 4, _first_feasible_change)[0][:-1])
+    model = load_sb3(out / "best_model.zip", "maskable_ppo", N_ROLE_FEATURES)
+    got = torch.log_softmax(torch.from_numpy(OnnxRouter(onnx).logits(obs)), dim=1).numpy()
+    np.testing.assert_allclose(got, sb3_logits(model, "maskable_ppo", obs), atol=1e-5)
+
+
+def test_a_loaded_role_policy_routes_like_its_router_and_switches_roles(role_run, bursty):
+    out, onnx = role_run
+    for path in (onnx, out):  # the exported file and the run directory load alike
+        policy = load_learned_policy(path, bursty)
+        assert isinstance(policy, LearnedRoles) and policy.tick_interval_s == 30.0
+    # forced to prefer a change, it requests one whenever one is feasible, and they land
+    policy.router.logits_single = lambda obs: np.array([0.0, 1.0, 2.0], np.float32)
+    res, sim = run_policy(bursty, policy, 0, split="eval", n=600)
+    assert sim.n_role_switches >= 2 and policy.role_changes >= sim.n_role_switches
+    # and preferring hold, it is the conductor exactly
+    policy.router.logits_single = lambda obs: np.array([2.0, 1.0, 0.0], np.float32)
+    res, sim = run_policy(bursty, policy, 0, split="eval", n=600)
+    ref, _ = run_policy(bursty, make_heuristic("conductor"), 0, split="eval", n=600)
+    assert sim.n_role_switches == 0
+    assert res["goodput_rps"] == ref["goodput_rps"] and res["ttft_s"] == ref["ttft_s"]
+
+
+def test_compare_takes_a_role_policy_path(role_run, capsys):
+    _, onnx = role_run
+    assert main(["compare", "--scenario", "bursty-fluctuating", "--split", "eval",
+                 "--requests", "300", "--seeds", "1", "--policies", f"conductor,{onnx}"]) == 0
+    assert "roles.onnx" in capsys.readouterr().out
+
+
+def test_a_role_checkpoint_is_not_a_router_and_vice_versa(role_run, tmp_path):
+    out, onnx = role_run
+    with pytest.raises(PrfaasInputError, match="is a PrfaasRoles-v0 policy .it decides the "
+                                               "roles"):
+        LearnedPolicy.from_onnx(onnx)
+    # a role manifest relabelled as a routing one is refused on its spec and actions
+    dst = tmp_path / "p.onnx"
+    shutil.copy(onnx, dst)
+    m = json.loads(manifest_path_for(onnx).read_text())
+    m["env_id"] = "PrfaasRoute-v0"
+    manifest_path_for(dst).write_text(json.dumps(m))
+    with pytest.raises(PrfaasInputError) as ei:
+        OnnxRouter(dst)
+    assert "observation.hash: expected" in str(ei.value) and "actions: expected" in str(ei.value)
+    m["env_id"] = "PrfaasRoles-v9"
+    manifest_path_for(dst).write_text(json.dumps(m))
+    with pytest.raises(PrfaasInputError, match=r"env_id: expected one of \['PrfaasRoute-v0', "
+                                               r"'PrfaasRoles-v0'\]"):
+        OnnxRouter(dst)
+    m["env_id"], m["router"] = "PrfaasRoles-v0", "oracle"
+    manifest_path_for(dst).write_text(json.dumps(m))
+    with pytest.raises(PrfaasInputError, match="key 'router'"):
+        load_learned_policy(dst)
+
+
+def test_train_refuses_a_router_for_the_routing_env(tmp_path, capsys):
+    assert main(["train", "--scenario", "bursty-fluctuating", "--timesteps", "8", "--router",
+                 "conductor", "--out", str(tmp_path / "r")]) == 2
+    assert "--router is for --env PrfaasRoles-v0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_role_baseline_is_the_router_on_the_same_episodes(bursty):
+    held = run_role_episodes(bursty, hold, [1_000_000], "val", 300)
+    assert held[0]["role_switches"] == 0 and held[0]["requests"] == 300
+
+
+def test_policy_factory_loads_a_role_policy(role_run, bursty):
+    _, onnx = role_run
+    assert isinstance(policy_factory(str(onnx), bursty)(), LearnedRoles)
