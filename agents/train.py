@@ -61,7 +61,7 @@ from prfaas_gym.episode import REWARDS
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.metrics import json_safe
 from prfaas_gym.profile import is_finite_number
-from prfaas_gym.roles_env import ROLES_ENV_ID, PrfaasRolesEnv
+from prfaas_gym.roles_env import ROLE_REWARDS, ROLES_ENV_ID, PrfaasRolesEnv
 from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
@@ -135,7 +135,8 @@ def _section(value: Any, where: str, key: str) -> dict[Any, Any]:
     return value
 
 
-def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> None:
+def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str,
+                       env_id: str = ENV_ID) -> None:
     """Refuse unknown keys in the section ``hp`` (at ``where: key``) and values SB3 would
     reject or silently misuse; the error names the file and the key path."""
     allowed = _ALLOWED_KWARGS[algo] | set(_OWN_KEYS)
@@ -160,9 +161,10 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str) -> N
                                        "ints) and activation_fn (tanh|relu)", at)
         elif name == "env_kwargs":
             ek = v or {}
+            rewards = ROLE_REWARDS if env_id == ROLES_ENV_ID else REWARDS
             if not isinstance(ek, dict) or set(ek) - {"reward"} \
-                    or ek.get("reward", REWARDS[0]) not in REWARDS:
-                raise PrfaasInputError(f"env_kwargs may hold reward (one of {list(REWARDS)}), "
+                    or ek.get("reward", rewards[0]) not in rewards:
+                raise PrfaasInputError(f"env_kwargs may hold reward (one of {list(rewards)}), "
                                        f"found {v!r}", at)
         elif name == "curriculum":
             _check_curriculum(v, at)
@@ -237,10 +239,10 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
         raise PrfaasInputError(f"expected a mapping with the key '{env_id}'", where)
     hp = copy.deepcopy(_section(data[env_id], where, env_id))
     per_scenario = _section(hp.pop("scenarios", None), where, f"{env_id}.scenarios")
-    _check_hyperparams(algo, hp, where, env_id)
+    _check_hyperparams(algo, hp, where, env_id, env_id)
     for name, section in per_scenario.items():
         key = f"{env_id}.scenarios.{name}"
-        _check_hyperparams(algo, _section(section, where, key), where, key)
+        _check_hyperparams(algo, _section(section, where, key), where, key, env_id)
     own = per_scenario.get(scenario) or {}
     hp.update(own)
     if key_paths is not None:
@@ -260,11 +262,11 @@ def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
 
 def make_env(env_id: str, scenario: Scenario, split: str, episode_requests: int | None = None,
              reward: str = REWARDS[0], router: str = ROUTER) -> PrfaasRouteEnv:
-    """An env of ``env_id`` on ``split``: ``PrfaasRoute-v0`` paying ``reward``, or
+    """An env of ``env_id`` on ``split`` paying ``reward``: ``PrfaasRoute-v0``, or
     ``PrfaasRoles-v0`` with ``router`` routing the requests."""
     if env_id == ROLES_ENV_ID:
         return PrfaasRolesEnv(scenario, split=split, episode_requests=episode_requests,
-                              router=router)
+                              router=router, reward=reward)
     return PrfaasRouteEnv(scenario, split=split, episode_requests=episode_requests,
                           reward=reward)
 
@@ -605,10 +607,6 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                 f"{config or f'agents/configs/{algo}.yaml'}: {key_paths['curriculum']}.start"
             ) from None
     reward = (hp.get("env_kwargs") or {}).get("reward", REWARDS[0])
-    if env_id == ROLES_ENV_ID and reward != REWARDS[0]:
-        raise PrfaasInputError(f"env_kwargs.reward {reward!r}: {ROLES_ENV_ID} pays "
-                               f"completions only", f"{config or f'agents/configs/{algo}.yaml'}: "
-                               f"{key_paths.get('env_kwargs', env_id)}")
     for split in ("train", "val"):  # a trace is first read here: fail before writing
         probe_env = make_env(env_id, sc, split, episode_requests, router=router)
         probe_env.reset(seed=seed)

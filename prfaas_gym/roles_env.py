@@ -3,6 +3,7 @@ routes each request."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -16,8 +17,12 @@ from prfaas_gym.featurizer import CLIP
 from prfaas_gym.role_actions import ROLE_ACTIONS, action_to_changes, role_masks
 from prfaas_gym.role_featurizer import N_ROLE_FEATURES, RoleFeaturizer, role_spec_hash
 from prfaas_gym.scenario import Scenario, load_scenario
+from prfaas_gym.simulator import Simulator
 
 ROLES_ENV_ID = "PrfaasRoles-v0"
+#: ``completion``: SLO-meeting completions; ``vs_router``: those less the router alone's on a
+#: twin of the episode (see the class docstring)
+ROLE_REWARDS = ("completion", "vs_router")
 ROLES_ENV_VERSION = 1
 #: a role episode is this many times the scenario's routing episode: a switch takes a minute
 #: to land, and a routing episode of bursty-fluctuating lasts about one
@@ -34,6 +39,23 @@ def _router(router: str | Policy) -> Policy:
         raise PrfaasInputError(f"must be a heuristic's name or a Policy, got {router!r}",
                                "router")
     return router
+
+
+def _route(sim: Simulator, router: Policy, start: int, t: float) -> int:
+    """Route ``sim``'s arrivals from index ``start`` that come before ``t`` with ``router``
+    and run to ``t``, or, once the last is routed, drain; returns the next index."""
+    reqs = sim.workload.requests
+    decide, view, info = router.decide, sim.view, sim.request_info
+    k = start
+    while k < len(reqs) and reqs[k].arrival_s < t:
+        r = sim.next_request()
+        sim.apply(r, decide(info(r), view(r)))
+        k += 1
+    if k >= len(reqs):
+        sim.finish()
+    else:
+        sim.advance(t)
+    return k
 
 
 class PrfaasRolesEnv(PrfaasRouteEnv):
@@ -67,13 +89,22 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
     return is the fraction of the episode's requests served within SLO. Ticks stop at the
     last arrival (``Simulator.run`` ticks on through the drain).
 
+    ``reward="vs_router"`` pays the same count less that of a twin of the episode (the same
+    requests and link from the same start) in which the router alone serves and no role
+    ever changes: the return is then this episode's SLO attainment minus the router's. The
+    twin's count does not depend on the actions, so the policy gradient is the same in
+    expectation, but the workload's own luck (a burst, a link drop), which moves both counts
+    alike, cancels out of the return: a role change worth 2% of goodput is otherwise lost in
+    episodes whose returns differ by 20%. It costs a second simulation per episode.
+
     ## Episode end
     ``terminated=True`` once the last request of the window is routed and drained; the final
     ``info`` holds ``episode_metrics`` and ``counts`` as the routing env's does.
 
     ## Arguments
     ``gymnasium.make("PrfaasRoles-v0", scenario="bursty-fluctuating", split="train",
-    episode_requests=None, router="conductor", interval_s=30.0, max_drain_s=None)``.
+    episode_requests=None, router="conductor", interval_s=30.0, max_drain_s=None,
+    reward="completion")``.
     ``episode_requests``: by default ``ROLE_EPISODE_FACTOR`` (8) times the scenario's.
     """
 
@@ -82,8 +113,11 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
     def __init__(self, scenario: str | Scenario = "bursty-fluctuating", split: str = "train",
                  episode_requests: int | None = None, router: str | Policy = "conductor",
                  interval_s: float = DEFAULT_INTERVAL_S,
-                 max_drain_s: float | None = None) -> None:
+                 max_drain_s: float | None = None, reward: str = "completion") -> None:
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if reward not in ROLE_REWARDS:
+            raise PrfaasInputError(f"unknown reward {reward!r}; choose from "
+                                   f"{list(ROLE_REWARDS)}", "reward")
         if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) \
                 or not interval_s > 0 or interval_s == float("inf"):
             raise PrfaasInputError(f"must be a finite number of seconds > 0, got "
@@ -91,6 +125,9 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         super().__init__(sc, split, episode_requests or ROLE_EPISODE_FACTOR * sc.episode_requests,
                          None, max_drain_s)
         self.router = _router(router)
+        self.reward = reward
+        # the twin's router: its own object, so a stateful router's two episodes stay apart
+        self._twin_router = copy.deepcopy(self.router) if reward == "vs_router" else None
         self.interval_s = float(interval_s)
         self.role_featurizer = RoleFeaturizer(self.scales)
         self.observation_space = spaces.Box(-CLIP, CLIP, shape=(N_ROLE_FEATURES,),
@@ -104,6 +141,10 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         gym.Env.reset(self, seed=seed)
         self.sim = sim = self._new_simulator(seed)
         self.router.reset(self.profile, seed)
+        self._twin: Simulator | None = None
+        if self._twin_router is not None:
+            self._twin = sim.fork()
+            self._twin_router.reset(self.profile, seed)
         self._routed = 0
         self._paid = 0
         self._n = max(len(sim.workload.requests), 1)
@@ -112,20 +153,13 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         return self._observe(ended), {}
 
     def _route_until(self, t: float) -> bool:
-        """Route the arrivals before ``t`` with the router and run the simulation to ``t``;
-        after the last arrival, drain instead and return True."""
-        sim, router = self.sim, self.router
-        reqs = sim.workload.requests
-        decide, view, info = router.decide, sim.view, sim.request_info
-        while self._routed < len(reqs) and reqs[self._routed].arrival_s < t:
-            r = sim.next_request()
-            sim.apply(r, decide(info(r), view(r)))
-            self._routed += 1
-        if self._routed >= len(reqs):
-            sim.finish()
-            return True
-        sim.advance(t)
-        return False
+        """Route the arrivals before ``t`` with the router and run the simulation (and the
+        twin) to ``t``; after the last arrival, drain instead and return True."""
+        start = self._routed
+        self._routed = _route(self.sim, self.router, start, t)
+        if self._twin is not None:
+            _route(self._twin, self._twin_router, start, t)
+        return self._routed >= len(self.sim.workload.requests)
 
     def _observe(self, ended: bool) -> np.ndarray:
         """Take the view of now (None once ended) and return its observation."""
@@ -158,7 +192,7 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
             self.sim.request_role_change(change)
         self._tick_s += self.interval_s
         ended = self._route_until(self._tick_s)
-        credit = self.sim.n_slo_met
+        credit = self.sim.n_slo_met - (self._twin.n_slo_met if self._twin is not None else 0)
         reward = (credit - self._paid) / self._n
         self._paid = credit
         return self._observe(ended), reward, ended, False, self._final_info() if ended else {}

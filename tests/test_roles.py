@@ -78,6 +78,23 @@ def test_holding_every_role_is_the_router_alone(bursty):
     assert info["episode_metrics"] == ref["episode_metrics"]
 
 
+def test_vs_router_pays_the_gain_over_the_router_alone(bursty):
+    """The twin serves the same episode with the router alone: holding earns exactly 0 at
+    every step, and a policy's return is its SLO-meeting fraction minus the router's."""
+    env = PrfaasRolesEnv(bursty, episode_requests=800, reward="vs_router")
+    _, rewards, _ = _episode(env, 3, hold)
+    assert rewards and all(r == 0.0 for r in rewards)
+    _, rewards, info = _episode(env, 3, _first_feasible_change)
+    plain = PrfaasRolesEnv(bursty, episode_requests=800)
+    _, router_alone, _ = _episode(plain, 3, hold)
+    _, with_changes, _ = _episode(plain, 3, _first_feasible_change)
+    assert info["episode_metrics"]["role_switches"] >= 1
+    assert sum(rewards) == pytest.approx(sum(with_changes) - sum(router_alone))
+    assert sum(rewards) != 0.0
+    with pytest.raises(PrfaasInputError, match="unknown reward 'first_token'"):
+        PrfaasRolesEnv(bursty, reward="first_token")
+
+
 def test_masks_allow_one_change_at_a_time_and_keep_each_role(bursty):
     env = PrfaasRolesEnv(bursty, episode_requests=800)
     env.reset(seed=1)
