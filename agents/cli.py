@@ -51,8 +51,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               + (", best_model.zip the best validated" if best else ""))
     ratio = best.get("ratio_to_best_heuristic")  # None when the best heuristic served nothing
     ratio_text = "n/a" if ratio is None else f"{ratio:.3f}x"
+    against = ("the router alone" if run.get("env_id") == ROLES_ENV_ID
+               else "the best heuristic")
     print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
-          f"({ratio_text} the best heuristic, {run['best_heuristic']['name']}) at "
+          f"({ratio_text} {against}, {run['best_heuristic']['name']}) at "
           f"{best.get('timesteps')} steps; the best of the run's validations, so optimistic")
     same = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
                     for k, v in vars(args).items() if k in SCENARIO_OPTIONS and v is not None)

@@ -482,7 +482,10 @@ def _check_warm_start(name: str, scenario: Scenario) -> None:
     if Path(name).exists():
         from agents.learned import load_learned_policy
 
-        load_learned_policy(name, scenario)  # a clear error if it is not a loadable policy
+        loaded = load_learned_policy(name, scenario)  # a clear error if it is not loadable
+        if loaded.env_id != ENV_ID:
+            raise PrfaasInputError(f"--warm-start {name!r} is a {loaded.env_id} policy; a "
+                                   f"{ENV_ID} run clones a routing policy")
         return
     raise PrfaasInputError(f"--warm-start {name!r}: expected 'best', 'none', a heuristic "
                            f"{sorted([*HEURISTICS, TUNED_THRESHOLD])} or a checkpoint path")

@@ -3,7 +3,9 @@ role policy trained, exported, loaded and scored end to end (tiny step counts)."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import shutil
 
@@ -148,10 +150,13 @@ def role_run(tmp_path_factory):
         "policy": "MlpPolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 2,
         "learning_rate": 3e-4, "gamma": 0.99, "policy_kwargs": {"net_arch": [16, 16]}}}))
     out = d / "run"
-    assert main(["train", "--env", "PrfaasRoles-v0", "--scenario", "bursty-fluctuating",
-                 "--timesteps", "32", "--n-envs", "1", "--seed", "2", "--config", str(cfg),
-                 "--out", str(out), "--eval-freq", "16", "--eval-episodes", "1",
-                 "--episode-requests", "300", "--no-progress"]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", "--env", "PrfaasRoles-v0", "--scenario", "bursty-fluctuating",
+                     "--timesteps", "32", "--n-envs", "1", "--seed", "2", "--config", str(cfg),
+                     "--out", str(out), "--eval-freq", "16", "--eval-episodes", "1",
+                     "--episode-requests", "300", "--no-progress"]) == 0
+    assert "the router alone, conductor) at" in printed.getvalue()
     onnx = d / "roles.onnx"
     assert main(["export", str(out), "--out", str(onnx)]) == 0
     return out, onnx
@@ -243,3 +248,10 @@ def test_role_baseline_is_the_router_on_the_same_episodes(bursty):
 def test_policy_factory_loads_a_role_policy(role_run, bursty):
     _, onnx = role_run
     assert isinstance(policy_factory(str(onnx), bursty)(), LearnedRoles)
+
+
+def test_a_routing_run_does_not_warm_start_from_a_role_policy(role_run, tmp_path, capsys):
+    _, onnx = role_run
+    assert main(["train", "--scenario", "bursty-fluctuating", "--timesteps", "8", "--warm-start",
+                 str(onnx), "--out", str(tmp_path / "r")]) == 2
+    assert "is a PrfaasRoles-v0 policy; a PrfaasRoute-v0 run clones" in capsys.readouterr().err
