@@ -52,9 +52,10 @@ from agents.compare import add_eval_arguments, ci95, fmt_ci, given_sources
 from agents.heuristics import Conductor
 from prfaas_gym.actions import ACTIONS, action_masks, action_to_decision
 from prfaas_gym.cli import non_negative_float, positive_float, run_script, scenario_from_args
-from prfaas_gym.contract import REJECT, ClusterView, Decision, Role, RoleChange
+from prfaas_gym.contract import REJECT, ClusterView, Decision, RoleChange
 from prfaas_gym.estimate import best_per_cluster_with_copy
 from prfaas_gym.request import Request
+from prfaas_gym.role_actions import role_candidates as action_changes
 from prfaas_gym.scenario import Scenario
 from prfaas_gym.simulator import Job, JobState, Simulator
 
@@ -134,21 +135,12 @@ def run(sc: Scenario, seed: int, n: int | None, plan: bool, horizon_s: float, dr
 
 
 def role_candidates(view: ClusterView) -> list[RoleChange | None]:
-    """None (no change), then one prefill node -> decode (the one with the least prefill
-    wait, which drains first) and one decode node -> prefill (the one running the fewest
-    requests) where the role keeps another node; only None while a node is switching."""
-    R, nodes = view.n_remote, view.n_local_nodes
-    prefill = [j for j in range(nodes) if view.prefill_available[R + j]]
-    decode = [j for j in range(nodes) if view.decode_available[j]]
-    out: list[RoleChange | None] = [None]
-    if len(prefill) + len(decode) < nodes:
-        return out
-    if len(prefill) > 1:
-        out.append(RoleChange(min(prefill, key=lambda j: view.prefill_wait_s[R + j]),
-                              Role.DECODE))
-    if len(decode) > 1:
-        out.append(RoleChange(min(decode, key=lambda j: view.decode_running[j]), Role.PREFILL))
-    return out
+    """None (no change), then the feasible changes of ``PrfaasRoles-v0``'s action space
+    (:func:`prfaas_gym.role_actions.role_candidates`): one prefill node -> decode (the one
+    with the least prefill wait, which drains first) and one decode node -> prefill (the one
+    running the fewest requests) where the role keeps another node; only None while a node
+    is switching."""
+    return [None, *(c for c in action_changes(view)[1:] if c is not None)]
 
 
 def _lookahead(sim: Simulator, r: Request, d: Decision | None, conductor: Conductor,
