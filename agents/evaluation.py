@@ -1,7 +1,8 @@
 """Evaluation on env episodes: learned policies and heuristics on identical windows.
 
 Every chooser routes the same episodes (``PrfaasRouteEnv`` reset with the same seeds on the
-same split), so goodputs are paired; role choosers likewise run ``PrfaasRolesEnv`` episodes. Validation during training uses the ``val`` split
+same split), so goodputs are paired; role choosers likewise share ``PrfaasRolesEnv``
+episodes. Validation during training uses the ``val`` split
 and seeds from ``EVAL_SEED_BASE`` up; held-out reports use the ``eval`` split (trace
 windows after the val split's; synthetic seeds offset differently), which training never
 sees.

@@ -1,4 +1,5 @@
-"""Train a routing policy on ``PrfaasRoute-v0`` with stable-baselines3 / sb3-contrib.
+"""Train a routing policy on ``PrfaasRoute-v0`` (or a role policy on ``PrfaasRoles-v0``)
+with stable-baselines3 / sb3-contrib.
 
 One run directory per training run::
 

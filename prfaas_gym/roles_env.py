@@ -206,4 +206,10 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
 
     @property
     def request_info(self):
+        """None: the router decides requests inside a step; the agent sees no request."""
         return None
+
+    @property
+    def view(self) -> ClusterView | None:
+        """The telemetry view of the pending role decision (None once the episode ended)."""
+        return self._view
