@@ -118,7 +118,8 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--warm-start-epochs", type=int, default=100,
                    help="passes over those episodes when cloning")
     p.add_argument("--episode-requests", type=int,
-                   help="requests per training/validation episode (default: the scenario's)")
+                   help="requests per training/validation episode (default: the scenario's; "
+                        f"{ROLES_ENV_ID}: 8 times that)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="also keep every validated model, as checkpoint_<steps>.zip beside "
                         "run.json (compare, simulate and heldout.py load it by path)")

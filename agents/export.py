@@ -264,7 +264,8 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
             timespec="seconds"),
         "onnx_file": out_path.name,
         # a role policy's router and decision interval (PrfaasRoles-v0 only)
-        **{k: record[k] for k in ("router", "interval_s") if k in record},
+        **{k: record[k] for k in ("router", "interval_s", "router_threshold_tokens")
+           if k in record},
     }
     manifest_path = manifest_path_for(out_path)
     tag = uuid.uuid4().hex[:8]

@@ -41,7 +41,7 @@ from prfaas_gym.interfaces import Interface, interface
 from prfaas_gym.profile import Profile, is_finite_number
 from prfaas_gym.role_actions import action_to_changes, role_masks
 from prfaas_gym.role_featurizer import RoleFeaturizer
-from prfaas_gym.roles_env import ROLES_ENV_ID
+from prfaas_gym.roles_env import ROLES_ENV_ID, make_router
 
 N_ACTIONS = 3
 
@@ -302,9 +302,9 @@ class LearnedRoles(LearnedPolicy):
     (:class:`~prfaas_gym.role_featurizer.RoleFeaturizer`), masks infeasible role actions
     (:func:`~prfaas_gym.role_actions.role_masks`) and requests the argmax's role change.
 
-    ``scenario``: the scenario it runs on, for a threshold router's planned threshold (None:
-    the heuristic's default). Build with :func:`load_learned_policy` or the ``from_*``
-    constructors; the same trust rules as :class:`LearnedPolicy`.
+    ``scenario``: the scenario it runs on, whose planned threshold a threshold router takes
+    (None: the threshold it trained with, recorded as ``router_threshold_tokens``). Build with :func:`load_learned_policy` or
+    the ``from_*`` constructors; the same trust rules as :class:`LearnedPolicy`.
     """
 
     env_id = ROLES_ENV_ID
@@ -313,15 +313,19 @@ class LearnedRoles(LearnedPolicy):
         super().__init__(router, name)
         record = router.manifest
         route, interval = record.get("router"), record.get("interval_s")
-        from agents.registry import HEURISTICS, policy_factory
-
-        if route not in HEURISTICS:
-            raise PrfaasInputError(f"key 'router': expected a heuristic's name "
-                                   f"{sorted(HEURISTICS)}, found {route!r}", router.path)
+        if not isinstance(route, str):
+            raise PrfaasInputError(f"key 'router': expected a heuristic's name, found "
+                                   f"{route!r}", router.path)
         if not (is_finite_number(interval) and interval > 0):
             raise PrfaasInputError(f"key 'interval_s': expected a number of seconds > 0, "
                                    f"found {interval!r}", router.path)
-        self.route_policy: Policy = policy_factory(route, scenario)()
+        thr = record.get("router_threshold_tokens")
+        try:  # a threshold router routes by the scenario's planned threshold, else as trained
+            self.route_policy: Policy = make_router(
+                route, scenario, None if scenario is not None or not is_finite_number(thr)
+                else float(thr))
+        except PrfaasInputError as e:
+            raise PrfaasInputError(f"key 'router': {e.reason}", router.path) from None
         self.tick_interval_s = float(interval)
         self.role_featurizer = RoleFeaturizer(self.scales)
         self.role_changes = 0  #: changes requested since :meth:`reset`

@@ -670,7 +670,8 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                                progress=progress)}
         probe = make_env(env_id, sc, "train", episode_requests, router=router)
         probe.reset(seed=seed)
-        roles = ({"router": router, "interval_s": probe.interval_s}
+        roles = ({"router": router, "interval_s": probe.interval_s,
+                  "router_threshold_tokens": getattr(probe.router, "threshold_tokens", None)}
                  if env_id == ROLES_ENV_ID else {})
         record = dict(**provenance, scenario=sc.name, scenario_sources=sc.sources(), seed=seed,
                       hyperparams=hp, timesteps=timesteps, eval_freq=eval_freq,

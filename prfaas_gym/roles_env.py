@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prfaas_gym.contract import ClusterView, Policy
+from prfaas_gym.contract import ClusterView, Policy, RoleChange
 from prfaas_gym.env import PrfaasRouteEnv, check_integral
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP
@@ -30,32 +30,42 @@ ROLE_EPISODE_FACTOR = 8
 DEFAULT_INTERVAL_S = 30.0
 
 
-def _router(router: str | Policy) -> Policy:
-    if isinstance(router, str):
-        from agents.registry import make_heuristic  # the heuristics live in agents/
+THRESHOLD_ROUTERS = ("prfaas-threshold",)  #: routers that take a planned threshold
 
-        return make_heuristic(router)
-    if not callable(getattr(router, "decide", None)):
+
+def make_router(router: str | Policy, scenario: Scenario | None = None,
+                threshold_tokens: float | None = None) -> Policy:
+    """The routing policy of a role env or a loaded role policy: a heuristic's name or a
+    :class:`Policy`. A threshold router routes by ``threshold_tokens`` if given, else by
+    ``scenario``'s planned threshold (as ``prfaas compare`` gives it), else by the
+    heuristic's default. A router with its own role ticks (``prfaas-dual``) is refused: its
+    rebalancing would fight the role policy's."""
+    if isinstance(router, str):
+        from agents.registry import HEURISTICS, make_heuristic  # the heuristics live in agents/
+
+        if router not in HEURISTICS:
+            raise PrfaasInputError(f"unknown router {router!r}; choose a heuristic from "
+                                   f"{sorted(HEURISTICS)}", "router")
+        thr = None
+        if router in THRESHOLD_ROUTERS:
+            thr = threshold_tokens if threshold_tokens is not None else \
+                scenario.threshold_tokens if scenario is not None else None
+        router = make_heuristic(router, threshold_tokens=thr)
+    elif not callable(getattr(router, "decide", None)):
         raise PrfaasInputError(f"must be a heuristic's name or a Policy, got {router!r}",
                                "router")
+    if getattr(router, "tick_interval_s", None):
+        raise PrfaasInputError(f"{getattr(router, 'name', router)!r} switches roles itself "
+                               f"(on_tick every {router.tick_interval_s:g} s); a role policy "
+                               "needs a router that only routes", "router")
     return router
 
 
-def _route(sim: Simulator, router: Policy, start: int, t: float) -> int:
-    """Route ``sim``'s arrivals from index ``start`` that come before ``t`` with ``router``
-    and run to ``t``, or, once the last is routed, drain; returns the next index."""
-    reqs = sim.workload.requests
-    decide, view, info = router.decide, sim.view, sim.request_info
-    k = start
-    while k < len(reqs) and reqs[k].arrival_s < t:
-        r = sim.next_request()
-        sim.apply(r, decide(info(r), view(r)))
-        k += 1
-    if k >= len(reqs):
-        sim.finish()
-    else:
-        sim.advance(t)
-    return k
+def _no_changes(view: ClusterView) -> list[RoleChange]:
+    """The tick handler of a role env's simulator: never called (the env pauses at each
+    tick and decides), but a tick schedule with a handler keeps telemetry refreshing through
+    the drain as a role policy's ``on_tick`` does in :meth:`Simulator.run`."""
+    return []
 
 
 class PrfaasRolesEnv(PrfaasRouteEnv):
@@ -80,14 +90,18 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
     telemetry view a tick sees, with no request in it.
 
     ## Decisions and reward
-    The first decision is at ``interval_s`` of simulated time, the next every ``interval_s``
-    after, each at the view of that instant (as a policy's ``on_tick`` sees it in
-    :meth:`Simulator.run <prfaas_gym.simulator.Simulator.run>`); between decisions the
-    router routes the arrivals. The reward is the requests that completed within their SLO
-    since the previous decision, divided by the episode's request count; the last step
-    drains (up to ``max_drain_s``) and pays those completions too, so the undiscounted
-    return is the fraction of the episode's requests served within SLO. Ticks stop at the
-    last arrival (``Simulator.run`` ticks on through the drain).
+    A decision is due at every tick of the simulator's schedule: ``interval_s`` of simulated
+    time, then every ``interval_s`` while requests are still to arrive or in flight (through
+    the drain, up to ``max_drain_s`` after the last arrival). The simulation pauses at the
+    tick (:meth:`Simulator.run_to_tick <prfaas_gym.simulator.Simulator.run_to_tick>`) with
+    every event in the order :meth:`Simulator.run` gives it, so the agent sees exactly the
+    view a policy's ``on_tick`` sees there, and an exported role policy decides in
+    ``prfaas compare`` as it did in validation; between decisions the router routes the
+    arrivals. The reward is the requests that completed within their SLO since the
+    previous decision, divided by the episode's request count; the last step drains and
+    pays those completions too, so the undiscounted return is the fraction of the episode's
+    requests served within SLO. An episode that drains before its first tick (a few
+    requests, a long interval) has one step, whose action changes nothing.
 
     ``reward="vs_router"`` pays the same count less that of a twin of the episode (the same
     requests and link from the same start) in which the router alone serves and no role
@@ -122,9 +136,9 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
                 or not interval_s > 0 or interval_s == float("inf"):
             raise PrfaasInputError(f"must be a finite number of seconds > 0, got "
                                    f"{interval_s!r}", "interval_s")
-        super().__init__(sc, split, episode_requests or ROLE_EPISODE_FACTOR * sc.episode_requests,
-                         None, max_drain_s)
-        self.router = _router(router)
+        super().__init__(sc, split, ROLE_EPISODE_FACTOR * sc.episode_requests
+                         if episode_requests is None else episode_requests, None, max_drain_s)
+        self.router = make_router(router, sc)
         self.reward = reward
         # the twin's router: its own object, so a stateful router's two episodes stay apart
         self._twin_router = copy.deepcopy(self.router) if reward == "vs_router" else None
@@ -143,23 +157,52 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         self.router.reset(self.profile, seed)
         self._twin: Simulator | None = None
         if self._twin_router is not None:
-            self._twin = sim.fork()
+            self._twin = sim.fork()  # before the tick schedule: the router alone, no ticks
             self._twin_router.reset(self.profile, seed)
-        self._routed = 0
+        sim.set_tick_handler(_no_changes, self.interval_s)
+        self._routed = self._twin_routed = 0
         self._paid = 0
         self._n = max(len(sim.workload.requests), 1)
-        self._tick_s = self.interval_s
-        ended = self._route_until(self._tick_s)
-        return self._observe(ended), {}
+        self._over = False
+        return self._observe(self._run_to_decision()), {}
 
-    def _route_until(self, t: float) -> bool:
-        """Route the arrivals before ``t`` with the router and run the simulation (and the
-        twin) to ``t``; after the last arrival, drain instead and return True."""
-        start = self._routed
-        self._routed = _route(self.sim, self.router, start, t)
-        if self._twin is not None:
-            _route(self._twin, self._twin_router, start, t)
-        return self._routed >= len(self.sim.workload.requests)
+    def _run_to_decision(self) -> bool:
+        """Route arrivals with the router until the next tick (True: the episode drained
+        first). Events run in :meth:`Simulator.run`'s order (:meth:`Simulator.run_to_tick`),
+        so the decision sees what a policy's ``on_tick`` would."""
+        sim, router = self.sim, self.router
+        reqs = sim.workload.requests
+        while True:
+            k = self._routed
+            if k < len(reqs):
+                paused = sim.run_to_tick(reqs[k].arrival_s)
+            else:
+                paused = sim.run_to_tick(reqs[-1].arrival_s + sim.config.max_drain_s, True)
+            if paused:
+                self._run_twin(False)
+                return False
+            if k >= len(reqs):
+                sim.finish()
+                self._run_twin(True)
+                return True
+            r = sim.next_request()
+            sim.apply(r, router.decide(sim.request_info(r), sim.view(r)))
+            self._routed = k + 1
+
+    def _run_twin(self, ended: bool) -> None:
+        """Bring the twin to the main simulation's arrivals and time, or drain it."""
+        twin = self._twin
+        if twin is None:
+            return
+        router = self._twin_router
+        while self._twin_routed < self._routed:
+            r = twin.next_request()
+            twin.apply(r, router.decide(twin.request_info(r), twin.view(r)))
+            self._twin_routed += 1
+        if ended:
+            twin.finish()
+        else:
+            twin.advance(self.sim.now)
 
     def _observe(self, ended: bool) -> np.ndarray:
         """Take the view of now (None once ended) and return its observation."""
@@ -185,13 +228,18 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
     def step(self, action: int):
         if self.sim is None:
             raise RuntimeError("step() before reset()")
-        if self._view is None:
+        if self._over:
             raise RuntimeError("step() after the episode ended; call reset()")
         check_integral(action)
-        for change in action_to_changes(action, self._view):
-            self.sim.request_role_change(change)
-        self._tick_s += self.interval_s
-        ended = self._route_until(self._tick_s)
+        if not 0 <= int(action) < len(ROLE_ACTIONS):
+            raise ValueError(f"role action {int(action)} is outside Discrete("
+                             f"{len(ROLE_ACTIONS)}) {ROLE_ACTIONS}")
+        if self._view is None:  # the episode drained before its first tick: this step ends it
+            ended = True
+        else:
+            self.sim.end_tick(action_to_changes(action, self._view))
+            ended = self._run_to_decision()
+        self._over = ended
         credit = self.sim.n_slo_met - (self._twin.n_slo_met if self._twin is not None else 0)
         reward = (credit - self._paid) / self._n
         self._paid = credit

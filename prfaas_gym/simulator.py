@@ -250,6 +250,8 @@ class Simulator:
                                            "sent over it would never arrive", trace.name)
         self.tick_handler: Callable[[ClusterView], list[RoleChange]] | None = None
         self.tick_interval_s: float | None = None
+        self._pause_ticks = False  # run_to_tick: stop at a tick instead of running it
+        self._paused = False
         self.reset()
 
     # ------------------------------------------------------------------ set-up
@@ -590,6 +592,9 @@ class Simulator:
                         continue
                 self._enqueue_prefill(job, dst, t)
             elif kind == _TICK:
+                if self._pause_ticks:  # run_to_tick: the caller decides, then end_tick
+                    self._paused = True
+                    return
                 self._tick(t)
             elif kind == _SWITCH_DONE:
                 self._switch_done(payload, t)  # type: ignore[arg-type]
@@ -714,13 +719,35 @@ class Simulator:
 
     # ------------------------------------------------------------------ roles
     def _tick(self, t: float) -> None:
+        changes = None
         if self.tick_handler is not None:
             changes = self.tick_handler(self._build_view(None))
-            for c in changes or ():
-                self.request_role_change(c)
+        self.end_tick(changes or [])
+
+    def run_to_tick(self, until: float, inclusive: bool = False) -> bool:
+        """Process events before ``until`` (through it with ``inclusive``) as :meth:`advance`
+        does, but stop at the first tick: return True with the clock at the tick, before
+        its handler would run, so that the caller decides on :meth:`view` (``None``) what
+        the handler would have, then calls :meth:`end_tick` with the role changes. Events
+        run in exactly the order :meth:`run` gives them, so an agent stepped this way sees
+        what a policy's ``on_tick`` sees. Returns False when ``until`` came first.
+        A tick schedule must be set (:meth:`set_tick_handler`)."""
+        self._paused = False
+        self._pause_ticks = True
+        try:
+            self._run_until(until, inclusive)
+        finally:
+            self._pause_ticks = False
+        return self._paused
+
+    def end_tick(self, changes: list[RoleChange]) -> None:
+        """Finish the tick at the current time: request ``changes``, then schedule the next
+        tick while work remains (what a tick does after its handler returns)."""
+        for c in changes:
+            self.request_role_change(c)
         more = self._in_flight or self._next_arrival < len(self.workload.requests)
         if self.tick_interval_s and more:
-            self._push(t + self.tick_interval_s, _TICK, None)
+            self._push(self.now + self.tick_interval_s, _TICK, None)
 
     def request_role_change(self, change: RoleChange) -> bool:
         """Start switching a local node's role; refused (False) if it is already switching,

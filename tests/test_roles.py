@@ -77,7 +77,11 @@ def test_holding_every_role_is_the_router_alone(bursty):
     ended = False
     while not ended:
         *_, ended, _, ref = route.step_decision(conductor.decide(route.request_info, route.view))
-    assert info["episode_metrics"] == ref["episode_metrics"]
+    got, want = dict(info["episode_metrics"]), dict(ref["episode_metrics"])
+    # the role env's telemetry refreshes on through the drain (as a role policy's ticks
+    # keep it in Simulator.run), which integrates the link's bytes in more pieces
+    assert got.pop("link_bytes") == pytest.approx(want.pop("link_bytes"), rel=1e-12)
+    assert got == want
 
 
 def test_vs_router_pays_the_gain_over_the_router_alone(bursty):
