@@ -97,6 +97,7 @@ def role_model_chooser(model: Any, algo: str) -> RoleChooser:
     import torch
 
     from agents.export import LogitsModule
+    from agents.learned import masked_role_argmax
 
     module = LogitsModule(model, algo)
 
@@ -104,7 +105,7 @@ def role_model_chooser(model: Any, algo: str) -> RoleChooser:
         with torch.no_grad():
             obs = torch.from_numpy(env._obs()[None]).to(model.device)
             logits = module(obs).cpu().numpy()[0]
-        return int(np.argmax(np.where(env.action_masks(), logits, -np.inf)))
+        return masked_role_argmax(logits, env.action_masks())
 
     return choose
 

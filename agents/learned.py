@@ -295,6 +295,13 @@ class LearnedPolicy(Policy):
         return action_to_decision(masked_argmax(logits, best), best)
 
 
+def masked_role_argmax(logits: np.ndarray, mask: np.ndarray) -> int:
+    """The role action a role policy takes: ``argmax`` of ``logits`` over the feasible
+    actions ``mask`` (hold, always feasible, where every feasible logit is NaN); ties go to
+    the lower index."""
+    return int(np.argmax(np.where(mask & (logits == logits), logits, -np.inf)))
+
+
 class LearnedRoles(LearnedPolicy):
     """A trained ``PrfaasRoles-v0`` policy as a :class:`~prfaas_gym.contract.Policy`: a
     heuristic routes each request (the one it trained beside, recorded as ``router``), and
@@ -340,9 +347,7 @@ class LearnedRoles(LearnedPolicy):
 
     def on_tick(self, view: ClusterView) -> list[RoleChange]:
         logits = self.router.logits_single(self.role_featurizer(view))
-        mask = role_masks(view)
-        action = int(np.argmax(np.where(mask & (logits == logits), logits, -np.inf)))
-        changes = action_to_changes(action, view)
+        changes = action_to_changes(masked_role_argmax(logits, role_masks(view)), view)
         self.role_changes += len(changes)
         return changes
 

@@ -17,16 +17,30 @@ import yaml
 from agents.compare import run_policy
 from agents.evaluation import hold, run_role_episodes
 from agents.export import load_sb3, sb3_logits
-from agents.learned import LearnedPolicy, LearnedRoles, OnnxRouter, load_learned_policy
+from agents.learned import (
+    LearnedPolicy,
+    LearnedRoles,
+    OnnxRouter,
+    load_learned_policy,
+    masked_role_argmax,
+)
 from agents.registry import make_heuristic, policy_factory
 from agents.run_dir import manifest_path_for
 from prfaas_gym.cli import main
 from prfaas_gym.env import PrfaasRouteEnv
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.role_actions import HOLD, TO_DECODE, TO_PREFILL, action_to_changes
+from prfaas_gym.role_actions import (
+    HOLD,
+    TO_DECODE,
+    TO_PREFILL,
+    action_to_changes,
+    role_candidates,
+    role_masks,
+)
 from prfaas_gym.role_featurizer import N_ROLE_FEATURES, ROLE_FEATURES, role_spec_hash
 from prfaas_gym.roles_env import ROLE_EPISODE_FACTOR, PrfaasRolesEnv
 from prfaas_gym.scenario import load_scenario
+from prfaas_gym.simulator import Simulator
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +273,90 @@ def test_a_routing_run_does_not_warm_start_from_a_role_policy(role_run, tmp_path
     assert main(["train", "--scenario", "bursty-fluctuating", "--timesteps", "8", "--warm-start",
                  str(onnx), "--out", str(tmp_path / "r")]) == 2
     assert "is a PrfaasRoles-v0 policy; a PrfaasRoute-v0 run clones" in capsys.readouterr().err
+
+
+def test_the_env_decides_on_exactly_the_view_a_role_policys_on_tick_sees(bursty):
+    """Validation steps the env; compare and heldout.py run the exported policy's on_tick in
+    Simulator.run. Both must feed the policy the same observations, or validation picks
+    checkpoints by decisions that never run."""
+    env = PrfaasRolesEnv(bursty, split="eval", episode_requests=900)
+    env.reset(seed=2)
+    sim = env.sim
+
+    def rule(obs: np.ndarray, mask: np.ndarray) -> int:  # any deterministic rule will do
+        wanted = TO_PREFILL if obs[3] > obs[11] else TO_DECODE
+        return wanted if mask[wanted] else HOLD
+
+    seen_by_env = [env._obs()]
+    ended = False
+    while not ended:
+        obs, _, ended, _, info = env.step(rule(env._obs(), env.action_masks()))
+        if not ended:
+            seen_by_env.append(obs)
+
+    class Rule(LearnedRoles):
+        def __init__(self) -> None:  # the rule instead of a network
+            self.route_policy = make_heuristic("conductor")
+            self.tick_interval_s = env.interval_s
+            self.role_featurizer = env.role_featurizer
+            self.seen: list[np.ndarray] = []
+
+        def on_tick(self, view):
+            obs = self.role_featurizer(view)
+            self.seen.append(obs)
+            return action_to_changes(rule(obs, role_masks(view)), view)
+
+    policy = Rule()
+    ref = Simulator(env.profile, sim.workload, sim.bandwidth, sim.config)
+    result = ref.run(policy, 2)
+    assert len(seen_by_env) == len(policy.seen) >= 8
+    assert all(np.array_equal(a, b) for a, b in zip(seen_by_env, policy.seen))
+    assert info["episode_metrics"]["role_switches"] == result["role_switches"] > 0
+    assert info["episode_metrics"]["slo_attainment"] == result["slo_attainment"]
+
+
+def test_a_role_policy_takes_its_best_feasible_action():
+    # the preferred change is masked: the next best feasible one, not hold, is taken
+    assert masked_role_argmax(np.array([0.0, 2.0, 1.0]), np.array([True, False, True])) == 2
+    assert masked_role_argmax(np.array([0.0, 2.0, 1.0]), np.array([True, True, True])) == 1
+    assert masked_role_argmax(np.array([np.nan, np.nan, 1.0]),
+                              np.array([True, True, False])) == 0
+
+
+def test_role_changes_pick_the_least_waiting_prefill_and_the_least_busy_decode_node(bursty):
+    env = PrfaasRolesEnv(bursty, episode_requests=800)
+    env.reset(seed=4)
+    view = env.view
+    R = view.n_remote
+    prefill = [j for j in range(view.n_local_nodes) if view.prefill_available[R + j]]
+    decode = [j for j in range(view.n_local_nodes) if view.decode_available[j]]
+    assert len({view.prefill_wait_s[R + j] for j in prefill}) > 1  # the choice matters
+    to_decode = role_candidates(view)[TO_DECODE]
+    to_prefill = role_candidates(view)[TO_PREFILL]
+    assert view.prefill_wait_s[R + to_decode.node] == min(view.prefill_wait_s[R + j]
+                                                          for j in prefill)
+    assert view.decode_running[to_prefill.node] == min(view.decode_running[j] for j in decode)
+
+
+def test_an_episode_that_drains_before_its_first_tick_takes_one_step(bursty):
+    env = PrfaasRolesEnv(bursty, episode_requests=20, interval_s=1e6)
+    obs, _ = env.reset(seed=0)
+    assert env.view is None and not obs.any()
+    assert env.action_masks().tolist() == [True, False, False]
+    _, reward, ended, _, info = env.step(HOLD)
+    m = info["episode_metrics"]
+    assert ended and reward == pytest.approx(m["slo_attainment"] * m["requests"] / 20)
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step(HOLD)
+
+
+def test_routers_that_switch_roles_or_do_not_exist_are_refused(bursty):
+    with pytest.raises(PrfaasInputError, match="'prfaas-dual' switches roles itself"):
+        PrfaasRolesEnv(bursty, router="prfaas-dual")
+    with pytest.raises(PrfaasInputError, match="unknown router 'nope'; choose a heuristic"):
+        PrfaasRolesEnv(bursty, router="nope")
+    with pytest.raises(PrfaasInputError, match="episode_requests"):
+        PrfaasRolesEnv(bursty, episode_requests=0)
+    # a threshold router routes by the scenario's planned threshold, as compare gives it
+    env = PrfaasRolesEnv(bursty, router="prfaas-threshold")
+    assert env.router.threshold_tokens == bursty.threshold_tokens != 19_642.0
