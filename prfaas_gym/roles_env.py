@@ -177,7 +177,8 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
             if k < len(reqs):
                 paused = sim.run_to_tick(reqs[k].arrival_s)
             else:
-                paused = sim.run_to_tick(reqs[-1].arrival_s + sim.config.max_drain_s, True)
+                last = reqs[-1].arrival_s if reqs else 0.0
+                paused = sim.run_to_tick(last + sim.config.max_drain_s, True)
             if paused:
                 self._run_twin(False)
                 return False
