@@ -383,6 +383,7 @@ class Simulator:
         workload is exhausted). The caller must :meth:`apply` a decision before calling again."""
         if self._pending_arrival is not None:
             raise RuntimeError("apply() a decision for the pending request first")
+        self._check_not_paused()
         reqs = self.workload.requests
         if self._next_arrival >= len(reqs):
             return None
@@ -416,6 +417,7 @@ class Simulator:
 
     def finish(self, max_drain_s: float | None = None) -> None:
         """Process remaining events, up to ``max_drain_s`` after the last arrival."""
+        self._check_not_paused()
         limit = self.config.max_drain_s if max_drain_s is None else max_drain_s
         reqs = self.workload.requests
         last = reqs[-1].arrival_s if reqs else 0.0
@@ -425,6 +427,7 @@ class Simulator:
         """Process events up to time ``until`` without deciding arrivals. A request that
         arrives before ``until`` has missed its decision: :meth:`next_request` then raises
         rather than move the clock back (a look-ahead on a fork stops routing this way)."""
+        self._check_not_paused()
         self._run_until(until, inclusive=True)
 
     # ------------------------------------------------------------------ decisions
@@ -722,7 +725,12 @@ class Simulator:
         changes = None
         if self.tick_handler is not None:
             changes = self.tick_handler(self._build_view(None))
-        self.end_tick(changes or [])
+        self._finish_tick(changes or [])
+
+    def _check_not_paused(self) -> None:
+        if self._paused:
+            raise RuntimeError("a tick is paused (run_to_tick returned True): call end_tick() "
+                               "before running the simulation on")
 
     def run_to_tick(self, until: float, inclusive: bool = False) -> bool:
         """Process events before ``until`` (through it with ``inclusive``) as :meth:`advance`
@@ -731,8 +739,9 @@ class Simulator:
         the handler would have, then calls :meth:`end_tick` with the role changes. Events
         run in exactly the order :meth:`run` gives them, so an agent stepped this way sees
         what a policy's ``on_tick`` sees. Returns False when ``until`` came first.
-        A tick schedule must be set (:meth:`set_tick_handler`)."""
-        self._paused = False
+        A tick schedule must be set (:meth:`set_tick_handler`). Until :meth:`end_tick`, the
+        simulation refuses to run on (RuntimeError): the tick's next one is not yet due."""
+        self._check_not_paused()
         self._pause_ticks = True
         try:
             self._run_until(until, inclusive)
@@ -741,8 +750,16 @@ class Simulator:
         return self._paused
 
     def end_tick(self, changes: list[RoleChange]) -> None:
-        """Finish the tick at the current time: request ``changes``, then schedule the next
-        tick while work remains (what a tick does after its handler returns)."""
+        """Finish the tick :meth:`run_to_tick` paused at: request ``changes``, then schedule
+        the next tick while work remains (what a tick does after its handler returns).
+        RuntimeError when no tick is paused."""
+        if not self._paused:
+            raise RuntimeError("end_tick() without a paused tick (run_to_tick did not return "
+                               "True, or end_tick was already called)")
+        self._paused = False
+        self._finish_tick(changes)
+
+    def _finish_tick(self, changes: list[RoleChange]) -> None:
         for c in changes:
             self.request_role_change(c)
         more = self._in_flight or self._next_arrival < len(self.workload.requests)

@@ -385,3 +385,19 @@ def test_the_shipped_role_policy_loads_and_turns_a_decode_node_into_prefill(burs
     conductor, _ = run_policy(bursty, make_heuristic("conductor"), 0, split="eval", n=1500)
     assert changes[0] == (30.0, "PREFILL")
     assert learned["goodput_rps"] > conductor["goodput_rps"]
+
+
+def test_a_paused_tick_must_be_ended_once_before_the_simulation_runs_on(bursty):
+    """Running on past a paused tick would silently end the tick schedule; ending a tick
+    twice would start a second one."""
+    sim = Simulator(bursty.profile, bursty.workload(0, n=300, split="eval"),
+                    bursty.bandwidth(0, "eval"), bursty.sim)
+    sim.set_tick_handler(lambda view: [], 30.0)
+    assert sim.run_to_tick(1e9)
+    for run_on in (sim.next_request, lambda: sim.advance(1e9), lambda: sim.run_to_tick(1e9),
+                   sim.finish):
+        with pytest.raises(RuntimeError, match="call end_tick"):
+            run_on()
+    sim.end_tick([])
+    with pytest.raises(RuntimeError, match="without a paused tick"):
+        sim.end_tick([])
