@@ -28,9 +28,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"note: --warm-start {args.warm_start} is ignored for {ROLES_ENV_ID} (no heuristic "
               "decides roles in its action space; a role policy starts from scratch)",
               file=sys.stderr)
-    if args.router is not None and args.env != ROLES_ENV_ID:
-        raise PrfaasInputError(f"--router is for --env {ROLES_ENV_ID}: on {args.env} the "
-                               "policy routes the requests itself")
     scenario = scenario_from_args(args)
     out = train(args.algo, scenario, args.timesteps, n_envs=args.n_envs,
                 seed=args.seed, config=args.config, out=args.out, threads=args.threads,
@@ -41,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 warm_start_epochs=args.warm_start_epochs,
                 episode_requests=args.episode_requests,
                 keep_checkpoints=args.keep_checkpoints, env_id=args.env,
-                router=args.router or ROUTER)
+                router=args.router)
     run = json.loads((out / "run.json").read_text())
     best = run.get("best_validation") or {}
     print(f"run directory: {out}")

@@ -42,6 +42,7 @@ from agents.run_dir import (
     check_compatible,
     library_versions,
     manifest_path_for,
+    observation_record,
     read_run_json,
     scales_from_record,
     sha256_file,
@@ -235,13 +236,11 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
 
-    from dataclasses import asdict
-
     manifest = {
         "format": MANIFEST_FORMAT,
         "env_id": iface.env_id,
         "env_version": iface.env_version,
-        "observation": {**iface.spec(), "hash": iface.spec_hash(), "scales": asdict(scales)},
+        "observation": observation_record(scales, iface.env_id),
         "actions": list(iface.actions),
         "masks": MASKS_NOTE,
         "deterministic": True,

@@ -219,6 +219,16 @@ class Sb3Router:
         return self.logits(obs)[0]
 
 
+def _sb3_router(path: Path) -> Sb3Router:
+    """The SB3 backend of a ``.zip`` with its run.json beside it (**trusted input only**)."""
+    run_json = path.with_name(RUN_JSON)
+    if not run_json.is_file():
+        raise PrfaasInputError(f"no {RUN_JSON} beside this model: it records the "
+                               "observation scales and the algorithm; load the run "
+                               "directory or an exported .onnx instead", path)
+    return Sb3Router(path, read_run_json(run_json), run_json)
+
+
 def masked_argmax(logits: np.ndarray, best: Best) -> int:
     """``argmax`` of ``logits`` with infeasible actions (``action_masks(best)``) at ``-inf``;
     ties go to the lower action index, as ``np.argmax``; NaN logits are never chosen."""
@@ -265,13 +275,7 @@ class LearnedPolicy(Policy):
     def from_sb3_zip(cls, path: str | Path, name: str | None = None) -> LearnedPolicy:
         """An SB3 ``.zip``; its run.json must sit beside it. **Trusted input only: SB3 zips
         unpickle.**"""
-        path = Path(path)
-        run_json = path.with_name(RUN_JSON)
-        if not run_json.is_file():
-            raise PrfaasInputError(f"no {RUN_JSON} beside this model: it records the "
-                                   "observation scales and the algorithm; load the run "
-                                   "directory or an exported .onnx instead", path)
-        return cls(Sb3Router(path, read_run_json(run_json), run_json), name)
+        return cls(_sb3_router(Path(path)), name)
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, model: str = "best",
@@ -310,8 +314,9 @@ class LearnedRoles(LearnedPolicy):
     (:func:`~prfaas_gym.role_actions.role_masks`) and requests the argmax's role change.
 
     ``scenario``: the scenario it runs on, whose planned threshold a threshold router takes
-    (None: the threshold it trained with, recorded as ``router_threshold_tokens``). Build with :func:`load_learned_policy` or
-    the ``from_*`` constructors; the same trust rules as :class:`LearnedPolicy`.
+    (None: the threshold it trained with, recorded as ``router_threshold_tokens``). Build
+    with :func:`load_learned_policy` or the ``from_*`` constructors; the same trust rules as
+    :class:`LearnedPolicy`.
     """
 
     env_id = ROLES_ENV_ID
@@ -372,12 +377,7 @@ def load_learned_policy(path: str | Path, scenario: Any = None) -> LearnedPolicy
     if p.suffix == ".onnx":
         router: Router = OnnxRouter(p)
     elif p.suffix == ".zip":
-        run_json = p.with_name(RUN_JSON)
-        if not run_json.is_file():
-            raise PrfaasInputError(f"no {RUN_JSON} beside this model: it records the "
-                                   "observation scales and the algorithm; load the run "
-                                   "directory or an exported .onnx instead", p)
-        router = Sb3Router(p, read_run_json(run_json), run_json)
+        router = _sb3_router(p)
     else:
         raise PrfaasInputError("not a checkpoint: expected an exported .onnx file, a training "
                                "run directory or an SB3 .zip", p)

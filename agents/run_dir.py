@@ -207,10 +207,10 @@ def check_compatible(record: dict[str, Any], where: str | Path) -> None:
     ``field: expected X (this code), found Y``."""
     from prfaas_gym.interfaces import env_ids, interface
 
-    env_id = record.get("env_id")
-    if env_id not in env_ids():
+    env_id, known = record.get("env_id"), env_ids()
+    if env_id not in known:
         raise PrfaasInputError("checkpoint is incompatible with this version of prfaas-gym: "
-                               f"env_id: expected one of {env_ids()} (this code), found "
+                               f"env_id: expected one of {known} (this code), found "
                                f"{env_id!r}", where)
     iface = interface(env_id)
     obs = record.get("observation")

@@ -24,7 +24,7 @@ class Interface:
     n_features: int
     spec: Callable[[], dict]  #: the observation spec (names, order, units, normalisation)
     spec_hash: Callable[[], str]
-    #: what the policy decides, for messages: "each request's prefill placement", ...
+    #: what the policy decides, for messages ("where each request prefills", ...)
     decides: str
 
 

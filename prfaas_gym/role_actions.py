@@ -52,12 +52,17 @@ def role_masks(view: ClusterView) -> np.ndarray:
     return np.array([True] + [c is not None for c in role_candidates(view)[1:]], dtype=bool)
 
 
-def action_to_changes(action: SupportsInt, view: ClusterView) -> list[RoleChange]:
-    """The role changes (none or one) an action stands for in ``view``; an infeasible action
-    holds. Raises ValueError outside ``Discrete(3)``."""
+def role_action(action: SupportsInt) -> int:
+    """``action`` as an index of :data:`ROLE_ACTIONS`; ValueError outside ``Discrete(3)``."""
     a = int(action)
     if not 0 <= a < len(ROLE_ACTIONS):
         raise ValueError(f"role action {a} is outside Discrete({len(ROLE_ACTIONS)}) "
                          f"{ROLE_ACTIONS}")
-    change = role_candidates(view)[a]
+    return a
+
+
+def action_to_changes(action: SupportsInt, view: ClusterView) -> list[RoleChange]:
+    """The role changes (none or one) an action stands for in ``view``; an infeasible action
+    holds. Raises ValueError outside ``Discrete(3)``."""
+    change = role_candidates(view)[role_action(action)]
     return [] if change is None else [change]

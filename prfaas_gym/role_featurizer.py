@@ -10,7 +10,6 @@ is refused.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Final
 
 import numpy as np
@@ -61,9 +60,6 @@ class RoleFeaturizer:
 
     def __init__(self, scales: FeatureScales) -> None:
         self.scales = scales
-
-    def spec_record(self) -> dict:
-        return {**role_spec(), "hash": role_spec_hash(), "scales": asdict(self.scales)}
 
     def __call__(self, view: ClusterView) -> np.ndarray:
         s = self.scales

@@ -14,7 +14,7 @@ from prfaas_gym.contract import ClusterView, Policy, RoleChange
 from prfaas_gym.env import PrfaasRouteEnv, check_integral
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP
-from prfaas_gym.role_actions import ROLE_ACTIONS, action_to_changes, role_masks
+from prfaas_gym.role_actions import ROLE_ACTIONS, action_to_changes, role_action, role_masks
 from prfaas_gym.role_featurizer import N_ROLE_FEATURES, RoleFeaturizer, role_spec_hash
 from prfaas_gym.scenario import Scenario, load_scenario
 from prfaas_gym.simulator import Simulator
@@ -232,9 +232,7 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         if self._over:
             raise RuntimeError("step() after the episode ended; call reset()")
         check_integral(action)
-        if not 0 <= int(action) < len(ROLE_ACTIONS):
-            raise ValueError(f"role action {int(action)} is outside Discrete("
-                             f"{len(ROLE_ACTIONS)}) {ROLE_ACTIONS}")
+        role_action(action)  # checked even where no tick is left to apply it to
         if self._view is None:  # the episode drained before its first tick: this step ends it
             ended = True
         else:
