@@ -57,8 +57,7 @@ from agents.evaluation import (
 )
 from prfaas_gym.cli import write_atomically
 from prfaas_gym.config_file import parse_config_yaml, read_config_text, yaml_string_hint
-from prfaas_gym.env import ENV_ID, PrfaasRouteEnv
-from prfaas_gym.episode import REWARDS
+from prfaas_gym.env import ENV_ID, ROUTE_REWARDS, PrfaasRouteEnv
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.metrics import json_safe
 from prfaas_gym.profile import is_finite_number
@@ -162,7 +161,7 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str,
                                        "ints) and activation_fn (tanh|relu)", at)
         elif name == "env_kwargs":
             ek = v or {}
-            rewards = ROLE_REWARDS if env_id == ROLES_ENV_ID else REWARDS
+            rewards = ROLE_REWARDS if env_id == ROLES_ENV_ID else ROUTE_REWARDS
             if not isinstance(ek, dict) or set(ek) - {"reward"} \
                     or ek.get("reward", rewards[0]) not in rewards:
                 raise PrfaasInputError(f"env_kwargs may hold reward (one of {list(rewards)}), "
@@ -262,7 +261,7 @@ def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_env(env_id: str, scenario: Scenario, split: str, episode_requests: int | None = None,
-             reward: str = REWARDS[0], router: str = ROUTER) -> PrfaasRouteEnv:
+             reward: str = ROUTE_REWARDS[0], router: str = ROUTER) -> PrfaasRouteEnv:
     """An env of ``env_id`` on ``split`` paying ``reward``: ``PrfaasRoute-v0``, or
     ``PrfaasRoles-v0`` with ``router`` routing the requests."""
     if env_id == ROLES_ENV_ID:
@@ -273,7 +272,7 @@ def make_env(env_id: str, scenario: Scenario, split: str, episode_requests: int 
 
 
 def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None,
-              reward: str = REWARDS[0], env_id: str = ENV_ID, router: str = ROUTER):
+              reward: str = ROUTE_REWARDS[0], env_id: str = ENV_ID, router: str = ROUTER):
     def thunk():
         from stable_baselines3.common.monitor import Monitor
         env = make_env(env_id, scenario, "train", episode_requests, reward, router)
@@ -283,11 +282,11 @@ def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None
 
 
 def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto",
-                   episode_requests: int | None = None, reward: str = REWARDS[0],
+                   episode_requests: int | None = None, reward: str = ROUTE_REWARDS[0],
                    env_id: str = ENV_ID, router: str = ROUTER):
     """``n_envs`` training envs of ``env_id`` (subprocesses when ``n_envs > 1`` unless
     ``vec='dummy'``), seeded ``seed, seed + 1, ...``, paying ``reward``
-    (:data:`prfaas_gym.episode.REWARDS`; routing envs) or routed by ``router`` (role envs)."""
+    (:data:`prfaas_gym.env.ROUTE_REWARDS`; routing envs) or routed by ``router`` (role envs)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     fns = [_make_env(scenario, seed + i, episode_requests, reward, env_id, router)
@@ -608,7 +607,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                 "and widens them to the scenario's",
                 f"{config or f'agents/configs/{algo}.yaml'}: {key_paths['curriculum']}.start"
             ) from None
-    reward = (hp.get("env_kwargs") or {}).get("reward", REWARDS[0])
+    reward = (hp.get("env_kwargs") or {}).get("reward", ROUTE_REWARDS[0])
     for split in ("train", "val"):  # a trace is first read here: fail before writing
         probe_env = make_env(env_id, sc, split, episode_requests, router=router)
         probe_env.reset(seed=seed)

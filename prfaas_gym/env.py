@@ -27,14 +27,20 @@ POOL_EPISODES = 32  # a synthetic pool holds this many episodes' worth of reques
 # episodes drawn from one pool before it is regenerated: generation costs ~6 us a request,
 # a fifth of a step's wall time when every request served one episode only
 POOL_REUSE = 128
+#: the env's rewards: the episode's own (:data:`prfaas_gym.episode.REWARDS`) and
+#: ``vs_conductor``, completions less a twin episode's served by the conductor (see Reward)
+ROUTE_REWARDS = (*REWARDS, "vs_conductor")
 
 
 def _check_arguments(reward: Any, split: Any, episode_requests: Any, tick_policy: Any,
                      max_drain_s: Any) -> None:
     """Refuse a bad constructor argument by name, before anything is built."""
-    if reward not in REWARDS:
-        raise PrfaasInputError(f"unknown reward {reward!r}; choose from {list(REWARDS)}",
+    if reward not in ROUTE_REWARDS:
+        raise PrfaasInputError(f"unknown reward {reward!r}; choose from {list(ROUTE_REWARDS)}",
                                "reward")
+    if reward == "vs_conductor" and tick_policy is not None:
+        raise PrfaasInputError("vs_conductor's twin episode is the conductor alone, with no "
+                               "role ticks; it cannot be paired with a tick_policy", "reward")
     if not isinstance(split, str) or split not in SPLITS:
         raise PrfaasInputError(f"must be one of {list(SPLITS)}, got {split!r}", "split")
     if episode_requests is not None and (
@@ -129,6 +135,17 @@ class PrfaasRouteEnv(gym.Env):
     a training option (``env_kwargs`` in the hyperparameter YAML) for credit assignment
     under discounting; policies and their evaluation do not depend on it.
 
+    ``reward="vs_conductor"`` pays the completion reward less that of a twin of the episode
+    (the same requests and link from the same start) that the conductor routes alone, step
+    for step: after the agent's k-th decision the twin has routed the same k requests and
+    reached the same arrival, and its SLO-meeting completions since the previous step are
+    subtracted. The undiscounted return is the episode's SLO attainment minus the
+    conductor's. The twin does not depend on the actions, so the policy gradient is the same
+    in expectation, but the workload's luck (a burst, a link drop), which moves both
+    counts alike, cancels: a policy that routes as the conductor does is paid exactly 0 at
+    every step, and a departure is paid what it gained or lost. Another training option; it
+    costs a second simulation, and it cannot be combined with ``tick_policy``.
+
     ## Starting state and episodes
     ``reset(seed)`` draws (from ``self.np_random``) a window of ``episode_requests``
     consecutive requests of the trace's split (or of a pool of 32 episodes' worth of
@@ -152,7 +169,8 @@ class PrfaasRouteEnv(gym.Env):
     ``gymnasium.make("PrfaasRoute-v0", scenario="bursty-fluctuating", split="train",
     episode_requests=None, tick_policy=None, max_drain_s=None, reward="completion")``.
     ``split`` is ``train``, ``val`` or ``eval`` (disjoint trace windows and links; synthetic
-    val and eval seeds are offset). ``reward``: ``completion`` or ``first_token`` (see Reward).
+    val and eval seeds are offset). ``reward``: ``completion``, ``first_token`` or ``vs_conductor`` (see
+    Reward).
     ``tick_policy``: a heuristic whose ``on_tick`` runs role rebalancing (e.g.
     ``prfaas-dual``), or None.
 
@@ -162,7 +180,8 @@ class PrfaasRouteEnv(gym.Env):
       The episode end was ``truncated`` until this release, so on-policy algorithms
       bootstrapped the value of the all-zero final observation; it is ``terminated`` now
       (training only: observations, actions and rewards are unchanged). The
-      ``reward="first_token"`` option came later; the default reward is unchanged.
+      ``reward="first_token"`` option came later, and ``reward="vs_conductor"`` after it;
+      the default reward is unchanged.
       Domain randomisation applied to every split until the release that added
       :meth:`set_randomize`; it applies to ``train`` only now (validation picked
       checkpoints on randomised episodes while held-out reports ran the scenario as it is).
@@ -206,6 +225,7 @@ class PrfaasRouteEnv(gym.Env):
         self.randomize: dict[str, tuple[float, float]] = \
             dict(self.scenario.randomize) if split == "train" else {}
         self.sim: Simulator | None = None
+        self._twin: Simulator | None = None  #: the conductor's twin episode (vs_conductor)
         self._episode: Episode | None = None
         self._pool: Workload | None = None
         self._pool_uses = 0
@@ -279,7 +299,18 @@ class PrfaasRouteEnv(gym.Env):
         if self.tick_policy is not None:
             self.tick_policy.reset(profile, seed)
             self.sim.set_tick_handler(self.tick_policy.on_tick, self.tick_policy.tick_interval_s)
-        self._episode = ep = Episode(self.sim, self.featurizer, self.reward)
+        self._twin: Simulator | None = None
+        if self.reward == "vs_conductor":
+            from agents.registry import make_heuristic  # the heuristics live in agents/
+
+            # forked before the episode takes its first arrival: the same start, no decision
+            self._twin = twin = self.sim.fork()
+            self._twin_router = make_heuristic("conductor")
+            self._twin_router.reset(profile, seed)
+            self._twin_request = twin.next_request()
+            self._twin_paid = 0
+        self._episode = ep = Episode(self.sim, self.featurizer,
+                                     "completion" if self._twin is not None else self.reward)
         return ep.obs(), {"request_id": ep.request.id if ep.request else None}
 
     def _episode_workload(self, rng: np.random.Generator, rate: float | None,
@@ -325,6 +356,8 @@ class PrfaasRouteEnv(gym.Env):
             raise RuntimeError("step() before reset()")
         check_integral(action)
         obs, reward, ended = ep.step_action(action)
+        if self._twin is not None:
+            reward -= self._step_twin()
         return obs, reward, ended, False, self._final_info() if ended else {}
 
     def step_decision(self, decision: Decision):
@@ -334,7 +367,22 @@ class PrfaasRouteEnv(gym.Env):
         if ep is None:
             raise RuntimeError("step() before reset()")
         obs, reward, ended = ep.step(decision)
+        if self._twin is not None:
+            reward -= self._step_twin()
         return obs, reward, ended, False, self._final_info() if ended else {}
+
+    def _step_twin(self) -> float:
+        """Route the twin's pending request by the conductor and bring it to its next
+        arrival (or drain it after the last), as the episode's step did; return the
+        reward its completions since the previous step would have paid."""
+        twin, r = self._twin, self._twin_request
+        twin.apply(r, self._twin_router.decide(twin.request_info(r), twin.view(r)))
+        self._twin_request = twin.next_request()
+        if self._twin_request is None:
+            twin.finish()
+        done = twin.n_slo_met - self._twin_paid
+        self._twin_paid = twin.n_slo_met
+        return done / self._episode.n_requests
 
     def _final_info(self) -> dict[str, Any]:
         return {"episode_metrics": self.sim.result(), "counts": self.sim.counts()}

@@ -287,7 +287,8 @@ def test_step_takes_integer_actions_only():
     assert env.sim.counts()["rejected"] == 2
 
 
-def _conductor_rewards(reward: str, seed: int, max_drain_s: float | None) -> np.ndarray:
+def _conductor_rewards(reward: str, seed: int, max_drain_s: float | None,
+                       check_sum: bool = True) -> np.ndarray:
     from agents.heuristics import Conductor
 
     env = make(episode_requests=256, reward=reward, max_drain_s=max_drain_s)
@@ -298,8 +299,9 @@ def _conductor_rewards(reward: str, seed: int, max_drain_s: float | None) -> np.
     while env.request_info is not None:
         _, r, _, _, info = env.step_decision(pol.decide(env.request_info, env.view))
         rewards.append(r)
-    assert rewards[-1] == pytest.approx(
-        info["episode_metrics"]["slo_met"] / 256 - sum(rewards[:-1]))
+    if check_sum:
+        assert rewards[-1] == pytest.approx(
+            info["episode_metrics"]["slo_met"] / 256 - sum(rewards[:-1]))
     return np.array(rewards)
 
 
@@ -318,6 +320,30 @@ def test_first_token_reward_pays_the_same_return_earlier(seed, max_drain_s):
     assert (steps * first).sum() / first.sum() < (steps * done).sum() / done.sum() - 5
     if max_drain_s is not None:  # decodes cut off at the end were paid early, then taken back
         assert first[-1] < 0
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_vs_conductor_pays_the_conductor_nothing_and_a_departure_what_it_gained(seed):
+    """reward="vs_conductor": routing as the conductor does is paid exactly 0 at every step
+    (its twin sees the same events in the same order); another policy's return is its SLO
+    attainment less the conductor's over the same requests and link."""
+    assert not _conductor_rewards("vs_conductor", seed, None, check_sum=False).any()
+    alone = _conductor_rewards("completion", seed, None).sum()
+    env = make(episode_requests=256, reward="vs_conductor")
+    env.reset(seed=seed)
+    total, ended = 0.0, False
+    while not ended:  # prefill everything locally
+        _, r, ended, _, info = env.step(0)
+        total += r
+    own = info["episode_metrics"]["slo_met"] / 256
+    assert total == pytest.approx(own - alone) and abs(total) > 0.05
+
+
+def test_vs_conductor_refuses_a_tick_policy():
+    from agents.registry import make_heuristic
+
+    with pytest.raises(PrfaasInputError, match="^reward: .*tick_policy"):
+        make(reward="vs_conductor", tick_policy=make_heuristic("prfaas-dual"))
 
 
 def test_unknown_reward_is_refused():
