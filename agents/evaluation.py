@@ -18,7 +18,7 @@ import numpy as np
 from prfaas_gym.contract import Decision, Policy
 from prfaas_gym.env import PrfaasRouteEnv
 from prfaas_gym.role_actions import HOLD
-from prfaas_gym.roles_env import PrfaasRolesEnv
+from prfaas_gym.roles_env import DEFAULT_INTERVAL_S, PrfaasRolesEnv
 from prfaas_gym.scenario import Scenario
 
 EVAL_SEED_BASE = 1_000_000
@@ -112,13 +112,14 @@ def role_model_chooser(model: Any, algo: str) -> RoleChooser:
 
 def run_role_episodes(scenario: Scenario, choose: RoleChooser, seeds: Sequence[int],
                       split: str = "eval", episode_requests: int | None = None,
-                      router: str = "conductor") -> list[dict[str, Any]]:
+                      router: str = "conductor", interval_s: float = DEFAULT_INTERVAL_S
+                      ) -> list[dict[str, Any]]:
     """Episode metrics per seed of ``PrfaasRoles-v0`` episodes whose role actions ``choose``
-    takes while the heuristic ``router`` routes."""
+    takes every ``interval_s`` while the heuristic ``router`` routes."""
     out = []
     for seed in seeds:
         env = PrfaasRolesEnv(scenario, split=split, episode_requests=episode_requests,
-                             router=router)
+                             router=router, interval_s=interval_s)
         env.reset(seed=int(seed))
         ret, ended, info = 0.0, False, {}
         while not ended:

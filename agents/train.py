@@ -61,7 +61,7 @@ from prfaas_gym.env import ENV_ID, ROUTE_REWARDS, PrfaasRouteEnv
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.metrics import json_safe
 from prfaas_gym.profile import is_finite_number
-from prfaas_gym.roles_env import ROLE_REWARDS, ROLES_ENV_ID, PrfaasRolesEnv
+from prfaas_gym.roles_env import DEFAULT_INTERVAL_S, ROLE_REWARDS, ROLES_ENV_ID, PrfaasRolesEnv
 from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
@@ -161,11 +161,18 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str,
                                        "ints) and activation_fn (tanh|relu)", at)
         elif name == "env_kwargs":
             ek = v or {}
-            rewards = ROLE_REWARDS if env_id == ROLES_ENV_ID else ROUTE_REWARDS
-            if not isinstance(ek, dict) or set(ek) - {"reward"} \
-                    or ek.get("reward", rewards[0]) not in rewards:
-                raise PrfaasInputError(f"env_kwargs may hold reward (one of {list(rewards)}), "
-                                       f"found {v!r}", at)
+            roles = env_id == ROLES_ENV_ID
+            rewards = ROLE_REWARDS if roles else ROUTE_REWARDS
+            keys = {"reward", "interval_s"} if roles else {"reward"}
+            interval = ek.get("interval_s", 1.0) if isinstance(ek, dict) else None
+            if not isinstance(ek, dict) or set(ek) - keys \
+                    or ek.get("reward", rewards[0]) not in rewards \
+                    or isinstance(interval, bool) or not isinstance(interval, (int, float)) \
+                    or not 0 < interval < float("inf"):
+                raise PrfaasInputError(
+                    f"env_kwargs may hold reward (one of {list(rewards)})"
+                    + (" and interval_s (seconds > 0 between role decisions)" if roles else "")
+                    + f", found {v!r}", at)
         elif name == "curriculum":
             _check_curriculum(v, at)
         elif v is None and name in _NULLABLE:
@@ -261,35 +268,43 @@ def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_env(env_id: str, scenario: Scenario, split: str, episode_requests: int | None = None,
-             reward: str = ROUTE_REWARDS[0], router: str = ROUTER) -> PrfaasRouteEnv:
-    """An env of ``env_id`` on ``split`` paying ``reward``: ``PrfaasRoute-v0``, or
-    ``PrfaasRoles-v0`` with ``router`` routing the requests."""
+             **options: Any) -> PrfaasRouteEnv:
+    """An env of ``env_id`` on ``split``: ``PrfaasRoute-v0``, or ``PrfaasRoles-v0``.
+    ``options``: the env's keyword arguments (``reward``; a role env's ``router`` and
+    ``interval_s``), as :func:`env_options` gives them."""
+    cls = PrfaasRolesEnv if env_id == ROLES_ENV_ID else PrfaasRouteEnv
+    return cls(scenario, split=split, episode_requests=episode_requests, **options)
+
+
+def env_options(env_id: str, hp: dict[str, Any], router: str = ROUTER) -> dict[str, Any]:
+    """The env's keyword arguments of a run: the hyperparameters' ``env_kwargs``, and for
+    ``PrfaasRoles-v0`` its ``router`` (and its interval, by default the env's)."""
+    options = dict(hp.get("env_kwargs") or {})
     if env_id == ROLES_ENV_ID:
-        return PrfaasRolesEnv(scenario, split=split, episode_requests=episode_requests,
-                              router=router, reward=reward)
-    return PrfaasRouteEnv(scenario, split=split, episode_requests=episode_requests,
-                          reward=reward)
+        options["router"] = router
+        options.setdefault("interval_s", DEFAULT_INTERVAL_S)
+    return options
 
 
 def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None,
-              reward: str = ROUTE_REWARDS[0], env_id: str = ENV_ID, router: str = ROUTER):
+              env_id: str = ENV_ID, **options: Any):
     def thunk():
         from stable_baselines3.common.monitor import Monitor
-        env = make_env(env_id, scenario, "train", episode_requests, reward, router)
+        env = make_env(env_id, scenario, "train", episode_requests, **options)
         env.reset(seed=seed)
         return Monitor(env)
     return thunk
 
 
 def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto",
-                   episode_requests: int | None = None, reward: str = ROUTE_REWARDS[0],
-                   env_id: str = ENV_ID, router: str = ROUTER):
+                   episode_requests: int | None = None, env_id: str = ENV_ID,
+                   **options: Any):
     """``n_envs`` training envs of ``env_id`` (subprocesses when ``n_envs > 1`` unless
-    ``vec='dummy'``), seeded ``seed, seed + 1, ...``, paying ``reward``
-    (:data:`prfaas_gym.env.ROUTE_REWARDS`; routing envs) or routed by ``router`` (role envs)."""
+    ``vec='dummy'``), seeded ``seed, seed + 1, ...``, built with ``options``
+    (:func:`make_env`)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [_make_env(scenario, seed + i, episode_requests, reward, env_id, router)
+    fns = [_make_env(scenario, seed + i, episode_requests, env_id, **options)
            for i in range(n_envs)]
     if vec == "subproc" or (vec == "auto" and n_envs > 1):
         return SubprocVecEnv(fns, start_method="fork")
@@ -317,7 +332,8 @@ TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
 
 def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
                algo: str, baseline: dict[str, Any], episode_requests: int | None,
-               keep_checkpoints: bool = False, env_id: str = ENV_ID, router: str = ROUTER):
+               keep_checkpoints: bool = False, env_id: str = ENV_ID, router: str = ROUTER,
+               interval_s: float = DEFAULT_INTERVAL_S):
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import TensorBoardOutputFormat
 
@@ -376,7 +392,8 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             it is ``final_model.zip``."""
             if env_id == ROLES_ENV_ID:
                 metrics = run_role_episodes(scenario, role_model_chooser(self.model, algo),
-                                            eval_seeds, "val", episode_requests, router)
+                                            eval_seeds, "val", episode_requests, router,
+                                            interval_s)
             else:
                 metrics = run_episodes(scenario, model_chooser(self.model, algo), eval_seeds,
                                        split="val", episode_requests=episode_requests)
@@ -552,7 +569,8 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     beside run.json (its ``eval.json`` row names it), to study how validation ranks them.
 
     ``env_id``: ``PrfaasRoute-v0`` (route each request, the default) or ``PrfaasRoles-v0``
-    (switch the local nodes' roles every 30 s while the heuristic ``router``, by default
+    (switch the local nodes' roles every 30 s, or the config's ``env_kwargs: {interval_s:
+    S}``, while the heuristic ``router``, by default
     the conductor, routes; a ``router`` with ``PrfaasRoute-v0`` is an error; its
     episodes are 8 routing episodes long, its baseline is ``router`` alone, i.e. holding
     every role, and it has no warm start: ``warm_start`` is ignored, as for DQN).
@@ -607,9 +625,9 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                 "and widens them to the scenario's",
                 f"{config or f'agents/configs/{algo}.yaml'}: {key_paths['curriculum']}.start"
             ) from None
-    reward = (hp.get("env_kwargs") or {}).get("reward", ROUTE_REWARDS[0])
+    options = env_options(env_id, hp, router)
     for split in ("train", "val"):  # a trace is first read here: fail before writing
-        probe_env = make_env(env_id, sc, split, episode_requests, router=router)
+        probe_env = make_env(env_id, sc, split, episode_requests, **options)
         probe_env.reset(seed=seed)
         have = len(sc.split_trace(split)) if sc.is_trace else None
         if have is not None and probe_env.episode_requests > have:
@@ -634,14 +652,14 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
         eval_seeds = [EVAL_SEED_BASE + k for k in range(eval_episodes)]
         if env_id == ROLES_ENV_ID:  # the router alone: every role held
             name = router
-            table = {name: mean_goodput(run_role_episodes(sc, hold, eval_seeds, "val",
-                                                          episode_requests, router))}
+            table = {name: mean_goodput(run_role_episodes(
+                sc, hold, eval_seeds, "val", episode_requests, router, options["interval_s"]))}
         else:
             name, _, table = best_heuristic(sc, eval_seeds, split="val",
                                             episode_requests=episode_requests,
                                             progress=progress)
         baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
-        env = make_train_env(sc, n_envs, seed, vec, episode_requests, reward, env_id, router)
+        env = make_train_env(sc, n_envs, seed, vec, episode_requests, env_id, **options)
         callbacks = []
         if curriculum is not None:
             callbacks.append(_curriculum_callback(
@@ -660,12 +678,13 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
             teacher = name if warm_start == "best" else warm_start
             demo_seeds = list(range(seed + 10_000, seed + 10_000 + warm_start_episodes))
             demos = collect_demonstrations(sc, teacher, demo_seeds, hp.get("gamma", 0.99),
-                                           episode_requests, progress=progress, reward=reward)
+                                           episode_requests, progress=progress,
+                                           reward=options.get("reward", ROUTE_REWARDS[0]))
             warm = {"teacher": teacher, "episodes": warm_start_episodes, "seeds": demo_seeds,
                     "epochs": warm_start_epochs, "samples": int(len(demos["actions"])),
                     **pretrain(model, demos, epochs=warm_start_epochs, seed=seed,
                                progress=progress)}
-        probe = make_env(env_id, sc, "train", episode_requests, router=router)
+        probe = make_env(env_id, sc, "train", episode_requests, **options)
         probe.reset(seed=seed)
         roles = ({"router": router, "interval_s": probe.interval_s,
                   "router_threshold_tokens": getattr(probe.router, "threshold_tokens", None)}
@@ -683,7 +702,8 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                       **roles)
         write_run_json(out, probe, algo, **record)
         metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo, baseline,
-                                        episode_requests, keep_checkpoints, env_id, router)
+                                        episode_requests, keep_checkpoints, env_id, router,
+                                        options.get("interval_s", DEFAULT_INTERVAL_S))
         learning = True
         model.learn(total_timesteps=timesteps, callback=[*callbacks, metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)

@@ -167,7 +167,8 @@ def role_run(tmp_path_factory):
     cfg = d / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({"PrfaasRoles-v0": {
         "policy": "MlpPolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 2,
-        "learning_rate": 3e-4, "gamma": 0.99, "policy_kwargs": {"net_arch": [16, 16]}}}))
+        "learning_rate": 3e-4, "gamma": 0.99, "policy_kwargs": {"net_arch": [16, 16]},
+        "env_kwargs": {"interval_s": 45}}}))
     out = d / "run"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -187,11 +188,59 @@ def test_role_run_records_its_env_router_and_interval(role_run):
     assert run["env_id"] == "PrfaasRoles-v0" and run["actions"] == [
         "hold", "prefill_to_decode", "decode_to_prefill"]
     assert run["observation"]["hash"] == role_spec_hash()
-    assert run["router"] == "conductor" and run["interval_s"] == 30.0
+    assert run["router"] == "conductor" and run["interval_s"] == 45.0  # the config's
     assert run["best_heuristic"]["name"] == "conductor" and run["warm_start"] is None
     manifest = json.loads(manifest_path_for(onnx).read_text())
-    assert manifest["router"] == "conductor" and manifest["interval_s"] == 30.0
+    assert manifest["router"] == "conductor" and manifest["interval_s"] == 45.0
+    assert load_learned_policy(onnx).tick_interval_s == 45.0
     assert manifest["input"]["shape"] == ["batch", N_ROLE_FEATURES]
+
+
+def test_role_interval_reaches_training_and_validation(monkeypatch, tmp_path):
+    """env_kwargs.interval_s sets the decision interval of the training envs and of the
+    validation episodes (baseline and checkpoints) alike."""
+    import agents.train as train_mod
+
+    seen: dict[str, list] = {"train": [], "val": []}
+    make_train_env, run_role = train_mod.make_train_env, train_mod.run_role_episodes
+
+    def spy_env(*a, **kw):
+        env = make_train_env(*a, **kw)
+        seen["train"] += env.get_attr("interval_s")
+        return env
+
+    def spy_val(*a, **kw):
+        seen["val"].append(a[6] if len(a) > 6 else kw["interval_s"])
+        return run_role(*a, **kw)
+
+    monkeypatch.setattr(train_mod, "make_train_env", spy_env)
+    monkeypatch.setattr(train_mod, "run_role_episodes", spy_val)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoles-v0": {
+        "n_steps": 8, "batch_size": 8, "n_epochs": 1, "policy_kwargs": {"net_arch": [8]},
+        "env_kwargs": {"interval_s": 90}}}))
+    assert main(["train", "--env", "PrfaasRoles-v0", "--scenario", "bursty-fluctuating",
+                 "--timesteps", "8", "--n-envs", "1", "--config", str(cfg), "--out",
+                 str(tmp_path / "r"), "--eval-freq", "8", "--eval-episodes", "1",
+                 "--episode-requests", "200", "--no-progress"]) == 0
+    assert seen["train"] == [90] and seen["val"] and set(seen["val"]) == {90}
+
+
+@pytest.mark.parametrize("env_id, kwargs", [
+    ("PrfaasRoles-v0", {"interval_s": 0}),
+    ("PrfaasRoles-v0", {"interval_s": "30"}),
+    ("PrfaasRoles-v0", {"interval_s": float("inf")}),
+    ("PrfaasRoles-v0", {"reward": "vs_conductor"}),  # the routing env's
+    ("PrfaasRoute-v0", {"interval_s": 30}),            # routing decides every arrival
+])
+def test_bad_env_kwargs_are_named(tmp_path, env_id, kwargs):
+    from agents.train import load_hyperparams
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({env_id: {"env_kwargs": kwargs}}))
+    with pytest.raises(PrfaasInputError) as ei:
+        load_hyperparams("maskable_ppo", "bursty-fluctuating", bad, None, env_id)
+    assert str(ei.value).startswith(f"{bad}: {env_id}.env_kwargs:")
 
 
 def test_role_onnx_logits_equal_sb3(role_run, bursty):
@@ -207,7 +256,7 @@ def test_a_loaded_role_policy_routes_like_its_router_and_switches_roles(role_run
     out, onnx = role_run
     for path in (onnx, out):  # the exported file and the run directory load alike
         policy = load_learned_policy(path, bursty)
-        assert isinstance(policy, LearnedRoles) and policy.tick_interval_s == 30.0
+        assert isinstance(policy, LearnedRoles) and policy.tick_interval_s == 45.0
     # forced to prefer a change, it requests one whenever one is feasible, and they land
     policy.router.logits_single = lambda obs: np.array([0.0, 1.0, 2.0], np.float32)
     res, sim = run_policy(bursty, policy, 0, split="eval", n=600)
