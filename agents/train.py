@@ -160,19 +160,7 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str,
                 raise PrfaasInputError("policy_kwargs may hold net_arch (a list of positive "
                                        "ints) and activation_fn (tanh|relu)", at)
         elif name == "env_kwargs":
-            ek = v or {}
-            roles = env_id == ROLES_ENV_ID
-            rewards = ROLE_REWARDS if roles else ROUTE_REWARDS
-            keys = {"reward", "interval_s"} if roles else {"reward"}
-            interval = ek.get("interval_s", 1.0) if isinstance(ek, dict) else None
-            if not isinstance(ek, dict) or set(ek) - keys \
-                    or ek.get("reward", rewards[0]) not in rewards \
-                    or isinstance(interval, bool) or not isinstance(interval, (int, float)) \
-                    or not 0 < interval < float("inf"):
-                raise PrfaasInputError(
-                    f"env_kwargs may hold reward (one of {list(rewards)})"
-                    + (" and interval_s (seconds > 0 between role decisions)" if roles else "")
-                    + f", found {v!r}", at)
+            _check_env_kwargs(v or {}, env_id, at)
         elif name == "curriculum":
             _check_curriculum(v, at)
         elif v is None and name in _NULLABLE:
@@ -258,6 +246,30 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
     return hp
 
 
+def _check_env_kwargs(ek: Any, env_id: str, at: str) -> None:
+    """Refuse an ``env_kwargs`` section the env of ``env_id`` would not take, naming the
+    key: ``reward`` (either env) and ``interval_s`` (``PrfaasRoles-v0``)."""
+    roles = env_id == ROLES_ENV_ID
+    keys = ("reward", "interval_s") if roles else ("reward",)
+    if not isinstance(ek, dict):
+        raise PrfaasInputError(f"expected a mapping of {list(keys)}, found {ek!r}", at)
+    for key in ek:
+        if key not in keys:
+            where = (f"; interval_s is a {ROLES_ENV_ID} option" if key == "interval_s"
+                     else "")
+            raise PrfaasInputError(f"unknown key {key!r}: {env_id} takes {list(keys)}{where}",
+                                   f"{at}.{key}")
+    rewards = ROLE_REWARDS if roles else ROUTE_REWARDS
+    if "reward" in ek and ek["reward"] not in rewards:
+        raise PrfaasInputError(f"expected one of {list(rewards)}, found {ek['reward']!r}",
+                               f"{at}.reward")
+    interval = ek.get("interval_s", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
+            or not 0 < interval < float("inf"):  # NaN fails too
+        raise PrfaasInputError(f"expected the seconds between role decisions, a finite number "
+                               f"> 0, found {interval!r}", f"{at}.interval_s")
+
+
 def _policy_kwargs(pk: dict[str, Any]) -> dict[str, Any]:
     import torch.nn as nn
 
@@ -272,6 +284,9 @@ def make_env(env_id: str, scenario: Scenario, split: str, episode_requests: int 
     """An env of ``env_id`` on ``split``: ``PrfaasRoute-v0``, or ``PrfaasRoles-v0``.
     ``options``: the env's keyword arguments (``reward``; a role env's ``router`` and
     ``interval_s``), as :func:`env_options` gives them."""
+    if env_id not in ENV_IDS:
+        raise PrfaasInputError(f"unknown env id {env_id!r}; choose from {list(ENV_IDS)}",
+                               "env_id")
     cls = PrfaasRolesEnv if env_id == ROLES_ENV_ID else PrfaasRouteEnv
     return cls(scenario, split=split, episode_requests=episode_requests, **options)
 
@@ -286,7 +301,7 @@ def env_options(env_id: str, hp: dict[str, Any], router: str = ROUTER) -> dict[s
     return options
 
 
-def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None,
+def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None, *,
               env_id: str = ENV_ID, **options: Any):
     def thunk():
         from stable_baselines3.common.monitor import Monitor
@@ -297,14 +312,14 @@ def _make_env(scenario: Scenario, seed: int, episode_requests: int | None = None
 
 
 def make_train_env(scenario: Scenario, n_envs: int, seed: int, vec: str = "auto",
-                   episode_requests: int | None = None, env_id: str = ENV_ID,
+                   episode_requests: int | None = None, *, env_id: str = ENV_ID,
                    **options: Any):
     """``n_envs`` training envs of ``env_id`` (subprocesses when ``n_envs > 1`` unless
     ``vec='dummy'``), seeded ``seed, seed + 1, ...``, built with ``options``
     (:func:`make_env`)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [_make_env(scenario, seed + i, episode_requests, env_id, **options)
+    fns = [_make_env(scenario, seed + i, episode_requests, env_id=env_id, **options)
            for i in range(n_envs)]
     if vec == "subproc" or (vec == "auto" and n_envs > 1):
         return SubprocVecEnv(fns, start_method="fork")
@@ -659,7 +674,8 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                                             episode_requests=episode_requests,
                                             progress=progress)
         baseline = {"name": name, "goodput": table[name], "table": table, "t0": t0}
-        env = make_train_env(sc, n_envs, seed, vec, episode_requests, env_id, **options)
+        env = make_train_env(sc, n_envs, seed, vec, episode_requests, env_id=env_id,
+                             **options)
         callbacks = []
         if curriculum is not None:
             callbacks.append(_curriculum_callback(

@@ -9,8 +9,8 @@ recipe from this table does not look at the held-out ``eval`` split. Writes
 
 A variant is ``ALGO:WARM:REWARD[:HP[:CURRICULUM]]``: ``ALGO`` one of maskable_ppo, ppo,
 a2c, dqn; ``WARM`` a heuristic name, ``best`` or ``none`` (dqn: ``none`` only); ``REWARD``
-``completion`` or ``first_token`` (``env_kwargs.reward``, written into a copy of the shipped
-config); ``HP`` ``shipped`` (the default: the shipped config with its per-scenario
+``completion``, ``first_token`` or ``vs_conductor`` (``env_kwargs.reward``, written into a
+copy of the shipped config); ``HP`` ``shipped`` (the default: the shipped config with its per-scenario
 overrides, e.g. MaskablePPO's gentle fine-tuning step size) or ``base`` (the env id's
 section only, without the per-scenario overrides); ``CURRICULUM`` ``none`` (the default)
 or ``easy``: training starts every range of the scenario's ``randomize:`` at its easiest
@@ -37,8 +37,7 @@ import numpy as np
 import yaml
 
 from prfaas_gym.cli import write_atomically
-from prfaas_gym.env import ENV_ID
-from prfaas_gym.episode import REWARDS
+from prfaas_gym.env import ENV_ID, ROUTE_REWARDS
 from prfaas_gym.metrics import json_safe
 from prfaas_gym.scenario import load_scenario
 
@@ -58,11 +57,11 @@ def parse_variant(text: str) -> tuple[str, str, str, str, str]:
     malformed."""
     parts = text.split(":")
     parts += ["shipped", "none"][len(parts) - 3:] if 3 <= len(parts) <= 5 else []
-    if len(parts) != 5 or parts[0] not in ALGOS or parts[2] not in REWARDS \
+    if len(parts) != 5 or parts[0] not in ALGOS or parts[2] not in ROUTE_REWARDS \
             or parts[3] not in HPS or parts[4] not in CURRICULA \
             or (parts[0] == "dqn" and parts[1] != "none"):
         sys.exit(f"error: variant {text!r}: expected ALGO:WARM:REWARD[:HP[:CURRICULUM]] with "
-                 f"ALGO in {list(ALGOS)}, REWARD in {list(REWARDS)}, HP in {list(HPS)}, "
+                 f"ALGO in {list(ALGOS)}, REWARD in {list(ROUTE_REWARDS)}, HP in {list(HPS)}, "
                  f"CURRICULUM in {list(CURRICULA)} (dqn: WARM must be none)")
     return parts[0], parts[1], parts[2], parts[3], parts[4]
 

@@ -143,7 +143,8 @@ class PrfaasRouteEnv(gym.Env):
     conductor's. The twin does not depend on the actions, so the policy gradient is the same
     in expectation, but the workload's luck (a burst, a link drop), which moves both
     counts alike, cancels: a policy that routes as the conductor does is paid exactly 0 at
-    every step, and a departure is paid what it gained or lost. Another training option; it
+    every step, and the return is what its departures gained or lost (a step pays the
+    difference over that step, which reflects every earlier departure). Another training option; it
     costs a second simulation, and it cannot be combined with ``tick_policy``.
 
     ## Starting state and episodes

@@ -58,8 +58,9 @@ def test_same_seed_same_rollout():
     assert a[0].shape != c[0].shape or not np.array_equal(a[0], c[0])
 
 
-def test_env_survives_pickling_mid_episode():
-    env = make()
+@pytest.mark.parametrize("reward", ["completion", "vs_conductor"])  # with its twin
+def test_env_survives_pickling_mid_episode(reward):
+    env = make(reward=reward)
     env.reset(seed=3)
     for _ in range(10):
         env.step(0)
@@ -337,6 +338,26 @@ def test_vs_conductor_pays_the_conductor_nothing_and_a_departure_what_it_gained(
         total += r
     own = info["episode_metrics"]["slo_met"] / 256
     assert total == pytest.approx(own - alone) and abs(total) > 0.05
+
+
+def test_vs_conductor_twin_keeps_step_over_reused_episodes_of_any_length():
+    """SB3 resets one env again and again (seed None): the twin and its count start over
+    with each episode, down to a one-request episode, whose single step drains both."""
+    from agents.heuristics import Conductor
+
+    for n in (1, 2, 40):
+        env = make(episode_requests=n, reward="vs_conductor")
+        env.reset(seed=7)
+        for _ in range(3):
+            pol = Conductor()
+            pol.reset(env.profile, None)
+            steps, ended = 0, False
+            while not ended:
+                _, r, ended, _, _ = env.step_decision(pol.decide(env.request_info, env.view))
+                assert r == 0.0
+                steps += 1
+            assert steps == n
+            env.reset()
 
 
 def test_vs_conductor_refuses_a_tick_policy():

@@ -230,8 +230,13 @@ def test_role_interval_reaches_training_and_validation(monkeypatch, tmp_path):
     ("PrfaasRoles-v0", {"interval_s": 0}),
     ("PrfaasRoles-v0", {"interval_s": "30"}),
     ("PrfaasRoles-v0", {"interval_s": float("inf")}),
+    ("PrfaasRoles-v0", {"interval_s": float("nan")}),
+    ("PrfaasRoles-v0", {"interval_s": -1}),
+    ("PrfaasRoles-v0", {"interval_s": True}),
+    ("PrfaasRoles-v0", {"interval_s": None}),
     ("PrfaasRoles-v0", {"reward": "vs_conductor"}),  # the routing env's
     ("PrfaasRoute-v0", {"interval_s": 30}),            # routing decides every arrival
+    ("PrfaasRoute-v0", {"reward": "vs_router"}),       # the role env's
 ])
 def test_bad_env_kwargs_are_named(tmp_path, env_id, kwargs):
     from agents.train import load_hyperparams
@@ -240,7 +245,10 @@ def test_bad_env_kwargs_are_named(tmp_path, env_id, kwargs):
     bad.write_text(yaml.safe_dump({env_id: {"env_kwargs": kwargs}}))
     with pytest.raises(PrfaasInputError) as ei:
         load_hyperparams("maskable_ppo", "bursty-fluctuating", bad, None, env_id)
-    assert str(ei.value).startswith(f"{bad}: {env_id}.env_kwargs:")
+    key = next(iter(kwargs))
+    assert str(ei.value).startswith(f"{bad}: {env_id}.env_kwargs.{key}:")
+    if env_id == "PrfaasRoute-v0" and key == "interval_s":
+        assert "a PrfaasRoles-v0 option" in str(ei.value)
 
 
 def test_role_onnx_logits_equal_sb3(role_run, bursty):
