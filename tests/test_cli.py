@@ -511,14 +511,55 @@ def test_heldout_pairs_goodput_and_slo_met_per_seed_in_strict_json(tmp_path):
     ho = json.loads((out / "heldout.json").read_text(), parse_constant=refuse)
     runs = json.loads((out / "summary.json").read_text())["runs"]
     res = {(r["policy"], r["seed"]): r["result"] for r in runs}
-    best, learned = ho["best_heuristic"], "paper-case-study.onnx"
-    for seed in (0, 1):
-        assert ho["ratios"][str(seed)] == pytest.approx(
-            res[learned, seed]["goodput_rps"] / res[best, seed]["goodput_rps"])
-        assert ho["slo_met_ratios"][str(seed)] == pytest.approx(
-            res[learned, seed]["slo_met"] / res[best, seed]["slo_met"])
+    best = ho["best_heuristic"]
+    assert set(ho["learned"]) == {"paper-case-study.onnx"}
+    for learned, ratios in ho["learned"].items():
+        for seed in (0, 1):
+            assert ratios["ratios"][str(seed)] == pytest.approx(
+                res[learned, seed]["goodput_rps"] / res[best, seed]["goodput_rps"])
+            assert ratios["slo_met_ratios"][str(seed)] == pytest.approx(
+                res[learned, seed]["slo_met"] / res[best, seed]["slo_met"])
     assert ho["goodput"][best]["n"] == 2
     assert "SLO-meeting requests, learned / best, paired per seed" in p.stdout
+
+
+def test_heldout_scores_several_policies_side_by_side(tmp_path):
+    """--policy repeats: a routing and a role policy, each with its own paired ratio row;
+    one path twice is refused."""
+    root = Path(__file__).resolve().parents[1]
+    pol = root / "agents" / "policies"
+    route, roles = pol / "bursty-fluctuating.onnx", pol / "bursty-fluctuating-roles.onnx"
+    out = tmp_path / "ho"
+    cmd = [sys.executable, str(root / "benchmarks" / "heldout.py"), "--scenario",
+           "bursty-fluctuating", "--seeds", "1", "--requests", "200"]
+    p = subprocess.run(cmd + ["--policy", str(route), "--policy", str(roles), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    ho = json.loads((out / "heldout.json").read_text())
+    assert list(ho["learned"]) == [route.name, roles.name]
+    assert ho["learned"][roles.name]["policy"] == str(roles)
+    runs = json.loads((out / "summary.json").read_text())["runs"]
+    g = {r["policy"]: r["result"]["goodput_rps"] for r in runs}
+    assert ho["learned"][roles.name]["ratios"]["0"] == pytest.approx(
+        g[roles.name] / g[ho["best_heuristic"]])
+    for name in (route.name, roles.name):
+        assert f"{name}: learned / best goodput, paired per seed" in p.stdout
+    assert (out / "ratios.png").stat().st_size > 1000
+    p = subprocess.run(cmd + ["--policy", str(route), "--policy", str(route)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "a --policy is given twice" in p.stderr
+
+
+def test_heldout_labels_two_runs_best_models_by_their_directory():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from heldout import learned_labels
+    finally:
+        sys.path.pop(0)
+    got = learned_labels(["runs/a/best_model.zip", "runs/b/best_model.zip"], ["conductor"])
+    assert got == {"a/best_model.zip": "runs/a/best_model.zip",
+                   "b/best_model.zip": "runs/b/best_model.zip"}
+    assert learned_labels(["x/p.onnx"], ["conductor"]) == {"p.onnx": "x/p.onnx"}
 
 
 def test_heldout_scores_a_policy_on_your_own_traces_eval_split(tmp_path):
