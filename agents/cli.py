@@ -83,8 +83,8 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--algo", choices=ALGOS, default="maskable_ppo")
     p.add_argument("--env", choices=ENV_IDS, default=ENV_IDS[0],
                    help=f"{ENV_IDS[0]} (default): the policy routes each request; "
-                        f"{ROLES_ENV_ID}: it switches the local nodes' roles every 30 s while "
-                        "--router routes")
+                        f"{ROLES_ENV_ID}: it switches the local nodes' roles (every 60 s with the "
+                        "shipped config) while --router routes")
     p.add_argument("--router", help=f"with --env {ROLES_ENV_ID}: the heuristic that routes "
                                     f"the requests (default {ROUTER})")
     p.add_argument("--scenario", required=True, help="scenario name or YAML path")

@@ -216,7 +216,7 @@ def _fmt(stat: SeedStat, runs: int, count: bool = False) -> str:
 #: Every file a comparison (or ``heldout.py``) writes into its ``--out``: a new comparison
 #: removes the previous one's first, so that the folder never mixes two runs' files.
 RESULT_FILES = ("runs.csv", "summary.json", "ttft_cdf.png", "goodput.png", "timeseries.png",
-                "heldout.json")
+                "heldout.json", "ratios.png")
 
 
 def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any]) -> list[Path]:

@@ -160,7 +160,7 @@ def _check_hyperparams(algo: str, hp: dict[Any, Any], where: str, key: str,
                 raise PrfaasInputError("policy_kwargs may hold net_arch (a list of positive "
                                        "ints) and activation_fn (tanh|relu)", at)
         elif name == "env_kwargs":
-            _check_env_kwargs(v or {}, env_id, at)
+            _check_env_kwargs({} if v is None else v, env_id, at)
         elif name == "curriculum":
             _check_curriculum(v, at)
         elif v is None and name in _NULLABLE:
@@ -584,8 +584,9 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     beside run.json (its ``eval.json`` row names it), to study how validation ranks them.
 
     ``env_id``: ``PrfaasRoute-v0`` (route each request, the default) or ``PrfaasRoles-v0``
-    (switch the local nodes' roles every 30 s, or the config's ``env_kwargs: {interval_s:
-    S}``, while the heuristic ``router``, by default
+    (switch the local nodes' roles every ``env_kwargs: {interval_s: S}`` of the config, 60 s
+    in the shipped one, the env's default 30 s without it, while the heuristic ``router``,
+    by default
     the conductor, routes; a ``router`` with ``PrfaasRoute-v0`` is an error; its
     episodes are 8 routing episodes long, its baseline is ``router`` alone, i.e. holding
     every role, and it has no warm start: ``warm_start`` is ignored, as for DQN).

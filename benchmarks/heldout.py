@@ -62,14 +62,15 @@ def learned_label(policy: str, heuristics: list[str]) -> str:
 
 
 def learned_labels(policies: list[str], heuristics: list[str]) -> dict[str, str]:
-    """Row label -> path of each learned policy; two policies with one file name (two runs'
-    ``best_model.zip``) are told apart by their parent directory. ValueError if a path is
-    given twice."""
-    if len(set(policies)) < len(policies):
+    """Row label -> path of each learned policy; policies with one file name (two runs'
+    ``best_model.zip``) are told apart by their parent directory. ValueError if a file is
+    given twice (``runs/x`` and ``runs/x/`` are one)."""
+    if len({Path(p).resolve() for p in policies}) < len(policies):
         raise ValueError("a --policy is given twice")
-    labels = [learned_label(p, heuristics) for p in policies]
-    if len(set(labels)) < len(labels):
-        labels = [f"{Path(p).parent.name}/{Path(p).name}" for p in policies]
+    paths = [Path(p).resolve() for p in policies]
+    labels = [learned_label(str(p), heuristics) for p in paths]
+    clash = {x for x in labels if labels.count(x) > 1}
+    labels = [f"{p.parent.name}/{p.name}" if x in clash else x for p, x in zip(paths, labels)]
     if len(set(labels)) < len(labels):
         raise ValueError(f"the --policy rows would share a label ({labels}): give files whose "
                          "names (or parent directory and name) differ")
@@ -133,8 +134,8 @@ def main() -> None:
     add_eval_arguments(ap, default_scenario=None)
     ap.add_argument("--policy", required=True, action="append",
                     help="exported .onnx, run dir or .zip; repeat it for several policies")
-    ap.add_argument("--out", help="directory for runs.csv, summary.json, heldout.json and "
-                                  "plots (created if absent; files of an earlier comparison "
+    ap.add_argument("--out", help="directory for runs.csv, summary.json, heldout.json, "
+                                  "ratios.png and the comparison's plots (created if absent; files of an earlier comparison "
                                   "there are replaced)")
     args = ap.parse_args()
     for policy in args.policy:
@@ -224,7 +225,7 @@ def main() -> None:
         with results_dir_lock(out):  # one comparison's files, whole, even if two ran at once
             write_outputs(records, out, {"scenario": sc.name, "sources": sc.sources(),
                                          "split": "eval", "seeds": list(range(args.seeds)),
-                                         "policies": args.policy})
+                                         "learned_policies": args.policy})
             write_atomically(out / "heldout.json", text)
             plot_ratios(paired, best, (c_mean, c_half), sc.name, out / "ratios.png")
 

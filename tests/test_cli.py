@@ -560,6 +560,10 @@ def test_heldout_labels_two_runs_best_models_by_their_directory():
     assert got == {"a/best_model.zip": "runs/a/best_model.zip",
                    "b/best_model.zip": "runs/b/best_model.zip"}
     assert learned_labels(["x/p.onnx"], ["conductor"]) == {"p.onnx": "x/p.onnx"}
+    got = learned_labels(["a/m.onnx", "b/m.onnx", "c.onnx"], [])  # only the clash is relabelled
+    assert list(got) == ["a/m.onnx", "b/m.onnx", "c.onnx"]
+    with pytest.raises(ValueError, match="given twice"):
+        learned_labels(["runs/x", "runs/x/"], [])
 
 
 def test_heldout_scores_a_policy_on_your_own_traces_eval_split(tmp_path):
