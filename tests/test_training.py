@@ -501,6 +501,7 @@ def test_train_unwritable_out_is_a_clear_error(tmp_path, tiny_config, capsys, mo
     ("ppo", [1], "PrfaasRoute-v0"),
     ("maskable_ppo", {"env_kwargs": {"reward": "ttft"}}, "PrfaasRoute-v0.env_kwargs.reward"),
     ("ppo", {"env_kwargs": {"rewrd": "completion"}}, "PrfaasRoute-v0.env_kwargs.rewrd"),
+    ("ppo", {"env_kwargs": []}, "PrfaasRoute-v0.env_kwargs"),  # was: read as no kwargs
     ("ppo", {"scenarios": {"bursty-fluctuating": {"env_kwargs": [1]}}},
      "PrfaasRoute-v0.scenarios.bursty-fluctuating.env_kwargs"),
     ("maskable_ppo", {"curriculum": {"start": {"rate_scale": [0.5, 0.6]}}},
