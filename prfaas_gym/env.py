@@ -144,8 +144,8 @@ class PrfaasRouteEnv(gym.Env):
     in expectation, but the workload's luck (a burst, a link drop), which moves both
     counts alike, cancels: a policy that routes as the conductor does is paid exactly 0 at
     every step, and the return is what its departures gained or lost (a step pays the
-    difference over that step, which reflects every earlier departure). Another training option; it
-    costs a second simulation, and it cannot be combined with ``tick_policy``.
+    difference over that step, which reflects every earlier departure). Another training
+    option; it costs a second simulation, and it cannot be combined with ``tick_policy``.
 
     ## Starting state and episodes
     ``reset(seed)`` draws (from ``self.np_random``) a window of ``episode_requests``
@@ -170,8 +170,8 @@ class PrfaasRouteEnv(gym.Env):
     ``gymnasium.make("PrfaasRoute-v0", scenario="bursty-fluctuating", split="train",
     episode_requests=None, tick_policy=None, max_drain_s=None, reward="completion")``.
     ``split`` is ``train``, ``val`` or ``eval`` (disjoint trace windows and links; synthetic
-    val and eval seeds are offset). ``reward``: ``completion``, ``first_token`` or ``vs_conductor`` (see
-    Reward).
+    val and eval seeds are offset). ``reward``: ``completion``, ``first_token`` or
+    ``vs_conductor`` (see Reward).
     ``tick_policy``: a heuristic whose ``on_tick`` runs role rebalancing (e.g.
     ``prfaas-dual``), or None.
 
@@ -300,7 +300,7 @@ class PrfaasRouteEnv(gym.Env):
         if self.tick_policy is not None:
             self.tick_policy.reset(profile, seed)
             self.sim.set_tick_handler(self.tick_policy.on_tick, self.tick_policy.tick_interval_s)
-        self._twin: Simulator | None = None
+        self._twin = None
         if self.reward == "vs_conductor":
             from agents.registry import make_heuristic  # the heuristics live in agents/
 
