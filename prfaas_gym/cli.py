@@ -254,6 +254,8 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
                                      as_recorded=level == "recorded")
     if getattr(args, "rate", None) is not None:
         sc = sc.with_rate(args.rate)  # so the plan, too, is for the load the runs play
+    if getattr(args, "deployment", None) is not None:
+        sc = sc.with_deployment(**parse_deployment(args.deployment))
     return sc
 
 
@@ -316,8 +318,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from prfaas_gym import planner
     from prfaas_gym.profile import load_profile
 
-    if (args.trace or args.trace_format or args.rate) and not args.scenario:
-        given = "--trace" if args.trace else "--trace-format" if args.trace_format else "--rate"
+    if (args.trace or args.trace_format or args.rate or args.deployment) and not args.scenario:
+        given = ("--trace" if args.trace else "--trace-format" if args.trace_format
+                 else "--rate" if args.rate else "--deployment")
         raise PrfaasInputError(f"{given} needs --scenario (the deployment to plan for); "
                                "--preset plans for the paper's workload")
     if args.scenario:
@@ -465,7 +468,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     summary = summarize(records)
     title = (f"{sc.name}: " + (f"{args.seeds} seeds, split {args.split}, mean ± 95% CI"
                                if args.seeds > 1 else f"1 seed, split {args.split}")
-             + (f", rate {args.rate} req/s" if args.rate else ""))
+             + (f", rate {args.rate} req/s" if args.rate else "")
+             + (f", --deployment {args.deployment}" if args.deployment else ""))
     print_table(summary, title=title)
     links = sorted({(r.result["link"]["trace"], r.result["link"]["mean_gbps"],
                      r.result["link"]["rtt_s"]) for r in records})
@@ -505,12 +509,37 @@ def add_trace_args(p: argparse.ArgumentParser, timing: str) -> None:
     p.add_argument("--bandwidth-gbps", type=bandwidth_level, metavar="GBPS|recorded",
                    help="rescale --bandwidth-trace to this mean (Gbit/s), or 'recorded' to "
                         "keep the file's own capacities")
+    p.add_argument("--deployment", metavar="KEY=N[,KEY=N]",
+                   help="replace the scenario's instance counts, any of n_prfaas, n_prefill "
+                        "and n_decode (e.g. n_prefill=4,n_decode=4: the split `prfaas plan` "
+                        "chooses for bursty-fluctuating); a planned threshold follows")
 
 
 #: the options that replace a scenario's requests, link and load (:func:`add_trace_args` and
 #: ``--rate``), as argparse names them
 SOURCE_OPTIONS = ("trace", "trace_format", "bandwidth_trace", "bandwidth_format",
-                  "bandwidth_gbps", "rate")
+                  "bandwidth_gbps", "rate", "deployment")
+
+
+def parse_deployment(text: str) -> dict[str, int]:
+    """``--deployment``'s ``KEY=N[,KEY=N]`` as a dict; a malformed item is refused
+    (:class:`PrfaasInputError`) naming it. The keys and counts are checked by
+    :meth:`Scenario.with_deployment`."""
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        key, eq, value = item.strip().partition("=")
+        key = key.strip()
+        try:
+            n = int(value)
+        except ValueError:
+            n = None
+        if not eq or not key or n is None:
+            raise PrfaasInputError(f"expected KEY=N[,KEY=N] (e.g. n_prefill=4,n_decode=4), "
+                                   f"got {item!r}", "--deployment")
+        if key in out:
+            raise PrfaasInputError(f"{key} is given twice", "--deployment")
+        out[key] = n
+    return out
 
 
 def _add_scenario_args(p: argparse.ArgumentParser) -> None:
@@ -543,6 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --scenario: plan for this mean arrival rate (req/s), as "
                         "simulate, compare and train --rate do (prefix reuse, and so L, "
                         "depends on the load)")
+    p.add_argument("--deployment", metavar="KEY=N[,KEY=N]",
+                   help="with --scenario: the 'as deployed' line for these instance counts "
+                        "(n_prfaas, n_prefill, n_decode), as simulate, compare and train take "
+                        "them")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 

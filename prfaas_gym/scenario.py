@@ -67,6 +67,8 @@ from prfaas_gym.workload import TRACE_FORMATS, load_trace, rebased, to_mean_rate
 _TOP_KEYS = {"name", "description", "profile", "deployment", "link", "slo", "workload",
              "bandwidth", "policy", "threshold_tokens", "sim", "env", "randomize"}
 _DEPLOYMENT_KEYS = {"n_prfaas", "n_prefill", "n_decode", "prefix_cache_blocks", "switch_delay_s"}
+#: the instance counts ``--deployment`` may replace (:meth:`Scenario.with_deployment`)
+DEPLOYMENT_COUNTS = ("n_prfaas", "n_prefill", "n_decode")
 _WORKLOAD_KEYS = {"synthetic", "trace", "requests", "eval_fraction", "val_fraction"}
 _ENV_KEYS = {"episode_requests", "max_drain_s"}
 _RANDOMIZE_KEYS = {"rate_scale", "link_gbps", "n_prfaas", "n_local"}
@@ -178,6 +180,7 @@ class Scenario:
     base_dir: Path | None = None
     trace_override: tuple[str, str | None] | None = None
     run_rate: float | None = None  # --rate: every run's mean rate (with_rate)
+    deployment_override: dict[str, int] | None = None  # --deployment (with_deployment)
     where: str = ""  # the scenario file (or shipped name), for error messages
     _bandwidth_samplers: dict[str, BandwidthSampler] = field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -231,6 +234,26 @@ class Scenario:
             raise PrfaasInputError(f"must be a finite number > 0, got {rate!r}", "--rate")
         return dataclasses.replace(self, run_rate=float(rate))
 
+    def with_deployment(self, **counts: int) -> Scenario:
+        """A copy deployed with these instance counts (``--deployment``): any of
+        ``n_prfaas``, ``n_prefill`` and ``n_decode`` (:data:`DEPLOYMENT_COUNTS`). A planned
+        threshold and Λ_max are solved again for the new deployment; a numeric
+        ``threshold_tokens`` is kept. Refuses (:class:`PrfaasInputError`, naming
+        ``--deployment``) an unknown key, a count that is not an integer >= 0, or a
+        deployment without a decode or prefill instance."""
+        for k, v in counts.items():
+            if k not in DEPLOYMENT_COUNTS:
+                raise PrfaasInputError(f"unknown key {k!r}; give any of {list(DEPLOYMENT_COUNTS)}",
+                                       "--deployment")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise PrfaasInputError(f"{k} must be an integer >= 0, got {v!r}", "--deployment")
+        try:
+            profile = self.profile.with_deployment(**counts)
+        except PrfaasInputError as e:
+            raise PrfaasInputError(e.reason, "--deployment") from None
+        return dataclasses.replace(self, profile=profile, deployment_override={
+            **(self.deployment_override or {}), **counts})
+
     def with_bandwidth_trace(self, path: str, fmt: str | None = None,
                              scale_to_gbps: float | None = None,
                              as_recorded: bool = False) -> Scenario:
@@ -276,8 +299,11 @@ class Scenario:
             # the file or folder it found
             bandwidth["path"] = os.path.abspath(resolve_path(bandwidth["path"], self.base_dir,
                                                              f"{self._loc}: bandwidth.path"))
-        return {"scenario": self.where or self.name, "workload": workload,
-                "bandwidth": bandwidth}
+        out = {"scenario": self.where or self.name, "workload": workload,
+               "bandwidth": bandwidth}
+        if self.deployment_override:  # --deployment replaces the scenario's counts
+            out["deployment"] = dict(self.deployment_override)
+        return out
 
     def split_trace(self, split: str) -> Workload:
         """A part of the recorded trace by arrival time: ``train`` (the first ``1 -

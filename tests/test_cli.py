@@ -881,3 +881,22 @@ def test_a_comparison_replaces_every_file_of_an_earlier_one(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "mine"  # not a result file: kept
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
     assert json.loads((out / "summary.json").read_text())["scenario"] == "bursty-fluctuating"
+
+
+def test_deployment_option_reaches_compare_and_its_report(tmp_path, capsys):
+    """compare --deployment runs the scenario with those counts, says so in the heading
+    and records it in summary.json; a malformed value is refused by name."""
+    out = tmp_path / "c"
+    assert main(["compare", "--scenario", "paper-case-study", "--deployment",
+                 "n_prefill=2,n_decode=6", "--policies", "conductor", "--seeds", "1",
+                 "--requests", "40", "--out", str(out), "--no-progress"]) == 0
+    assert "--deployment n_prefill=2,n_decode=6" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sources"]["deployment"] == {"n_prefill": 2, "n_decode": 6}
+    for bad, says in (("n_prefill=4,n_prefill=5", "n_prefill is given twice"),
+                      ("n_prefill", "expected KEY=N"), ("n_prefill=", "expected KEY=N")):
+        assert main(["compare", "--scenario", "paper-case-study", "--deployment", bad,
+                     "--policies", "conductor", "--seeds", "1", "--requests", "40"]) == 2
+        assert f"--deployment: {says}" in capsys.readouterr().err
+    assert main(["plan", "--deployment", "n_prefill=4"]) == 2
+    assert "--deployment needs --scenario" in capsys.readouterr().err

@@ -276,3 +276,40 @@ def test_sources_of_a_scenario_whose_bandwidth_is_a_plain_number(tmp_path):
     sc = load_scenario(_write(tmp_path, d))
     assert sc.sources()["bandwidth"] == 100
     assert sc.bandwidth(0).mean_gbps == pytest.approx(100.0)
+
+
+def test_with_deployment_runs_as_a_copy_of_the_scenario_deployed_so(tmp_path):
+    """--deployment n_prefill=4,n_decode=4 is the scenario file with those counts: the same
+    profile, a planned threshold solved again for it, the same runs; sources() records it."""
+    from agents.compare import run_policy
+    from agents.registry import make_heuristic
+
+    base = load_scenario("bursty-fluctuating")
+    d = yaml.safe_load((Path(base.where) if Path(base.where).exists() else
+                        Path(__file__).resolve().parents[1] / "prfaas_gym" / "data" /
+                        "scenarios" / "bursty-fluctuating.yaml").read_text())
+    d["deployment"].update(n_prefill=4, n_decode=4)
+    copy = load_scenario(_write(tmp_path, d))
+    over = base.with_deployment(n_prefill=4, n_decode=4)
+    assert over.profile == copy.profile != base.profile
+    assert over.threshold_tokens == copy.threshold_tokens != base.threshold_tokens
+    assert over.planned_lambda == copy.planned_lambda
+    a, _ = run_policy(over, make_heuristic("conductor"), 0, split="eval", n=400)
+    b, _ = run_policy(copy, make_heuristic("conductor"), 0, split="eval", n=400)
+    assert a["goodput_rps"] == b["goodput_rps"] and a["ttft_s"] == b["ttft_s"]
+    assert over.sources()["deployment"] == {"n_prefill": 4, "n_decode": 4}
+    assert "deployment" not in base.sources()
+
+
+@pytest.mark.parametrize("counts, says", [
+    ({"n_prefil": 4}, "unknown key 'n_prefil'"),
+    ({"prefix_cache_blocks": 1}, "unknown key"),   # counts only
+    ({"n_prefill": -1}, "n_prefill must be an integer >= 0"),
+    ({"n_prefill": 2.5}, "n_prefill must be an integer >= 0"),
+    ({"n_prefill": True}, "n_prefill must be an integer >= 0"),
+    ({"n_decode": 0}, "at least one decode instance"),
+    ({"n_prfaas": 0, "n_prefill": 0}, "at least one prefill instance"),
+])
+def test_with_deployment_refuses_bad_counts_naming_the_option(counts, says):
+    with pytest.raises(PrfaasInputError, match=rf"^--deployment: .*{says}"):
+        load_scenario("bursty-fluctuating").with_deployment(**counts)
