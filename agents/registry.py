@@ -153,7 +153,19 @@ def source_differences(trained: Any, now: dict[str, Any]) -> list[str]:
         a, b = _link_spec(trained["bandwidth"]), _link_spec(now.get("bandwidth"))
         if not _same_link(a, b):
             out.append(f"was trained on {_link_text(a)}; this run uses {_link_text(b)}")
+    if isinstance(trained.get("deployment"), dict):  # recorded since --deployment came
+        a, b = _counts_text(trained["deployment"]), _counts_text(now.get("deployment"))
+        if a != b:
+            out.append(f"was trained on a deployment of {a}; this run deploys {b}")
     return out
+
+
+def _counts_text(d: Any) -> str:
+    """A deployment's instance counts (``Scenario.sources()["deployment"]``) in words."""
+    if not isinstance(d, dict):
+        return repr(d)
+    return (f"{d.get('n_prfaas')} PrfaaS + {d.get('n_prefill')} prefill / "
+            f"{d.get('n_decode')} decode nodes")
 
 
 def policy_factory(spec: str, scenario: Any, rate: float | None = None) -> Callable[[], Policy]:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -318,7 +319,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from prfaas_gym import planner
     from prfaas_gym.profile import load_profile
 
-    if (args.trace or args.trace_format or args.rate or args.deployment) and not args.scenario:
+    if (args.trace or args.trace_format or args.rate or args.deployment is not None) \
+            and not args.scenario:
         given = ("--trace" if args.trace else "--trace-format" if args.trace_format
                  else "--rate" if args.rate else "--deployment")
         raise PrfaasInputError(f"{given} needs --scenario (the deployment to plan for); "
@@ -528,11 +530,8 @@ def parse_deployment(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in text.split(","):
         key, eq, value = item.strip().partition("=")
-        key = key.strip()
-        try:
-            n = int(value)
-        except ValueError:
-            n = None
+        key, value = key.strip(), value.strip()
+        n = int(value) if re.fullmatch(r"[0-9]+", value) else None  # int() takes "+4", "1_0"
         if not eq or not key or n is None:
             raise PrfaasInputError(f"expected KEY=N[,KEY=N] (e.g. n_prefill=4,n_decode=4), "
                                    f"got {item!r}", "--deployment")

@@ -274,7 +274,8 @@ class Scenario:
 
     def sources(self) -> dict[str, Any]:
         """Where a run's requests and link come from (the scenario file, ``--trace``,
-        ``--bandwidth-trace``; absolute paths), for result files. The workload's ``rate`` is
+        ``--bandwidth-trace``; absolute paths) and the instance counts it deploys
+        (``given_as: --deployment`` where that replaced the scenario's), for result files. The workload's ``rate`` is
         the mean rate its runs play: ``--rate`` (then ``rate_given_as``), a trace's
         ``rate:``, a synthetic spec's mean, or None for a trace at its own arrival times."""
         workload: dict[str, Any]
@@ -299,11 +300,12 @@ class Scenario:
             # the file or folder it found
             bandwidth["path"] = os.path.abspath(resolve_path(bandwidth["path"], self.base_dir,
                                                              f"{self._loc}: bandwidth.path"))
-        out = {"scenario": self.where or self.name, "workload": workload,
-               "bandwidth": bandwidth}
-        if self.deployment_override:  # --deployment replaces the scenario's counts
-            out["deployment"] = dict(self.deployment_override)
-        return out
+        dep = self.profile.deployment
+        deployment: dict[str, Any] = {k: getattr(dep, k) for k in DEPLOYMENT_COUNTS}
+        if self.deployment_override:  # --deployment replaced some of the scenario's counts
+            deployment["given_as"] = "--deployment"
+        return {"scenario": self.where or self.name, "workload": workload,
+                "bandwidth": bandwidth, "deployment": deployment}
 
     def split_trace(self, split: str) -> Workload:
         """A part of the recorded trace by arrival time: ``train`` (the first ``1 -

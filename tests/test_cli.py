@@ -892,11 +892,29 @@ def test_deployment_option_reaches_compare_and_its_report(tmp_path, capsys):
                  "--requests", "40", "--out", str(out), "--no-progress"]) == 0
     assert "--deployment n_prefill=2,n_decode=6" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["sources"]["deployment"] == {"n_prefill": 2, "n_decode": 6}
+    assert summary["sources"]["deployment"] == {"n_prfaas": 4, "n_prefill": 2, "n_decode": 6,
+                                                "given_as": "--deployment"}
     for bad, says in (("n_prefill=4,n_prefill=5", "n_prefill is given twice"),
-                      ("n_prefill", "expected KEY=N"), ("n_prefill=", "expected KEY=N")):
+                      ("n_prefill", "expected KEY=N"), ("n_prefill=", "expected KEY=N"),
+                      ("n_prefill=4.0", "expected KEY=N"), ("n_prefill=1e3", "expected KEY=N"),
+                      ("n_prefill=+4", "expected KEY=N"), ("n_prefill=1_0", "expected KEY=N")):
         assert main(["compare", "--scenario", "paper-case-study", "--deployment", bad,
                      "--policies", "conductor", "--seeds", "1", "--requests", "40"]) == 2
         assert f"--deployment: {says}" in capsys.readouterr().err
-    assert main(["plan", "--deployment", "n_prefill=4"]) == 2
-    assert "--deployment needs --scenario" in capsys.readouterr().err
+    for given in ("n_prefill=4", ""):
+        assert main(["plan", "--deployment", given]) == 2
+        assert "--deployment needs --scenario" in capsys.readouterr().err
+
+
+def test_a_policy_trained_on_another_deployment_says_so():
+    from agents.registry import source_differences
+
+    trained = {"deployment": {"n_prfaas": 4, "n_prefill": 4, "n_decode": 4,
+                              "given_as": "--deployment"}}
+    now = {"deployment": {"n_prfaas": 4, "n_prefill": 3, "n_decode": 5}}
+    assert source_differences(trained, now) == [
+        "was trained on a deployment of 4 PrfaaS + 4 prefill / 4 decode nodes; this run "
+        "deploys 4 PrfaaS + 3 prefill / 5 decode nodes"]
+    same = {"deployment": {"n_prfaas": 4, "n_prefill": 3, "n_decode": 5}}
+    assert source_differences(same, now) == []
+    assert source_differences({}, now) == []  # a record from before deployments were kept

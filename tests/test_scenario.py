@@ -290,15 +290,22 @@ def test_with_deployment_runs_as_a_copy_of_the_scenario_deployed_so(tmp_path):
                         "scenarios" / "bursty-fluctuating.yaml").read_text())
     d["deployment"].update(n_prefill=4, n_decode=4)
     copy = load_scenario(_write(tmp_path, d))
+    base_t, base_lambda = base.threshold_tokens, base.planned_lambda  # cached before the copy
     over = base.with_deployment(n_prefill=4, n_decode=4)
+    assert (base_t, base_lambda) != (over.threshold_tokens, over.planned_lambda)
     assert over.profile == copy.profile != base.profile
     assert over.threshold_tokens == copy.threshold_tokens != base.threshold_tokens
     assert over.planned_lambda == copy.planned_lambda
     a, _ = run_policy(over, make_heuristic("conductor"), 0, split="eval", n=400)
     b, _ = run_policy(copy, make_heuristic("conductor"), 0, split="eval", n=400)
     assert a["goodput_rps"] == b["goodput_rps"] and a["ttft_s"] == b["ttft_s"]
-    assert over.sources()["deployment"] == {"n_prefill": 4, "n_decode": 4}
-    assert "deployment" not in base.sources()
+    assert over.sources()["deployment"] == {"n_prfaas": 4, "n_prefill": 4, "n_decode": 4,
+                                            "given_as": "--deployment"}
+    assert base.sources()["deployment"] == {"n_prfaas": 4, "n_prefill": 3, "n_decode": 5}
+    # with --rate the order does not matter: the plan is solved for both
+    a, b = base.with_rate(3.0).with_deployment(n_prefill=4), \
+        base.with_deployment(n_prefill=4).with_rate(3.0)
+    assert (a.threshold_tokens, a.planned_lambda) == (b.threshold_tokens, b.planned_lambda)
 
 
 @pytest.mark.parametrize("counts, says", [
