@@ -12,13 +12,15 @@ time to the last arrival or completion, whichever is later, so a request served 
 within SLO lengthens a policy's span), and the headroom (what serving every request
 within SLO would give at the best heuristic's span); writes the comparison's
 CSV/JSON/plots, ``heldout.json`` and ``ratios.png`` (each learned policy's paired ratio per
-seed, its mean and 95% CI, and the headroom) to ``--out``. ``--trace``, ``--bandwidth-trace`` and
-``--rate`` replace the scenario's workload, link and load as in ``prfaas train`` and
-``prfaas compare``, for a policy trained on your own trace.
+seed, its mean and 95% CI, and the headroom) to ``--out``. ``--trace``,
+``--bandwidth-trace``, ``--rate`` and ``--deployment`` replace the scenario's workload,
+link, load and instance counts as in ``prfaas train`` and ``prfaas compare``, for a policy
+trained on your own trace or deployment.
 
     python benchmarks/heldout.py --scenario bursty-fluctuating \
         --policy agents/policies/bursty-fluctuating.onnx \
-        --policy agents/policies/bursty-fluctuating-roles.onnx --seeds 5 --out results/heldout-bursty
+        --policy agents/policies/bursty-fluctuating-roles.onnx --seeds 5 \
+        --out results/heldout-bursty
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def learned_labels(policies: list[str], heuristics: list[str]) -> dict[str, str]
     """Row label -> path of each learned policy; policies with one file name (two runs'
     ``best_model.zip``) are told apart by their parent directory. ValueError if a file is
     given twice (``runs/x`` and ``runs/x/`` are one)."""
-    if len({Path(p).resolve() for p in policies}) < len(policies):
-        raise ValueError("a --policy is given twice")
     paths = [Path(p).resolve() for p in policies]
+    if len(set(paths)) < len(paths):
+        raise ValueError("a --policy is given twice")
     labels = [learned_label(str(p), heuristics) for p in paths]
     clash = {x for x in labels if labels.count(x) > 1}
     labels = [f"{p.parent.name}/{p.name}" if x in clash else x for p, x in zip(paths, labels)]
@@ -135,8 +137,8 @@ def main() -> None:
     ap.add_argument("--policy", required=True, action="append",
                     help="exported .onnx, run dir or .zip; repeat it for several policies")
     ap.add_argument("--out", help="directory for runs.csv, summary.json, heldout.json, "
-                                  "ratios.png and the comparison's plots (created if absent; files of an earlier comparison "
-                                  "there are replaced)")
+                                  "ratios.png and the comparison's plots (created if absent; "
+                                  "files of an earlier comparison there are replaced)")
     args = ap.parse_args()
     for policy in args.policy:
         if policy in HEURISTICS or policy == TUNED_THRESHOLD:

@@ -10,9 +10,9 @@ recipe from this table does not look at the held-out ``eval`` split. Writes
 A variant is ``ALGO:WARM:REWARD[:HP[:CURRICULUM]]``: ``ALGO`` one of maskable_ppo, ppo,
 a2c, dqn; ``WARM`` a heuristic name, ``best`` or ``none`` (dqn: ``none`` only); ``REWARD``
 ``completion``, ``first_token`` or ``vs_conductor`` (``env_kwargs.reward``, written into a
-copy of the shipped config); ``HP`` ``shipped`` (the default: the shipped config with its per-scenario
-overrides, e.g. MaskablePPO's gentle fine-tuning step size) or ``base`` (the env id's
-section only, without the per-scenario overrides); ``CURRICULUM`` ``none`` (the default)
+copy of the shipped config); ``HP`` ``shipped`` (the default: the shipped config with its
+per-scenario overrides, e.g. MaskablePPO's gentle fine-tuning step size) or ``base`` (the
+env id's section only, without the per-scenario overrides); ``CURRICULUM`` ``none`` (the default)
 or ``easy``: training starts every range of the scenario's ``randomize:`` at its easiest
 end (lowest load scale, highest link mean, most instances) and widens them to the full
 ranges over the first half of the steps (``curriculum:`` in the config).

@@ -180,7 +180,7 @@ class Scenario:
     base_dir: Path | None = None
     trace_override: tuple[str, str | None] | None = None
     run_rate: float | None = None  # --rate: every run's mean rate (with_rate)
-    deployment_override: dict[str, int] | None = None  # --deployment (with_deployment)
+    deployment_given: bool = False  # --deployment replaced instance counts (with_deployment)
     where: str = ""  # the scenario file (or shipped name), for error messages
     _bandwidth_samplers: dict[str, BandwidthSampler] = field(
         default_factory=dict, init=False, repr=False, compare=False)
@@ -251,8 +251,7 @@ class Scenario:
             profile = self.profile.with_deployment(**counts)
         except PrfaasInputError as e:
             raise PrfaasInputError(e.reason, "--deployment") from None
-        return dataclasses.replace(self, profile=profile, deployment_override={
-            **(self.deployment_override or {}), **counts})
+        return dataclasses.replace(self, profile=profile, deployment_given=True)
 
     def with_bandwidth_trace(self, path: str, fmt: str | None = None,
                              scale_to_gbps: float | None = None,
@@ -275,8 +274,8 @@ class Scenario:
     def sources(self) -> dict[str, Any]:
         """Where a run's requests and link come from (the scenario file, ``--trace``,
         ``--bandwidth-trace``; absolute paths) and the instance counts it deploys
-        (``given_as: --deployment`` where that replaced the scenario's), for result files. The workload's ``rate`` is
-        the mean rate its runs play: ``--rate`` (then ``rate_given_as``), a trace's
+        (``given_as: --deployment`` where that replaced the scenario's), for result files.
+        The workload's ``rate`` is the mean rate its runs play: ``--rate`` (then ``rate_given_as``), a trace's
         ``rate:``, a synthetic spec's mean, or None for a trace at its own arrival times."""
         workload: dict[str, Any]
         if self.trace_override is not None:
@@ -302,7 +301,7 @@ class Scenario:
                                                              f"{self._loc}: bandwidth.path"))
         dep = self.profile.deployment
         deployment: dict[str, Any] = {k: getattr(dep, k) for k in DEPLOYMENT_COUNTS}
-        if self.deployment_override:  # --deployment replaced some of the scenario's counts
+        if self.deployment_given:
             deployment["given_as"] = "--deployment"
         return {"scenario": self.where or self.name, "workload": workload,
                 "bandwidth": bandwidth, "deployment": deployment}
