@@ -71,6 +71,124 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 130 if "interrupted_at" in run else 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """``prfaas capacity``: the rate each policy sustains at an SLO attainment goal."""
+    import sys
+
+    from agents.capacity import (
+        CAPACITY_FILES,
+        best_heuristic,
+        check_goal,
+        load_learned,
+        paired_capacity,
+        parse_scales,
+        plot_attainment,
+        points_csv,
+        summarize_capacity,
+        sweep,
+    )
+    from agents.compare import fmt_ci
+    from prfaas_gym.cli import (
+        _labels,
+        _make_dir,
+        _note_in_sample_tuning,
+        _refuse_inputs,
+        _run_inputs,
+        _writable_dir,
+        note_seeds_share_requests,
+        results_dir_lock,
+        scenario_from_args,
+        write_atomically,
+    )
+    from prfaas_gym.errors import PrfaasInputError
+    from prfaas_gym.metrics import json_safe
+
+    goal = check_goal(args.goal)
+    scales = parse_scales(args.scales)
+    out_dir = _writable_dir(args.out) if args.out is not None else None
+    names = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if not names:
+        raise PrfaasInputError("--policies is empty")
+    specs = dict(zip(_labels(names), names))
+    sc = scenario_from_args(args)
+    nominal = sc.mean_rate(args.split)
+    rates = [nominal * x for x in scales]
+    learned = load_learned(sc, specs)  # a bad path's error before --out is created
+    if out_dir is not None:
+        _refuse_inputs([out_dir / f for f in CAPACITY_FILES], _run_inputs(sc, names))
+    _note_in_sample_tuning(sc, names, args.split)
+    note_seeds_share_requests(sc, args.split, args.requests, args.seeds)
+    if out_dir is not None:
+        _make_dir(out_dir)
+    points = sweep(sc, specs, rates, args.seeds, split=args.split, n=args.requests,
+                   progress=not args.no_progress, learned=learned)
+    summary = summarize_capacity(points, goal)
+    best = best_heuristic(summary, specs)
+    paired = paired_capacity(summary, best) if best is not None else {}
+
+    from rich.console import Console
+    from rich.table import Table
+
+    title = (f"{sc.name}: rate sustained at SLO attainment >= {goal:g}, split {args.split}, "
+             f"{args.seeds} seed{'s' if args.seeds > 1 else ''}, {len(rates)} rates "
+             f"{rates[0]:.3g}-{rates[-1]:.3g} req/s ({scales[0]:g}-{scales[-1]:g}x the "
+             f"split's {nominal:.3g} req/s)"
+             + (f", --deployment {args.deployment}" if args.deployment else ""))
+    table = Table(title=title, caption="per seed: where attainment first falls below the goal, "
+                                       "interpolated between grid rates")
+    for col in ("policy", "sustained req/s", "x scenario rate", "mean curve crosses",
+                f"/ {best} (paired)" if best else "ratio"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for lab, s in summary.items():
+        mean, half = s["sustained"]
+        cross = s["mean_curve"]
+        cross_text = {"above": f"> {cross.rate:.3g}", "below": f"< {cross.rate:.3g}"}.get(
+            cross.censored or "", f"{cross.rate:.3g}")
+        r = paired.get(lab)
+        ratio = "-" if r is None or lab == best else (
+            fmt_ci(*r["ratio"]) + ("" if len(r["ratios"]) == args.seeds
+                                  else f" ({len(r['ratios'])} of {args.seeds} seeds)"))
+        table.add_row(lab, fmt_ci(mean, half), fmt_ci(mean / nominal, half / nominal),
+                      cross_text, ratio)
+    Console(width=160).print(table)
+    for lab, s in summary.items():
+        if s["censored"]:
+            above = sum(v.censored == "above" for v in s["per_seed"].values())
+            print(f"note: {lab}: on {s['censored']} of {args.seeds} seeds the goal is "
+                  + ("met at every rate of the grid (its figure is a lower bound)" if above
+                     else "missed at the lowest rate (its figure is an upper bound)")
+                  + "; widen --scales", file=sys.stderr)
+    if out_dir is not None:
+        doc = {
+            "scenario": sc.name, "goal": goal, "split": args.split,
+            "seeds": list(range(args.seeds)), "requests": args.requests,
+            "scenario_rate": nominal, "scales": scales, "rates": rates,
+            "policies": specs, "best_heuristic": best, "sources": sc.sources(),
+            "results": {lab: {
+                "sustained_rps": s["sustained"],
+                "per_seed": {str(k): {"rate": v.rate, "censored": v.censored}
+                             for k, v in s["per_seed"].items()},
+                "censored_seeds": s["censored"],
+                "mean_curve_crossing": {"rate": s["mean_curve"].rate,
+                                        "censored": s["mean_curve"].censored},
+                "attainment": [{"rate": r, "mean": m, "ci95": h}
+                               for r, (m, h) in zip(s["rates"], s["curve"])],
+                "ratio_to_best_heuristic": (
+                    None if lab not in paired else
+                    {"mean_ci95": paired[lab]["ratio"],
+                     "per_seed": {str(k): v for k, v in paired[lab]["ratios"].items()}}),
+            } for lab, s in summary.items()},
+        }
+        with results_dir_lock(out_dir):
+            write_atomically(out_dir / "capacity.csv", points_csv(points))
+            write_atomically(out_dir / "capacity.json", json.dumps(
+                json_safe(doc), indent=2, allow_nan=False) + "\n")
+            plot_attainment(summary, goal, nominal, sc.name, out_dir / "attainment.png")
+        for f in CAPACITY_FILES:
+            print(f"wrote {out_dir / f}")
+    return 0
+
+
 #: what selects the scenario's requests, link and load, as compare takes it
 SCENARIO_OPTIONS = ("scenario", *SOURCE_OPTIONS)
 
@@ -122,6 +240,25 @@ def add_agent_commands(sub: Any) -> None:
                         "run.json (compare, simulate and heldout.py load it by path)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    from prfaas_gym.cli import _add_scenario_args, positive_int
+
+    p = sub.add_parser("capacity", help="the arrival rate each policy sustains at an SLO "
+                                        "attainment goal (DistServe's goodput)")
+    _add_scenario_args(p)
+    p.add_argument("--policies", required=True,
+                   help="comma-separated heuristic names or checkpoint paths, as compare "
+                        "takes them")
+    p.add_argument("--goal", type=float, default=0.9,
+                   help="the SLO attainment to sustain (default 0.9)")
+    p.add_argument("--scales", default="0.6:1.6:0.1",
+                   help="arrival rates to run, as multiples of the split's mean rate: "
+                        "LO:HI:STEP (default 0.6:1.6:0.1) or a comma-separated list")
+    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--out", help="directory for capacity.csv, capacity.json and "
+                                 "attainment.png (created if absent)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_capacity)
 
     from agents.export import add_export_command
 
