@@ -52,7 +52,7 @@ def test_easy_curriculum_starts_each_range_at_its_easy_end(tmp_path):
     # bursty-fluctuating randomises rate_scale [0.7, 1.4] and link_gbps [10, 40]
     assert rec["hyperparams"]["curriculum"] == {
         "start": {"rate_scale": [0.7, 0.7], "link_gbps": [40.0, 40.0]}, "fraction": 0.5}
-    r = _run("--scenario", "paper-case-study", "--variants", "ppo:none:completion:base:easy",
+    r = _run("--scenario", "paper-homogeneous", "--variants", "ppo:none:completion:base:easy",
              "--out", str(tmp_path / "p"))
     assert r.returncode != 0 and "needs a scenario with `randomize:`" in r.stderr
     assert not (tmp_path / "p").exists()
