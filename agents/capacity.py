@@ -65,8 +65,9 @@ class CapacityPoint:
 
 
 def parse_scales(text: str) -> list[float]:
-    """``--scales``: ``LO:HI:STEP`` (inclusive of ``HI``) or comma-separated multiples of
-    the scenario's mean rate, returned ascending. :class:`PrfaasInputError` naming
+    """``--scales``: ``LO:HI:STEP`` (``LO``, ``LO + STEP``, ... up to ``HI``, which is
+    included where a step lands on it) or comma-separated multiples of the scenario's mean
+    rate, returned ascending. :class:`PrfaasInputError` naming
     ``--scales`` for a value that is not a finite number > 0, a step that is not, a
     repeated value, or fewer than two rates."""
     def number(s: str) -> float:
@@ -86,10 +87,11 @@ def parse_scales(text: str) -> list[float]:
         lo, hi, step = (number(p) for p in parts)
         if hi <= lo:
             raise PrfaasInputError(f"{text!r}: HI must exceed LO", "--scales")
-        k = int(math.floor((hi - lo) / step + 1e-9))
-        if k > 200:
-            raise PrfaasInputError(f"{text!r} gives {k + 1} rates; 201 at most", "--scales")
-        scales = [round(lo + i * step, 10) for i in range(k + 1)]
+        steps = (hi - lo) / step
+        if not steps < 201:  # inf where STEP underflows
+            raise PrfaasInputError(f"{text!r} gives more than 201 rates", "--scales")
+        # 12 significant digits: 0.6 + 3 * 0.1 is 0.9, not 0.8999999999999999
+        scales = [float(f"{lo + i * step:.12g}") for i in range(int(steps + 1e-9) + 1)]
     else:
         scales = [number(p) for p in text.split(",") if p.strip()]
     if len(set(scales)) < len(scales):
@@ -110,17 +112,19 @@ def sustained_rate(rates: Sequence[float], attainment: Sequence[float],
                    goal: float) -> Sustained:
     """The rate at which ``attainment`` (measured at ascending ``rates``) first falls
     below ``goal``, linearly interpolated between the grid rates on either side (see the
-    module docstring). ValueError for rates that are not ascending or lists of other
+    module docstring); an undefined (NaN) attainment is a miss, at the rate before it. ValueError for rates that are not ascending or lists of other
     lengths."""
     if len(rates) != len(attainment) or not rates:
         raise ValueError("one attainment per rate, and at least one rate")
     if any(b <= a for a, b in zip(rates, rates[1:])):
         raise ValueError("rates must be ascending")
     for k, (r, a) in enumerate(zip(rates, attainment)):
-        if a < goal:
+        if not a >= goal:  # NaN (nothing to attain) is not meeting it
             if k == 0:
                 return Sustained(float(r), "below")
             r0, a0 = rates[k - 1], attainment[k - 1]
+            if math.isnan(a):  # no line to follow: the last rate that met it
+                return Sustained(float(r0))
             return Sustained(float(r0 + (a0 - goal) / (a0 - a) * (r - r0)))
     return Sustained(float(rates[-1]), "above")
 
@@ -136,6 +140,20 @@ def load_learned(scenario: Scenario, specs: dict[str, str]) -> dict[str, Callabl
     return {lab: policy_factory(s, scenario) for lab, s in specs.items() if not is_heuristic(s)}
 
 
+def for_scenario(policy: Policy, scenario: Scenario) -> Policy:
+    """``policy`` as it would be loaded for ``scenario``: a role checkpoint
+    (:class:`~agents.learned.LearnedRoles`) gets its router built again, so a threshold
+    router takes ``scenario``'s planned threshold; a routing checkpoint carries its own
+    scales and is returned as it is. The ONNX session is shared, not reloaded."""
+    from agents.learned import LearnedRoles
+
+    if isinstance(policy, LearnedRoles):
+        bound = LearnedRoles(policy.router, policy.name, scenario=scenario)
+        bound.scenario = scenario
+        return bound
+    return policy
+
+
 def sweep(scenario: Scenario, specs: dict[str, str], rates: Sequence[float], seeds: int,
           split: str = "eval", n: int | None = None, progress: bool = True,
           learned: dict[str, Callable[[], Policy]] | None = None) -> list[CapacityPoint]:
@@ -143,8 +161,9 @@ def sweep(scenario: Scenario, specs: dict[str, str], rates: Sequence[float], see
     every rate on seeds ``0..seeds-1``. At each rate a heuristic is built for the scenario
     at that rate (:meth:`Scenario.with_rate`), so a planned threshold is planned, and
     ``prfaas-threshold-tuned``'s grid-searched on the training split, for the load it
-    serves; a learned policy routes every rate with its own scales (``learned``: the
-    factories :func:`load_learned` gives, loaded here where None)."""
+    serves; a checkpoint is loaded once (``learned``: the factories :func:`load_learned`
+    gives, loaded here where None) and bound to each rate's scenario
+    (:func:`for_scenario`)."""
     from tqdm import tqdm
 
     if learned is None:
@@ -159,8 +178,8 @@ def sweep(scenario: Scenario, specs: dict[str, str], rates: Sequence[float], see
         if rate != at_rate:
             at_rate = rate
             sc = scenario.with_rate(rate)
-            factories = {lab: learned.get(lab) or policy_factory(s, sc)
-                         for lab, s in specs.items()}
+            factories = {lab: policy_factory(s, sc) if is_heuristic(s)
+                         else _bound(learned[lab], sc) for lab, s in specs.items()}
         bar.set_postfix_str(f"{lab} {rate:.3g} req/s seed {seed}")
         result, _ = run_policy(sc, factories[lab](), seed, split, n)
         p90 = result["ttft_s"]["p90"]  # None where the run completed nothing
@@ -168,6 +187,11 @@ def sweep(scenario: Scenario, specs: dict[str, str], rates: Sequence[float], see
                                     float(result["goodput_rps"]),
                                     math.nan if p90 is None else float(p90)))
     return points
+
+
+def _bound(factory: Callable[[], Policy], sc: Scenario) -> Callable[[], Policy]:
+    policy = for_scenario(factory(), sc)
+    return lambda: policy
 
 
 def summarize_capacity(points: list[CapacityPoint], goal: float) -> dict[str, dict[str, Any]]:

@@ -110,6 +110,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if not names:
         raise PrfaasInputError("--policies is empty")
     specs = dict(zip(_labels(names), names))
+    if args.baseline is not None:
+        given = args.baseline
+        args.baseline = next((lab for lab, spec in specs.items() if given in (lab, spec)), None)
+        if args.baseline is None:
+            raise PrfaasInputError(f"{given!r} is not one of --policies "
+                                   f"({', '.join(specs)})", "--baseline")
     sc = scenario_from_args(args)
     nominal = sc.mean_rate(args.split)
     rates = [nominal * x for x in scales]
@@ -124,7 +130,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                    progress=not args.no_progress, learned=learned)
     summary = summarize_capacity(points, goal)
     best = best_heuristic(summary, specs)
-    paired = paired_capacity(summary, best) if best is not None else {}
+    baseline = args.baseline or best
+    paired = paired_capacity(summary, baseline) if baseline is not None else {}
 
     from rich.console import Console
     from rich.table import Table
@@ -137,7 +144,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     table = Table(title=title, caption="per seed: where attainment first falls below the goal, "
                                        "interpolated between grid rates")
     for col in ("policy", "sustained req/s", "x scenario rate", "mean curve crosses",
-                f"/ {best} (paired)" if best else "ratio"):
+                f"/ {baseline} (paired)" if baseline else "ratio"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for lab, s in summary.items():
         mean, half = s["sustained"]
@@ -145,25 +152,27 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         cross_text = {"above": f"> {cross.rate:.3g}", "below": f"< {cross.rate:.3g}"}.get(
             cross.censored or "", f"{cross.rate:.3g}")
         r = paired.get(lab)
-        ratio = "-" if r is None or lab == best else (
+        ratio = "-" if r is None or lab == baseline else (
             fmt_ci(*r["ratio"]) + ("" if len(r["ratios"]) == args.seeds
                                   else f" ({len(r['ratios'])} of {args.seeds} seeds)"))
-        table.add_row(lab, fmt_ci(mean, half), fmt_ci(mean / nominal, half / nominal),
-                      cross_text, ratio)
+        bounds = f" ({s['censored']} of {args.seeds} seeds a bound)" if s["censored"] else ""
+        table.add_row(lab, fmt_ci(mean, half) + bounds,
+                      fmt_ci(mean / nominal, half / nominal), cross_text, ratio)
     Console(width=160).print(table)
     for lab, s in summary.items():
-        if s["censored"]:
-            above = sum(v.censored == "above" for v in s["per_seed"].values())
-            print(f"note: {lab}: on {s['censored']} of {args.seeds} seeds the goal is "
-                  + ("met at every rate of the grid (its figure is a lower bound)" if above
-                     else "missed at the lowest rate (its figure is an upper bound)")
-                  + "; widen --scales", file=sys.stderr)
+        for kind, what in (("above", "met at every rate of the grid (a lower bound)"),
+                           ("below", "missed at the lowest rate (an upper bound)")):
+            k = sum(v.censored == kind for v in s["per_seed"].values())
+            if k:
+                print(f"note: {lab}: on {k} of {args.seeds} seeds the goal is {what}; widen "
+                      "--scales", file=sys.stderr)
     if out_dir is not None:
         doc = {
             "scenario": sc.name, "goal": goal, "split": args.split,
             "seeds": list(range(args.seeds)), "requests": args.requests,
             "scenario_rate": nominal, "scales": scales, "rates": rates,
-            "policies": specs, "best_heuristic": best, "sources": sc.sources(),
+            "policies": specs, "best_heuristic": best, "baseline": baseline,
+            "sources": sc.sources(),
             "results": {lab: {
                 "sustained_rps": s["sustained"],
                 "per_seed": {str(k): {"rate": v.rate, "censored": v.censored}
@@ -173,7 +182,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                                         "censored": s["mean_curve"].censored},
                 "attainment": [{"rate": r, "mean": m, "ci95": h}
                                for r, (m, h) in zip(s["rates"], s["curve"])],
-                "ratio_to_best_heuristic": (
+                "ratio_to_baseline": (
                     None if lab not in paired else
                     {"mean_ci95": paired[lab]["ratio"],
                      "per_seed": {str(k): v for k, v in paired[lab]["ratios"].items()}}),
@@ -244,7 +253,8 @@ def add_agent_commands(sub: Any) -> None:
     from prfaas_gym.cli import _add_scenario_args, positive_int
 
     p = sub.add_parser("capacity", help="the arrival rate each policy sustains at an SLO "
-                                        "attainment goal (DistServe's goodput)")
+                                        "attainment goal (DistServe's goodput), on the eval "
+                                        "split unless --split says otherwise")
     _add_scenario_args(p)
     p.add_argument("--policies", required=True,
                    help="comma-separated heuristic names or checkpoint paths, as compare "
@@ -254,6 +264,10 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--scales", default="0.6:1.6:0.1",
                    help="arrival rates to run, as multiples of the split's mean rate: "
                         "LO:HI:STEP (default 0.6:1.6:0.1) or a comma-separated list")
+    p.add_argument("--baseline", help="the policy (a label or spec among --policies) the "
+                                      "others are paired against (default: the heuristic "
+                                      "that sustains the most)")
+    p.set_defaults(split="eval")
     p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--out", help="directory for capacity.csv, capacity.json and "
                                  "attainment.png (created if absent)")
