@@ -67,9 +67,9 @@ class CapacityPoint:
 def parse_scales(text: str) -> list[float]:
     """``--scales``: ``LO:HI:STEP`` (``LO``, ``LO + STEP``, ... up to ``HI``, which is
     included where a step lands on it) or comma-separated multiples of the scenario's mean
-    rate, returned ascending. :class:`PrfaasInputError` naming
-    ``--scales`` for a value that is not a finite number > 0, a step that is not, a
-    repeated value, or fewer than two rates."""
+    rate, returned ascending. :class:`PrfaasInputError` naming ``--scales`` for a value
+    that is not a finite number > 0, a step that is not, more than 201 rates, a repeated
+    value, or fewer than two rates."""
     def number(s: str) -> float:
         try:
             v = float(s)
@@ -112,8 +112,8 @@ def sustained_rate(rates: Sequence[float], attainment: Sequence[float],
                    goal: float) -> Sustained:
     """The rate at which ``attainment`` (measured at ascending ``rates``) first falls
     below ``goal``, linearly interpolated between the grid rates on either side (see the
-    module docstring); an undefined (NaN) attainment is a miss, at the rate before it. ValueError for rates that are not ascending or lists of other
-    lengths."""
+    module docstring); an undefined (NaN) attainment is a miss, at the rate before it.
+    ValueError for rates that are not ascending or lists of other lengths."""
     if len(rates) != len(attainment) or not rates:
         raise ValueError("one attainment per rate, and at least one rate")
     if any(b <= a for a, b in zip(rates, rates[1:])):
@@ -178,8 +178,8 @@ def sweep(scenario: Scenario, specs: dict[str, str], rates: Sequence[float], see
         if rate != at_rate:
             at_rate = rate
             sc = scenario.with_rate(rate)
-            factories = {lab: policy_factory(s, sc) if is_heuristic(s)
-                         else _bound(learned[lab], sc) for lab, s in specs.items()}
+            factories = {name: policy_factory(spec, sc) if is_heuristic(spec)
+                         else _bound(learned[name], sc) for name, spec in specs.items()}
         bar.set_postfix_str(f"{lab} {rate:.3g} req/s seed {seed}")
         result, _ = run_policy(sc, factories[lab](), seed, split, n)
         p90 = result["ttft_s"]["p90"]  # None where the run completed nothing
@@ -190,6 +190,7 @@ def sweep(scenario: Scenario, specs: dict[str, str], rates: Sequence[float], see
 
 
 def _bound(factory: Callable[[], Policy], sc: Scenario) -> Callable[[], Policy]:
+    """A factory of the checkpoint bound to ``sc`` (:func:`for_scenario`), built once."""
     policy = for_scenario(factory(), sc)
     return lambda: policy
 
