@@ -179,8 +179,9 @@ def test_a_role_checkpoint_routes_each_rate_with_that_rates_threshold(tmp_path):
 
 def test_capacity_command_writes_table_csv_json_and_plot(tmp_path, capsys):
     out = tmp_path / "cap"
+    onnx = Path(__file__).resolve().parents[1] / "agents/policies/bursty-fluctuating.onnx"
     assert main(["capacity", "--scenario", "bursty-fluctuating",
-                 "--policies", "conductor,agents/policies/bursty-fluctuating.onnx",
+                 "--policies", f"conductor,{onnx}",
                  "--seeds", "2", "--requests", "80", "--scales", "0.5,1,2",
                  "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
