@@ -92,10 +92,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         _labels,
         _make_dir,
         _note_in_sample_tuning,
-        _refuse_inputs,
-        _run_inputs,
         _writable_dir,
         note_seeds_share_requests,
+        policy_specs,
+        refuse_results_over_inputs,
         results_dir_lock,
         scenario_from_args,
         write_atomically,
@@ -106,9 +106,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     goal = check_goal(args.goal)
     scales = parse_scales(args.scales)
     out_dir = _writable_dir(args.out) if args.out is not None else None
-    names = [p.strip() for p in args.policies.split(",") if p.strip()]
-    if not names:
-        raise PrfaasInputError("--policies is empty")
+    names = policy_specs(args.policies)
     specs = dict(zip(_labels(names), names))
     if args.baseline is not None:
         given = args.baseline
@@ -121,7 +119,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     rates = [nominal * x for x in scales]
     learned = load_learned(sc, specs)  # a bad path's error before --out is created
     if out_dir is not None:
-        _refuse_inputs([out_dir / f for f in CAPACITY_FILES], _run_inputs(sc, names))
+        refuse_results_over_inputs(out_dir, sc, names, CAPACITY_FILES)
     _note_in_sample_tuning(sc, names, args.split)
     note_seeds_share_requests(sc, args.split, args.requests, args.seeds)
     if out_dir is not None:

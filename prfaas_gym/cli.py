@@ -149,12 +149,24 @@ def _refuse_inputs(targets: Sequence[Path], inputs: Sequence[Path]) -> None:
                                        "give another name", target)
 
 
-def refuse_results_over_inputs(out_dir: Path, sc: Any, policy_specs: Sequence[str]) -> None:
-    """Refuse a comparison's ``--out`` folder where its result files
-    (:data:`agents.compare.RESULT_FILES`) would replace what the run reads."""
-    from agents.compare import RESULT_FILES
+def refuse_results_over_inputs(out_dir: Path, sc: Any, policy_specs: Sequence[str],
+                               files: Sequence[str] | None = None) -> None:
+    """Refuse a comparison's ``--out`` folder where its result files (``files``; default
+    :data:`agents.compare.RESULT_FILES`) would replace what the run reads."""
+    if files is None:
+        from agents.compare import RESULT_FILES
 
-    _refuse_inputs([out_dir / f for f in RESULT_FILES], _run_inputs(sc, policy_specs))
+        files = RESULT_FILES
+    _refuse_inputs([out_dir / f for f in files], _run_inputs(sc, policy_specs))
+
+
+def policy_specs(text: str) -> list[str]:
+    """``--policies``: its comma-separated heuristic names and checkpoint paths, stripped;
+    :class:`PrfaasInputError` when it names none."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise PrfaasInputError("--policies is empty")
+    return names
 
 
 def _writable_dir(path: str) -> Path:
@@ -452,9 +464,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from agents.registry import THRESHOLD_POLICIES, TUNED_THRESHOLD, policy_factory
 
     out_dir = _writable_dir(args.out) if args.out is not None else None
-    names = [p.strip() for p in args.policies.split(",") if p.strip()]
-    if not names:
-        raise PrfaasInputError("--policies is empty")
+    names = policy_specs(args.policies)
     labels = _labels(names)
     sc = scenario_from_args(args)
     factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
