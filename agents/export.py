@@ -192,6 +192,42 @@ def _check_out(out_path: Path) -> None:
                                out_path) from None
 
 
+# run.json keys that say how a model was trained, as they are (a run too old to record one
+# leaves it out)
+_TRAINING_KEYS = ("timesteps", "n_envs", "episode_requests", "hyperparams", "train_split",
+                  "validation_split", "randomize", "best_heuristic")
+
+
+def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[str, Any]:
+    """How the exported model was trained and picked, from ``record`` (its run.json): the
+    step budget, vectorised envs, episode length, hyperparameters, splits, the domain
+    randomisation of the training episodes (``randomize``, empty when there was none), the
+    best heuristic on validation, the warm start's ``teacher``, episodes and epochs (None
+    when there was none), and ``validation``: the exported model's row of the validation
+    history (``best_validation`` for ``best_model.zip``; for ``final_model.zip`` the final
+    row of ``eval.json``, None where the run has none)."""
+    out: dict[str, Any] = {k: record[k] for k in _TRAINING_KEYS if k in record}
+    if "warm_start" in record:
+        warm = record["warm_start"]
+        out["warm_start"] = ({k: warm[k] for k in ("teacher", "episodes", "epochs") if k in warm}
+                             if isinstance(warm, dict) else warm)
+    if model == "best":
+        out["validation"] = record.get("best_validation")
+    else:
+        out["validation"] = _final_validation(run_dir)
+    return out
+
+
+def _final_validation(run_dir: Path) -> dict[str, Any] | None:
+    """The row of ``run_dir/eval.json``'s history marked ``final``, or None."""
+    try:
+        history = json.loads((run_dir / "eval.json").read_text())["history"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    finals = [r for r in history if isinstance(r, dict) and r.get("final")]
+    return finals[-1] if finals else None
+
+
 def export_onnx(run_dir: str | Path, out_path: str | Path,
                 model: str = "best") -> tuple[Path, Path]:
     """Export ``run_dir``'s ``best_model.zip`` (``model="best"``) or ``final_model.zip``
@@ -262,6 +298,7 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
         "onnx_file": out_path.name,
+        "training": training_record(record, run_dir, model),
         # a role policy's router and decision interval (PrfaasRoles-v0 only)
         **{k: record[k] for k in ("router", "interval_s", "router_threshold_tokens")
            if k in record},

@@ -78,8 +78,9 @@ class OnnxRouter:
     one this code reads; its ``algo`` is unknown or differs from the one the graph records;
     its env_id, env_version, observation spec hash or action meanings differ from this code
     (the message lists each field as expected vs found); its normalisation scales are not
-    finite positive numbers; the file's sha256 differs from the manifest's; or onnxruntime
-    cannot load the file (corrupt / truncated).
+    finite positive numbers; the file's sha256 differs from the manifest's; onnxruntime
+    cannot load the file (corrupt / truncated); or the graph is not ``obs`` float32
+    ``[batch, N]`` -> ``logits`` float32 ``[batch, actions]`` with a symbolic batch axis.
 
     Session: 1 intra-op thread, sequential; CUDAExecutionProvider first when onnxruntime
     offers it, then the CPU provider. :meth:`logits` is safe to call from several threads;
@@ -130,13 +131,17 @@ class OnnxRouter:
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         in_shape = ins[0].shape if len(ins) == 1 else None
         out_shape = outs[0].shape if len(outs) == 1 else None
+        # the batch axis must be symbolic (a fixed one refuses every other batch size)
         if (in_shape is None or ins[0].name != "obs" or len(in_shape) != 2
-                or in_shape[1] != n_in or out_shape is None or outs[0].name != "logits"
-                or len(out_shape) != 2 or out_shape[1] != n_out):
+                or isinstance(in_shape[0], int) or in_shape[1] != n_in
+                or ins[0].type != "tensor(float)" or out_shape is None
+                or outs[0].name != "logits" or len(out_shape) != 2
+                or isinstance(out_shape[0], int) or out_shape[1] != n_out
+                or outs[0].type != "tensor(float)"):
             raise PrfaasInputError(
-                f"graph signature is {[(i.name, i.shape) for i in ins]} -> "
-                f"{[(o.name, o.shape) for o in outs]}; expected obs [batch, {n_in}] -> "
-                f"logits [batch, {n_out}] ({iface.env_id})", self.path)
+                f"graph signature is {[(i.name, i.type, i.shape) for i in ins]} -> "
+                f"{[(o.name, o.type, o.shape) for o in outs]}; expected obs float32 [batch, "
+                f"{n_in}] -> logits float32 [batch, {n_out}] ({iface.env_id})", self.path)
         # Graphs exported since the exporter began recording it carry their algo too.
         graph_algo = self.session.get_modelmeta().custom_metadata_map.get(ALGO_METADATA_KEY)
         if graph_algo is not None and graph_algo != self.algo:

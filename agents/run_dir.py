@@ -161,6 +161,8 @@ def read_json_record(path: str | Path, what: str) -> dict[str, Any]:
                                f"{e.msg})", path) from None
     except RecursionError:
         raise PrfaasInputError(f"{what} is not valid JSON (nested too deeply)", path) from None
+    except ValueError as e:  # an integer past Python's int-parsing digit limit
+        raise PrfaasInputError(f"{what} cannot be read as JSON: {e}", path) from None
     if not isinstance(data, dict):
         raise PrfaasInputError(f"{what} must hold a JSON object, found {type(data).__name__}",
                                path)
@@ -222,6 +224,12 @@ def check_compatible(record: dict[str, Any], where: str | Path) -> None:
     diffs = [f"{name}: expected {exp!r} (this code), found {got!r}"
              for name, exp, got in checks if type(got) is not type(exp) or got != exp]
     if diffs:
+        if found_hash != iface.spec_hash() and isinstance(obs, dict):
+            # the hash says only that the spec differs; the written spec says where
+            edits = _spec_edits(iface.spec(), obs)
+            diffs.append("the recorded observation spec differs in " + "; ".join(edits)
+                         if edits else "the recorded observation spec is this code's (was "
+                         "only its hash edited?)")
         raise PrfaasInputError("checkpoint is incompatible with this version of prfaas-gym: "
                                + "; ".join(diffs), where)
     edited = _spec_edits(iface.spec(), obs) if isinstance(obs, dict) else []  # hash matched
@@ -233,7 +241,8 @@ def check_compatible(record: dict[str, Any], where: str | Path) -> None:
 
 def _spec_edits(own: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
     """Where ``recorded`` (a record's ``observation``) differs from this code's spec ``own``
-    in version, clip or features (the first differing feature)."""
+    in version, clip or features (the first differing feature, or, where the counts differ,
+    the feature names each side alone has)."""
     edits = [f"observation.{k}: expected {own[k]!r}, found {recorded.get(k)!r}"
              for k in ("version", "clip")
              if type(recorded.get(k)) is not type(own[k]) or recorded.get(k) != own[k]]
@@ -243,6 +252,11 @@ def _spec_edits(own: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
             n = len(feats) if isinstance(feats, list) else feats
             edits.append(f"observation.features: expected {len(own['features'])} features, "
                          f"found {n!r}")
+            if isinstance(feats, list):
+                mine = [f["name"] for f in own["features"]]
+                theirs = [f.get("name") if isinstance(f, dict) else f for f in feats]
+                edits.append(f"features only in this code: {[n for n in mine if n not in theirs]}"
+                             f", only in the record: {[n for n in theirs if n not in mine]}")
         else:
             i = next(i for i, (a, b) in enumerate(zip(own["features"], feats)) if a != b)
             edits.append(f"observation.features[{i}]: expected {own['features'][i]!r}, "
@@ -251,8 +265,9 @@ def _spec_edits(own: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
 
 
 def check_manifest(manifest: dict[str, Any], where: str | Path) -> str:
-    """Refuse an ONNX manifest of another ``format`` than :data:`MANIFEST_FORMAT` or
-    without a known ``algo``; returns the algo. :class:`PrfaasInputError` at ``where``."""
+    """Refuse an ONNX manifest of another ``format`` than :data:`MANIFEST_FORMAT`, without a
+    known ``algo``, or whose ``deterministic`` is not true (this code decides by argmax);
+    returns the algo. :class:`PrfaasInputError` at ``where``."""
     fmt = manifest.get("format")
     if type(fmt) is not int or fmt != MANIFEST_FORMAT:
         raise PrfaasInputError(f"key 'format': this code reads manifest format "
@@ -261,6 +276,11 @@ def check_manifest(manifest: dict[str, Any], where: str | Path) -> str:
     algo = manifest.get("algo")
     if algo not in ALGOS:
         raise PrfaasInputError(f"key 'algo': expected one of {list(ALGOS)}, found {algo!r}",
+                               where)
+    deterministic = manifest.get("deterministic")
+    if deterministic is not True:  # a sampled policy would run here as its argmax, unsaid
+        raise PrfaasInputError("key 'deterministic': this loader decides by the argmax of the "
+                               f"masked logits, so it expects true, found {deterministic!r}",
                                where)
     return algo
 

@@ -206,6 +206,29 @@ def test_mismatched_manifest_refused(runs, tmp_path, field, edit, found):
     msg = str(ei.value)
     assert f"{field}: expected" in msg and found in msg and "policy.manifest.json" in msg
     assert field != "observation.hash" or spec_hash() in msg
+    assert (field == "observation.hash") == ("was only its hash edited?" in msg)
+
+
+def test_a_policy_of_another_observation_spec_is_told_which_features_differ(runs, tmp_path):
+    """A file exported by another version of the code has another spec hash; the loader
+    says what the spec it was trained on has that this code's lacks, and the reverse."""
+    onnx = _copy_export(runs["maskable_ppo"], tmp_path)
+
+    def other_version(m):
+        feats = m["observation"]["features"]
+        feats[:] = [f for f in feats if f["name"] != "recent_tpot"]
+        feats.append({"index": 31, "name": "queue_age", "unit": "s", "norm": "/ slo_ttft"})
+        feats.append({"index": 32, "name": "link_trend", "unit": "-", "norm": "-"})
+        m["observation"].update(hash="feedfacecafebeef", version=2)
+
+    _edit_manifest(onnx, other_version)
+    with pytest.raises(PrfaasInputError) as ei:
+        OnnxRouter(onnx)
+    msg = str(ei.value)
+    assert "observation.hash: expected" in msg and "feedfacecafebeef" in msg
+    assert "observation.version: expected 3, found 2" in msg
+    assert "only in this code: ['recent_tpot'], only in the record: ['queue_age', " \
+        "'link_trend']" in msg
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -237,6 +260,9 @@ def test_missing_or_invalid_manifest(runs, tmp_path):
     mp.write_text("[" * 100_000 + "]" * 100_000)  # deeper than json's recursion allows
     with pytest.raises(PrfaasInputError, match="not valid JSON .nested too deeply"):
         OnnxRouter(onnx)
+    mp.write_text('{"env_version": ' + "9" * 5000 + "}")  # past int()'s digit limit
+    with pytest.raises(PrfaasInputError, match="ONNX manifest cannot be read as JSON: .*digits"):
+        OnnxRouter(onnx)
     mp.unlink()
     with pytest.raises(PrfaasInputError, match="manifest .* is missing") as ei:
         OnnxRouter(onnx)
@@ -258,6 +284,33 @@ def test_nan_weights_refused_at_load(runs, tmp_path):
     _edit_manifest(onnx_path, lambda m: m.update(onnx_sha256=sha256_file(onnx_path)))
     with pytest.raises(PrfaasInputError, match="logits on a probe observation are not finite"):
         OnnxRouter(onnx_path)
+
+
+@pytest.mark.parametrize("elem, batch, width, found", [
+    ("DOUBLE", "batch", N_FEATURES, "tensor(double)"),  # ran, then failed at the first call
+    ("FLOAT", 1, N_FEATURES, "[1, 32]"),  # a fixed batch of one: any other batch failed
+    ("FLOAT", "batch", N_FEATURES - 1, "31"),
+])
+def test_graph_of_another_signature_refused_at_load(runs, tmp_path, elem, batch, width, found):
+    """A well-formed graph that is not obs float32 [batch, N] -> logits float32 [batch, 3]
+    is refused by name at load, not by onnxruntime at the first decision."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    onnx_path = _copy_export(runs["ppo"], tmp_path)
+    dtype = getattr(TensorProto, elem)
+    weight = numpy_helper.from_array(
+        np.ones((width, 3), dtype=helper.tensor_dtype_to_np_dtype(dtype)), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["obs", "w"], ["logits"])], "g",
+        [helper.make_tensor_value_info("obs", dtype, [batch, width])],
+        [helper.make_tensor_value_info("logits", dtype, [batch, 3])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(onnx_path))
+    _edit_manifest(onnx_path, lambda m: m.update(onnx_sha256=sha256_file(onnx_path)))
+    with pytest.raises(PrfaasInputError, match="graph signature is") as ei:
+        OnnxRouter(onnx_path)
+    assert found in str(ei.value) and "expected obs float32 [batch, 32]" in str(ei.value)
 
 
 def test_truncated_onnx_refused(runs, tmp_path):
@@ -536,6 +589,8 @@ def test_bad_scales_refused(runs, tmp_path, value):
     (lambda m: m.update(algo="sac"), "'algo'"),
     (lambda m: m.pop("algo"), "'algo'"),
     (lambda m: m.update(algo="dqn"), "'algo'"),  # the graph is a MaskablePPO policy's
+    (lambda m: m.update(deterministic=False), "'deterministic': .*found False"),
+    (lambda m: m.pop("deterministic"), "'deterministic': .*found None"),
 ])
 def test_manifest_format_and_algo_checked(runs, tmp_path, edit, expected):
     onnx = _copy_export(runs["maskable_ppo"], tmp_path)
