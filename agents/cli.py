@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from agents.train import ALGOS, ENV_IDS, ROUTER
+from agents.train import ALGOS, DEVICES, ENV_IDS, ROUTER, VEC_KINDS
 from prfaas_gym.cli import SOURCE_OPTIONS
 from prfaas_gym.roles_env import ROLES_ENV_ID
 
@@ -227,8 +227,8 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--config", help="hyperparameter YAML keyed by env id (default: shipped)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    p.add_argument("--vec", choices=["auto", "subproc", "dummy"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--vec", choices=VEC_KINDS, default="auto")
     p.add_argument("--eval-freq", type=int, default=20_000, help="env steps between validations")
     p.add_argument("--eval-episodes", type=int, default=8)
     p.add_argument("--warm-start",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import json
 import os
 import shutil
@@ -66,6 +67,8 @@ from prfaas_gym.scenario import Scenario, check_randomize, load_scenario
 
 ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
 ENV_IDS = (ENV_ID, ROLES_ENV_ID)
+DEVICES = ("cpu", "cuda", "auto")
+VEC_KINDS = ("auto", "subproc", "dummy")  #: auto: subprocesses when n_envs > 1
 ROUTER = "conductor"  #: the heuristic that routes requests while a role policy trains
 MAX_SEED = 2**31  # seeds up to seed + n_envs and seed + 10,000 + episodes stay below numpy's 2**32
 _ALLOWED_KWARGS = {
@@ -212,7 +215,7 @@ def curriculum_ranges(start: dict[str, Any], end: dict[str, tuple[float, float]]
 
 def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
                      key_paths: dict[str, str] | None = None,
-                     env_id: str = ENV_ID) -> dict[str, Any]:
+                     env_id: str = ENV_ID, notes: list[str] | None = None) -> dict[str, Any]:
     """Hyperparameters for ``algo`` on ``env_id`` from ``config`` (default: the shipped
     ``agents/configs/<algo>.yaml``), keyed by env id, with per-scenario overrides.
     ``key_paths``, if given, is filled with each returned key's path in the file (e.g.
@@ -221,7 +224,9 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
     Every section (the env id's, ``scenarios:`` and each scenario's overrides, whether or not
     it is ``scenario``) must be a mapping of known keys with valid values (types and ranges
     SB3 accepts; see ``_FLOAT_RULES`` / ``_INT_RULES``); otherwise :class:`PrfaasInputError`
-    naming the file and the key path, e.g. ``tiny.yaml: PrfaasRoute-v0.gamma: ...``."""
+    naming the file and the key path, e.g. ``tiny.yaml: PrfaasRoute-v0.gamma: ...``.
+    ``notes``, if given, receives a sentence for each ``scenarios:`` section named like
+    ``scenario`` but not exactly it (a misspelt override is otherwise silently unused)."""
     if algo not in ALGOS:
         raise PrfaasInputError(f"unknown algorithm {algo!r}; choose from {list(ALGOS)}")
     if config is None:
@@ -240,6 +245,10 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
         _check_hyperparams(algo, _section(section, where, key), where, key, env_id)
     own = per_scenario.get(scenario) or {}
     hp.update(own)
+    near = difflib.get_close_matches(scenario, [str(k) for k in per_scenario], cutoff=0.8)
+    if notes is not None and scenario not in per_scenario and near:
+        notes.append(f"{where}: {env_id}.scenarios has no section {scenario!r}, so its "
+                     f"overrides do not apply; did you mean it by {near[0]!r}?")
     if key_paths is not None:
         key_paths.update({k: f"{env_id}.scenarios.{scenario}.{k}" if k in own else f"{env_id}.{k}"
                           for k in hp})
@@ -613,17 +622,24 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                           ("--warm-start-epochs", warm_start_epochs),
                           ("--episode-requests", episode_requests)):
         if value is not None and not (_is_int(value) and value >= 1):
-            raise PrfaasInputError(f"{option} must be >= 1, got {value!r}")
+            raise PrfaasInputError(f"{option} must be an integer >= 1, got {value!r}")
     if not (_is_int(seed) and 0 <= seed < MAX_SEED):
         raise PrfaasInputError(f"--seed must be >= 0 and < 2**31 (numpy seeds each worker "
                                f"and demonstration from it), got {seed!r}")
+    # the CLI's choices, for callers of this function
+    for option, value, allowed in (("--device", device, DEVICES), ("--vec", vec, VEC_KINDS)):
+        if value not in allowed:
+            raise PrfaasInputError(f"{option} must be one of {list(allowed)}, got {value!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise PrfaasInputError("--device cuda asked for, but torch sees no CUDA device")
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     key_paths: dict[str, str] = {}
-    hp = load_hyperparams(algo, sc.name, config, key_paths, env_id)
+    notes: list[str] = []
+    hp = load_hyperparams(algo, sc.name, config, key_paths, env_id, notes)
+    for note in notes:
+        print(f"prfaas: note: {note}", file=sys.stderr)
     n_steps = hp.get("n_steps", 2048)
     if algo in ("ppo", "maskable_ppo") and n_steps * n_envs < 2:
         raise PrfaasInputError(f"n_steps * --n-envs must be >= 2 for {algo} (it normalises "

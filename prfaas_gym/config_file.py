@@ -75,9 +75,26 @@ def parse_config_yaml(text: str, where: str | Path) -> Any:
         raise PrfaasInputError(f"key {e.key!r} is given twice (first on line {e.first_line}); "
                                "YAML would silently keep only the last, so remove one",
                                f"{where}:{e.line}") from None
+    except yaml.MarkedYAMLError as e:
+        raise PrfaasInputError(f"invalid YAML: {_yaml_problem(e)}", where) from None
     except (yaml.YAMLError, ValueError, RecursionError) as e:
         # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
         raise PrfaasInputError(f"invalid YAML ({e})", where) from None
+
+
+def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
+    """PyYAML's error on one line: the problem and where (1-based), then the construct it
+    was reading and where that began; PyYAML's own text spans several lines with a quote of
+    the source and names the input "<unicode string>"."""
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    text = e.problem or "unreadable"
+    if e.problem_mark is not None:
+        text += f" at {at(e.problem_mark)}"
+    if e.context:
+        text += f" ({e.context}" + (f" at {at(e.context_mark)}" if e.context_mark else "") + ")"
+    return text
 
 
 def read_named_config(name_or_path: str | Path, what: str, shipped_kind: str,

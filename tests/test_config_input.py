@@ -387,6 +387,23 @@ def test_a_scalar_tagged_as_a_mapping_keeps_yamls_own_error():
         parse_config_yaml("a: !!map ab\n", "f.yaml")
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("PrfaasRoute-v0:\n  n_steps: [1, 2\n  gamma: 0.9\n",
+     "f.yaml: invalid YAML: expected ',' or ']', but got ':' at line 3, column 8 (while "
+     "parsing a flow sequence at line 2, column 12)"),
+    ('a: "x\n', "f.yaml: invalid YAML: found unexpected end of stream at line 2, column 1 "
+     "(while scanning a quoted scalar at line 1, column 4)"),
+])
+def test_invalid_yaml_is_one_line_naming_the_line_and_column(text, expected):
+    """PyYAML's own text spans lines, quotes the source and calls the file "<unicode
+    string>"; the error a user gets is one line with the file, line and column."""
+    from prfaas_gym.config_file import parse_config_yaml
+
+    with pytest.raises(PrfaasInputError) as ei:
+        parse_config_yaml(text, "f.yaml")
+    assert str(ei.value) == expected
+
+
 def test_training_config_unreadable_files_are_clear_errors(tmp_path):
     from agents.train import load_hyperparams
 

@@ -120,6 +120,27 @@ def test_export_then_simulate_and_compare(tiny_run, tmp_path, capsys):
     assert "policy.onnx" in capsys.readouterr().out
 
 
+def test_manifest_says_how_the_exported_model_was_trained_and_picked(tiny_run, tmp_path):
+    """A deployed file carries its training recipe (budget, randomisation, teacher, splits)
+    and the validation row of the model it holds: the best one or the final one."""
+    run = json.loads((tiny_run / "run.json").read_text())
+    history = json.loads((tiny_run / "eval.json").read_text())["history"]
+    for model, row in (("best", run["best_validation"]),
+                       ("final", next(r for r in history if r.get("final")))):
+        out = tmp_path / f"{model}.onnx"
+        assert main(["export", str(tiny_run), "--model", model, "--out", str(out)]) == 0
+        training = json.loads((tmp_path / f"{model}.manifest.json").read_text())["training"]
+        assert training["validation"] == row
+        assert training["timesteps"] == 256 and training["n_envs"] == 2
+        assert training["episode_requests"] == 32
+        assert training["warm_start"] == {"teacher": "conductor", "episodes": 1, "epochs": 2}
+        assert training["randomize"] == run["randomize"]
+        assert training["hyperparams"] == run["hyperparams"]
+        assert training["best_heuristic"] == run["best_heuristic"]
+        assert (training["train_split"], training["validation_split"]) == ("train", "val")
+    assert history[-1]["final"] and history[-1]["timesteps"] >= 256
+
+
 def test_unknown_hyperparameter_is_named(tmp_path):
     from agents.train import load_hyperparams
     from prfaas_gym.errors import PrfaasInputError
@@ -397,10 +418,10 @@ def test_train_into_an_existing_empty_directory(tmp_path, tiny_config):
     (["--trace-format", "azure"], "--trace-format applies to --trace, which is not given"),
     (["--bandwidth-gbps", "5"], "--bandwidth-gbps applies to --bandwidth-trace"),
     (["--trace", "no-such-trace.jsonl"], "--trace: file not found: no-such-trace.jsonl"),
-    (["--episode-requests", "0"], "--episode-requests must be >= 1, got 0"),
-    (["--episode-requests", "-3"], "--episode-requests must be >= 1, got -3"),
+    (["--episode-requests", "0"], "--episode-requests must be an integer >= 1, got 0"),
+    (["--episode-requests", "-3"], "--episode-requests must be an integer >= 1, got -3"),
     (["--seed", "-1"], "--seed must be >= 0 and < 2**31 (numpy seeds each worker and demonstration from it), got -1"),
-    (["--timesteps", "0"], "--timesteps must be >= 1, got 0"),
+    (["--timesteps", "0"], "--timesteps must be an integer >= 1, got 0"),
 ])
 def test_train_validates_options_before_creating_the_run_directory(tmp_path, tiny_config,
                                                                    capsys, extra, expected):
@@ -408,6 +429,50 @@ def test_train_validates_options_before_creating_the_run_directory(tmp_path, tin
     assert main(_train_argv(out, tiny_config, *extra)) == 2
     assert expected in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"vec": "x"}, "--vec must be one of ['auto', 'subproc', 'dummy'], got 'x'"),
+    ({"device": "tpu"}, "--device must be one of ['cpu', 'cuda', 'auto'], got 'tpu'"),
+    ({"timesteps": 1.5}, "--timesteps must be an integer >= 1, got 1.5"),
+])
+def test_python_api_refuses_what_the_cli_refuses(tmp_path, tiny_config, kwargs, expected):
+    """train() called from Python checks the options the CLI restricts with choices."""
+    from agents.train import train
+    from prfaas_gym.errors import PrfaasInputError
+
+    args = {"timesteps": 32, "vec": "dummy", "device": "cpu", **kwargs}
+    with pytest.raises(PrfaasInputError) as ei:
+        train("maskable_ppo", "bursty-fluctuating", args.pop("timesteps"), n_envs=1,
+              config=tiny_config, out=tmp_path / "run", eval_freq=32, eval_episodes=1,
+              progress=False, warm_start="none", episode_requests=16, **args)
+    assert expected in str(ei.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_misspelt_scenario_override_is_named(tmp_path, capsys):
+    """The shipped recipes live in per-scenario overrides: one under a misspelt name would
+    silently train with the base values, so train says so before it starts."""
+    from agents.train import load_hyperparams
+
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "policy": "MlpPolicy", "n_steps": 32, "batch_size": 32, "n_epochs": 1,
+        "learning_rate": 3e-4, "policy_kwargs": {"net_arch": [8]},
+        "scenarios": {"bursty-fluctuatng": {"learning_rate": 5e-5},
+                      "paper-case-study": {"learning_rate": 1e-5}}}}))
+    notes: list[str] = []
+    hp = load_hyperparams("maskable_ppo", "bursty-fluctuating", cfg, notes=notes)
+    assert hp["learning_rate"] == 3e-4
+    assert notes == [f"{cfg}: PrfaasRoute-v0.scenarios has no section 'bursty-fluctuating', "
+                     "so its overrides do not apply; did you mean it by 'bursty-fluctuatng'?"]
+    notes.clear()  # a section for another scenario is no typo
+    assert load_hyperparams("maskable_ppo", "paper-case-study", cfg,
+                            notes=notes)["learning_rate"] == 1e-5
+    assert load_hyperparams("maskable_ppo", "mooncake-conversation", cfg, notes=notes) \
+        and notes == []
+    assert main(_train_argv(tmp_path / "run", cfg)) == 0
+    assert "did you mean it by 'bursty-fluctuatng'?" in capsys.readouterr().err
 
 
 def test_train_on_an_unusable_trace_leaves_no_run_directory(tmp_path, tiny_config, capsys):
