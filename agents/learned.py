@@ -54,6 +54,7 @@ class Router(Protocol):
     scales: FeatureScales
     interface: Interface
     manifest: dict[str, Any]
+    manifest_path: Path  #: where ``manifest`` was read (a .manifest.json or run.json)
 
     def logits(self, obs: np.ndarray) -> np.ndarray: ...
 
@@ -110,7 +111,7 @@ class OnnxRouter:
                                    f"key 'onnx_sha256': expected a hex string, found "
                                    f"{expected!r}", self.manifest_path)
         found = sha256_file(self.path)
-        if found != expected:
+        if found != expected.lower():  # hex digits: either case is the same hash
             raise PrfaasInputError("the ONNX file does not match its manifest (modified or "
                                    f"truncated?): sha256 expected {expected} (manifest), "
                                    f"found {found}", self.path)
@@ -207,6 +208,7 @@ class Sb3Router:
         self.interface = interface(record["env_id"])
         self.path = Path(zip_path)
         self.manifest = record
+        self.manifest_path = Path(record_path)
         self.algo = str(record["algo"])
         self.scales = scales_from_record(record, record_path)
         self.model = load_sb3(self.path, self.algo, self.interface.n_features)
@@ -332,17 +334,17 @@ class LearnedRoles(LearnedPolicy):
         route, interval = record.get("router"), record.get("interval_s")
         if not isinstance(route, str):
             raise PrfaasInputError(f"key 'router': expected a heuristic's name, found "
-                                   f"{route!r}", router.path)
+                                   f"{route!r}", router.manifest_path)
         if not (is_finite_number(interval) and interval > 0):
             raise PrfaasInputError(f"key 'interval_s': expected a number of seconds > 0, "
-                                   f"found {interval!r}", router.path)
+                                   f"found {interval!r}", router.manifest_path)
         thr = record.get("router_threshold_tokens")
         try:  # a threshold router routes by the scenario's planned threshold, else as trained
             self.route_policy: Policy = make_router(
                 route, scenario, None if scenario is not None or not is_finite_number(thr)
                 else float(thr))
         except PrfaasInputError as e:
-            raise PrfaasInputError(f"key 'router': {e.reason}", router.path) from None
+            raise PrfaasInputError(f"key 'router': {e.reason}", router.manifest_path) from None
         self.tick_interval_s = float(interval)
         self.role_featurizer = RoleFeaturizer(self.scales)
         self.role_changes = 0  #: changes requested since :meth:`reset`

@@ -295,9 +295,12 @@ def scales_from_record(record: dict[str, Any], where: str | Path) -> Any:
 
     obs = record.get("observation")
     scales = obs.get("scales") if isinstance(obs, dict) else None
-    if not isinstance(scales, dict):
+    if scales is None:
         raise PrfaasInputError("key 'observation.scales' is missing (the normalisation "
                                "constants)", where)
+    if not isinstance(scales, dict):
+        raise PrfaasInputError("key 'observation.scales': expected a mapping of the "
+                               f"normalisation constants, found {type(scales).__name__}", where)
     fields = {f.name for f in dataclasses.fields(FeatureScales)}
     if set(scales) != fields:
         raise PrfaasInputError(f"key 'observation.scales': expected fields {sorted(fields)}, "

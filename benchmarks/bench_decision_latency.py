@@ -36,6 +36,8 @@ from agents.registry import make_heuristic  # noqa: E402
 from agents.run_dir import read_run_json  # noqa: E402
 from prfaas_gym.actions import action_masks, action_to_decision  # noqa: E402
 from prfaas_gym.cli import positive_int, run_script
+from prfaas_gym.env import ENV_ID  # noqa: E402
+from prfaas_gym.errors import PrfaasInputError  # noqa: E402
 from prfaas_gym.scenario import load_scenario  # noqa: E402
 from prfaas_gym.simulator import Simulator  # noqa: E402
 
@@ -130,6 +132,10 @@ def main() -> None:
         onnx_path, _ = export_onnx(run_dir, tmpdir / "policy.onnx")
     elif Path(args.path).is_dir():
         run_dir = Path(args.path)
+        env_id = read_run_json(run_dir).get("env_id")
+        if env_id != ENV_ID:  # said before the export, whose temporary file it would name
+            raise PrfaasInputError(f"is a {env_id} run; this benchmark times {ENV_ID}'s "
+                                   "per-request routing decisions", run_dir)
         onnx_path, _ = export_onnx(run_dir, tmpdir / "policy.onnx")
     else:
         onnx_path = Path(args.path)

@@ -44,8 +44,10 @@ def make_router(router: str | Policy, scenario: Scenario | None = None,
         from agents.registry import HEURISTICS, make_heuristic  # the heuristics live in agents/
 
         if router not in HEURISTICS:
-            raise PrfaasInputError(f"unknown router {router!r}; choose a heuristic from "
-                                   f"{sorted(HEURISTICS)}", "router")
+            routers = [n for n in sorted(HEURISTICS)
+                       if not getattr(make_heuristic(n), "tick_interval_s", None)]
+            raise PrfaasInputError(f"unknown router {router!r}; choose a heuristic that only "
+                                   f"routes: {routers}", "router")
         thr = None
         if router in THRESHOLD_ROUTERS:
             thr = threshold_tokens if threshold_tokens is not None else \

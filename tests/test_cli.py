@@ -285,6 +285,17 @@ def test_benchmarks_report_bad_input_in_one_line(script, args, needle):
     assert needle in p.stderr and "Traceback" not in p.stderr
 
 
+def test_latency_benchmark_names_a_role_run_as_given(tmp_path):
+    """A role run is refused naming the directory given, not the temporary export."""
+    (tmp_path / "run.json").write_text(json.dumps({"algo": "maskable_ppo",
+                                                    "env_id": "PrfaasRoles-v0"}))
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_decision_latency.py"),
+                        str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=root)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"{tmp_path}: is a PrfaasRoles-v0 run" in p.stderr and "prfaas-bench-" not in p.stderr
+
+
 def test_threshold_tuning_module_reports_bad_input_in_one_line():
     root = Path(__file__).resolve().parents[1]
     for args, needle in (([], "the following arguments are required: scenario"),

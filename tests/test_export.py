@@ -581,6 +581,27 @@ def test_bad_scales_refused(runs, tmp_path, value):
         assert "run.json" in msg and "observation.scales.lambda_ref" in msg
 
 
+@pytest.mark.parametrize("scales, expected", [
+    (None, "key 'observation.scales' is missing"),
+    ([1.0, 2.0], "key 'observation.scales': expected a mapping of the normalisation "
+                 "constants, found list"),
+])
+def test_scales_missing_or_not_a_mapping(runs, tmp_path, scales, expected):
+    onnx = _copy_export(runs["maskable_ppo"], tmp_path)
+    _edit_manifest(onnx, lambda m: m["observation"].update(scales=scales))
+    with pytest.raises(PrfaasInputError, match=expected):
+        OnnxRouter(onnx)
+
+
+def test_an_upper_case_sha256_is_the_same_hash(runs, tmp_path):
+    onnx = _copy_export(runs["ppo"], tmp_path)
+    _edit_manifest(onnx, lambda m: m.update(onnx_sha256=m["onnx_sha256"].upper()))
+    assert OnnxRouter(onnx).logits(np.zeros(N_FEATURES, np.float32)).shape == (1, 3)
+    _edit_manifest(onnx, lambda m: m.update(onnx_sha256="A" * 64))
+    with pytest.raises(PrfaasInputError, match="does not match its manifest"):
+        OnnxRouter(onnx)
+
+
 @pytest.mark.parametrize("edit, expected", [
     (lambda m: m.update(format=99), "'format'"),
     (lambda m: m.update(format="1"), "'format'"),

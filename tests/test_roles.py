@@ -305,8 +305,14 @@ def test_a_role_checkpoint_is_not_a_router_and_vice_versa(role_run, tmp_path):
         OnnxRouter(dst)
     m["env_id"], m["router"] = "PrfaasRoles-v0", "oracle"
     manifest_path_for(dst).write_text(json.dumps(m))
-    with pytest.raises(PrfaasInputError, match="key 'router'"):
+    with pytest.raises(PrfaasInputError, match="key 'router'") as ei:
         load_learned_policy(dst)
+    assert str(manifest_path_for(dst)) in str(ei.value)  # the file that holds the key
+    m["router"], m["interval_s"] = "conductor", -1
+    manifest_path_for(dst).write_text(json.dumps(m))
+    with pytest.raises(PrfaasInputError, match="key 'interval_s'") as ei:
+        load_learned_policy(dst)
+    assert str(manifest_path_for(dst)) in str(ei.value)
 
 
 def test_train_refuses_a_router_for_the_routing_env(tmp_path, capsys):
@@ -411,8 +417,10 @@ def test_an_episode_that_drains_before_its_first_tick_takes_one_step(bursty):
 def test_routers_that_switch_roles_or_do_not_exist_are_refused(bursty):
     with pytest.raises(PrfaasInputError, match="'prfaas-dual' switches roles itself"):
         PrfaasRolesEnv(bursty, router="prfaas-dual")
-    with pytest.raises(PrfaasInputError, match="unknown router 'nope'; choose a heuristic"):
+    with pytest.raises(PrfaasInputError, match="unknown router 'nope'; choose a heuristic") \
+            as ei:
         PrfaasRolesEnv(bursty, router="nope")
+    assert "'conductor'" in str(ei.value) and "prfaas-dual" not in str(ei.value)  # refused
     with pytest.raises(PrfaasInputError, match="episode_requests"):
         PrfaasRolesEnv(bursty, episode_requests=0)
     # a threshold router routes by the scenario's planned threshold, as compare gives it
