@@ -489,6 +489,36 @@ def test_shipped_policies_match_this_code_and_route(name, shared_traces):
     assert learned["goodput_rps"] >= 0.9 * conductor["goodput_rps"]
 
 
+@pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
+                                  "paper-case-study", "bursty-fluctuating-roles"])
+def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
+    """Each shipped file's manifest says how it was trained, and that is the command
+    agents/policies/README.md gives for it: scenario, seed, steps, envs, validation
+    episodes' split and the warm start's teacher, from a clean tree."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "agents" / "policies"
+    m = json.loads((root / f"{name}.manifest.json").read_text())
+    (row,) = [line for line in (root / "README.md").read_text().splitlines()
+              if line.startswith(f"| `{name}.onnx`")]
+
+    def flag(option: str, default: str | None = None) -> str | None:
+        found = re.search(rf"{option} (\S+)", row)
+        return found.group(1) if found else default
+
+    t = m["training"]
+    assert m["scenario"] == flag("--scenario") and m["seed"] == int(flag("--seed"))
+    assert m["env_id"] == flag("--env", "PrfaasRoute-v0")
+    assert t["timesteps"] == int(flag("--timesteps")) and t["n_envs"] == int(flag("--n-envs"))
+    assert m["commit_dirty"] is False and m["scenario_sources"]["scenario"] == m["scenario"]
+    if m["env_id"] == "PrfaasRoute-v0":  # the best heuristic on validation, unless named
+        teacher = flag("--warm-start", t["best_heuristic"]["name"])
+        assert t["warm_start"]["teacher"] == teacher
+    else:
+        assert t["warm_start"] is None
+    assert t["validation"]["best"] is True  # the checkpoint export takes by default
+
+
 # -- atomic export and bad --out ----------------------------------------------------------------
 
 def _pair_bytes(onnx: Path) -> tuple[bytes, bytes]:
