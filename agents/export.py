@@ -195,17 +195,18 @@ def _check_out(out_path: Path) -> None:
 # run.json keys that say how a model was trained, as they are (a run too old to record one
 # leaves it out)
 _TRAINING_KEYS = ("timesteps", "n_envs", "episode_requests", "hyperparams", "train_split",
-                  "validation_split", "randomize", "best_heuristic")
+                  "validation_split", "validation_seeds", "randomize", "best_heuristic")
 
 
 def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[str, Any]:
     """How the exported model was trained and picked, from ``record`` (its run.json): the
-    step budget, vectorised envs, episode length, hyperparameters, splits, the domain
-    randomisation of the training episodes (``randomize``, empty when there was none), the
-    best heuristic on validation, the warm start's ``teacher``, episodes and epochs (None
-    when there was none), and ``validation``: the exported model's row of the validation
-    history (``best_validation`` for ``best_model.zip``; for ``final_model.zip`` the final
-    row of ``eval.json``, None where the run has none)."""
+    step budget, vectorised envs, episode length, hyperparameters, splits, the validation
+    episodes' seeds, the domain randomisation of the training episodes (``randomize``,
+    empty when there was none), the best heuristic on validation (its goodput there is the
+    baseline the checkpoints were measured against), the warm start's ``teacher``, episodes
+    and epochs (None when there was none), and ``validation``: the exported model's row of
+    the validation history (``best_validation`` for ``best_model.zip``; for
+    ``final_model.zip`` the final row of ``eval.json``, None where the run has none)."""
     out: dict[str, Any] = {k: record[k] for k in _TRAINING_KEYS if k in record}
     if "warm_start" in record:
         warm = record["warm_start"]

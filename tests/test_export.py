@@ -519,6 +519,33 @@ def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
     assert t["validation"]["best"] is True  # the checkpoint export takes by default
 
 
+@pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
+                                  "paper-case-study", "bursty-fluctuating-roles"])
+def test_shipped_policies_validation_baseline_is_this_codes(name, shared_traces):
+    """The goodput of the best heuristic on the shipped run's validation episodes, as its
+    manifest records it, is what this code computes on those episodes. A change to the
+    simulator, workloads or links changes it, and then the command in
+    agents/policies/README.md no longer makes the shipped file: rerun it and ship what it
+    picks (the bursty and Mooncake files had drifted for 117 commits before this test)."""
+    from agents.evaluation import best_heuristic, hold, mean_goodput, run_role_episodes
+
+    root = Path(__file__).resolve().parents[1] / "agents" / "policies"
+    m = json.loads((root / f"{name}.manifest.json").read_text())
+    t, sc = m["training"], load_scenario(m["scenario"])
+    recorded = t["best_heuristic"]
+    if m["env_id"] == "PrfaasRoles-v0":
+        now = mean_goodput(run_role_episodes(sc, hold, t["validation_seeds"], "val",
+                                             t["episode_requests"], m["router"],
+                                             m["interval_s"]))
+    else:
+        _, _, table = best_heuristic(sc, t["validation_seeds"], "val", [recorded["name"]],
+                                     t["episode_requests"])
+        now = table[recorded["name"]]
+    assert now == pytest.approx(recorded["goodput_rps"], rel=1e-9), (
+        f"{name}: {recorded['name']} on the validation episodes scores {now} here, "
+        f"{recorded['goodput_rps']} when the shipped file was trained: retrain it")
+
+
 # -- atomic export and bad --out ----------------------------------------------------------------
 
 def _pair_bytes(onnx: Path) -> tuple[bytes, bytes]:
