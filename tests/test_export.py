@@ -493,8 +493,9 @@ def test_shipped_policies_match_this_code_and_route(name, shared_traces):
                                   "paper-case-study", "bursty-fluctuating-roles"])
 def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
     """Each shipped file's manifest says how it was trained, and that is the command
-    agents/policies/README.md gives for it: scenario, seed, steps, envs, validation
-    episodes' split and the warm start's teacher, from a clean tree."""
+    agents/policies/README.md gives for it, run today: scenario, seed, steps, envs, the
+    warm start's teacher, from a clean tree, with the hyperparameters the shipped config
+    gives and the training ranges the scenario gives (a change to either needs a retrain)."""
     import re
 
     root = Path(__file__).resolve().parents[1] / "agents" / "policies"
@@ -517,6 +518,12 @@ def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
     else:
         assert t["warm_start"] is None
     assert t["validation"]["best"] is True  # the checkpoint export takes by default
+    # the recipe the command takes today: the shipped config and the scenario's ranges
+    from agents.train import load_hyperparams
+
+    assert t["hyperparams"] == load_hyperparams(m["algo"], m["scenario"], env_id=m["env_id"])
+    assert t["randomize"] == {k: list(v) for k, v in load_scenario(m["scenario"])
+                              .randomize.items()}
 
 
 @pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
