@@ -49,6 +49,7 @@ from agents.run_dir import (
 )
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import N_FEATURES
+from prfaas_gym.metrics import json_safe
 
 OPSET = 17
 MASKS_NOTE = "applied by the caller: logits of infeasible actions set to -inf before argmax"
@@ -195,13 +196,14 @@ def _check_out(out_path: Path) -> None:
 # run.json keys that say how a model was trained, as they are (a run too old to record one
 # leaves it out)
 _TRAINING_KEYS = ("timesteps", "n_envs", "episode_requests", "hyperparams", "train_split",
-                  "validation_split", "validation_seeds", "randomize", "best_heuristic")
+                  "validation_split", "validation_seeds", "eval_freq", "eval_episodes",
+                  "randomize", "best_heuristic")
 
 
 def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[str, Any]:
     """How the exported model was trained and picked, from ``record`` (its run.json): the
     step budget, vectorised envs, episode length, hyperparameters, splits, the validation
-    episodes' seeds, the domain randomisation of the training episodes (``randomize``,
+    episodes' seeds and how often they ran (``eval_freq``, ``eval_episodes``), the domain randomisation of the training episodes (``randomize``,
     empty when there was none), the best heuristic on validation (its goodput there is the
     baseline the checkpoints were measured against), the warm start's ``teacher``, episodes
     and epochs (None when there was none), and ``validation``: the exported model's row of
@@ -223,7 +225,7 @@ def _final_validation(run_dir: Path) -> dict[str, Any] | None:
     """The row of ``run_dir/eval.json``'s history marked ``final``, or None."""
     try:
         history = json.loads((run_dir / "eval.json").read_text())["history"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     finals = [r for r in history if isinstance(r, dict) and r.get("final")]
     return finals[-1] if finals else None
@@ -319,7 +321,9 @@ def export_onnx(run_dir: str | Path, out_path: str | Path,
     try:
         tmp_onnx.write_bytes(data)
         manifest["onnx_sha256"] = sha256_file(tmp_onnx)
-        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+        # strict JSON: a NaN copied from a hand-edited run record is written as null
+        tmp_manifest.write_text(json.dumps(json_safe(manifest), indent=2, allow_nan=False)
+                                + "\n")
         for tmp, existing in ((tmp_onnx, out_path), (tmp_manifest, manifest_path)):
             if existing.exists():  # a re-export keeps the files' permissions
                 shutil.copymode(existing, tmp)

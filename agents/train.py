@@ -247,8 +247,9 @@ def load_hyperparams(algo: str, scenario: str, config: str | Path | None = None,
     hp.update(own)
     near = difflib.get_close_matches(scenario, [str(k) for k in per_scenario], cutoff=0.8)
     if notes is not None and scenario not in per_scenario and near:
-        notes.append(f"{where}: {env_id}.scenarios has no section {scenario!r}, so its "
-                     f"overrides do not apply; did you mean it by {near[0]!r}?")
+        notes.append(f"{where}: {env_id}.scenarios has a section {near[0]!r} but none "
+                     f"named {scenario!r}, the scenario trained, so no override applies "
+                     "(a typo?)")
     if key_paths is not None:
         key_paths.update({k: f"{env_id}.scenarios.{scenario}.{k}" if k in own else f"{env_id}.{k}"
                           for k in hp})

@@ -38,6 +38,7 @@ from prfaas_gym.actions import action_masks, action_to_decision  # noqa: E402
 from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.env import ENV_ID  # noqa: E402
 from prfaas_gym.errors import PrfaasInputError  # noqa: E402
+from prfaas_gym.interfaces import env_ids  # noqa: E402
 from prfaas_gym.scenario import load_scenario  # noqa: E402
 from prfaas_gym.simulator import Simulator  # noqa: E402
 
@@ -133,7 +134,9 @@ def main() -> None:
     elif Path(args.path).is_dir():
         run_dir = Path(args.path)
         env_id = read_run_json(run_dir).get("env_id")
-        if env_id != ENV_ID:  # said before the export, whose temporary file it would name
+        # said before the export, whose temporary file the loader's refusal would name (an
+        # unknown env id is left to the export's own compatibility check)
+        if env_id in env_ids() and env_id != ENV_ID:
             raise PrfaasInputError(f"is a {env_id} run; this benchmark times {ENV_ID}'s "
                                    "per-request routing decisions", run_dir)
         onnx_path, _ = export_onnx(run_dir, tmpdir / "policy.onnx")

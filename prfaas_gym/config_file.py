@@ -77,6 +77,12 @@ def parse_config_yaml(text: str, where: str | Path) -> Any:
                                f"{where}:{e.line}") from None
     except yaml.MarkedYAMLError as e:
         raise PrfaasInputError(f"invalid YAML: {_yaml_problem(e)}", where) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow; no mark
+        before = text[:e.position]
+        line, column = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+        code = e.character if isinstance(e.character, int) else ord(e.character[:1] or "\0")
+        raise PrfaasInputError(f"invalid YAML: character U+{code:04X} is not allowed "
+                               f"({e.reason}) at line {line}, column {column}", where) from None
     except (yaml.YAMLError, ValueError, RecursionError) as e:
         # ValueError: an integer of over 4300 digits; RecursionError: nesting too deep
         raise PrfaasInputError(f"invalid YAML ({e})", where) from None

@@ -393,6 +393,8 @@ def test_a_scalar_tagged_as_a_mapping_keeps_yamls_own_error():
      "parsing a flow sequence at line 2, column 12)"),
     ('a: "x\n', "f.yaml: invalid YAML: found unexpected end of stream at line 2, column 1 "
      "(while scanning a quoted scalar at line 1, column 4)"),
+    ("a: 1\nbc: \x07\n", "f.yaml: invalid YAML: character U+0007 is not allowed "
+     "(special characters are not allowed) at line 2, column 5"),
 ])
 def test_invalid_yaml_is_one_line_naming_the_line_and_column(text, expected):
     """PyYAML's own text spans lines, quotes the source and calls the file "<unicode

@@ -286,28 +286,36 @@ def test_nan_weights_refused_at_load(runs, tmp_path):
         OnnxRouter(onnx_path)
 
 
-@pytest.mark.parametrize("elem, batch, width, found", [
-    ("DOUBLE", "batch", N_FEATURES, "tensor(double)"),  # ran, then failed at the first call
-    ("FLOAT", 1, N_FEATURES, "[1, 32]"),  # a fixed batch of one: any other batch failed
-    ("FLOAT", "batch", N_FEATURES - 1, "31"),
+@pytest.mark.parametrize("elem, batch, width, out_elem, out_batch, found", [
+    ("DOUBLE", "batch", N_FEATURES, "DOUBLE", "batch", "tensor(double)"),  # failed at first call
+    ("FLOAT", 1, N_FEATURES, "FLOAT", 1, "[1, 32]"),  # a fixed batch of one: others failed
+    ("FLOAT", "batch", N_FEATURES - 1, "FLOAT", "batch", "31"),
+    ("FLOAT", "batch", N_FEATURES, "FLOAT", 1, "[1, 3]"),  # the output side alone
+    ("FLOAT", "batch", N_FEATURES, "DOUBLE", "batch", "'logits', 'tensor(double)'"),
+    ("FLOAT", None, N_FEATURES, "FLOAT", None, None),  # an unnamed batch axis loads
 ])
-def test_graph_of_another_signature_refused_at_load(runs, tmp_path, elem, batch, width, found):
+def test_graph_of_another_signature_refused_at_load(runs, tmp_path, elem, batch, width,
+                                                    out_elem, out_batch, found):
     """A well-formed graph that is not obs float32 [batch, N] -> logits float32 [batch, 3]
     is refused by name at load, not by onnxruntime at the first decision."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     onnx_path = _copy_export(runs["ppo"], tmp_path)
-    dtype = getattr(TensorProto, elem)
+    dtype, out_dtype = getattr(TensorProto, elem), getattr(TensorProto, out_elem)
     weight = numpy_helper.from_array(
         np.ones((width, 3), dtype=helper.tensor_dtype_to_np_dtype(dtype)), "w")
+    nodes = [helper.make_node("MatMul", ["obs", "w"], ["z"])]
+    nodes.append(helper.make_node("Cast", ["z"], ["logits"], to=out_dtype))
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["obs", "w"], ["logits"])], "g",
-        [helper.make_tensor_value_info("obs", dtype, [batch, width])],
-        [helper.make_tensor_value_info("logits", dtype, [batch, 3])], [weight])
+        nodes, "g", [helper.make_tensor_value_info("obs", dtype, [batch, width])],
+        [helper.make_tensor_value_info("logits", out_dtype, [out_batch, 3])], [weight])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
               str(onnx_path))
     _edit_manifest(onnx_path, lambda m: m.update(onnx_sha256=sha256_file(onnx_path)))
+    if found is None:
+        assert OnnxRouter(onnx_path).logits(np.ones((4, N_FEATURES), np.float32)).shape == (4, 3)
+        return
     with pytest.raises(PrfaasInputError, match="graph signature is") as ei:
         OnnxRouter(onnx_path)
     assert found in str(ei.value) and "expected obs float32 [batch, 32]" in str(ei.value)
@@ -504,11 +512,14 @@ def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
               if line.startswith(f"| `{name}.onnx`")]
 
     def flag(option: str, default: str | None = None) -> str | None:
-        found = re.search(rf"{option} (\S+)", row)
+        found = re.search(rf"{option} ([^\s`]+)", row)
         return found.group(1) if found else default
 
     t = m["training"]
     assert m["scenario"] == flag("--scenario") and m["seed"] == int(flag("--seed"))
+    assert m["algo"] == flag("--algo", "maskable_ppo")
+    assert t["eval_freq"] == int(flag("--eval-freq"))
+    assert t["eval_episodes"] == len(t["validation_seeds"]) == int(flag("--eval-episodes"))
     assert m["env_id"] == flag("--env", "PrfaasRoute-v0")
     assert t["timesteps"] == int(flag("--timesteps")) and t["n_envs"] == int(flag("--n-envs"))
     assert m["commit_dirty"] is False and m["scenario_sources"]["scenario"] == m["scenario"]

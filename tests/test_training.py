@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,7 @@ def test_manifest_says_how_the_exported_model_was_trained_and_picked(tiny_run, t
         training = json.loads((tmp_path / f"{model}.manifest.json").read_text())["training"]
         assert training["validation"] == row
         assert training["timesteps"] == 256 and training["n_envs"] == 2
+        assert training["eval_freq"] == 128 and training["eval_episodes"] == 1
         assert training["episode_requests"] == 32
         assert training["warm_start"] == {"teacher": "conductor", "episodes": 1, "epochs": 2}
         assert training["randomize"] == run["randomize"]
@@ -139,6 +141,14 @@ def test_manifest_says_how_the_exported_model_was_trained_and_picked(tiny_run, t
         assert training["best_heuristic"] == run["best_heuristic"]
         assert (training["train_split"], training["validation_split"]) == ("train", "val")
     assert history[-1]["final"] and history[-1]["timesteps"] >= 256
+    # a run whose eval.json is unreadable still exports its final model, saying no row
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run, broken)
+    (broken / "eval.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["export", str(broken), "--model", "final", "--out",
+                 str(tmp_path / "b.onnx")]) == 0
+    assert json.loads((tmp_path / "b.manifest.json").read_text())["training"][
+        "validation"] is None
 
 
 def test_unknown_hyperparameter_is_named(tmp_path):
@@ -464,15 +474,16 @@ def test_a_misspelt_scenario_override_is_named(tmp_path, capsys):
     notes: list[str] = []
     hp = load_hyperparams("maskable_ppo", "bursty-fluctuating", cfg, notes=notes)
     assert hp["learning_rate"] == 3e-4
-    assert notes == [f"{cfg}: PrfaasRoute-v0.scenarios has no section 'bursty-fluctuating', "
-                     "so its overrides do not apply; did you mean it by 'bursty-fluctuatng'?"]
+    assert notes == [f"{cfg}: PrfaasRoute-v0.scenarios has a section 'bursty-fluctuatng' but "
+                     "none named 'bursty-fluctuating', the scenario trained, so no override "
+                     "applies (a typo?)"]
     notes.clear()  # a section for another scenario is no typo
     assert load_hyperparams("maskable_ppo", "paper-case-study", cfg,
                             notes=notes)["learning_rate"] == 1e-5
     assert load_hyperparams("maskable_ppo", "mooncake-conversation", cfg, notes=notes) \
         and notes == []
     assert main(_train_argv(tmp_path / "run", cfg)) == 0
-    assert "did you mean it by 'bursty-fluctuatng'?" in capsys.readouterr().err
+    assert "has a section 'bursty-fluctuatng' but none named" in capsys.readouterr().err
 
 
 def test_train_on_an_unusable_trace_leaves_no_run_directory(tmp_path, tiny_config, capsys):
