@@ -203,12 +203,13 @@ _TRAINING_KEYS = ("timesteps", "n_envs", "episode_requests", "hyperparams", "tra
 def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[str, Any]:
     """How the exported model was trained and picked, from ``record`` (its run.json): the
     step budget, vectorised envs, episode length, hyperparameters, splits, the validation
-    episodes' seeds and how often they ran (``eval_freq``, ``eval_episodes``), the domain randomisation of the training episodes (``randomize``,
-    empty when there was none), the best heuristic on validation (its goodput there is the
-    baseline the checkpoints were measured against), the warm start's ``teacher``, episodes
-    and epochs (None when there was none), and ``validation``: the exported model's row of
-    the validation history (``best_validation`` for ``best_model.zip``; for
-    ``final_model.zip`` the final row of ``eval.json``, None where the run has none)."""
+    episodes' seeds and how often they ran (``eval_freq``, ``eval_episodes``), the domain
+    randomisation of the training episodes (``randomize``, empty when there was none), the
+    best heuristic on validation (its goodput there is the baseline the checkpoints were
+    measured against), the warm start's ``teacher``, episodes and epochs (None when there
+    was none), and ``validation``: the exported model's row of the validation history
+    (``best_validation`` for ``best_model.zip``; for ``final_model.zip`` the final row of
+    ``eval.json``, None where the run has none)."""
     out: dict[str, Any] = {k: record[k] for k in _TRAINING_KEYS if k in record}
     if "warm_start" in record:
         warm = record["warm_start"]

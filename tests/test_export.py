@@ -305,8 +305,8 @@ def test_graph_of_another_signature_refused_at_load(runs, tmp_path, elem, batch,
     dtype, out_dtype = getattr(TensorProto, elem), getattr(TensorProto, out_elem)
     weight = numpy_helper.from_array(
         np.ones((width, 3), dtype=helper.tensor_dtype_to_np_dtype(dtype)), "w")
-    nodes = [helper.make_node("MatMul", ["obs", "w"], ["z"])]
-    nodes.append(helper.make_node("Cast", ["z"], ["logits"], to=out_dtype))
+    nodes = [helper.make_node("MatMul", ["obs", "w"], ["z"]),
+             helper.make_node("Cast", ["z"], ["logits"], to=out_dtype)]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("obs", dtype, [batch, width])],
         [helper.make_tensor_value_info("logits", out_dtype, [out_batch, 3])], [weight])
