@@ -43,6 +43,7 @@ from agents.run_dir import (
     library_versions,
     manifest_path_for,
     observation_record,
+    read_json_record,
     read_run_json,
     scales_from_record,
     sha256_file,
@@ -223,12 +224,14 @@ def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[s
 
 
 def _final_validation(run_dir: Path) -> dict[str, Any] | None:
-    """The row of ``run_dir/eval.json``'s history marked ``final``, or None."""
+    """The row of ``run_dir/eval.json``'s history marked ``final``, or None (also when
+    eval.json is missing or unreadable)."""
     try:
-        history = json.loads((run_dir / "eval.json").read_text())["history"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        history = read_json_record(run_dir / "eval.json", "eval.json").get("history")
+    except PrfaasInputError:
         return None
-    finals = [r for r in history if isinstance(r, dict) and r.get("final")]
+    finals = [r for r in history if isinstance(r, dict) and r.get("final")] \
+        if isinstance(history, list) else []
     return finals[-1] if finals else None
 
 

@@ -480,8 +480,12 @@ def test_export_command(runs, tmp_path, capsys):
     assert not (tmp_path / "z.onnx").exists()
 
 
-@pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
-                                  "paper-case-study"])
+#: the files in agents/policies/ (the routing policies, then the role policy)
+SHIPPED = ["bursty-fluctuating", "mooncake-conversation", "paper-case-study",
+           "bursty-fluctuating-roles"]
+
+
+@pytest.mark.parametrize("name", SHIPPED[:3])
 def test_shipped_policies_match_this_code_and_route(name, shared_traces):
     """The committed policies load under this code's env version, observation spec and
     action meanings (a change to any of them needs a retrain), and route their scenario's
@@ -497,8 +501,7 @@ def test_shipped_policies_match_this_code_and_route(name, shared_traces):
     assert learned["goodput_rps"] >= 0.9 * conductor["goodput_rps"]
 
 
-@pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
-                                  "paper-case-study", "bursty-fluctuating-roles"])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
     """Each shipped file's manifest says how it was trained, and that is the command
     agents/policies/README.md gives for it, run today: scenario, seed, steps, envs, the
@@ -537,8 +540,7 @@ def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
                               .randomize.items()}
 
 
-@pytest.mark.parametrize("name", ["bursty-fluctuating", "mooncake-conversation",
-                                  "paper-case-study", "bursty-fluctuating-roles"])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_policies_validation_baseline_is_this_codes(name, shared_traces):
     """The goodput of the best heuristic on the shipped run's validation episodes, as its
     manifest records it, is what this code computes on those episodes. A change to the
