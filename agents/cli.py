@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from agents.train import ALGOS, DEVICES, ENV_IDS, ROUTER, VEC_KINDS
+from agents.train import ALGOS, DEVICES, ENV_IDS, ROUTER, SELECT_RULES, VEC_KINDS
 from prfaas_gym.cli import SOURCE_OPTIONS
 from prfaas_gym.roles_env import ROLES_ENV_ID
 
@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 warm_start_epochs=args.warm_start_epochs,
                 episode_requests=args.episode_requests,
                 keep_checkpoints=args.keep_checkpoints, env_id=args.env,
-                router=args.router)
+                router=args.router, select=args.select)
     run = json.loads((out / "run.json").read_text())
     best = run.get("best_validation") or {}
     print(f"run directory: {out}")
@@ -50,9 +50,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     ratio_text = "n/a" if ratio is None else f"{ratio:.3f}x"
     against = ("the router alone" if run.get("env_id") == ROLES_ENV_ID
                else "the best heuristic")
-    print(f"best validation goodput {best.get('goodput_rps', float('nan')):.3f} req/s "
-          f"({ratio_text} {against}, {run['best_heuristic']['name']}) at "
-          f"{best.get('timesteps')} steps; the best of the run's validations, so optimistic")
+    how = ("the starting point or a model that beat it significantly; still a pick, so "
+           "optimistic" if run.get("select", "significant") == "significant"
+           else "the best of the run's validations, so optimistic")
+    print(f"best_model.zip: validation goodput {best.get('goodput_rps', float('nan')):.3f} "
+          f"req/s ({ratio_text} {against}, {run['best_heuristic']['name']}) at "
+          f"{best.get('timesteps')} steps ({how})")
     same = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
                     for k, v in vars(args).items() if k in SCENARIO_OPTIONS and v is not None)
     # a trace's eval split is replayed whole by every seed: on a fixed link they are one run
@@ -231,6 +234,11 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--vec", choices=VEC_KINDS, default="auto")
     p.add_argument("--eval-freq", type=int, default=20_000, help="env steps between validations")
     p.add_argument("--eval-episodes", type=int, default=8)
+    p.add_argument("--select", choices=SELECT_RULES, default=SELECT_RULES[0],
+                   help="how best_model.zip is picked from the validated models: "
+                        "'significant' (default) keeps the starting point (the warm start) "
+                        "until a model beats the one kept with a paired 95%% interval over "
+                        "the validation episodes; 'max' keeps the highest mean goodput")
     p.add_argument("--warm-start",
                    help="clone this heuristic before RL ('best', the default: the best on "
                         "validation; 'none': start from scratch); actor-critic algorithms "

@@ -198,7 +198,7 @@ def _check_out(out_path: Path) -> None:
 # leaves it out)
 _TRAINING_KEYS = ("timesteps", "n_envs", "episode_requests", "hyperparams", "train_split",
                   "validation_split", "validation_seeds", "eval_freq", "eval_episodes",
-                  "randomize", "best_heuristic")
+                  "randomize", "best_heuristic", "select")
 
 
 def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[str, Any]:
@@ -206,20 +206,21 @@ def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[s
     step budget, vectorised envs, episode length, hyperparameters, splits, the validation
     episodes' seeds and how often they ran (``eval_freq``, ``eval_episodes``), the domain
     randomisation of the training episodes (``randomize``, empty when there was none), the
-    best heuristic on validation (its goodput there is the baseline the checkpoints were
+    rule that picked ``best_model.zip`` (``select``; absent in runs that predate it, which
+    kept the highest mean), the best heuristic on validation (its goodput there is the baseline the checkpoints were
     measured against), the warm start's ``teacher``, episodes and epochs (None when there
     was none), and ``validation``: the exported model's row of the validation history
     (``best_validation`` for ``best_model.zip``; for ``final_model.zip`` the final row of
-    ``eval.json``, None where the run has none)."""
+    ``eval.json``, None where the run has none), without its ``wall_s``."""
     out: dict[str, Any] = {k: record[k] for k in _TRAINING_KEYS if k in record}
     if "warm_start" in record:
         warm = record["warm_start"]
         out["warm_start"] = ({k: warm[k] for k in ("teacher", "episodes", "epochs") if k in warm}
                              if isinstance(warm, dict) else warm)
-    if model == "best":
-        out["validation"] = record.get("best_validation")
-    else:
-        out["validation"] = _final_validation(run_dir)
+    row = record.get("best_validation") if model == "best" else _final_validation(run_dir)
+    # wall_s is this machine's timing, not how the model was made
+    out["validation"] = ({k: v for k, v in row.items() if k != "wall_s"}
+                         if isinstance(row, dict) else row)
     return out
 
 

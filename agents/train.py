@@ -8,7 +8,9 @@ One run directory per training run::
                               splits, validation settings, versions, commit (and whether
                               the tree was dirty), timings, the best validation result
     RUN_DIR/config.yaml       the exact hyperparameters used
-    RUN_DIR/best_model.zip    the checkpoint with the best validation goodput
+    RUN_DIR/best_model.zip    the checkpoint validation picked (``select``: by default
+                              the starting point, replaced only by a checkpoint that
+                              beats it significantly; see :func:`significantly_better`)
     RUN_DIR/final_model.zip   the last checkpoint
     RUN_DIR/checkpoint_N.zip  with ``keep_checkpoints``: every validated model, by step
                               (the last validation's is ``final_model.zip``)
@@ -69,6 +71,8 @@ ALGOS = ("maskable_ppo", "ppo", "a2c", "dqn")
 ENV_IDS = (ENV_ID, ROLES_ENV_ID)
 DEVICES = ("cpu", "cuda", "auto")
 VEC_KINDS = ("auto", "subproc", "dummy")  #: auto: subprocesses when n_envs > 1
+#: how best_model.zip is picked from the validated checkpoints (the first is the default)
+SELECT_RULES = ("significant", "max")
 ROUTER = "conductor"  #: the heuristic that routes requests while a role policy trains
 MAX_SEED = 2**31  # seeds up to seed + n_envs and seed + 10,000 + episodes stay below numpy's 2**32
 _ALLOWED_KWARGS = {
@@ -358,7 +362,7 @@ TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
 def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[int],
                algo: str, baseline: dict[str, Any], episode_requests: int | None,
                keep_checkpoints: bool = False, env_id: str = ENV_ID, router: str = ROUTER,
-               interval_s: float = DEFAULT_INTERVAL_S):
+               interval_s: float = DEFAULT_INTERVAL_S, select: str = SELECT_RULES[0]):
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import TensorBoardOutputFormat
 
@@ -389,11 +393,14 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
 
     class Validation(BaseCallback):
         """Every ``eval_freq`` env steps: goodput on the validation episodes, against the
-        best heuristic on the same episodes; keeps the best checkpoint."""
+        best heuristic on the same episodes; keeps the checkpoint ``select`` picks (the
+        first validated model, then ``"max"``: any with a higher mean goodput;
+        ``"significant"``: one that beats the model kept so far by
+        :func:`significantly_better`)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.best = -np.inf
+            self.best: dict[str, Any] | None = None  # the row best_model.zip holds
             self.history: list[dict[str, Any]] = []
             self._next = eval_freq
 
@@ -401,8 +408,9 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             self.evaluate()  # the starting point (e.g. the warm start) is a candidate too
 
         def best_row(self) -> dict[str, Any]:
-            """The validation row of the best checkpoint (``best_model.zip``)."""
-            return max(self.history, key=lambda r: r["goodput_rps"])
+            """The validation row of the checkpoint ``best_model.zip`` holds."""
+            assert self.best is not None, "no validation yet"
+            return self.best
 
         def _on_step(self) -> bool:
             if self.num_timesteps >= self._next:
@@ -432,6 +440,8 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                    # over the episodes that completed a request (a policy that rejects
                    # everything has no TTFT, not a TTFT of 0 s)
                    "ttft_p90_s": float(np.mean(p90s)) if p90s else None,
+                   # per validation seed, in order: what ``select`` pairs
+                   "episode_goodput_rps": [float(m["goodput_rps"]) for m in metrics],
                    "wall_s": time.perf_counter() - baseline["t0"]}
             with _ctrl_c_deferred():  # the checkpoints, the row and eval.json agree
                 self._keep(row, g, final)
@@ -439,8 +449,18 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
         def _keep(self, row: dict[str, Any], g: float, final: bool) -> None:
             """Save the checkpoints a validation row names, keep the row, log it and
             rewrite eval.json."""
-            if g > self.best:  # saved before the row is kept: a kept row has its checkpoint
-                self.best = g
+            kept = self.best
+            if kept is None:
+                better = True
+            elif select == "max":
+                better = g > kept["goodput_rps"]
+            else:
+                test = significantly_better(row["episode_goodput_rps"],
+                                            kept["episode_goodput_rps"])
+                row["vs_kept"] = {"timesteps": kept["timesteps"], "diff_rps": test["diff_rps"],
+                                  "ci95_rps": test["ci95_rps"]}
+                better = test["beats"]
+            if better:  # saved before the row is kept: a kept row has its checkpoint
                 _save_atomically(self.model, out / "best_model.zip")
                 row["best"] = True
             if final:
@@ -450,6 +470,8 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                                      else f"checkpoint_{self.num_timesteps}.zip")
                 _save_atomically(self.model, out / row["checkpoint"])
             self.history.append(row)
+            if better:
+                self.best = row
             ratio = row["ratio_to_best_heuristic"]
             self.logger.record("validation/goodput_rps", g)
             if ratio is not None:
@@ -465,9 +487,30 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                  "heuristics": baseline["table"], "validation_seeds": eval_seeds,
                  # the row best_model.zip holds ("best" in a row: a new best at its time)
                  "best_model": {"timesteps": best["timesteps"], "goodput_rps": best["goodput_rps"]},
+                 "select": select,
                  "history": self.history}), indent=2, allow_nan=False))
 
     return ServingMetrics(), Validation()
+
+
+def significantly_better(candidate: list[float], kept: list[float]) -> dict[str, Any]:
+    """Whether a checkpoint beats the one kept so far, paired per validation episode.
+
+    ``candidate[i]`` and ``kept[i]`` are the two checkpoints' goodputs on validation episode
+    ``i``. Returns ``{"beats", "diff_rps", "ci95_rps"}``: the mean of the per-episode
+    differences (candidate - kept), the half-width of its 95% Student-t interval, and
+    whether that interval lies above zero. Fewer than two episodes have no interval and
+    never beat. Picking the highest of ten noisy means overstates the pick (the shipped
+    Mooncake pick lost 3% between validation and held out); requiring each replacement to
+    clear this interval keeps the starting point unless training measurably improved on it.
+    """
+    from agents.compare import ci95
+
+    if len(candidate) != len(kept):
+        raise ValueError(f"paired episodes differ in number: {len(candidate)} vs {len(kept)}")
+    mean, half = ci95([c - k for c, k in zip(candidate, kept)])
+    beats = bool(np.isfinite(half) and mean - half > 0)
+    return {"beats": beats, "diff_rps": mean, "ci95_rps": None if np.isnan(half) else half}
 
 
 def _curriculum_callback(start: dict[str, Any], end: dict[str, tuple[float, float]],
@@ -559,7 +602,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
           warm_start: str | None = "best", warm_start_episodes: int = 96,
           warm_start_epochs: int = 100, episode_requests: int | None = None,
           keep_checkpoints: bool = False, env_id: str = ENV_ID,
-          router: str | None = None) -> Path:
+          router: str | None = None, select: str = SELECT_RULES[0]) -> Path:
     """Train and return the run directory (see the module docstring for its contents).
 
     ``scenario``: a name, a YAML path, or a :class:`Scenario` (one that replays the user's
@@ -589,6 +632,13 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     ``warm_start_episodes`` training episodes of it, ``warm_start_epochs`` passes over them
     (the clone's agreement with the conductor on bursty-fluctuating: 96.5% after 20 passes
     over 48 episodes, 98.3% after 100 over 96, mostly on near-ties between the clusters).
+
+    ``select``: how ``best_model.zip`` is picked from the validated models, the starting
+    point (the warm start) first. ``"significant"`` (the default) replaces the model kept so
+    far only by one whose goodput beats it on the validation episodes with a paired 95%
+    interval above zero (:func:`significantly_better`; it needs ``eval_episodes`` >= 2);
+    ``"max"`` keeps the highest mean validation goodput, which overstates the pick when
+    the checkpoints differ by less than the noise.
 
     ``keep_checkpoints``: also keep every validated model as ``checkpoint_<steps>.zip``
     beside run.json (its ``eval.json`` row names it), to study how validation ranks them.
@@ -628,9 +678,14 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
         raise PrfaasInputError(f"--seed must be >= 0 and < 2**31 (numpy seeds each worker "
                                f"and demonstration from it), got {seed!r}")
     # the CLI's choices, for callers of this function
-    for option, value, allowed in (("--device", device, DEVICES), ("--vec", vec, VEC_KINDS)):
+    for option, value, allowed in (("--device", device, DEVICES), ("--vec", vec, VEC_KINDS),
+                                   ("--select", select, SELECT_RULES)):
         if value not in allowed:
             raise PrfaasInputError(f"{option} must be one of {list(allowed)}, got {value!r}")
+    if select == "significant" and eval_episodes < 2:
+        raise PrfaasInputError(f"--select significant pairs the checkpoints' goodputs per "
+                               f"validation episode and needs --eval-episodes >= 2, got "
+                               f"{eval_episodes}; or pick by the mean alone with --select max")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -729,7 +784,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                       n_envs=n_envs, threads=threads, device=device,
                       keep_checkpoints=keep_checkpoints,
                       episode_requests=probe.episode_requests, train_split="train",
-                      validation_split="val", validation_seeds=eval_seeds,
+                      validation_split="val", validation_seeds=eval_seeds, select=select,
                       training_seeds=list(range(seed, seed + n_envs)),
                       randomize={k: list(v) for k, v in sc.randomize.items()},
                       best_heuristic={"name": name, "goodput_rps": table[name]}, warm_start=warm,
@@ -737,7 +792,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
         write_run_json(out, probe, algo, **record)
         metrics_cb, val_cb = _callbacks(sc, out, eval_freq, eval_seeds, algo, baseline,
                                         episode_requests, keep_checkpoints, env_id, router,
-                                        options.get("interval_s", DEFAULT_INTERVAL_S))
+                                        options.get("interval_s", DEFAULT_INTERVAL_S), select)
         learning = True
         model.learn(total_timesteps=timesteps, callback=[*callbacks, metrics_cb, val_cb],
                     progress_bar=progress, tb_log_name=algo)

@@ -117,7 +117,8 @@ def train(variant: str, args: argparse.Namespace, easy: dict[str, Any] | None) -
            "--eval-freq", str(args.eval_freq), "--eval-episodes", str(args.eval_episodes),
            "--config", str(variant_config(algo, reward, hp, args.out,
                                           easy if curriculum == "easy" else None)),
-           "--no-progress"]
+           # the table's "best" is the highest validation, so best_model.zip is that one too
+           "--select", "max", "--no-progress"]
     if algo != "dqn":
         cmd += ["--warm-start", warm]
     log = args.out / "logs" / f"{run.name}.log"

@@ -175,7 +175,7 @@ def role_run(tmp_path_factory):
         assert main(["train", "--env", "PrfaasRoles-v0", "--scenario", "bursty-fluctuating",
                      "--timesteps", "32", "--n-envs", "1", "--seed", "2", "--config", str(cfg),
                      "--out", str(out), "--eval-freq", "16", "--eval-episodes", "1",
-                     "--episode-requests", "300", "--no-progress"]) == 0
+                     "--select", "max", "--episode-requests", "300", "--no-progress"]) == 0
     assert "the router alone, conductor) at" in printed.getvalue()
     onnx = d / "roles.onnx"
     assert main(["export", str(out), "--out", str(onnx)]) == 0
@@ -222,7 +222,7 @@ def test_role_interval_reaches_training_and_validation(monkeypatch, tmp_path):
     assert main(["train", "--env", "PrfaasRoles-v0", "--scenario", "bursty-fluctuating",
                  "--timesteps", "8", "--n-envs", "1", "--config", str(cfg), "--out",
                  str(tmp_path / "r"), "--eval-freq", "8", "--eval-episodes", "1",
-                 "--episode-requests", "200", "--no-progress"]) == 0
+                 "--select", "max", "--episode-requests", "200", "--no-progress"]) == 0
     assert seen["train"] == [90] and seen["val"] and set(seen["val"]) == {90}
 
 

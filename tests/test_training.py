@@ -31,7 +31,7 @@ def tiny_run(tmp_path_factory):
     assert main(["train", "--algo", "maskable_ppo", "--scenario", "bursty-fluctuating",
                  "--timesteps", "256", "--n-envs", "2", "--vec", "dummy", "--seed", "3",
                  "--config", str(cfg), "--out", str(out), "--eval-freq", "128",
-                 "--eval-episodes", "1", "--warm-start", "conductor",
+                 "--eval-episodes", "2", "--warm-start", "conductor",
                  "--warm-start-episodes", "1", "--warm-start-epochs", "2",
                  "--episode-requests", "32", "--no-progress"]) == 0
     return out
@@ -55,7 +55,7 @@ def test_run_directory_records_what_was_trained(tiny_run):
     assert evaluation["best_model"]["timesteps"] == run["best_validation"]["timesteps"]
     assert list((tiny_run / "tb").rglob("events.*"))
     # what decides the candidate checkpoints, and where the scenario came from
-    assert run["eval_freq"] == 128 and run["eval_episodes"] == 1
+    assert run["eval_freq"] == 128 and run["eval_episodes"] == 2 and run["select"] == "significant"
     assert run["scenario_sources"]["scenario"] == "bursty-fluctuating"
     assert run["scenario_sources"]["bandwidth"]["kind"] == "ou"
     assert run["commit_dirty"] in (True, False, None)
@@ -131,9 +131,12 @@ def test_manifest_says_how_the_exported_model_was_trained_and_picked(tiny_run, t
         out = tmp_path / f"{model}.onnx"
         assert main(["export", str(tiny_run), "--model", model, "--out", str(out)]) == 0
         training = json.loads((tmp_path / f"{model}.manifest.json").read_text())["training"]
-        assert training["validation"] == row
+        # the row without its wall time: provenance, not this machine's timing
+        assert "wall_s" in row and training["validation"] == {
+            k: v for k, v in row.items() if k != "wall_s"}
         assert training["timesteps"] == 256 and training["n_envs"] == 2
-        assert training["eval_freq"] == 128 and training["eval_episodes"] == 1
+        assert training["eval_freq"] == 128 and training["eval_episodes"] == 2
+        assert training["select"] == "significant"
         assert training["episode_requests"] == 32
         assert training["warm_start"] == {"teacher": "conductor", "episodes": 1, "epochs": 2}
         assert training["randomize"] == run["randomize"]
@@ -197,7 +200,7 @@ def test_cuda_training_path_when_a_gpu_is_present(tmp_path):
         "policy": "MlpPolicy", "n_steps": 64, "batch_size": 64, "n_epochs": 1,
         "policy_kwargs": {"net_arch": [16, 16]}}}))
     out = train("maskable_ppo", "bursty-fluctuating", 128, n_envs=1, vec="dummy", config=cfg,
-                out=tmp_path / "run", eval_freq=128, eval_episodes=1, progress=False,
+                out=tmp_path / "run", eval_freq=128, eval_episodes=1, select="max", progress=False,
                 device="cuda", warm_start=None)
     onnx_path, _ = export_onnx(out, tmp_path / "p.onnx")
     env = PrfaasRouteEnv("bursty-fluctuating", episode_requests=32)
@@ -222,7 +225,7 @@ def tiny_config(tmp_path):
 def _train_argv(out, config, *extra: str) -> list[str]:
     return ["train", "--algo", "maskable_ppo", "--scenario", "bursty-fluctuating",
             "--timesteps", "32", "--n-envs", "1", "--vec", "dummy", "--config", str(config),
-            "--out", str(out), "--eval-freq", "32", "--eval-episodes", "1",
+            "--out", str(out), "--eval-freq", "32", "--eval-episodes", "1", "--select", "max",
             "--episode-requests", "16", "--warm-start", "none", "--no-progress", *extra]
 
 
@@ -230,7 +233,7 @@ def test_python_api_takes_warm_start_none_as_the_cli_does(tmp_path, tiny_config)
     from agents.train import train
 
     out = train("maskable_ppo", "bursty-fluctuating", 32, n_envs=1, config=tiny_config,
-                out=tmp_path / "run", eval_freq=32, eval_episodes=1, progress=False,
+                out=tmp_path / "run", eval_freq=32, eval_episodes=1, select="max", progress=False,
                 vec="dummy", warm_start="none", episode_requests=16)
     assert json.loads((out / "run.json").read_text())["warm_start"] is None
 
@@ -405,7 +408,7 @@ def test_run_json_names_the_commit_the_run_started_from(tmp_path, tiny_config, m
     monkeypatch.setattr(agents.run_dir, "git_dirty", lambda: next(dirty))
     out = tmp_path / "run"
     train("maskable_ppo", "bursty-fluctuating", 32, n_envs=1, vec="dummy", config=tiny_config,
-          out=out, eval_freq=32, eval_episodes=1, progress=False, warm_start=None,
+          out=out, eval_freq=32, eval_episodes=1, select="max", progress=False, warm_start=None,
           episode_requests=16)
     run = json.loads((out / "run.json").read_text())
     assert (run["commit"], run["commit_dirty"]) == ("started-here", False)
@@ -418,7 +421,7 @@ def test_train_into_an_existing_empty_directory(tmp_path, tiny_config):
     out = tmp_path / "run"
     out.mkdir()
     train("maskable_ppo", "bursty-fluctuating", 32, n_envs=1, vec="dummy", config=tiny_config,
-          out=out, eval_freq=32, eval_episodes=1, progress=False, warm_start=None,
+          out=out, eval_freq=32, eval_episodes=1, select="max", progress=False, warm_start=None,
           episode_requests=16)
     assert (out / "run.json").is_file() and (out / "final_model.zip").is_file()
 
@@ -445,17 +448,21 @@ def test_train_validates_options_before_creating_the_run_directory(tmp_path, tin
     ({"vec": "x"}, "--vec must be one of ['auto', 'subproc', 'dummy'], got 'x'"),
     ({"device": "tpu"}, "--device must be one of ['cpu', 'cuda', 'auto'], got 'tpu'"),
     ({"timesteps": 1.5}, "--timesteps must be an integer >= 1, got 1.5"),
+    ({"select": "mean"}, "--select must be one of ['significant', 'max'], got 'mean'"),
+    ({"select": "significant"}, "--select significant pairs the checkpoints' goodputs per "
+                                "validation episode and needs --eval-episodes >= 2, got 1"),
 ])
 def test_python_api_refuses_what_the_cli_refuses(tmp_path, tiny_config, kwargs, expected):
     """train() called from Python checks the options the CLI restricts with choices."""
     from agents.train import train
     from prfaas_gym.errors import PrfaasInputError
 
-    args = {"timesteps": 32, "vec": "dummy", "device": "cpu", **kwargs}
+    args = {"timesteps": 32, "vec": "dummy", "device": "cpu", "eval_episodes": 1,
+            "select": "max", **kwargs}
     with pytest.raises(PrfaasInputError) as ei:
         train("maskable_ppo", "bursty-fluctuating", args.pop("timesteps"), n_envs=1,
-              config=tiny_config, out=tmp_path / "run", eval_freq=32, eval_episodes=1,
-              progress=False, warm_start="none", episode_requests=16, **args)
+              config=tiny_config, out=tmp_path / "run", eval_freq=32, progress=False,
+              warm_start="none", episode_requests=16, **args)
     assert expected in str(ei.value)
     assert not (tmp_path / "run").exists()
 
@@ -1017,3 +1024,78 @@ def test_a_held_signal_interrupts_after_the_block_and_an_ignored_one_stays_ignor
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# -- which validated model best_model.zip holds ---------------------------------------------
+
+def test_a_checkpoint_beats_the_kept_one_only_by_a_paired_interval_above_zero():
+    from agents.train import significantly_better
+
+    start = [1.0, 2.0, 3.0, 4.0]
+    # higher in every episode, by a steady margin: beats
+    assert significantly_better([1.1, 2.1, 3.12, 4.08], start)["beats"]
+    # a higher mean that one episode carries: the interval straddles zero
+    noisy = significantly_better([1.9, 1.8, 3.0, 3.9], start)
+    assert noisy["diff_rps"] == pytest.approx(0.15) and not noisy["beats"]
+    assert noisy["ci95_rps"] > noisy["diff_rps"]
+    # no change, lower, and one episode (no interval) never beat
+    assert not significantly_better(start, start)["beats"]
+    assert not significantly_better([0.9, 1.9, 2.9, 3.9], start)["beats"]
+    one = significantly_better([5.0], [1.0])
+    assert not one["beats"] and one["ci95_rps"] is None
+    with pytest.raises(ValueError, match="3 vs 4"):
+        significantly_better([1.0, 2.0, 3.0], start)
+
+
+#: per validation (start, 32, 64, 96 steps, final): each episode's goodput. The 32-step
+#: model has the highest mean, carried by one episode; the 64-step one is a little higher
+#: than the start in every episode.
+_SCRIPTED = [[1.0, 2.0, 3.0], [1.6, 1.7, 3.0], [1.05, 2.05, 3.05], [1.05, 2.05, 3.05],
+             [1.0, 2.0, 3.0]]
+
+
+@pytest.mark.parametrize("select, kept_at", [("significant", 64), ("max", 32)])
+def test_select_decides_which_validated_model_best_model_zip_holds(
+        tmp_path, tiny_config, monkeypatch, capsys, select, kept_at):
+    import agents.train as train_mod
+    from agents.export import load_sb3
+
+    calls = []
+
+    def scripted(scenario, chooser, seeds, split, episode_requests):
+        assert split == "val" and len(seeds) == 3
+        per = _SCRIPTED[len(calls)]
+        calls.append(per)
+        return [{"goodput_rps": g, "slo_attainment": 0.9, "ttft_s": {"p90": 1.0}} for g in per]
+
+    monkeypatch.setattr(train_mod, "run_episodes", scripted)
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config, "--timesteps", "96")
+    argv[argv.index("--eval-episodes") + 1] = "3"
+    argv[argv.index("--select") + 1] = select
+    assert main(argv) == 0
+    assert len(calls) == len(_SCRIPTED)
+    ev = json.loads((out / "eval.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    assert ev["select"] == run["select"] == select
+    assert [h["episode_goodput_rps"] for h in ev["history"]] == _SCRIPTED
+    assert ev["best_model"]["timesteps"] == run["best_validation"]["timesteps"] == kept_at
+    assert load_sb3(out / "best_model.zip", "maskable_ppo").num_timesteps == kept_at
+    assert [h["timesteps"] for h in ev["history"] if h.get("best")] == sorted({0, kept_at})
+    if select == "significant":  # each row says what it was tested against
+        noisy = ev["history"][1]["vs_kept"]
+        assert noisy["timesteps"] == 0 and noisy["diff_rps"] == pytest.approx(0.1)
+        assert ev["history"][2]["vs_kept"]["ci95_rps"] == pytest.approx(0.0, abs=1e-12)
+        assert ev["history"][3]["vs_kept"]["timesteps"] == 64
+    assert f"at {kept_at} steps" in capsys.readouterr().out
+
+
+def test_the_default_select_needs_two_validation_episodes(tmp_path, tiny_config, capsys):
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv.remove("--select")
+    argv.remove("max")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "needs --eval-episodes >= 2, got 1" in err and "--select max" in err
+    assert not out.exists()
