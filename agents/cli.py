@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "interrupted_at" in run:
         print(f"interrupted at {run['interrupted_at']:,} of {run['timesteps']:,} steps: "
               f"final_model.zip is the model so far"
-              + (", best_model.zip the best validated" if best else ""))
+              + (", best_model.zip the one validation kept" if best else ""))
     ratio = best.get("ratio_to_best_heuristic")  # None when the best heuristic served nothing
     ratio_text = "n/a" if ratio is None else f"{ratio:.3f}x"
     against = ("the router alone" if run.get("env_id") == ROLES_ENV_ID

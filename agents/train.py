@@ -20,7 +20,7 @@ One run directory per training run::
 
 Training episodes come from the ``train`` split (the first 70% of a trace, or synthetic
 seeds), with the scenario's domain randomisation; validation episodes, which pick the
-best checkpoint and the warm start's teacher, from the ``val`` split (the next 10% by
+checkpoint (``select``) and the warm start's teacher, from the ``val`` split (the next 10% by
 default, or offset synthetic seeds; the split's own links) with seeds from
 :data:`agents.evaluation.EVAL_SEED_BASE`. The
 ``eval`` split stays unseen until a held-out report. A ``curriculum:`` section in the
@@ -463,6 +463,7 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             if better:  # saved before the row is kept: a kept row has its checkpoint
                 _save_atomically(self.model, out / "best_model.zip")
                 row["best"] = True
+                self.best = row  # what best_model.zip now holds, whatever fails below
             if final:
                 row["final"] = True
             if keep_checkpoints:
@@ -470,8 +471,6 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
                                      else f"checkpoint_{self.num_timesteps}.zip")
                 _save_atomically(self.model, out / row["checkpoint"])
             self.history.append(row)
-            if better:
-                self.best = row
             ratio = row["ratio_to_best_heuristic"]
             self.logger.record("validation/goodput_rps", g)
             if ratio is not None:
@@ -616,7 +615,7 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     Ctrl-C (KeyboardInterrupt) before the first validation is done (while the baseline is
     measured, the heuristic cloned or the starting point validated) empties ``out`` again
     and re-raises. After it, Ctrl-C ends the run early, as rl-zoo3 does:
-    ``final_model.zip`` is the model so far, ``best_model.zip`` the best validated one, and
+    ``final_model.zip`` is the model so far, ``best_model.zip`` the one validation kept, and
     ``run.json`` records ``interrupted_at`` (the steps done). Checkpoints are written
     through a temporary file, and a second Ctrl-C is ignored while the last files are
     written, so an interrupted run is whole. SIGTERM does what Ctrl-C does.

@@ -532,6 +532,7 @@ def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
     else:
         assert t["warm_start"] is None
     assert t["validation"]["best"] is True  # the checkpoint export takes by default
+    assert t["select"] == flag("--select", "significant")  # the rule that kept it
     # the recipe the command takes today: the shipped config and the scenario's ranges
     from agents.train import load_hyperparams
 

@@ -1099,3 +1099,34 @@ def test_the_default_select_needs_two_validation_episodes(tmp_path, tiny_config,
     err = capsys.readouterr().err
     assert "needs --eval-episodes >= 2, got 1" in err and "--select max" in err
     assert not out.exists()
+
+
+def test_a_run_that_fails_after_saving_a_new_best_names_that_best(tmp_path, tiny_config,
+                                                                   monkeypatch):
+    # best_model.zip is written before the row's own checkpoint: when that second write
+    # fails, run.json must name the model best_model.zip holds, not the one before it
+    import agents.train as train_mod
+    from agents.export import load_sb3
+
+    real_save = train_mod._save_atomically
+
+    def full_disk_at_32(model, path):
+        if path.name == "checkpoint_32.zip":
+            raise OSError(28, "No space left on device")
+        real_save(model, path)
+
+    monkeypatch.setattr(train_mod, "_save_atomically", full_disk_at_32)
+    calls = iter(range(100))
+    real_mean = train_mod.mean_goodput
+    monkeypatch.setattr(train_mod, "mean_goodput",  # every validation a new best
+                        lambda metrics: real_mean(metrics) + next(calls))
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        train_mod.train("maskable_ppo", "bursty-fluctuating", 64, n_envs=1, vec="dummy",
+                        config=tiny_config, out=out, eval_freq=32, eval_episodes=1,
+                        select="max", progress=False, warm_start=None, episode_requests=16,
+                        keep_checkpoints=True)
+    run = json.loads((out / "run.json").read_text())
+    assert "OSError" in run["failed"]
+    held = load_sb3(out / "best_model.zip", "maskable_ppo").num_timesteps
+    assert held == run["best_validation"]["timesteps"] == 32
