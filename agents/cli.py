@@ -50,12 +50,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     ratio_text = "n/a" if ratio is None else f"{ratio:.3f}x"
     against = ("the router alone" if run.get("env_id") == ROLES_ENV_ID
                else "the best heuristic")
-    how = ("the starting point or a model that beat it significantly; still a pick, so "
-           "optimistic" if run.get("select", "significant") == "significant"
+    how = ("the starting point, or the last model to beat the one kept before it "
+           "significantly; still a pick, so optimistic"
+           if run.get("select", "significant") == "significant"
            else "the best of the run's validations, so optimistic")
     print(f"best_model.zip: validation goodput {best.get('goodput_rps', float('nan')):.3f} "
           f"req/s ({ratio_text} {against}, {run['best_heuristic']['name']}) at "
           f"{best.get('timesteps')} steps ({how})")
+    if best.get("timesteps") == 0 and not run.get("warm_start"):
+        print("note: best_model.zip is the untrained starting network: no trained model beat "
+              "it on validation; train longer, give --eval-episodes more episodes, or "
+              "export --model final", file=sys.stderr)
     same = " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
                     for k, v in vars(args).items() if k in SCENARIO_OPTIONS and v is not None)
     # a trace's eval split is replayed whole by every seed: on a fixed link they are one run
@@ -236,9 +241,10 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--eval-episodes", type=int, default=8)
     p.add_argument("--select", choices=SELECT_RULES, default=SELECT_RULES[0],
                    help="how best_model.zip is picked from the validated models: "
-                        "'significant' (default) keeps the starting point (the warm start) "
-                        "until a model beats the one kept with a paired 95%% interval over "
-                        "the validation episodes; 'max' keeps the highest mean goodput")
+                        "'significant' (default) keeps the starting point (the warm start's "
+                        "clone, or an untrained network) until a model beats the one kept "
+                        "with a paired 95%% interval over the validation episodes; 'max' "
+                        "keeps the highest mean goodput")
     p.add_argument("--warm-start",
                    help="clone this heuristic before RL ('best', the default: the best on "
                         "validation; 'none': start from scratch); actor-critic algorithms "

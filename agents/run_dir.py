@@ -316,8 +316,8 @@ def plot_validation(history: list[dict[str, Any]], path: Path, best_heuristic: s
                     title: str) -> None:
     """``validation.png``: each validation's goodput over the best heuristic's (``history``,
     the rows of ``eval.json``) against training steps, the final model's crossed and the
-    best checkpoint circled, written whole (:func:`agents.compare.save_png`). Undefined
-    ratios are gaps."""
+    kept one (``best_model.zip``) circled, written whole (:func:`agents.compare.save_png`).
+    Undefined ratios are gaps."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -506,8 +506,11 @@ def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
     """Each shipped file's manifest says how it was trained, and that is the command
     agents/policies/README.md gives for it, run today: scenario, seed, steps, envs, the
     warm start's teacher, from a clean tree, with the hyperparameters the shipped config
-    gives and the training ranges the scenario gives (a change to either needs a retrain)."""
+    gives and the training ranges the scenario gives (a change to either needs a retrain),
+    and the checkpoint the README says it kept, by the rule the command applies."""
     import re
+
+    from agents.train import SELECT_RULES
 
     root = Path(__file__).resolve().parents[1] / "agents" / "policies"
     m = json.loads((root / f"{name}.manifest.json").read_text())
@@ -532,7 +535,11 @@ def test_shipped_manifests_record_the_command_the_policies_readme_gives(name):
     else:
         assert t["warm_start"] is None
     assert t["validation"]["best"] is True  # the checkpoint export takes by default
-    assert t["select"] == flag("--select", "significant")  # the rule that kept it
+    assert t["select"] == flag("--select", SELECT_RULES[0])  # the rule that kept it
+    # the README's "kept checkpoint" column names the steps of the model shipped
+    kept = re.match(r"\s*(\d+)(k?) steps", row.split("|")[-2])
+    assert kept, f"{name}: the kept-checkpoint column does not start with its steps"
+    assert t["validation"]["timesteps"] == int(kept[1]) * (1000 if kept[2] else 1)
     # the recipe the command takes today: the shipped config and the scenario's ranges
     from agents.train import load_hyperparams
 

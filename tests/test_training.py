@@ -1041,6 +1041,14 @@ def test_a_checkpoint_beats_the_kept_one_only_by_a_paired_interval_above_zero():
     # no change, lower, and one episode (no interval) never beat
     assert not significantly_better(start, start)["beats"]
     assert not significantly_better([0.9, 1.9, 2.9, 3.9], start)["beats"]
+    # the interval is Student t's at 95%: per-episode gains of 0, 0.1, 0.2, 0.3 (mean 0.15,
+    # sd 0.129) clear zero with a normal interval (half-width 0.127) but not with t on
+    # three degrees of freedom (3.182 x 0.129 / 2 = 0.205); 0.2-0.5 clear both
+    edge = significantly_better([1.0, 2.1, 3.2, 4.3], start)
+    assert edge["ci95_rps"] == pytest.approx(3.182 * np.std([0, .1, .2, .3], ddof=1) / 2,
+                                              rel=1e-3)
+    assert edge["diff_rps"] == pytest.approx(0.15) and not edge["beats"]
+    assert significantly_better([1.2, 2.3, 3.4, 4.5], start)["beats"]
     one = significantly_better([5.0], [1.0])
     assert not one["beats"] and one["ci95_rps"] is None
     with pytest.raises(ValueError, match="3 vs 4"):
@@ -1049,31 +1057,44 @@ def test_a_checkpoint_beats_the_kept_one_only_by_a_paired_interval_above_zero():
 
 #: per validation (start, 32, 64, 96 steps, final): each episode's goodput. The 32-step
 #: model has the highest mean, carried by one episode; the 64-step one is a little higher
-#: than the start in every episode.
-_SCRIPTED = [[1.0, 2.0, 3.0], [1.6, 1.7, 3.0], [1.05, 2.05, 3.05], [1.05, 2.05, 3.05],
+#: than the start in every episode (by 0.04-0.06: t's interval on two degrees of freedom,
+#: 0.05 ± 0.025, clears zero).
+_SCRIPTED = [[1.0, 2.0, 3.0], [1.6, 1.7, 3.0], [1.04, 2.05, 3.06], [1.04, 2.05, 3.06],
              [1.0, 2.0, 3.0]]
+
+
+def _scripted_validations(monkeypatch, script: list[list[float]]) -> list:
+    """Make each validation of a run return the next row of ``script`` as its episodes'
+    goodputs; returns the list of rows served so far."""
+    import agents.train as train_mod
+
+    calls: list = []
+
+    def scripted(scenario, chooser, seeds, split, episode_requests):
+        assert split == "val" and len(seeds) == len(script[0])
+        per = script[len(calls)]
+        calls.append(per)
+        return [{"goodput_rps": g, "slo_attainment": 0.9, "ttft_s": {"p90": 1.0}} for g in per]
+
+    monkeypatch.setattr(train_mod, "run_episodes", scripted)
+    return calls
+
+
+def _scripted_argv(out, config, select: str) -> list[str]:
+    argv = _train_argv(out, config, "--timesteps", "96")
+    argv[argv.index("--eval-episodes") + 1] = "3"
+    argv[argv.index("--select") + 1] = select
+    return argv
 
 
 @pytest.mark.parametrize("select, kept_at", [("significant", 64), ("max", 32)])
 def test_select_decides_which_validated_model_best_model_zip_holds(
         tmp_path, tiny_config, monkeypatch, capsys, select, kept_at):
-    import agents.train as train_mod
     from agents.export import load_sb3
 
-    calls = []
-
-    def scripted(scenario, chooser, seeds, split, episode_requests):
-        assert split == "val" and len(seeds) == 3
-        per = _SCRIPTED[len(calls)]
-        calls.append(per)
-        return [{"goodput_rps": g, "slo_attainment": 0.9, "ttft_s": {"p90": 1.0}} for g in per]
-
-    monkeypatch.setattr(train_mod, "run_episodes", scripted)
+    calls = _scripted_validations(monkeypatch, _SCRIPTED)
     out = tmp_path / "run"
-    argv = _train_argv(out, tiny_config, "--timesteps", "96")
-    argv[argv.index("--eval-episodes") + 1] = "3"
-    argv[argv.index("--select") + 1] = select
-    assert main(argv) == 0
+    assert main(_scripted_argv(out, tiny_config, select)) == 0
     assert len(calls) == len(_SCRIPTED)
     ev = json.loads((out / "eval.json").read_text())
     run = json.loads((out / "run.json").read_text())
@@ -1085,9 +1106,24 @@ def test_select_decides_which_validated_model_best_model_zip_holds(
     if select == "significant":  # each row says what it was tested against
         noisy = ev["history"][1]["vs_kept"]
         assert noisy["timesteps"] == 0 and noisy["diff_rps"] == pytest.approx(0.1)
-        assert ev["history"][2]["vs_kept"]["ci95_rps"] == pytest.approx(0.0, abs=1e-12)
+        assert ev["history"][2]["vs_kept"]["ci95_rps"] == pytest.approx(
+            4.303 * 0.01 / np.sqrt(3), rel=1e-3)
         assert ev["history"][3]["vs_kept"]["timesteps"] == 64
-    assert f"at {kept_at} steps" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"at {kept_at} steps" in printed.out and "untrained" not in printed.err
+
+
+def test_keeping_an_untrained_starting_network_is_said(tmp_path, tiny_config, monkeypatch,
+                                                        capsys):
+    # without a warm start the starting point is a random network: when nothing beats it,
+    # that is what best_model.zip holds, and a user should not export it unawares
+    _scripted_validations(monkeypatch, [[1.0, 2.0, 3.0], [1.6, 1.7, 3.0], [0.9, 2.0, 3.0],
+                                        [1.0, 2.1, 2.9], [1.0, 2.0, 3.0]])
+    assert main(_scripted_argv(tmp_path / "run", tiny_config, "significant")) == 0
+    printed = capsys.readouterr()
+    assert "at 0 steps" in printed.out
+    assert "best_model.zip is the untrained starting network" in printed.err
+    assert "export --model final" in printed.err
 
 
 def test_the_default_select_needs_two_validation_episodes(tmp_path, tiny_config, capsys):
@@ -1101,21 +1137,22 @@ def test_the_default_select_needs_two_validation_episodes(tmp_path, tiny_config,
     assert not out.exists()
 
 
-def test_a_run_that_fails_after_saving_a_new_best_names_that_best(tmp_path, tiny_config,
-                                                                   monkeypatch):
-    # best_model.zip is written before the row's own checkpoint: when that second write
-    # fails, run.json must name the model best_model.zip holds, not the one before it
+@pytest.mark.parametrize("failing", ["checkpoint_32.zip", "best_model.zip"])
+def test_a_run_that_fails_while_keeping_a_checkpoint_names_what_best_model_zip_holds(
+        tmp_path, tiny_config, monkeypatch, failing):
+    # a validation that is a new best writes its own checkpoint and best_model.zip; when
+    # either write fails, run.json and eval.json must name the model best_model.zip holds
     import agents.train as train_mod
     from agents.export import load_sb3
 
     real_save = train_mod._save_atomically
 
-    def full_disk_at_32(model, path):
-        if path.name == "checkpoint_32.zip":
+    def full_disk(model, path):
+        if path.name == failing and model.num_timesteps == 32:
             raise OSError(28, "No space left on device")
         real_save(model, path)
 
-    monkeypatch.setattr(train_mod, "_save_atomically", full_disk_at_32)
+    monkeypatch.setattr(train_mod, "_save_atomically", full_disk)
     calls = iter(range(100))
     real_mean = train_mod.mean_goodput
     monkeypatch.setattr(train_mod, "mean_goodput",  # every validation a new best
@@ -1127,6 +1164,7 @@ def test_a_run_that_fails_after_saving_a_new_best_names_that_best(tmp_path, tiny
                         select="max", progress=False, warm_start=None, episode_requests=16,
                         keep_checkpoints=True)
     run = json.loads((out / "run.json").read_text())
+    ev = json.loads((out / "eval.json").read_text())
     assert "OSError" in run["failed"]
     held = load_sb3(out / "best_model.zip", "maskable_ppo").num_timesteps
-    assert held == run["best_validation"]["timesteps"] == 32
+    assert held == run["best_validation"]["timesteps"] == ev["best_model"]["timesteps"] == 0
