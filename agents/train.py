@@ -20,8 +20,8 @@ One run directory per training run::
 
 Training episodes come from the ``train`` split (the first 70% of a trace, or synthetic
 seeds), with the scenario's domain randomisation; validation episodes, which pick the
-checkpoint (``select``) and the warm start's teacher, from the ``val`` split (the next 10% by
-default, or offset synthetic seeds; the split's own links) with seeds from
+checkpoint (``select``) and the warm start's teacher, from the ``val`` split (the next
+10% by default, or offset synthetic seeds; the split's own links) with seeds from
 :data:`agents.evaluation.EVAL_SEED_BASE`. The
 ``eval`` split stays unseen until a held-out report. A ``curriculum:`` section in the
 hyperparameters starts the training episodes' randomisation ranges elsewhere and widens
@@ -637,11 +637,12 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
     over 48 episodes, 98.3% after 100 over 96, mostly on near-ties between the clusters).
 
     ``select``: how ``best_model.zip`` is picked from the validated models, the starting
-    point first (the warm start's clone; an untrained network without one). ``"significant"`` (the default) replaces the model kept so
-    far only by one whose goodput beats it on the validation episodes with a paired 95%
-    interval above zero (:func:`significantly_better`; it needs ``eval_episodes`` >= 2);
-    ``"max"`` keeps the highest mean validation goodput, which overstates the pick when
-    the checkpoints differ by less than the noise.
+    point first (the warm start's clone; an untrained network without one).
+    ``"significant"`` (the default) replaces the model kept so far only by one whose
+    goodput beats it on the validation episodes with a paired 95% interval above zero
+    (:func:`significantly_better`; it needs ``eval_episodes`` >= 2); ``"max"`` keeps the
+    highest mean validation goodput, which overstates the pick when the checkpoints differ
+    by less than the noise.
 
     ``keep_checkpoints``: also keep every validated model as ``checkpoint_<steps>.zip``
     beside run.json (its ``eval.json`` row names it), to study how validation ranks them.
