@@ -353,7 +353,8 @@ TENSORBOARD_LAYOUT: dict[str, dict[str, list[Any]]] = {
     },
     "validation (val split)": {
         "goodput vs the best heuristic (req/s)": ["Multiline", [
-            "validation/goodput_rps", "validation/best_heuristic_goodput_rps"]],
+            "validation/goodput_rps", "validation/kept_goodput_rps",
+            "validation/best_heuristic_goodput_rps"]],
         "ratio to the best heuristic": ["Multiline", ["validation/ratio_to_best_heuristic"]],
     },
 }
@@ -476,6 +477,9 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             if ratio is not None:
                 self.logger.record("validation/ratio_to_best_heuristic", ratio)
             self.logger.record("validation/best_heuristic_goodput_rps", baseline["goodput"])
+            # the model best_model.zip holds after this validation (--select's pick so far)
+            self.logger.record("validation/kept_goodput_rps", self.best_row()["goodput_rps"])
+            self.logger.record("validation/kept_timesteps", self.best_row()["timesteps"])
             self.logger.record("validation/slo_attainment", row["slo_attainment"])
             # written now, at this step (as SB3's EvalCallback does): left to the next
             # rollout's dump it would be stamped with that step, and the last one lost

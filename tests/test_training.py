@@ -94,6 +94,13 @@ def test_tensorboard_has_the_serving_metrics_and_a_custom_scalars_layout(tiny_ru
     assert [s for s, _ in logged] == [h["timesteps"] for h in history]
     assert [v for _, v in logged] == pytest.approx([h["goodput_rps"] for h in history],
                                                    rel=1e-6)
+    # and, at each, the model kept so far: the last row marked best up to that validation
+    kept = [next(h for h in reversed(history[:k + 1]) if h.get("best"))
+            for k in range(len(history))]
+    assert [e.value for e in acc.Scalars("validation/kept_timesteps")] == [
+        h["timesteps"] for h in kept]
+    assert [e.value for e in acc.Scalars("validation/kept_goodput_rps")] == pytest.approx(
+        [h["goodput_rps"] for h in kept], rel=1e-6)
     (config,) = acc.Tensors("custom_scalars__config__")
     layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
