@@ -50,14 +50,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     ratio_text = "n/a" if ratio is None else f"{ratio:.3f}x"
     against = ("the router alone" if run.get("env_id") == ROLES_ENV_ID
                else "the best heuristic")
-    how = ("the starting point, or the last model to beat the one kept before it "
-           "significantly; still a pick, so optimistic"
-           if run.get("select", "significant") == "significant"
-           else "the best of the run's validations, so optimistic")
+    warm = run.get("warm_start")
+    start = (f"the starting point, the clone of {warm['teacher']}" if warm
+             else "the starting point, an untrained network")
+    if run.get("select") == "max":
+        how = "the best of the run's validations, so optimistic"
+    elif best.get("timesteps") == 0:
+        how = f"{start}: no later model beat it significantly"
+    else:
+        how = "the last model to beat the one kept before it significantly; still a pick"
     print(f"best_model.zip: validation goodput {best.get('goodput_rps', float('nan')):.3f} "
           f"req/s ({ratio_text} {against}, {run['best_heuristic']['name']}) at "
           f"{best.get('timesteps')} steps ({how})")
-    if best.get("timesteps") == 0 and not run.get("warm_start"):
+    if best.get("timesteps") == 0 and not warm:
         print("note: best_model.zip is the untrained starting network: no trained model beat "
               "it on validation; train longer, give --eval-episodes more episodes, or "
               "export --model final", file=sys.stderr)
@@ -237,14 +242,18 @@ def add_agent_commands(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--vec", choices=VEC_KINDS, default="auto")
-    p.add_argument("--eval-freq", type=int, default=20_000, help="env steps between validations")
-    p.add_argument("--eval-episodes", type=int, default=8)
+    p.add_argument("--eval-freq", type=int, default=20_000,
+                   help="env steps between validations (default 20000)")
+    p.add_argument("--eval-episodes", type=int, default=8,
+                   help="validation episodes per validation (default 8; more confirm smaller "
+                        "gains under --select significant)")
     p.add_argument("--select", choices=SELECT_RULES, default=SELECT_RULES[0],
                    help="how best_model.zip is picked from the validated models: "
-                        "'significant' (default) keeps the starting point (the warm start's "
-                        "clone, or an untrained network) until a model beats the one kept "
-                        "with a paired 95%% interval over the validation episodes; 'max' "
-                        "keeps the highest mean goodput")
+                        "'significant' (the default) keeps the starting point (the warm "
+                        "start's clone, or an untrained network) until a later model beats "
+                        "the one kept with a paired 95%% interval over the validation "
+                        "episodes (needs --eval-episodes >= 2); 'max' keeps the highest mean "
+                        "validation goodput")
     p.add_argument("--warm-start",
                    help="clone this heuristic before RL ('best', the default: the best on "
                         "validation; 'none': start from scratch); actor-critic algorithms "

@@ -691,9 +691,10 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
         if value not in allowed:
             raise PrfaasInputError(f"{option} must be one of {list(allowed)}, got {value!r}")
     if select == "significant" and eval_episodes < 2:
-        raise PrfaasInputError(f"--select significant pairs the checkpoints' goodputs per "
-                               f"validation episode and needs --eval-episodes >= 2, got "
-                               f"{eval_episodes}; or pick by the mean alone with --select max")
+        raise PrfaasInputError(f"--select significant (the default) pairs the checkpoints' "
+                               f"goodputs per validation episode and needs --eval-episodes >= "
+                               f"2, got {eval_episodes}; or pick by the mean alone with "
+                               f"--select max")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

@@ -456,8 +456,9 @@ def test_train_validates_options_before_creating_the_run_directory(tmp_path, tin
     ({"device": "tpu"}, "--device must be one of ['cpu', 'cuda', 'auto'], got 'tpu'"),
     ({"timesteps": 1.5}, "--timesteps must be an integer >= 1, got 1.5"),
     ({"select": "mean"}, "--select must be one of ['significant', 'max'], got 'mean'"),
-    ({"select": "significant"}, "--select significant pairs the checkpoints' goodputs per "
-                                "validation episode and needs --eval-episodes >= 2, got 1"),
+    ({"select": "significant"}, "--select significant (the default) pairs the checkpoints' "
+                                "goodputs per validation episode and needs --eval-episodes "
+                                ">= 2, got 1"),
 ])
 def test_python_api_refuses_what_the_cli_refuses(tmp_path, tiny_config, kwargs, expected):
     """train() called from Python checks the options the CLI restricts with choices."""
@@ -1120,17 +1121,26 @@ def test_select_decides_which_validated_model_best_model_zip_holds(
     assert f"at {kept_at} steps" in printed.out and "untrained" not in printed.err
 
 
-def test_keeping_an_untrained_starting_network_is_said(tmp_path, tiny_config, monkeypatch,
-                                                        capsys):
-    # without a warm start the starting point is a random network: when nothing beats it,
-    # that is what best_model.zip holds, and a user should not export it unawares
+@pytest.mark.parametrize("warm", ["none", "conductor"])
+def test_keeping_the_starting_point_says_what_it_is(tmp_path, tiny_config, monkeypatch,
+                                                     capsys, warm):
+    # when nothing beats the starting point, train says whether best_model.zip is the
+    # clone or a random network: a user should not export an untrained network unawares
     _scripted_validations(monkeypatch, [[1.0, 2.0, 3.0], [1.6, 1.7, 3.0], [0.9, 2.0, 3.0],
                                         [1.0, 2.1, 2.9], [1.0, 2.0, 3.0]])
-    assert main(_scripted_argv(tmp_path / "run", tiny_config, "significant")) == 0
+    argv = _scripted_argv(tmp_path / "run", tiny_config, "significant")
+    argv[argv.index("--warm-start") + 1] = warm
+    assert main([*argv, "--warm-start-episodes", "1", "--warm-start-epochs", "1"]) == 0
     printed = capsys.readouterr()
-    assert "at 0 steps" in printed.out
-    assert "best_model.zip is the untrained starting network" in printed.err
-    assert "export --model final" in printed.err
+    if warm == "none":
+        assert ("at 0 steps (the starting point, an untrained network: no later model beat "
+                "it significantly)") in printed.out
+        assert "best_model.zip is the untrained starting network" in printed.err
+        assert "export --model final" in printed.err
+    else:
+        assert ("at 0 steps (the starting point, the clone of conductor: no later model beat "
+                "it significantly)") in printed.out
+        assert "untrained" not in printed.err
 
 
 def test_the_default_select_needs_two_validation_episodes(tmp_path, tiny_config, capsys):
