@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from agents.compare import ci95, run_policy, save_png
-from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
+from agents.registry import is_heuristic, policy_factory
 from prfaas_gym.contract import Policy
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.scenario import Scenario
@@ -127,11 +127,6 @@ def sustained_rate(rates: Sequence[float], attainment: Sequence[float],
                 return Sustained(float(r0))
             return Sustained(float(r0 + (a0 - goal) / (a0 - a) * (r - r0)))
     return Sustained(float(rates[-1]), "above")
-
-
-def is_heuristic(spec: str) -> bool:
-    """A heuristic's name (its thresholds are planned, or tuned, for each rate)."""
-    return spec in HEURISTICS or spec == TUNED_THRESHOLD
 
 
 def load_learned(scenario: Scenario, specs: dict[str, str]) -> dict[str, Callable[[], Policy]]:

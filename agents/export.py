@@ -208,8 +208,8 @@ def training_record(record: dict[str, Any], run_dir: Path, model: str) -> dict[s
     randomisation of the training episodes (``randomize``, empty when there was none), the
     rule that picked ``best_model.zip`` (``select``; absent in runs that predate it, which
     kept the highest mean), the best heuristic on validation (its goodput there is the
-    baseline the checkpoints were measured against), the warm start's ``teacher``, episodes and epochs (None when there
-    was none), and ``validation``: the exported model's row of the validation history
+    baseline the checkpoints were measured against), the warm start's ``teacher``,
+    episodes and epochs (None when there was none), and ``validation``: the exported model's row of the validation history
     (``best_validation`` for ``best_model.zip``; for ``final_model.zip`` the final row of
     ``eval.json``, None where the run has none), without its ``wall_s``."""
     out: dict[str, Any] = {k: record[k] for k in _TRAINING_KEYS if k in record}

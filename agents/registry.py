@@ -168,6 +168,12 @@ def _counts_text(d: Any) -> str:
             f"{d.get('n_decode')} decode nodes")
 
 
+def is_heuristic(spec: str) -> bool:
+    """Whether ``spec`` names a heuristic (``prfaas-threshold-tuned`` included) rather than
+    a checkpoint path, as :func:`policy_factory` reads it."""
+    return spec in HEURISTICS or spec == TUNED_THRESHOLD
+
+
 def policy_factory(spec: str, scenario: Any, rate: float | None = None) -> Callable[[], Policy]:
     """A zero-argument factory for ``spec``: a heuristic name, ``prfaas-threshold-tuned``
     (the threshold heuristic with its threshold grid-searched on the scenario's training

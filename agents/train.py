@@ -477,14 +477,13 @@ def _callbacks(scenario: Scenario, out: Path, eval_freq: int, eval_seeds: list[i
             if ratio is not None:
                 self.logger.record("validation/ratio_to_best_heuristic", ratio)
             self.logger.record("validation/best_heuristic_goodput_rps", baseline["goodput"])
-            # the model best_model.zip holds after this validation (--select's pick so far)
-            self.logger.record("validation/kept_goodput_rps", self.best_row()["goodput_rps"])
-            self.logger.record("validation/kept_timesteps", self.best_row()["timesteps"])
+            best = self.best_row()  # the model best_model.zip holds after this validation
+            self.logger.record("validation/kept_goodput_rps", best["goodput_rps"])
+            self.logger.record("validation/kept_timesteps", best["timesteps"])
             self.logger.record("validation/slo_attainment", row["slo_attainment"])
             # written now, at this step (as SB3's EvalCallback does): left to the next
             # rollout's dump it would be stamped with that step, and the last one lost
             self.logger.dump(self.num_timesteps)
-            best = self.best_row()
             write_atomically(out / "eval.json", json.dumps(json_safe(
                 {"best_heuristic": baseline["name"], "best_heuristic_goodput": baseline["goodput"],
                  "heuristics": baseline["table"], "validation_seeds": eval_seeds,
@@ -567,9 +566,9 @@ def _check_new_run_dir(out: Path) -> None:
 
 def _check_warm_start(name: str, scenario: Scenario) -> None:
     """Refuse a ``--warm-start`` that names no heuristic and no checkpoint."""
-    from agents.registry import HEURISTICS, TUNED_THRESHOLD
+    from agents.registry import HEURISTICS, TUNED_THRESHOLD, is_heuristic
 
-    if name == "best" or name in HEURISTICS or name == TUNED_THRESHOLD:
+    if name == "best" or is_heuristic(name):
         return
     if Path(name).exists():
         from agents.learned import load_learned_policy

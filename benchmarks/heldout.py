@@ -41,7 +41,7 @@ from agents.compare import (
     summarize,
     write_outputs,
 )
-from agents.registry import HEURISTICS, TUNED_THRESHOLD, policy_factory
+from agents.registry import HEURISTICS, TUNED_THRESHOLD, is_heuristic, policy_factory
 from prfaas_gym.cli import (
     _make_dir,
     _writable_dir,
@@ -141,7 +141,7 @@ def main() -> None:
                                   "files of an earlier comparison there are replaced)")
     args = ap.parse_args()
     for policy in args.policy:
-        if policy in HEURISTICS or policy == TUNED_THRESHOLD:
+        if is_heuristic(policy):
             ap.error(f"--policy {policy!r} is a heuristic, and the table runs the heuristics "
                      f"already: give a checkpoint (.onnx, run directory or .zip; ./{policy} "
                      "for a file of that name)")
