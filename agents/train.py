@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from agents.compare import ci95
 from agents.evaluation import (
     EVAL_SEED_BASE,
     best_heuristic,
@@ -510,8 +511,6 @@ def significantly_better(candidate: list[float], kept: list[float]) -> dict[str,
     model's validation figure is still a selected, optimistic one; the held-out split
     judges it.
     """
-    from agents.compare import ci95
-
     if len(candidate) != len(kept):
         raise ValueError(f"paired episodes differ in number: {len(candidate)} vs {len(kept)}")
     mean, half = ci95([c - k for c, k in zip(candidate, kept)])
