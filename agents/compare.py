@@ -32,7 +32,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 
 SUMMARY_METRICS = ("goodput_rps", "throughput_rps", "slo_attainment", "ttft_mean_s", "ttft_p90_s",
                    "ttft_p99_s", "tpot_mean_s", "offload_fraction", "link_utilization",
-                   "prefix_hit_rate", "rejected", "sim_requests_per_s")
+                   "prefix_hit_rate", "rejected", "role_switches", "sim_requests_per_s")
 
 
 class SeedStat(NamedTuple):
@@ -90,6 +90,7 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
         "link_utilization": result["link_utilization"],
         "prefix_hit_rate": result["prefix_hit_rate"],
         "rejected": float(result["rejected"]),
+        "role_switches": float(result["role_switches"]),
         "sim_requests_per_s": result["sim_requests_per_s"] or nan,
     }
 
@@ -181,6 +182,9 @@ def summarize(records: list[RunRecord]) -> dict[str, dict[str, SeedStat]]:
     return out
 
 
+_COUNTS = ("rejected", "role_switches")  # per run: one decimal
+
+
 def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> None:
     """The comparison table. A cell defined on fewer seeds than its policy ran (a TTFT where
     a run completed nothing) says on how many: ``4.662 (1 of 2 seeds)``."""
@@ -191,6 +195,10 @@ def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> Non
             ("ttft_mean_s", "TTFT mean s"), ("ttft_p90_s", "TTFT P90 s"),
             ("throughput_rps", "thru req/s"), ("offload_fraction", "offload"),
             ("link_utilization", "link util"), ("rejected", "rejected")]
+    width = 160
+    if any(st["role_switches"].mean > 0 for st in summary.values()):  # a role lever ran
+        cols.append(("role_switches", "role switches"))
+        width += 16
     table = Table(title=title or None,
                   caption="TTFT over completed requests; a rejected request is an SLO miss")
     table.add_column("policy")
@@ -198,8 +206,8 @@ def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> Non
         table.add_column(label, justify="right")
     for name, s in summary.items():
         runs = max(v.n for v in s.values())
-        table.add_row(name, *(_fmt(s[k], runs, count=k == "rejected") for k, _ in cols))
-    Console(width=160).print(table)
+        table.add_row(name, *(_fmt(s[k], runs, count=k in _COUNTS) for k, _ in cols))
+    Console(width=width).print(table)
 
 
 def _fmt(stat: SeedStat, runs: int, count: bool = False) -> str:

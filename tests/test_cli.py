@@ -399,6 +399,7 @@ def test_a_trace_replays_whole_and_its_source_is_recorded(tmp_path, capsys):
     assert summary["threshold_tokens"] is None  # no threshold policy ran
     header = (out_dir / "runs.csv").read_text().splitlines()[0]
     assert header.endswith("link_mean_gbps,link_rtt_s,link_trace")
+    assert ",rejected,role_switches," in header
 
 
 def test_compare_out_works_without_the_planner_when_no_policy_needs_it(tmp_path, capsys):
@@ -434,6 +435,7 @@ def test_table_says_on_how_many_seeds_a_metric_is_defined(capsys):
     stats = {m: seed_stat([1.0, 3.0]) for m in ("goodput_rps", "slo_attainment",
                                                 "throughput_rps", "offload_fraction",
                                                 "link_utilization", "rejected")}
+    stats["role_switches"] = seed_stat([0.0, 0.0])
     # the TTFT of a policy that completed nothing on one of its two seeds
     stats |= {m: seed_stat([4.662, float("nan")]) for m in ("ttft_mean_s", "ttft_p90_s")}
     print_table({"p": stats})
