@@ -185,6 +185,12 @@ def summarize(records: list[RunRecord]) -> dict[str, dict[str, SeedStat]]:
 _COUNTS = ("rejected", "role_switches")  # per run: one decimal
 
 
+def _switched(stats: dict[str, SeedStat]) -> bool:
+    """Whether a policy's runs switched local roles (a summary without the metric: no)."""
+    st = stats.get("role_switches")
+    return st is not None and st.mean > 0
+
+
 def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> None:
     """The comparison table. A cell defined on fewer seeds than its policy ran (a TTFT where
     a run completed nothing) says on how many: ``4.662 (1 of 2 seeds)``."""
@@ -196,7 +202,7 @@ def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> Non
             ("throughput_rps", "thru req/s"), ("offload_fraction", "offload"),
             ("link_utilization", "link util"), ("rejected", "rejected")]
     width = 160
-    if any(st["role_switches"].mean > 0 for st in summary.values()):  # a role lever ran
+    if any(_switched(st) for st in summary.values()):  # a role lever ran
         cols.append(("role_switches", "role switches"))
         width += 16
     table = Table(title=title or None,

@@ -188,15 +188,17 @@ def main() -> None:
           f"{'seed 0' if args.seeds == 1 else f'seeds 0..{args.seeds - 1}'}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "
           "(one seed: the mean alone); TTFT over completed requests\n")
-    print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected | role switches |")
-    print("|---|---|---|---|---|---|")
+    roles = any(summary[name]["role_switches"].mean > 0 for name in factories)
+    print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected |"
+          + (" role switches |" if roles else ""))
+    print("|---|---|---|---|---|" + ("---|" if roles else ""))
     for name in factories:
         s = summary[name]
         g, p, a = s["goodput_rps"], s["ttft_p90_s"], s["slo_attainment"]
         p_seeds = "" if p.n == args.seeds else f" ({p.n} of {args.seeds} seeds)"
         print(f"| {name} | {fmt_ci(g.mean, g.ci95)} | {fmt_ci(p.mean, p.ci95, 2)}{p_seeds} | "
-              f"{fmt_ci(a.mean, a.ci95)} | {fmt_ci(s['rejected'].mean, math.nan, 1)} | "
-              f"{fmt_ci(s['role_switches'].mean, math.nan, 1)} |")
+              f"{fmt_ci(a.mean, a.ci95)} | {fmt_ci(s['rejected'].mean, math.nan, 1)} |"
+              + (f" {fmt_ci(s['role_switches'].mean, math.nan, 1)} |" if roles else ""))
     print(f"\nbest heuristic: {best}")
     for label, p in paired.items():
         print(f"{label}: learned / best goodput, paired per seed: {fmt_ci(*p['ratio'])} "

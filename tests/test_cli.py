@@ -557,6 +557,9 @@ def test_heldout_scores_several_policies_side_by_side(tmp_path):
         g[roles.name] / g[ho["best_heuristic"]])
     for name in (route.name, roles.name):
         assert f"{name}: learned / best goodput, paired per seed" in p.stdout
+    # the table has a role-switch column exactly when some policy switched roles
+    switched = any(r["result"]["role_switches"] > 0 for r in runs)
+    assert ("role switches |" in p.stdout) == switched
     assert (out / "ratios.png").stat().st_size > 1000
     p = subprocess.run(cmd + ["--policy", str(route), "--policy", str(route)],
                        capture_output=True, text=True, timeout=300)

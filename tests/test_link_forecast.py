@@ -1,5 +1,5 @@
 """benchmarks/link_forecast.py: the history forecast finds what a link's past says and only
-that, and the forecasting conductor is the conductor where the link does not move."""
+that, and the forecasting conductor hands the conductor the capacity its docstring names."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from agents.compare import run_policy
 from agents.heuristics import Conductor
 from prfaas_gym.bandwidth import BandwidthTrace, mean_reverting
+from prfaas_gym.contract import LinkView
 from prfaas_gym.scenario import load_scenario
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +28,24 @@ _spec.loader.exec_module(link_forecast)
 
 def _removed(train: list[BandwidthTrace], held: list[BandwidthTrace], horizon: float = 10.0,
              history: float = 60.0) -> float:
-    fit = link_forecast.split_samples(train, horizon, history, 1.0)
-    test = link_forecast.split_samples(held, horizon, history, 1.0)
-    return link_forecast.report(fit, {"held": test})[1]["error_removed"]
+    """The share of the *now* forecast's held-out error that the whole history removes."""
+    fit, _ = link_forecast.split_samples(train, horizon, history, 1.0)
+    test, _ = link_forecast.split_samples(held, horizon, history, 1.0)
+    return link_forecast.report(fit, {"held": test})[1]["removed_history"]
 
 
-def _square(period: float, phase: float) -> BandwidthTrace:
-    """High for half of each ``period``, a tenth of it for the other half, over 20 periods."""
-    starts = np.arange(0.0, 20 * period, period / 2)
+def _square(half: float, first: float, periods: int = 20) -> BandwidthTrace:
+    """High for ``half`` seconds, a tenth of it for the next ``half``, and so on, the first
+    high stretch cut to ``first`` seconds (its phase)."""
+    starts = np.concatenate(([0.0], first + half * np.arange(2 * periods - 1)))
     caps = np.where(np.arange(starts.size) % 2 == 0, 1e9, 1e8)
-    tr = BandwidthTrace(starts, caps, 20 * period)
-    return tr.with_offset(phase)
+    return BandwidthTrace(starts, caps, first + half * (2 * periods - 1))
+
+
+def _noise(rng: np.random.Generator, seconds: int) -> BandwidthTrace:
+    """A memoryless link: an independent lognormal capacity each second."""
+    return BandwidthTrace(np.arange(float(seconds)), rng.lognormal(20.0, 0.5, seconds),
+                          float(seconds))
 
 
 def test_a_markov_link_has_no_past_worth_knowing():
@@ -45,24 +55,52 @@ def test_a_markov_link_has_no_past_worth_knowing():
     assert abs(_removed(links[:2], links[2:])) < 0.03
 
 
+def test_normalising_by_a_traces_mean_does_not_leak_its_future():
+    # a trace is divided by its own mean, which contains the forecast's target; on
+    # memoryless noise the history must still remove next to nothing. Short traces, where
+    # the mean would give the future away, are skipped.
+    rng = np.random.default_rng(1)
+    long = [_noise(rng, 280) for _ in range(120)]  # the shortest span allowed: 4 x (60 + 10)
+    assert abs(_removed(long[:60], long[60:])) < 0.02
+    samples, short = link_forecast.split_samples([_noise(rng, 279), long[0]], 10.0, 60.0, 1.0)
+    assert short == 1 and samples.target.size == 211  # only the 280 s trace's decisions
+
+
 def test_a_link_with_a_rhythm_is_forecast_from_its_past():
-    # 40 s high, 40 s low: the present level says nothing of when it ends, the time since
-    # the last change does
-    links = [_square(80.0, 0.0), _square(80.0, 0.0)]
-    assert _removed(links[:1], links[1:]) > 0.5
+    # 40 s high, 40 s low: the level now says nothing of when it ends, the time since the
+    # last change does; fitted on one phase, scored on another
+    assert link_forecast.trace_samples(_square(40.0, 40.0), 10.0, 60.0, 1.0) is not None
+    assert _removed([_square(40.0, 40.0)], [_square(40.0, 17.0)]) > 0.5
 
 
 def test_samples_leave_history_before_and_horizon_after_without_wrapping():
-    tr = _square(80.0, 0.0)  # 1600 s
+    tr = _square(40.0, 40.0)  # 1600 s
     s = link_forecast.trace_samples(tr, 10.0, 60.0, 1.0)
-    assert s.target.size == len(np.arange(60.0, 1600.0 - 10.0 + 1e-9, 1.0))
-    assert s.present.shape[0] == s.history.shape[0] == s.target.size
-    assert np.array_equal(s.history[:, :s.present.shape[1]], s.present)  # present nested
-    short = link_forecast.trace_samples(_square(30.0, 0.0), 10.0, 600.0, 1.0)  # 600 s
-    assert short.target.size == 0  # shorter than history + horizon: no sample
-    both = link_forecast.split_samples([tr, _square(30.0, 0.0)], 10.0, 60.0, 1.0)
-    assert both.target.size == s.target.size + 531 and both.history.shape[1] == \
-        s.history.shape[1]
+    assert s.target.size == 1531  # decisions at 60, 61, ..., 1590 s
+    assert s.design.shape == (1531, 16)
+    # the last decision's target window is [1590, 1600]: in the trace's last low stretch
+    assert s.target[-1] == pytest.approx(np.log(1e8 / tr.mean_bytes_per_s))
+    assert link_forecast.trace_samples(BandwidthTrace.constant(10.0), 10.0, 60.0, 1.0) is None
+
+
+def test_the_forecasting_conductor_passes_min_of_now_and_the_recent_snapshots(monkeypatch):
+    seen = []
+
+    def spy(self, request, view):
+        seen.append(view.link.capacity_gbps)
+        return "decision"
+
+    monkeypatch.setattr(Conductor, "decide", spy)
+    policy = link_forecast.ForecastConductor(15.0)
+    views = [(0.0, 10.0), (1.0, 20.0), (1.0, 20.0), (20.0, 4.0), (21.0, 30.0)]
+    for t, cap in views:
+        link = LinkView(cap, 1.0, 0.5, 2.0, 3, 0.01)
+        view = SimpleNamespace(link=link, snapshot_time_s=t)
+        assert policy.decide(None, view) == "decision"
+        assert view.link is link  # the caller's view is left as it was
+    # min(20, mean(10, 20)); the same snapshot again counts once; at 20 s the snapshots of
+    # 0 and 1 s are out of the 15 s window; then min(30, mean(4, 30))
+    assert seen == [10.0, 15.0, 15.0, 4.0, 17.0]
 
 
 def test_the_forecasting_conductor_is_the_conductor_on_a_constant_link():
@@ -82,8 +120,12 @@ def test_the_forecasting_conductor_is_the_conductor_on_a_constant_link():
 
 def test_bad_options_are_one_line_errors():
     for argv, says in ((["--route-windows", "5,x"], "--route-windows: expected positive"),
-                       (["--history", "5"], "--history: must be at least 15 s"),
-                       (["--bandwidth-gbps", "10"], "--bandwidth-gbps: applies to")):
+                       (["--history", "5"], "--history: must be 15 to 600 s"),
+                       (["--history", "1e308"], "--history: must be 15 to 600 s"),
+                       (["--step", "1e-9"], "--step: must be at least 0.1 s"),
+                       (["--bandwidth-gbps", "10"], "--bandwidth-gbps: applies to"),
+                       (["--bandwidth-format", "csv"], "--bandwidth-format: applies to"),
+                       (["--scenario", "paper-case-study"], "the link is constant")):
         p = subprocess.run([sys.executable, str(_PATH), *argv], capture_output=True,
                            text=True, cwd=_ROOT)
-        assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr
+        assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, argv
