@@ -120,15 +120,19 @@ def trace_samples(tr: BandwidthTrace, horizon: float, history: float,
     grid = _ln([tr.capacity_at(x) for x in np.arange(0.0, tr.period_s, grid_dt).tolist()],
                mean)
     now = _ln([tr.capacity_at(x) for x in t.tolist()], mean)
-    back = int(round(history / grid_dt))
     idx = np.minimum((t / grid_dt + 1e-9).astype(np.int64), grid.size - 1)
-    look = np.stack([grid[np.maximum(idx - k, 0)] for k in range(back + 1)], axis=1)
-    moved = np.abs(look - now[:, None]) >= math.log(2.0)
-    since = np.where(moved.any(axis=1), moved.argmax(axis=1) * grid_dt, history) / history
+    low, high = np.full(t.size, np.inf), np.full(t.size, -np.inf)
+    first_move = np.full(t.size, -1)  # grid steps back to the last factor-2 move, -1: none
+    for k in range(int(round(history / grid_dt)) + 1):  # one look-back step at a time
+        back = grid[np.maximum(idx - k, 0)]
+        np.minimum(low, back, out=low)
+        np.maximum(high, back, out=high)
+        first_move[(first_move < 0) & (np.abs(back - now) >= math.log(2.0))] = k
+    since = np.where(first_move >= 0, first_move * grid_dt, history) / history
     means = [_ln(_window_mean(tr, t - w, t), mean) for w in (*WINDOWS, history)]
     ago5 = _ln([tr.capacity_at(x) for x in (t - 5.0).tolist()], mean)
     design = np.column_stack([np.ones_like(now), now, now * now, *means,
-                              ago5, look.min(axis=1), look.max(axis=1),
+                              ago5, low, high,
                               now * means[1], now * means[-1], since, since * now,
                               means[-1] * means[-1], ago5 * now])
     return Samples(design, _ln(_window_mean(tr, t, t + horizon), mean))
