@@ -185,10 +185,11 @@ def summarize(records: list[RunRecord]) -> dict[str, dict[str, SeedStat]]:
 _COUNTS = ("rejected", "role_switches")  # per run: one decimal
 
 
-def _switched(stats: dict[str, SeedStat]) -> bool:
-    """Whether a policy's runs switched local roles (a summary without the metric: no)."""
-    st = stats.get("role_switches")
-    return st is not None and st.mean > 0
+def switched_roles(summary: dict[str, dict[str, SeedStat]]) -> bool:
+    """Whether any policy of a :func:`summarize` summary switched local roles (a summary
+    without the metric: no): the tables add a role-switch column only then."""
+    return any((st := stats.get("role_switches")) is not None and st.mean > 0
+               for stats in summary.values())
 
 
 def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> None:
@@ -202,7 +203,7 @@ def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> Non
             ("throughput_rps", "thru req/s"), ("offload_fraction", "offload"),
             ("link_utilization", "link util"), ("rejected", "rejected")]
     width = 160
-    if any(_switched(st) for st in summary.values()):  # a role lever ran
+    if switched_roles(summary):
         cols.append(("role_switches", "role switches"))
         width += 16
     table = Table(title=title or None,

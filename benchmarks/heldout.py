@@ -39,6 +39,7 @@ from agents.compare import (
     fmt_ci,
     given_sources,
     summarize,
+    switched_roles,
     write_outputs,
 )
 from agents.registry import HEURISTICS, TUNED_THRESHOLD, is_heuristic, policy_factory
@@ -188,7 +189,7 @@ def main() -> None:
           f"{'seed 0' if args.seeds == 1 else f'seeds 0..{args.seeds - 1}'}, "
           f"{records[0].result['requests']} requests per run; mean ± 95% CI over seeds "
           "(one seed: the mean alone); TTFT over completed requests\n")
-    roles = any(summary[name]["role_switches"].mean > 0 for name in factories)
+    roles = switched_roles(summary)
     print("| policy | goodput (req/s) | P90 TTFT (s) | SLO attainment | rejected |"
           + (" role switches |" if roles else ""))
     print("|---|---|---|---|---|" + ("---|" if roles else ""))

@@ -65,7 +65,7 @@ import numpy as np
 from agents.compare import ci95, fmt_ci, run_policy
 from agents.heuristics import Conductor
 from prfaas_gym.bandwidth import BandwidthTrace
-from prfaas_gym.cli import positive_float, positive_int, run_script
+from prfaas_gym.cli import non_negative_int, positive_float, positive_int, run_script
 from prfaas_gym.contract import ClusterView, Decision, LinkView, RequestInfo
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import Profile
@@ -254,8 +254,10 @@ def with_link(sc: Scenario, path: str | None, fmt: str | None = None,
     as ``--bandwidth-trace`` is elsewhere)."""
     if not path:
         return sc
-    p = Path(path)
-    spec = {"kind": "trace_dir" if p.is_dir() else "trace", "path": str(p.resolve()),
+    if not Path(path).is_dir():
+        return sc.with_bandwidth_trace(path, fmt, scale_to_gbps=gbps)
+    # a folder, which --bandwidth-trace elsewhere refuses: one trace drawn per run
+    spec = {"kind": "trace_dir", "path": str(Path(path).resolve()),
             "scale_to_gbps": sc.profile.link.capacity_gbps if gbps is None else gbps}
     if fmt:
         spec["format"] = fmt
@@ -267,19 +269,14 @@ def parse_windows(text: str) -> list[float]:
     out = []
     for item in text.split(","):
         try:
-            w = float(item)
-        except ValueError:
-            w = math.nan
-        if not (math.isfinite(w) and w > 0):
+            out.append(positive_float(item))
+        except argparse.ArgumentTypeError:
             raise PrfaasInputError(f"expected positive seconds, got {item.strip()!r}",
-                                   "--route-windows")
-        out.append(w)
+                                   "--route-windows") from None
     return out
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.route_seeds < 0:
-        raise PrfaasInputError(f"must be >= 0, got {args.route_seeds}", "--route-seeds")
     if not max(WINDOWS) <= args.history <= MAX_WINDOW_S:
         raise PrfaasInputError(f"must be {max(WINDOWS):g} to {MAX_WINDOW_S:g} s, got "
                                f"{args.history:g}", "--history")
@@ -315,7 +312,7 @@ def main() -> None:
                     help="seconds of the past the history forecast sees (default 60)")
     ap.add_argument("--step", type=positive_float, default=1.0,
                     help=f"seconds between decision times (default 1, at least {MIN_STEP_S:g})")
-    ap.add_argument("--route-seeds", type=int, default=0, metavar="K",
+    ap.add_argument("--route-seeds", type=non_negative_int, default=0, metavar="K",
                     help="also route the eval split's seeds 0..K-1 with the conductor and "
                          "with a forecasting conductor (default 0: skip)")
     ap.add_argument("--route-windows", default="5,15", metavar="W[,W]",
