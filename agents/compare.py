@@ -32,7 +32,8 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 
 SUMMARY_METRICS = ("goodput_rps", "throughput_rps", "slo_attainment", "ttft_mean_s", "ttft_p90_s",
                    "ttft_p99_s", "tpot_mean_s", "offload_fraction", "link_utilization",
-                   "prefix_hit_rate", "rejected", "role_switches", "sim_requests_per_s")
+                   "prefix_hit_rate", "rejected", "role_switches", "role_switches_in_drain",
+                   "sim_requests_per_s")
 
 
 class SeedStat(NamedTuple):
@@ -91,6 +92,7 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
         "prefix_hit_rate": result["prefix_hit_rate"],
         "rejected": float(result["rejected"]),
         "role_switches": float(result["role_switches"]),
+        "role_switches_in_drain": float(result["role_switches_in_drain"]),
         "sim_requests_per_s": result["sim_requests_per_s"] or nan,
     }
 
@@ -182,7 +184,7 @@ def summarize(records: list[RunRecord]) -> dict[str, dict[str, SeedStat]]:
     return out
 
 
-_COUNTS = ("rejected", "role_switches")  # per run: one decimal
+_COUNTS = ("rejected", "role_switches", "role_switches_in_drain")  # per run: one decimal
 
 
 def switched_roles(summary: dict[str, dict[str, SeedStat]]) -> bool:
@@ -190,6 +192,16 @@ def switched_roles(summary: dict[str, dict[str, SeedStat]]) -> bool:
     without the metric: no): the tables add a role-switch column only then."""
     return any((st := stats.get("role_switches")) is not None and st.mean > 0
                for stats in summary.values())
+
+
+def role_switch_cell(stats: dict[str, SeedStat]) -> str:
+    """Role switches landed per run (mean), with those that landed after the last arrival,
+    in the drain, in brackets when there were any: ``2.0 (0.2 in the drain)``."""
+    text = fmt_ci(stats["role_switches"].mean, math.nan, 1)
+    drain = stats.get("role_switches_in_drain")
+    if drain is not None and drain.mean > 0:
+        text += f" ({fmt_ci(drain.mean, math.nan, 1)} in the drain)"
+    return text
 
 
 def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> None:
@@ -205,7 +217,7 @@ def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> Non
     width = 160
     if switched_roles(summary):
         cols.append(("role_switches", "role switches"))
-        width += 16
+        width += 30
     table = Table(title=title or None,
                   caption="TTFT over completed requests; a rejected request is an SLO miss")
     table.add_column("policy")
@@ -213,7 +225,8 @@ def print_table(summary: dict[str, dict[str, SeedStat]], title: str = "") -> Non
         table.add_column(label, justify="right")
     for name, s in summary.items():
         runs = max(v.n for v in s.values())
-        table.add_row(name, *(_fmt(s[k], runs, count=k in _COUNTS) for k, _ in cols))
+        table.add_row(name, *(role_switch_cell(s) if k == "role_switches"
+                              else _fmt(s[k], runs, count=k in _COUNTS) for k, _ in cols))
     Console(width=width).print(table)
 
 
@@ -334,13 +347,18 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
             continue
         ts = rec.timeseries
         t = np.asarray(ts["t"])
-        cap = np.asarray(ts["link_capacity_gbps"])
+        cap = np.asarray(ts["link_deliverable_gbps"])  # over each interval, as measured
         util = np.divide(ts["link_gbps"], cap, out=np.zeros_like(cap), where=cap > 0)
-        a1.plot(t, util, lw=0.8, label=name)
+        color = a1.plot(t, util, lw=0.8, label=name)[0].get_color()
         q = np.asarray(ts["remote_queue_tokens"]) + np.asarray(ts["local_queue_tokens"])
-        a2.plot(t, q / 1000.0, lw=0.8, label=name)
+        a2.plot(t, q / 1000.0, lw=0.8, label=name, color=color)
+        for x in rec.result["role_switch_times_s"]:
+            for a in (a1, a2):
+                a.axvline(x, color=color, ls="--", lw=0.7, alpha=0.6)
     a1.set_ylabel("link utilisation")
-    a1.set_title(f"Link utilisation and prefill queue depth over time — {title} (seed 0)")
+    a1.set_title(f"Link utilisation and prefill queue depth over time — {title} (seed 0)"
+                 + ("\ndashed: a role switch landed" if any(
+                     r.result["role_switch_times_s"] for r in records if r.seed == 0) else ""))
     a2.set_ylabel("queued prefill tokens (K)")
     a2.set_xlabel("simulated time (s)")
     for a in (a1, a2):

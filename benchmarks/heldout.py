@@ -38,6 +38,7 @@ from agents.compare import (
     compare,
     fmt_ci,
     given_sources,
+    role_switch_cell,
     summarize,
     switched_roles,
     write_outputs,
@@ -199,7 +200,7 @@ def main() -> None:
         p_seeds = "" if p.n == args.seeds else f" ({p.n} of {args.seeds} seeds)"
         print(f"| {name} | {fmt_ci(g.mean, g.ci95)} | {fmt_ci(p.mean, p.ci95, 2)}{p_seeds} | "
               f"{fmt_ci(a.mean, a.ci95)} | {fmt_ci(s['rejected'].mean, math.nan, 1)} |"
-              + (f" {fmt_ci(s['role_switches'].mean, math.nan, 1)} |" if roles else ""))
+              + (f" {role_switch_cell(s)} |" if roles else ""))
     print(f"\nbest heuristic: {best}")
     for label, p in paired.items():
         print(f"{label}: learned / best goodput, paired per seed: {fmt_ci(*p['ratio'])} "

@@ -133,6 +133,9 @@ def summarize(sim: Simulator, wall_s: float | None = None) -> dict[str, Any]:
         "cache_copy_bytes": {"remote_to_local": sim.copy_bytes[0], "local_to_remote": sim.copy_bytes[1]},
         "prefix_hit_rate": sim.hit_tokens_total / sim.prompt_tokens_total if sim.prompt_tokens_total else 0.0,
         "role_switches": sim.n_role_switches,
+        # landed after the last arrival: they can shorten the drain, not serve an arrival sooner
+        "role_switches_in_drain": sum(1 for t in sim.role_switch_times if t > t_last_arr),
+        "role_switch_times_s": list(sim.role_switch_times),  # simulated clock, as timeseries
         "span_s": span,
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         "sim_requests_per_s": c["arrived"] / wall_s if wall_s else None,

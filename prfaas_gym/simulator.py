@@ -299,6 +299,7 @@ class Simulator:
         self.n_tpot_missed = 0  # completions that met the TTFT SLO but missed the TPOT SLO
         self.n_offloaded = 0
         self.n_role_switches = 0
+        self.role_switch_times: list[float] = []  # when each switch landed (s), in order
         self.copy_bytes = [0.0, 0.0]
         self.kv_link_bytes = 0.0
         self.hit_tokens_total = 0
@@ -309,7 +310,8 @@ class Simulator:
         self._hits: list[int] = []
         self.timeseries: dict[str, list[float]] = {k: [] for k in (
             "t", "remote_queue_tokens", "local_queue_tokens", "decode_running",
-            "decode_waiting", "link_gbps", "link_capacity_gbps", "in_flight")}
+            "decode_waiting", "link_gbps", "link_capacity_gbps", "link_deliverable_gbps",
+            "in_flight")}
         # telemetry snapshot and what this router dispatched since it
         self._recent_ttft: deque[float] = deque(maxlen=64)
         self._recent_slo: deque[bool] = deque(maxlen=64)
@@ -802,6 +804,7 @@ class Simulator:
         self.node_role[j] = role
         self.node_state[j] = _ACTIVE
         self.n_role_switches += 1
+        self.role_switch_times.append(t)
         R = self.n_remote
         self.prefill_available[R + j] = role == _PREFILL_ROLE
         self.decode_available[j] = role == _DECODE_ROLE
@@ -862,6 +865,9 @@ class Simulator:
             ts["decode_waiting"].append(float(sum(self._snap_waiting)))
             ts["link_gbps"].append(measured * 8e-9)
             ts["link_capacity_gbps"].append(cap * 8e-9)
+            # what the link could have carried since the last tick: measured / this is at most 1
+            ts["link_deliverable_gbps"].append(
+                self.bandwidth.integral(t - dt, t) / dt * 8e-9 if dt > 0 else cap * 8e-9)
             ts["in_flight"].append(float(self._in_flight))
 
     def _derive_snapshot(self) -> None:

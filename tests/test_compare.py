@@ -52,11 +52,13 @@ def test_flat_metrics_reports_each_percentile_under_its_own_name():
               "ttft_s": {"mean": 3.0, "p90": 4.0, "p99": 5.0},
               "tpot_s": {"mean": 0.02, "p90": 0.03, "p99": 0.04},
               "offload_fraction": 0.25, "link_utilization": 0.125, "prefix_hit_rate": 0.75,
-              "rejected": 7, "role_switches": 2, "sim_requests_per_s": None}
+              "rejected": 7, "role_switches": 2, "role_switches_in_drain": 1,
+              "sim_requests_per_s": None}
     m = flat_metrics(result)
     assert (m["ttft_mean_s"], m["ttft_p90_s"], m["ttft_p99_s"], m["tpot_mean_s"]) == \
         (3.0, 4.0, 5.0, 0.02)
     assert m["rejected"] == 7.0 and m["role_switches"] == 2.0
+    assert m["role_switches_in_drain"] == 1.0
     assert math.isnan(m["sim_requests_per_s"])
 
 
@@ -78,9 +80,9 @@ def test_tuning_keeps_the_planners_threshold_on_a_plateau(monkeypatch):
 def test_the_table_shows_role_switches_when_a_policy_switched_roles(capsys):
     from agents.compare import SUMMARY_METRICS, SeedStat, print_table
 
-    def stats(switches: float) -> dict[str, SeedStat]:
-        return {m: SeedStat(switches if m == "role_switches" else 1.0, math.nan, 1)
-                for m in SUMMARY_METRICS}
+    def stats(switches: float, in_drain: float = 0.0) -> dict[str, SeedStat]:
+        value = {"role_switches": switches, "role_switches_in_drain": in_drain}
+        return {m: SeedStat(value.get(m, 1.0), math.nan, 1) for m in SUMMARY_METRICS}
 
     print_table({"conductor": stats(0.0), "local-only": stats(0.0)})
     assert "role switches" not in capsys.readouterr().out  # routing only: no empty column
@@ -89,3 +91,6 @@ def test_the_table_shows_role_switches_when_a_policy_switched_roles(capsys):
     assert "role switches" in out
     row = next(line for line in out.splitlines() if "prfaas-dual" in line)
     assert row.rstrip(" │").endswith("3.0")  # a count per run, one decimal
+    print_table({"prfaas-dual": stats(3.0, in_drain=0.4)})
+    row = next(line for line in capsys.readouterr().out.splitlines() if "prfaas-dual" in line)
+    assert row.rstrip(" │").endswith("3.0 (0.4 in the drain)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from agents.compare import run_policy
@@ -38,6 +39,18 @@ def test_stopped_run_conserves_in_flight(bursty):
     c = sim.counts()
     assert c["in_flight"] > 0
     assert c["completed"] + c["rejected"] + c["failed"] + c["in_flight"] == 300
+
+
+def test_the_timeseries_link_throughput_never_exceeds_what_the_link_could_deliver(bursty):
+    """timeseries.png plots measured / deliverable link throughput per telemetry interval;
+    the capacity at the tick alone would read above 1 whenever the link fell during it."""
+    _, sim = run_policy(bursty, policy_factory("conductor", bursty)(), seed=0, n=1000)
+    ts = sim.timeseries
+    sent, deliverable = np.asarray(ts["link_gbps"]), np.asarray(ts["link_deliverable_gbps"])
+    assert sent.size == deliverable.size > 100
+    assert np.all(sent <= deliverable * (1 + 1e-9) + 1e-12)
+    assert np.any(sent > 0.99 * deliverable)  # the link does fill at times: a real bound
+    assert np.any(sent > 1.01 * np.asarray(ts["link_capacity_gbps"]))  # and the tick's would not
 
 
 def test_same_seed_same_result(bursty):
@@ -244,6 +257,24 @@ def test_role_switch_drains_then_changes_role():
     assert sim.counts()["completed"] == 20
     # the last decode node is never switched away
     assert not sim.request_role_change(RoleChange(1, Role.PREFILL))
+
+
+def test_the_result_says_when_each_role_switch_landed_and_which_landed_in_the_drain():
+    """A switch landing after the last arrival is counted as a switch and as one in the
+    drain, so a policy that switches once the arrivals are over is told apart."""
+    prof = load_profile("single-host").with_deployment(switch_delay_s=3.0)
+    sim = Simulator(prof, Workload([Request(0, 0.0, 1000, 2), Request(1, 100.0, 1000, 2)]),
+                    config=SimConfig(telemetry_interval_s=0))
+    r = sim.next_request()
+    assert sim.request_role_change(RoleChange(1, Role.PREFILL))  # an idle decode node
+    sim.apply(r, Decision(Placement.LOCAL, prefill_instance=1))
+    sim.apply(sim.next_request(), Decision(Placement.LOCAL, prefill_instance=1))
+    assert sim.request_role_change(RoleChange(1, Role.DECODE))  # after the last arrival
+    sim.finish()
+    result = sim.result()
+    assert result["role_switch_times_s"] == [pytest.approx(3.0), pytest.approx(103.0)]
+    assert result["role_switches"] == 2 and result["role_switches_in_drain"] == 1
+    assert result["slo_met"] == 2
 
 
 def test_admission_control_rejects_long_waits():
