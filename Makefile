@@ -21,7 +21,13 @@ $(BIN)/prfaas: pyproject.toml setup.py $(COMPILED_SRC)
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
+# a plain-Python install (PRFAAS_PURE_PYTHON=1 pip install -e .) removed the extensions and
+# left the stamp fresh: compile them again unless plain Python is asked for now
 install: $(BIN)/prfaas
+	@if [ -z "$$PRFAAS_PURE_PYTHON" ] || [ "$$PRFAAS_PURE_PYTHON" = 0 ]; then \
+	  ls prfaas_gym/simulator.*.so >/dev/null 2>&1 || { \
+	    echo "no compiled modules (a plain-Python install?): compiling them"; \
+	    $(BIN)/pip install -q -e '.[dev]'; }; fi
 
 demo: install
 	$(BIN)/prfaas compare --scenario bursty-fluctuating \
