@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from prfaas_gym.contract import Policy
+from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.metrics import json_safe, latencies
 from prfaas_gym.scenario import Scenario
 from prfaas_gym.simulator import Simulator
@@ -242,22 +243,21 @@ def _fmt(stat: SeedStat, runs: int, count: bool = False) -> str:
 
 
 #: Every file a comparison (or ``heldout.py``) writes into its ``--out``: a new comparison
-#: removes the previous one's first, so that the folder never mixes two runs' files.
+#: removes those of the previous one it did not replace, so that the folder never mixes two
+#: runs' files.
 RESULT_FILES = ("runs.csv", "summary.json", "ttft_cdf.png", "goodput.png", "timeseries.png",
                 "heldout.json", "ratios.png")
 
 
 def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
     """runs.csv (one row per policy x seed), summary.json, and PNG plots, each written
-    whole (through a temporary file), after removing an earlier comparison's
-    :data:`RESULT_FILES` from ``out_dir`` (a symlink among them is kept and written
-    through)."""
+    whole (through a temporary file; a symlink is written through). Then an earlier
+    comparison's other :data:`RESULT_FILES` are removed from ``out_dir`` (a symlink among
+    them is kept), so that the folder never mixes two runs' files; an error while writing
+    leaves the earlier files that were not yet replaced as they were."""
     from prfaas_gym.cli import write_atomically
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in RESULT_FILES:
-        if not (out_dir / name).is_symlink():  # a link stays, written through
-            (out_dir / name).unlink(missing_ok=True)
     written = []
     runs = out_dir / "runs.csv"
     buf = io.StringIO(newline="")
@@ -281,6 +281,10 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     }), indent=2, default=_refuse, allow_nan=False))
     written.append(js)
     written += plot(records, summary, out_dir, meta.get("scenario", ""))
+    for name in set(RESULT_FILES) - {p.name for p in written}:
+        stale = out_dir / name
+        if not stale.is_symlink() and stale.is_file():
+            stale.unlink()
     return written
 
 
@@ -288,8 +292,11 @@ def save_png(fig: Any, path: Path) -> None:
     """``fig`` as a PNG at ``path``, written whole (:func:`prfaas_gym.cli.replacing`)."""
     from prfaas_gym.cli import replacing
 
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    except OSError as e:
+        raise PrfaasInputError(f"cannot write the plot ({e.strerror or e})", path) from None
 
 
 def _refuse(o: Any) -> Any:

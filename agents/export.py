@@ -48,7 +48,7 @@ from agents.run_dir import (
     scales_from_record,
     sha256_file,
 )
-from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.errors import PrfaasInputError, require_file
 from prfaas_gym.featurizer import N_FEATURES
 from prfaas_gym.metrics import json_safe
 
@@ -100,9 +100,7 @@ def load_sb3(zip_path: str | Path, algo: str, n_features: int = N_FEATURES) -> A
     Raises :class:`PrfaasInputError` naming the file if it is missing, not a loadable SB3
     zip of ``algo``, or its spaces are not its env's (Box(n_features,), Discrete(3)):
     ``n_features`` is the run's env's observation size (default ``PrfaasRoute-v0``'s)."""
-    zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        raise PrfaasInputError("model file not found", zip_path)
+    zip_path = require_file(zip_path, "model file")
     cls = algo_class(algo)
     try:
         with warnings.catch_warnings():

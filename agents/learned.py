@@ -35,7 +35,7 @@ from agents.run_dir import (
 from prfaas_gym.actions import LOCAL, REJECT_ACTION, REMOTE, Best, action_to_decision
 from prfaas_gym.contract import ClusterView, Decision, Policy, RequestInfo, RoleChange
 from prfaas_gym.env import ENV_ID
-from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.errors import PrfaasInputError, require_file
 from prfaas_gym.featurizer import N_FEATURES, FeatureScales, Featurizer
 from prfaas_gym.interfaces import Interface, interface
 from prfaas_gym.profile import Profile, is_finite_number
@@ -93,9 +93,8 @@ class OnnxRouter:
 
         self.path = Path(path)
         self.manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(path)
-        if not self.path.is_file():
-            raise PrfaasInputError("ONNX file not found", self.path)
-        if not self.manifest_path.is_file():
+        require_file(self.path, "ONNX file")
+        if not self.manifest_path.exists():  # a directory: read_json_record says so
             raise PrfaasInputError(f"its manifest {self.manifest_path} is missing (an exported "
                                    "policy is the .onnx file plus the .manifest.json that "
                                    "`prfaas export` writes beside it)", self.path)

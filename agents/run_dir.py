@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.errors import PrfaasInputError, require_file
 from prfaas_gym.profile import is_finite_number
 
 RUN_JSON = "run.json"
@@ -149,9 +149,7 @@ def _json_default(o: Any) -> Any:
 def read_json_record(path: str | Path, what: str) -> dict[str, Any]:
     """A JSON object from ``path``; :class:`PrfaasInputError` naming the file if it is
     missing, unreadable, not valid JSON or not an object. ``what`` names the file's role."""
-    path = Path(path)
-    if not path.is_file():
-        raise PrfaasInputError(f"{what} not found", path)
+    path = require_file(path, what)
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as e:

@@ -680,6 +680,8 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
                           ("--episode-requests", episode_requests)):
         if value is not None and not (_is_int(value) and value >= 1):
             raise PrfaasInputError(f"{option} must be an integer >= 1, got {value!r}")
+    if vec == "subproc" or (vec == "auto" and n_envs > 1):
+        _check_worker_files(n_envs)
     if not (_is_int(seed) and 0 <= seed < MAX_SEED):
         raise PrfaasInputError(f"--seed must be >= 0 and < 2**31 (numpy seeds each worker "
                                f"and demonstration from it), got {seed!r}")
@@ -810,8 +812,16 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
             raise
         interrupted = True  # keep what was learnt, as a finished run, minus the last validation
     except Exception as e:
+        diverged = None
+        if learning and _diverged(e):
+            diverged = PrfaasInputError(
+                f"training diverged at step {model.num_timesteps:,}: the policy's outputs "
+                f"became NaN; lower {algo}'s learning_rate (in "
+                f"{config or f'agents/configs/{algo}.yaml'}) or clip its gradients")
         if not (learning and val_cb.history):
             _abandon(env, out, created)
+            if diverged is not None:
+                raise diverged from None
             if _out_of_memory(e):
                 raise PrfaasInputError(
                     f"not enough memory for this run ({type(e).__name__}: {e}); the usual "
@@ -825,6 +835,9 @@ def train(algo: str, scenario: str | Path | Scenario, timesteps: int, n_envs: in
             env.close()
         write_run_json(out, probe, algo, **record, failed=f"{type(e).__name__}: {e}",
                        best_validation=val_cb.best_row())
+        if diverged is not None:
+            raise PrfaasInputError(f"{diverged}; the validated checkpoints are kept in "
+                                   f"{out}") from None
         raise
     else:
         interrupted = False
@@ -898,6 +911,29 @@ def _abandon(env: Any, out: Path, created: bool) -> None:
         with contextlib.suppress(Exception):
             env.close()
     _empty_run_dir(out, created)
+
+
+def _check_worker_files(n_envs: int) -> None:
+    """Refuse more worker processes than this process may open files for: each holds a pipe
+    and a process handle open here (``--vec subproc``)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - POSIX everywhere this project runs
+        return
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    need = 4 * n_envs + 64  # and room for the run's own files
+    if soft != resource.RLIM_INFINITY and need > soft:
+        raise PrfaasInputError(
+            f"--n-envs {n_envs}: more worker processes than this process may open files for "
+            f"(about {need:,} needed, limit {soft:,}: `ulimit -n`); use fewer, or --vec dummy "
+            "to step them in this process")
+
+
+def _diverged(e: BaseException) -> bool:
+    """torch's refusal of a distribution whose parameters are NaN: what a policy's logits or
+    means become when training diverges (a learning rate far too high)."""
+    text = str(e)
+    return isinstance(e, ValueError) and "invalid values" in text and "nan" in text
 
 
 def _out_of_memory(e: BaseException) -> bool:

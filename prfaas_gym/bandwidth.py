@@ -49,7 +49,7 @@ import numpy as np
 
 from prfaas_gym.data_paths import resolve_path
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.profile import MAX_GBPS, is_finite_number
+from prfaas_gym.profile import MAX_GBPS, MAX_RTT_S, is_finite_number
 
 __all__ = [
     "BANDWIDTH_FORMATS",
@@ -171,8 +171,9 @@ class BandwidthTrace:
         if not math.isfinite(period) or period <= times[-1]:
             raise PrfaasInputError(f"period_s ({period!r}) must be finite and after the last "
                                    f"segment start ({times[-1]!r})", where)
-        if not math.isfinite(rtt) or rtt < 0:
-            raise PrfaasInputError(f"rtt_s must be finite and >= 0, got {rtt!r}", where)
+        if not math.isfinite(rtt) or not 0 <= rtt <= MAX_RTT_S:
+            raise PrfaasInputError(f"rtt_s must be a number in [0, {MAX_RTT_S:g}] (seconds), "
+                                   f"got {rtt!r}", where)
         offset = _normalised_offset(offset, period, where)
         times.setflags(write=False)
         sa = object.__setattr__

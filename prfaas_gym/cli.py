@@ -100,6 +100,17 @@ def _writable_file(path: str) -> Path:
     return p
 
 
+def _refuse_replacing_a_non_result(p: Path) -> None:
+    """An existing ``--out`` of ``simulate`` is replaced only if it is a ``.json`` file
+    that no training run or exported policy owns (``run.json``, ``*.manifest.json``): a
+    mistyped name must not overwrite a checkpoint, a plot or a trace."""
+    if p.exists() and (p.suffix != ".json" or p.name == "run.json"
+                       or p.name.endswith(".manifest.json")):
+        raise PrfaasInputError("--out exists and is not a result JSON (a .json file other "
+                               "than a run.json or a policy manifest); the result would "
+                               "replace it: give another name", p)
+
+
 def _run_inputs(sc: Any, policy_specs: Sequence[str]) -> list[Path]:
     """What a run of scenario ``sc`` with these ``--policy`` specs reads, as loaded: the
     scenario file, its request trace, its bandwidth trace or folder, and each checkpoint's
@@ -152,11 +163,17 @@ def _refuse_inputs(targets: Sequence[Path], inputs: Sequence[Path]) -> None:
 def refuse_results_over_inputs(out_dir: Path, sc: Any, policy_specs: Sequence[str],
                                files: Sequence[str] | None = None) -> None:
     """Refuse a comparison's ``--out`` folder where its result files (``files``; default
-    :data:`agents.compare.RESULT_FILES`) would replace what the run reads."""
+    :data:`agents.compare.RESULT_FILES`) would replace what the run reads, or where one of
+    them is a directory (it could not be written once the run is done)."""
     if files is None:
         from agents.compare import RESULT_FILES
 
         files = RESULT_FILES
+    for f in files:
+        if (out_dir / f).is_dir():
+            raise PrfaasInputError(f"--out: {f} there is a directory, where this run would "
+                                   "write its result file; remove it or give another --out",
+                                   out_dir)
     _refuse_inputs([out_dir / f for f in files], _run_inputs(sc, policy_specs))
 
 
@@ -417,6 +434,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     policy = policy_factory(args.policy, sc, rate=args.rate)()  # a bad path's own error first
     if out_path is not None:
         _refuse_inputs([out_path], _run_inputs(sc, [args.policy]))
+        _refuse_replacing_a_non_result(out_path)
     _note_in_sample_tuning(sc, [args.policy], args.split)
     _note_short_trace(sc, args)
     result, _ = run_policy(sc, policy, args.seed, split=args.split, n=args.requests, rate=args.rate)
@@ -595,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", help="also write the result JSON here (not over an input of "
-                                 "the run)")
+                                 "the run; an existing file only if it is a .json result)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("compare", help="run several policies on identical traces and seeds")

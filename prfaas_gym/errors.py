@@ -21,3 +21,14 @@ class PrfaasInputError(ValueError):
         self.where = str(where) if where is not None else None
         self.reason = message
         super().__init__(f"{self.where}: {message}" if self.where else message)
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a :class:`Path` if it is a file; otherwise a :class:`PrfaasInputError`
+    naming it and saying whether it is missing or a directory. ``what`` names its role."""
+    path = Path(path)
+    if path.is_dir():
+        raise PrfaasInputError(f"{what} is a directory, not a file", path)
+    if not path.is_file():
+        raise PrfaasInputError(f"{what} not found", path)
+    return path

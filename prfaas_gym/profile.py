@@ -10,7 +10,8 @@ unless marked optional); see ``prfaas_gym/data/profiles/*.yaml`` for complete ex
                where a recurrent-state snapshot exists; 1 = every block boundary).
 ``hardware``   mapping name -> ``prefill`` (``{table: {tokens: [...], seconds: [...]}}`` or
                ``{poly: [c0, c1, c2, ...]}`` in seconds, ``l`` in tokens; a polynomial must
-               be positive and non-decreasing up to 2^20 tokens) and ``decode``
+               be positive and non-decreasing up to 2^20 tokens; a run refuses a prompt past
+               where it turns down) and ``decode``
                (``step_base_s``, ``step_per_seq_s``, ``step_per_ctx_token_s``,
                ``max_batch``, ``kv_capacity_gib``).
 ``deployment`` ``prfaas: {instances, hardware}``, ``local: {prefill, decode, hardware,
@@ -36,6 +37,7 @@ from typing import Any, Final
 from prfaas_gym._compiled import pickle_by_constructor
 from prfaas_gym.config_file import parse_config_yaml, read_named_config, yaml_string_hint
 from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.request import MAX_TOKENS
 
 MIB: Final = 1024 * 1024
 GIB: Final = 1024 * MIB
@@ -45,6 +47,9 @@ MAX_INSTANCES: Final = 10_000
 #: The fastest link a profile, trace or option may describe: one petabit per second, a typo
 #: guard.
 MAX_GBPS: Final = 1e6
+#: The longest round trip a link may have, in seconds (a Pantheon trace's one-way delay is
+#: capped at 1,000 s likewise): a typo guard, milliseconds written as seconds.
+MAX_RTT_S: Final = 2000.0
 
 
 def is_finite_number(v: object) -> bool:
@@ -68,9 +73,26 @@ def number_error(v: object) -> str:
 
 
 #: A prefill polynomial must give positive, non-decreasing times up to this prompt length
-#: (checked at every 1/1024 of it).
+#: (checked at every 1/1024 of it); past it, it is valid up to its first turning point, and a
+#: run refuses a longer prompt (:attr:`PrefillCost.valid_tokens`).
 POLY_CHECK_TOKENS: Final = 1 << 20
 _POLY_CHECK_POINTS: Final = 1024
+
+
+def _first_turn_after(coeffs: tuple[float, ...], start: float) -> int:
+    """The first prompt length past ``start`` where the polynomial's slope is zero (where
+    it may turn down), rounded down; :data:`MAX_TOKENS` if there is none up to it."""
+    import numpy as np
+
+    slope = [k * c for k, c in enumerate(coeffs)][1:]  # ascending, as coeffs
+    while slope and slope[-1] == 0.0:
+        slope.pop()
+    if len(slope) < 2:  # constant slope: no turn
+        return MAX_TOKENS
+    roots = np.roots(slope[::-1])
+    turns = [float(r.real) for r in roots
+             if abs(r.imag) <= 1e-9 * max(1.0, abs(r.real)) and start < r.real < MAX_TOKENS]
+    return math.floor(min(turns)) if turns else MAX_TOKENS
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +101,18 @@ class PrefillCost:
 
     Either a piecewise-linear ``table`` (seconds never decreasing; extrapolated linearly
     from the first and last segments, never below zero) or a polynomial with ascending
-    ``coeffs``.
+    ``coeffs``. ``valid_tokens``: the longest prompt ``T`` is valid for (positive and never
+    decreasing up to it): at least :data:`POLY_CHECK_TOKENS`, and every length a trace may
+    hold (:data:`~prfaas_gym.request.MAX_TOKENS`) unless a polynomial's slope reaches zero
+    before.
     """
 
     tokens: tuple[float, ...] = ()
     seconds: tuple[float, ...] = ()
     coeffs: tuple[float, ...] = ()
     t0: float = dataclasses.field(default=0.0, init=False, repr=False, compare=False)
+    valid_tokens: int = dataclasses.field(default=MAX_TOKENS, init=False, repr=False,
+                                          compare=False)
 
     def __post_init__(self) -> None:
         if self.coeffs:
@@ -107,6 +134,7 @@ class PrefillCost:
                         f"{POLY_CHECK_TOKENS:,} tokens")
                 prev = t
             object.__setattr__(self, "t0", self.time(0.0))
+            object.__setattr__(self, "valid_tokens", _first_turn_after(cs, POLY_CHECK_TOKENS))
             return
         if len(self.tokens) < 2 or len(self.tokens) != len(self.seconds):
             raise PrfaasInputError("prefill table needs >= 2 points and equal-length "
@@ -198,6 +226,10 @@ class Hardware:
     decode: DecodeCost
 
 
+#: The most layers a model may have (today's deepest have a few hundred).
+MAX_LAYERS: Final = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """KV geometry of the served (hybrid-attention) model."""
@@ -215,6 +247,8 @@ class ModelSpec:
                 raise PrfaasInputError(f"model {k} must be a finite number >= 0, got {v!r}")
         if self.layers < 1 or self.block_size < 1 or self.snapshot_interval_blocks < 1:
             raise PrfaasInputError("model layers, block_size, snapshot_interval_blocks must be >= 1")
+        if self.layers > MAX_LAYERS:  # a typo: a last layer's sliver of KV outruns the clock
+            raise PrfaasInputError(f"model layers must be <= {MAX_LAYERS:,}, got {self.layers:,}")
 
     def kv_bytes(self, tokens: float) -> float:
         """Bytes to ship for a prefill of ``tokens`` new tokens: fixed state + per-token KV."""
@@ -264,8 +298,9 @@ class LinkSpec:
         if not (math.isfinite(self.capacity_gbps) and 0 < self.capacity_gbps <= MAX_GBPS):
             raise PrfaasInputError(f"link capacity_gbps must be a number in (0, {MAX_GBPS:g}], "
                                    f"got {self.capacity_gbps!r}")
-        if not (math.isfinite(self.rtt_s) and self.rtt_s >= 0):
-            raise PrfaasInputError(f"link rtt_s must be a finite number >= 0, got {self.rtt_s!r}")
+        if not (math.isfinite(self.rtt_s) and 0 <= self.rtt_s <= MAX_RTT_S):
+            raise PrfaasInputError(f"link rtt_s must be a number in [0, {MAX_RTT_S:g}] "
+                                   f"(seconds), got {self.rtt_s!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,12 +392,14 @@ def _parse_prefill(d: Any, where: str) -> PrefillCost:
     toks, secs = t.get("tokens"), t.get("seconds")
     if not isinstance(toks, list) or not isinstance(secs, list):
         raise PrfaasInputError("'tokens' and 'seconds' must be lists", where + ".table")
+    for key, values in (("tokens", toks), ("seconds", secs)):
+        for i, x in enumerate(values):
+            if not is_finite_number(x):  # as 'poly': no strings ('1e300'), no booleans
+                raise PrfaasInputError(number_error(x), f"{where}.table.{key}[{i}]")
     try:
         return PrefillCost(tokens=tuple(float(x) for x in toks), seconds=tuple(float(x) for x in secs))
     except PrfaasInputError as e:
         raise PrfaasInputError(e.reason, where + ".table") from None
-    except (TypeError, ValueError, OverflowError) as e:
-        raise PrfaasInputError(f"non-numeric table entry ({e})", where + ".table") from None
 
 
 def _build(cls: type, d: dict[str, Any], where: str, ints: frozenset[str] = frozenset(),

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import SupportsFloat, SupportsIndex
+from typing import Final, SupportsFloat, SupportsIndex
 
 from mypy_extensions import mypyc_attr
 
 from prfaas_gym._compiled import object_state, pickle_by_constructor, restore_state
 from prfaas_gym.coerce import as_float, as_int, as_list, as_opt_int, as_tuple
+
+#: The most tokens one prompt or output may have (ten million, beyond today's longest
+#: context windows): a bound that turns a typo into an error instead of exhausting memory
+#: (a prompt's block hashes, the planner's threshold grid), and the longest prompt a
+#: profile's prefill curve must be valid for.
+MAX_TOKENS: Final = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ ROLES_ENV_VERSION = 1
 #: to land, and a routing episode of bursty-fluctuating lasts about one
 ROLE_EPISODE_FACTOR = 8
 DEFAULT_INTERVAL_S = 30.0
+MIN_INTERVAL_S = 1.0  # the default telemetry interval (SimConfig)
 
 
 THRESHOLD_ROUTERS = ("prfaas-threshold",)  #: routers that take a planned threshold
@@ -134,10 +135,11 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         if reward not in ROLE_REWARDS:
             raise PrfaasInputError(f"unknown reward {reward!r}; choose from "
                                    f"{list(ROLE_REWARDS)}", "reward")
+        # more often than the telemetry refreshes (1 s), every decision sees the same view
         if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) \
-                or not interval_s > 0 or interval_s == float("inf"):
-            raise PrfaasInputError(f"must be a finite number of seconds > 0, got "
-                                   f"{interval_s!r}", "interval_s")
+                or not interval_s >= MIN_INTERVAL_S or interval_s == float("inf"):
+            raise PrfaasInputError(f"must be a finite number of seconds >= {MIN_INTERVAL_S:g}, "
+                                   f"got {interval_s!r}", "interval_s")
         super().__init__(sc, split, ROLE_EPISODE_FACTOR * sc.episode_requests
                          if episode_requests is None else episode_requests, None, max_drain_s)
         self.router = make_router(router, sc)

@@ -53,7 +53,7 @@ from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.link import Flow, Link
 from prfaas_gym.prefix_cache import PrefixCacheIndex
 from prfaas_gym.profile import GIB, MIB, Profile
-from prfaas_gym.request import Request, Workload
+from prfaas_gym.request import MAX_TOKENS, Request, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +228,25 @@ def _heap_pop(heap: list[object]) -> object:
     return top
 
 
+def _refuse_prompts_past_the_prefill_curve(profile: Profile, workload: Workload) -> None:
+    """A fitted prefill polynomial may turn down past the prompts it was fitted on (its
+    ``valid_tokens``); a longer prompt would get a shrinking or negative prefill time."""
+    hw = profile.local_hw
+    if profile.deployment.n_prfaas > 0 and \
+            profile.prfaas_hw.prefill.valid_tokens < hw.prefill.valid_tokens:
+        hw = profile.prfaas_hw
+    limit = hw.prefill.valid_tokens
+    if limit >= MAX_TOKENS:
+        return
+    for r in workload.requests:
+        if r.prompt_tokens > limit:
+            raise PrfaasInputError(
+                f"request {r.id} has a {r.prompt_tokens:,}-token prompt, but the prefill "
+                f"curve of hardware {hw.name!r} in profile {profile.name!r} turns down past "
+                f"{limit:,} tokens: refit the profile's 'poly' over longer prompts, or give "
+                "it a 'table'")
+
+
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
 class Simulator:
     """Event loop over a workload. Drive it with :meth:`run` (a :class:`Policy`) or step by
@@ -243,6 +262,7 @@ class Simulator:
         self.config = config or SimConfig()
         self.bandwidth = bandwidth or BandwidthTrace.constant(profile.link.capacity_gbps)
         self.uplink_bandwidth = uplink_bandwidth or self.bandwidth
+        _refuse_prompts_past_the_prefill_curve(profile, workload)
         if profile.deployment.n_prfaas > 0:  # KV on a link that never carries would never land
             for trace, what in ((self.bandwidth, "link"), (self.uplink_bandwidth, "uplink")):
                 if trace.mean_bytes_per_s <= 0:

@@ -811,7 +811,9 @@ def _parse_arrivals(obj: Any, where: str) -> _Arrivals:
                                for i, t in enumerate(times)]
         else:
             params["mean_gap_s"] = _num(d, "mean_gap_s", where, low=0, low_open=True)
-    quantum = _num(d, "quantum_s", where, low=0, low_open=True) if "quantum_s" in d else None
+    # a typo guard: a grid coarser than an hour folds a whole run onto a few instants
+    quantum = (_num(d, "quantum_s", where, low=0, low_open=True, high=3600.0)
+               if "quantum_s" in d else None)
     return _Arrivals(process, params, quantum)
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from prfaas_gym.errors import PrfaasInputError
-from prfaas_gym.request import Request, Workload, rebased_requests
+from prfaas_gym.request import MAX_TOKENS, Request, Workload, rebased_requests
 
 __all__ = [
     "TRACE_FORMATS",
@@ -98,12 +98,6 @@ def _read_text(path: str | Path) -> tuple[Path, list[str]]:
         raise PrfaasInputError("trace file is empty", p)
     # split on "\n" only: str.splitlines() also breaks on characters allowed inside JSON strings
     return p, [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
-
-
-#: The most tokens one prompt or output may have (ten million, beyond today's longest
-#: context windows): a bound that turns a typo into an error instead of exhausting memory
-#: (a prompt's block hashes, the planner's threshold grid).
-MAX_TOKENS = 10_000_000
 
 
 def _length(value: Any, field: str, where: str) -> int:

@@ -57,6 +57,17 @@ def test_bad_scales_are_named(text, needle):
     assert needle in str(e.value)
 
 
+def test_a_scale_the_workload_cannot_take_is_blamed_on_scales_before_out_is_made(tmp_path,
+                                                                                  capsys):
+    out = tmp_path / "cap"
+    assert main(["capacity", "--scenario", "bursty-fluctuating", "--policies", "conductor",
+                 "--requests", "50", "--seeds", "1", "--no-progress", "--scales", "0.5,1e300",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--scales: 1e+300 x the split's" in err and "requests per on/off cycle" in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("goal", [0.0, 1.5, math.nan, -0.1])
 def test_a_goal_outside_0_1_is_refused(goal):
     with pytest.raises(PrfaasInputError, match="--goal"):

@@ -206,6 +206,45 @@ def test_a_bad_out_path_fails_before_the_run(tmp_path, capsys, argv, out, needle
     assert (tmp_path / "afile").read_text() == "keep me"
 
 
+def test_compare_refuses_an_out_dir_where_a_result_file_is_a_directory(tmp_path, capsys):
+    """Found only after the run, it used to cost the earlier results and the new ones."""
+    (tmp_path / "timeseries.png").mkdir()
+    (tmp_path / "runs.csv").write_text("earlier")
+    assert main([*_CMP, "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "timeseries.png there is a directory" in captured.err and captured.out == ""
+    assert (tmp_path / "runs.csv").read_text() == "earlier"
+
+
+def test_compare_replaces_an_earlier_comparison_and_removes_its_other_files(tmp_path, capsys):
+    (tmp_path / "heldout.json").write_text("{}")  # an earlier heldout.py run's
+    (tmp_path / "runs.csv").write_text("earlier")
+    (tmp_path / "notes.txt").write_text("mine")  # not a result file: kept
+    assert main([*_CMP, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert not (tmp_path / "heldout.json").exists()
+    assert (tmp_path / "runs.csv").read_text().startswith("policy,seed,")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_write_leaves_the_earlier_comparison_files_it_did_not_replace(
+        tmp_path, capsys, monkeypatch):
+    import agents.compare
+
+    assert main([*_CMP, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    before = {f: (tmp_path / f).read_bytes() for f in ("summary.json", "goodput.png")}
+
+    def no_plots(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(agents.compare, "plot", no_plots)
+    assert main([*_CMP, "--requests", "30", "--out", str(tmp_path)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert (tmp_path / "goodput.png").read_bytes() == before["goodput.png"]  # still there
+    assert (tmp_path / "summary.json").read_bytes() != before["summary.json"]  # replaced
+
+
 @pytest.mark.parametrize("bad", [["--scenario", "nosuch"], ["--policies", "nosuch"]])
 def test_compare_on_bad_input_creates_no_out_directory(tmp_path, capsys, bad):
     argv = list(_CMP)
@@ -213,6 +252,18 @@ def test_compare_on_bad_input_creates_no_out_directory(tmp_path, capsys, bad):
     assert main([*argv, "--out", str(tmp_path / "new" / "sub")]) == 2
     assert "nosuch" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", ["policy.onnx", "run.json", "policy.manifest.json",
+                                  "validation.png"])
+def test_simulate_out_does_not_replace_a_file_that_is_not_a_result(tmp_path, capsys, name):
+    target = tmp_path / name
+    target.write_bytes(b"not mine to replace")
+    assert main([*_SIM, "--out", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert "--out exists and is not a result JSON" in captured.err and captured.out == ""
+    assert target.read_bytes() == b"not mine to replace"
+    assert main([*_SIM, "--out", str(tmp_path / "new.onnx.result")]) == 0  # a new name: fine
 
 
 def test_simulate_out_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):

@@ -128,12 +128,17 @@ def test_profile_non_finite_number_is_named(tmp_path, mutate, key):
     assert "finite" in str(e.value)
 
 
-def test_profile_table_with_nan_is_named(tmp_path):
+@pytest.mark.parametrize("key,value,needle", [
+    ("seconds", NAN, "must be a finite number, got nan"),
+    ("seconds", True, "must be a number, got True"),  # was read as 1.0 s
+    ("tokens", "1e300", "must be a number, got the string '1e300'"),  # was read as 1e300
+])
+def test_profile_table_entry_that_is_not_a_number_is_named(tmp_path, key, value, needle):
     d = _profile("paper-case-study")
     hw = next(h for h in d["hardware"].values() if "table" in h["prefill"])
-    hw["prefill"]["table"]["seconds"][1] = NAN
+    hw["prefill"]["table"][key][1] = value
     p = _write(tmp_path, d, "p.yaml")
-    with pytest.raises(PrfaasInputError, match=r"prefill\.table: .*finite"):
+    with pytest.raises(PrfaasInputError, match=rf"prefill\.table\.{key}\[1\]: {needle}"):
         load_profile(p)
 
 
@@ -158,6 +163,29 @@ def test_a_fit_with_a_small_negative_term_is_accepted_if_it_holds_up(tmp_path):
     d = _profile()
     d["hardware"]["fast"]["prefill"]["poly"] = [0.469, 1.30e-4, -5.0e-11]
     load_profile(_write(tmp_path, d, "p.yaml"))
+
+
+def test_a_run_refuses_a_prompt_past_where_the_prefill_fit_turns_down(tmp_path):
+    """Such a fit loads (it holds up to 2^20 tokens), but a longer prompt would have
+    prefilled in negative time: T(5M) = -674 s for this one."""
+    from prfaas_gym.request import Request, Workload
+    from prfaas_gym.simulator import Simulator
+
+    d = _profile()
+    for hw in d["hardware"].values():
+        hw["prefill"] = {"poly": [0.469, 1.0e-4, -4.7e-11]}
+    prof = load_profile(_write(tmp_path, d, "p.yaml"))
+    limit = prof.local_hw.prefill.valid_tokens
+    assert 1 << 20 < limit < 1_100_000  # the fit peaks at 1,063,830 tokens
+    assert prof.local_hw.prefill.time(limit) > prof.local_hw.prefill.time(limit - 1000)
+    Simulator(prof, Workload([Request(0, 0.0, limit, 2)]))  # up to the limit: runs
+    with pytest.raises(PrfaasInputError, match=rf"request 1 has a 5,000,000-token prompt, "
+                       rf"but the prefill curve of hardware '\w+' in profile '\S+' turns "
+                       rf"down past {limit:,} tokens"):
+        Simulator(prof, Workload([Request(0, 0.0, 100, 2), Request(1, 1.0, 5_000_000, 2)]))
+    shipped = load_profile("paper-case-study")  # holds up over every length a trace may hold
+    assert shipped.local_hw.prefill.valid_tokens == shipped.prfaas_hw.prefill.valid_tokens \
+        == 10_000_000
 
 
 def test_cost_dataclasses_reject_non_finite_values():
@@ -188,6 +216,21 @@ def test_cost_dataclasses_reject_non_finite_values():
     with pytest.raises(PrfaasInputError, match="max_drain_s"):
         SimConfig(max_drain_s=NAN)
     assert SimConfig(max_drain_s=INF).max_drain_s == INF  # the default: no limit
+
+
+def test_typo_sized_values_are_refused_before_they_stall_a_run():
+    """A 1e11-layer model made a run spin forever on the last layer's sliver of KV; an RTT
+    of 1e12 s (milliseconds written as seconds, and more) ran on."""
+    from prfaas_gym.bandwidth import BandwidthTrace
+
+    with pytest.raises(PrfaasInputError, match="model layers must be <= 10,000, got 100,000,000,000"):
+        ModelSpec(kv_fixed_mib=1.0, kv_per_token_mib=0.1, layers=10**11)
+    assert ModelSpec(kv_fixed_mib=1.0, kv_per_token_mib=0.1, layers=10_000).layers == 10_000
+    with pytest.raises(PrfaasInputError, match=r"link rtt_s must be a number in \[0, 2000\]"):
+        LinkSpec(capacity_gbps=10.0, rtt_s=1e12)
+    with pytest.raises(PrfaasInputError, match=r"rtt_s must be a number in \[0, 2000\]"):
+        BandwidthTrace.constant(10.0, rtt_s=1e4)
+    assert BandwidthTrace.constant(10.0, rtt_s=2000.0).rtt_s == 2000.0
 
 
 # ------------------------------------------------------- D11 / D12: unreadable YAML files

@@ -139,12 +139,29 @@ def test_run_json_records_training_context(runs):
 def test_read_run_json_errors(tmp_path):
     with pytest.raises(PrfaasInputError, match="run.json not found"):
         read_run_json(tmp_path)
+    (tmp_path / "run.json").mkdir()
+    with pytest.raises(PrfaasInputError, match="run.json is a directory, not a file"):
+        read_run_json(tmp_path)
+    (tmp_path / "run.json").rmdir()
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(PrfaasInputError, match="not valid JSON"):
         read_run_json(tmp_path)
     (tmp_path / "run.json").write_text('{"algo": "sac"}')
     with pytest.raises(PrfaasInputError, match="'algo'"):
         read_run_json(tmp_path)
+
+
+def test_a_directory_where_a_model_or_onnx_file_should_be_is_called_one(tmp_path):
+    (tmp_path / "best_model.zip").mkdir()
+    with pytest.raises(PrfaasInputError, match="model file is a directory, not a file"):
+        load_sb3(tmp_path / "best_model.zip", "ppo")
+    (tmp_path / "p.onnx").mkdir()
+    with pytest.raises(PrfaasInputError, match="ONNX file is a directory, not a file"):
+        OnnxRouter(tmp_path / "p.onnx")
+    (tmp_path / "q.onnx").write_bytes(b"x")
+    (tmp_path / "q.manifest.json").mkdir()
+    with pytest.raises(PrfaasInputError, match="ONNX manifest is a directory, not a file"):
+        OnnxRouter(tmp_path / "q.onnx")
 
 
 # -- export parity ----------------------------------------------------------------------------

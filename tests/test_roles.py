@@ -147,6 +147,9 @@ def test_a_role_with_one_node_cannot_be_emptied(bursty):
 def test_bad_arguments_are_named(bursty):
     with pytest.raises(PrfaasInputError, match="interval_s"):
         PrfaasRolesEnv(bursty, interval_s=0)
+    with pytest.raises(PrfaasInputError, match=r"interval_s: must be a finite number of "
+                       r"seconds >= 1, got 0.0001"):  # ran 10,000 decisions a second
+        PrfaasRolesEnv(bursty, interval_s=0.0001)
     with pytest.raises(PrfaasInputError, match="router"):
         PrfaasRolesEnv(bursty, router=42)
     assert PrfaasRolesEnv(bursty).episode_requests == ROLE_EPISODE_FACTOR * 256

@@ -303,6 +303,9 @@ def test_quantum_puts_arrivals_on_a_grid() -> None:
     spec = dict(PAPER, arrivals={"process": "poisson", "rate": 3.0, "quantum_s": 3.0})
     w = syn.generate(spec, 1000, 0)
     assert all(r.arrival_s % 3.0 == 0 for r in w)
+    coarse = dict(PAPER, arrivals={"process": "poisson", "rate": 3.0, "quantum_s": 1e12})
+    with pytest.raises(PrfaasInputError, match=r"arrivals\.quantum_s.*3600"):
+        syn.generate(coarse, 100, 0)  # a typo: every arrival floored onto t = 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -964,6 +965,37 @@ def test_hyperparameters_that_do_not_fit_in_memory_are_one_line(tmp_path, capsys
     assert "not enough memory for this run" in err and f"{algo}'s {cause}" in err
     assert str(cfg) in err
     assert not out.exists()
+
+
+def test_more_workers_than_open_files_allow_is_refused_naming_n_envs(tmp_path, tiny_config,
+                                                                     capsys, monkeypatch):
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (256, 256))
+    out = tmp_path / "run"
+    argv = _train_argv(out, tiny_config)
+    argv[argv.index("--n-envs") + 1] = "100"
+    argv[argv.index("--vec") + 1] = "subproc"
+    assert main(argv) == 2  # it used to end in "Too many open files", naming nothing
+    assert "--n-envs 100: more worker processes than this process may open files for " \
+        "(about 464 needed, limit 256" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on the NaN statistics
+def test_training_that_diverges_says_so_in_one_line(tmp_path, capsys):
+    cfg = tmp_path / "diverging.yaml"
+    cfg.write_text(yaml.safe_dump({"PrfaasRoute-v0": {
+        "policy": "MlpPolicy", "n_steps": 32, "batch_size": 32, "n_epochs": 1,
+        "learning_rate": 1e30, "policy_kwargs": {"net_arch": [8]}}}))
+    out = tmp_path / "run"
+    argv = _train_argv(out, cfg)
+    argv[argv.index("--timesteps") + 1] = "128"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"training diverged at step [\d,]+: the policy's outputs became NaN; "
+                     r"lower maskable_ppo's learning_rate", err), err
+    assert str(cfg) in err and "Traceback" not in err
 
 
 def test_a_seed_numpy_cannot_take_is_refused_before_anything_is_written(tmp_path,
