@@ -1,0 +1,82 @@
+"""The benchmarks refuse bad input with one line naming what is wrong and where (status 2,
+as ``run_script`` and argparse give), before any long work or any file is written, and
+report an undefined figure as such rather than as nan or inf."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from prfaas_gym.errors import PrfaasInputError
+
+_ROOT = Path(__file__).resolve().parents[1]
+_BENCH = _ROOT / "benchmarks"
+
+
+def _script(name: str, *args: str, cwd: Path = _ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(_BENCH / f"{name}.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, _BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _refused(p: subprocess.CompletedProcess, says: str) -> None:
+    """Status 2, and ``says`` in a one-line error without a traceback."""
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert says in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    error = [ln for ln in p.stderr.splitlines() if "error:" in ln]
+    assert len(error) == 1, p.stderr
+
+
+# bench_training.py --run
+
+
+def _run_dir(tmp_path: Path, text: str) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(text)
+    return run
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"algo": ', "run.json is not valid JSON"),
+    ('{"algo": "ppo", "wall_s": 60.0, "steps_per_s": 16.0}', "key 'timesteps' is missing"),
+    ('{"algo": "ppo"}', "not a finished run"),
+])
+def test_bench_training_refuses_a_bad_run_before_the_benchmark(tmp_path, text, says):
+    run = _run_dir(tmp_path, text)
+    # the default 20,000 steps would take a while: the refusal comes first
+    p = _script("bench_training", "--run", str(run))
+    _refused(p, f"{run / 'run.json'}: {says}")
+    assert "steps/s" not in p.stdout
+
+
+def test_bench_training_refuses_a_missing_run_directory_before_the_benchmark(tmp_path):
+    p = _script("bench_training", "--run", str(tmp_path / "nowhere"))
+    _refused(p, "run.json not found")
+    assert "steps/s" not in p.stdout
+
+
+def test_bench_training_reports_a_recorded_run(tmp_path):
+    bench = _module("bench_training")
+    rec = {"algo": "maskable_ppo", "timesteps": 400_000, "wall_s": 1200.0,
+           "steps_per_s": 250.0, "interrupted_at": 300_000}
+    run = _run_dir(tmp_path, json.dumps(rec))
+    assert bench.recorded_run(str(run)) == (
+        f"recorded run {run}: 300,000 steps in 20.0 min (250 steps/s, all in); "
+        "interrupted, of 400,000 asked for")
+    (run / "run.json").write_text(json.dumps({**rec, "interrupted_at": True}))
+    with pytest.raises(PrfaasInputError, match="key 'interrupted_at': expected"):
+        bench.recorded_run(str(run))
