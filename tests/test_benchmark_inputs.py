@@ -80,3 +80,29 @@ def test_bench_training_reports_a_recorded_run(tmp_path):
     (run / "run.json").write_text(json.dumps({**rec, "interrupted_at": True}))
     with pytest.raises(PrfaasInputError, match="key 'interrupted_at': expected"):
         bench.recorded_run(str(run))
+
+
+# reward_delay.py
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--scenario", "nope"], "unknown scenario 'nope'"),
+    (["--episodes", "0"], "argument --episodes: must be >= 1, got 0"),
+    (["--episodes", "-3"], "argument --episodes: must be >= 1, got -3"),
+])
+def test_reward_delay_refuses_bad_options(args, says):
+    p = _script("reward_delay", *args)
+    _refused(p, says)
+    assert "| completion |" not in p.stdout
+
+
+def test_reward_delay_says_n_a_where_nothing_was_served(tmp_path):
+    # a TTFT SLO no request can meet: no reward is paid, so no delay exists
+    sc = (_ROOT / "prfaas_gym" / "data" / "scenarios" / "paper-case-study.yaml").read_text()
+    (tmp_path / "tight.yaml").write_text(sc.replace("name: paper-case-study", "name: tight")
+                                         + "slo: {ttft_s: 0.001}\n")
+    p = _script("reward_delay", "--scenario", str(tmp_path / "tight.yaml"), "--episodes", "1")
+    assert p.returncode == 0, p.stderr
+    assert "| completion | n/a | n/a | 0.0000 |" in p.stdout
+    assert "nan" not in p.stdout and "Warning" not in p.stderr
+    assert "served no request within SLO on seed(s) [0]" in p.stderr
