@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +22,18 @@ _BENCH = _ROOT / "benchmarks"
 
 
 def _script(name: str, *args: str, cwd: Path = _ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(_BENCH / f"{name}.py"), *args],
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+    """``benchmarks/NAME.py ARGS``, killed with whatever it started (a training run) if it
+    is still running after a minute: a refusal takes seconds."""
+    with subprocess.Popen([sys.executable, str(_BENCH / f"{name}.py"), *args], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _module(name: str) -> ModuleType:
@@ -106,3 +118,47 @@ def test_reward_delay_says_n_a_where_nothing_was_served(tmp_path):
     assert "| completion | n/a | n/a | 0.0000 |" in p.stdout
     assert "nan" not in p.stdout and "Warning" not in p.stderr
     assert "served no request within SLO on seed(s) [0]" in p.stderr
+
+
+# training_ablation.py
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--timesteps", "0"], "argument --timesteps: must be >= 1, got 0"),
+    (["--n-envs", "-1"], "argument --n-envs: must be >= 1, got -1"),
+    (["--eval-freq", "0"], "argument --eval-freq: must be >= 1, got 0"),
+    (["--eval-episodes", "x"], "argument --eval-episodes: not an integer: 'x'"),
+    (["--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+    (["--seed", str(2**31)], "argument --seed: must be < 2**31"),
+    (["--scenario", "nope"], "unknown scenario 'nope'"),
+    (["--variants", " , "], "--variants is empty"),
+    (["--variants", "ppo:none:completion,ppo:none:completion"],
+     "--variants lists ppo:none:completion more than once"),
+    (["--variants", "ppo:nobody:completion"], "variant 'ppo:nobody:completion': expected"),
+])
+def test_training_ablation_refuses_bad_options_before_writing(tmp_path, args, says):
+    out = tmp_path / "abl"
+    p = _script("training_ablation", "--variants", "ppo:none:completion", *args,
+                "--out", str(out))
+    _refused(p, says)
+    assert not out.exists()  # no config written, no training launched
+
+
+def test_training_ablation_refuses_a_file_as_out(tmp_path):
+    out = tmp_path / "abl"
+    out.write_text("mine")
+    _refused(_script("training_ablation", "--out", str(out)),
+             f"{out}: --out exists and is not a directory")
+    assert out.read_text() == "mine"
+
+
+def test_training_ablation_refuses_an_unfinished_run_before_training_any(tmp_path):
+    # the second variant's directory holds a run that never finished: refused before the
+    # first variant trains, not after it
+    out = tmp_path / "abl"
+    (out / "a2c-none-completion").mkdir(parents=True)
+    (out / "a2c-none-completion" / "run.json").write_text('{"algo": "a2c"}')
+    p = _script("training_ablation", "--variants", "ppo:none:completion,a2c:none:completion",
+                "--out", str(out))
+    _refused(p, "a2c-none-completion: holds an unfinished run")
+    assert sorted(x.name for x in out.iterdir()) == ["a2c-none-completion"]
