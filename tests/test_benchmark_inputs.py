@@ -162,3 +162,19 @@ def test_training_ablation_refuses_an_unfinished_run_before_training_any(tmp_pat
                 "--out", str(out))
     _refused(p, "a2c-none-completion: holds an unfinished run")
     assert sorted(x.name for x in out.iterdir()) == ["a2c-none-completion"]
+
+
+# slo_bound.py
+
+_ONE_REQUEST = '{"timestamp": 0, "input_length": 1000, "output_length": 10, "hash_ids": [1]}\n'
+
+
+def test_slo_bound_says_there_is_no_goodput_bound_over_a_zero_span(tmp_path):
+    # one request: its eval split spans no time, and met / 0 would print inf
+    (tmp_path / "one.jsonl").write_text(_ONE_REQUEST)
+    p = _script("slo_bound", "--seeds", "1", "--trace", str(tmp_path / "one.jsonl"))
+    assert p.returncode == 0, p.stderr
+    assert "| 0 | 1 | 1.000 | 1.000 | n/a |" in p.stdout
+    assert "no goodput bound on any seed" in p.stdout
+    assert "inf" not in p.stdout and "Warning" not in p.stderr
+    assert "the span is 0, so no goodput bound exists" in p.stderr
