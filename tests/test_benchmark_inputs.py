@@ -178,3 +178,36 @@ def test_slo_bound_says_there_is_no_goodput_bound_over_a_zero_span(tmp_path):
     assert "no goodput bound on any seed" in p.stdout
     assert "inf" not in p.stdout and "Warning" not in p.stderr
     assert "the span is 0, so no goodput bound exists" in p.stderr
+
+
+# bench_decision_latency.py
+
+
+def test_bench_decision_latency_says_a_trace_is_not_a_checkpoint(tmp_path):
+    # as `prfaas compare --policies` says it (it read: "its manifest ... is missing")
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(_ONE_REQUEST)
+    p = _script("bench_decision_latency", str(trace))
+    _refused(p, f"{trace}: not a checkpoint: expected an exported .onnx file or a training "
+                "run directory")
+    assert "manifest" not in p.stderr
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("absent", "no checkpoint at this path"),
+    ("empty directory", "not a training run directory (no run.json)"),
+    ("zip", "an SB3 .zip: this benchmark takes its training run directory"),
+])
+def test_bench_decision_latency_refuses_what_it_cannot_time(tmp_path, kind, says):
+    path = {"absent": tmp_path / "absent", "empty directory": tmp_path,
+            "zip": tmp_path / "best_model.zip"}[kind]
+    if kind == "zip":
+        path.write_bytes(b"PK")
+    _refused(_script("bench_decision_latency", str(path)), f"{path}: {says}")
+
+
+def test_bench_decision_latency_refuses_an_unknown_scenario_before_training():
+    # without a path it would first train a tiny policy, then fail on the scenario
+    p = _script("bench_decision_latency", "--scenario", "nope")
+    _refused(p, "unknown scenario 'nope'")
+    assert "training a tiny" not in p.stdout
