@@ -211,3 +211,27 @@ def test_bench_decision_latency_refuses_an_unknown_scenario_before_training():
     p = _script("bench_decision_latency", "--scenario", "nope")
     _refused(p, "unknown scenario 'nope'")
     assert "training a tiny" not in p.stdout
+
+
+# bench_simulator.py
+
+
+def _azure_csv(path: Path, n: int = 40) -> Path:
+    rows = [f"2023-11-16 18:15:{10 + k // 2:02d}.{k % 2 * 5}000000,{500 + 37 * k},{20 + k}"
+            for k in range(n)]
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_bench_simulator_replays_an_azure_trace(tmp_path):
+    # it read every --trace as Mooncake JSONL: "az.csv:1: invalid JSON"
+    az = _azure_csv(tmp_path / "az.csv")
+    for fmt in ([], ["--trace-format", "azure"]):
+        p = _script("bench_simulator", "--trace", str(az), *fmt, "--repeat", "1")
+        assert p.returncode == 0, p.stderr
+        assert "trace: 40 requests (" in p.stdout and "check: completed 40" in p.stdout
+
+
+def test_bench_simulator_refuses_a_trace_format_without_a_trace():
+    _refused(_script("bench_simulator", "--trace-format", "azure"),
+             "--trace-format applies to --trace, which is not given")
