@@ -24,6 +24,7 @@ from agents.run_dir import RUN_JSON, read_run_json
 from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
+from prfaas_gym.scenario import load_scenario
 
 SHIPPED_TIMESTEPS = {"bursty-fluctuating": 400_000}  # agents/policies/README.md
 TARGET_S = 30 * 60
@@ -70,16 +71,19 @@ def main() -> None:
     ap.add_argument("--n-envs", type=positive_int, default=2)
     ap.add_argument("--run", help="a finished run directory whose wall time to report")
     args = ap.parse_args()
-    recorded = recorded_run(args.run) if args.run is not None else None  # refused before the benchmark
+    if args.steps < args.n_envs:  # each env steps steps // n_envs times: none would
+        ap.error(f"argument --steps: must be at least --n-envs ({args.n_envs}), got "
+                 f"{args.steps}")
+    # refused before the benchmark, not after it
+    recorded = recorded_run(args.run) if args.run is not None else None
+    sc = load_scenario(args.scenario)
 
     import torch
     from sb3_contrib import MaskablePPO
 
     from agents.train import _policy_kwargs, load_hyperparams, make_train_env
-    from prfaas_gym.scenario import load_scenario
 
     torch.set_num_threads(1)
-    sc = load_scenario(args.scenario)
     env = make_train_env(sc, args.n_envs, seed=0)
     env.reset()
     rng = np.random.default_rng(0)

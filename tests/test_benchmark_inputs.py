@@ -81,6 +81,13 @@ def test_bench_training_refuses_a_missing_run_directory_before_the_benchmark(tmp
     assert "steps/s" not in p.stdout
 
 
+def test_bench_training_refuses_fewer_steps_than_envs():
+    # each env steps --steps // --n-envs times: this timed no step and printed 0 steps/s
+    p = _script("bench_training", "--steps", "1", "--n-envs", "2")
+    _refused(p, "argument --steps: must be at least --n-envs (2), got 1")
+    assert "steps/s" not in p.stdout
+
+
 def test_bench_training_reports_a_recorded_run(tmp_path):
     bench = _module("bench_training")
     rec = {"algo": "maskable_ppo", "timesteps": 400_000, "wall_s": 1200.0,
