@@ -37,6 +37,7 @@ import numpy as np
 import yaml
 
 from agents.registry import is_heuristic
+from agents.run_dir import read_json_record
 from agents.train import MAX_SEED
 from prfaas_gym.cli import (
     _make_dir,
@@ -49,6 +50,7 @@ from prfaas_gym.cli import (
 from prfaas_gym.env import ENV_ID, ROUTE_REWARDS
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.metrics import json_safe
+from prfaas_gym.profile import is_finite_number
 from prfaas_gym.scenario import load_scenario
 
 DEFAULT_VARIANTS = ("maskable_ppo:best:completion", "maskable_ppo:best:first_token",
@@ -176,9 +178,23 @@ def refuse_unfinished(run: Path, variant: str) -> None:
 
 
 def summarize(variant: str, run: Path) -> dict[str, Any]:
-    """The validation history of a finished run, reduced to start / best / end."""
-    history = json.loads((run / "eval.json").read_text())["history"]
-    rec = json.loads((run / "run.json").read_text())
+    """The validation history of a finished run, reduced to start / best / end.
+    :class:`PrfaasInputError` naming the file where its ``eval.json`` or ``run.json`` is
+    missing, not valid JSON, or lacks a figure the summary reads."""
+    where = run / "eval.json"
+    history = read_json_record(where, "eval.json").get("history")
+    if not (isinstance(history, list) and history and all(
+            isinstance(h, dict) and is_finite_number(h.get("timesteps"))
+            and is_finite_number(h.get("goodput_rps"))
+            and (h.get("ratio_to_best_heuristic") is None
+                 or is_finite_number(h["ratio_to_best_heuristic"])) for h in history)):
+        raise PrfaasInputError("key 'history': expected a non-empty list of validations, each "
+                               "with numbers timesteps, goodput_rps and ratio_to_best_heuristic "
+                               "(or null)", where)
+    rec = read_json_record(run / "run.json", "run.json")
+    if not is_finite_number(rec.get("wall_s")):
+        raise PrfaasInputError(f"key 'wall_s': expected a number, found {rec.get('wall_s')!r}",
+                               run / "run.json")
     best = max(history, key=lambda h: h["goodput_rps"])
 
     def ratio(h: dict[str, Any]) -> float | None:  # None: the best heuristic served nothing
@@ -242,7 +258,11 @@ def main() -> None:
     easy = easy_curriculum(sc.randomize) \
         if any(parse_variant(v)[4] == "easy" for v in variants) else None
     for v in variants:
-        refuse_unfinished(run_dir(args.out, v), v)
+        run = run_dir(args.out, v)
+        if finished(run):
+            summarize(v, run)  # a reused run's records are read before any training
+        else:
+            refuse_unfinished(run, v)
     _make_dir(args.out)
     rows = [summarize(v, train(v, args, easy)) for v in variants]
     print(f"\n{args.scenario}, seed {args.seed}, {args.timesteps:,} steps, --n-envs "

@@ -171,6 +171,23 @@ def test_training_ablation_refuses_an_unfinished_run_before_training_any(tmp_pat
     assert sorted(x.name for x in out.iterdir()) == ["a2c-none-completion"]
 
 
+
+def test_training_ablation_refuses_a_reused_run_with_broken_records_before_training(tmp_path):
+    # a finished run is reused; its eval.json is read before the other variant trains
+    out = tmp_path / "abl"
+    run = out / "a2c-none-completion"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"algo": "a2c", "wall_s": 10.0}')
+    (run / "eval.json").write_text('{"history": ')
+    p = _script("training_ablation", "--variants", "ppo:none:completion,a2c:none:completion",
+                "--out", str(out))
+    _refused(p, f"{run / 'eval.json'}: eval.json is not valid JSON")
+    assert sorted(x.name for x in out.iterdir()) == ["a2c-none-completion"]
+    (run / "eval.json").write_text('{"history": []}')
+    p = _script("training_ablation", "--variants", "a2c:none:completion", "--out", str(out))
+    _refused(p, f"{run / 'eval.json'}: key 'history': expected a non-empty list")
+
+
 # slo_bound.py
 
 _ONE_REQUEST = '{"timestamp": 0, "input_length": 1000, "output_length": 10, "hash_ids": [1]}\n'
