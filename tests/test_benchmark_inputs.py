@@ -21,10 +21,10 @@ _ROOT = Path(__file__).resolve().parents[1]
 _BENCH = _ROOT / "benchmarks"
 
 
-def _script(name: str, *args: str, cwd: Path = _ROOT) -> subprocess.CompletedProcess:
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
     """``benchmarks/NAME.py ARGS``, killed with whatever it started (a training run) if it
     is still running after a minute: a refusal takes seconds."""
-    with subprocess.Popen([sys.executable, str(_BENCH / f"{name}.py"), *args], cwd=cwd,
+    with subprocess.Popen([sys.executable, str(_BENCH / f"{name}.py"), *args], cwd=_ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as proc:
         try:
