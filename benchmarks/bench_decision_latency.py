@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.learned import LearnedPolicy, OnnxRouter, masked_argmax  # noqa: E402
 from agents.registry import make_heuristic  # noqa: E402
-from agents.run_dir import read_run_json  # noqa: E402
+from agents.run_dir import RUN_JSON, read_run_json  # noqa: E402
 from prfaas_gym.actions import action_masks, action_to_decision  # noqa: E402
 from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.env import ENV_ID  # noqa: E402
@@ -44,6 +44,30 @@ from prfaas_gym.simulator import Simulator  # noqa: E402
 
 TARGET_P99_US = 50.0
 WARMUP = 500
+
+
+def check_policy_path(path: str) -> None:
+    """Refuse (:class:`PrfaasInputError`, naming ``path``) what this benchmark cannot time,
+    in the words ``prfaas compare --policies`` uses (:func:`agents.learned.load_learned_policy`):
+    a missing path, a directory without run.json, an SB3 ``.zip`` (it exports a run
+    directory's best_model.zip itself) and any other file that is not ``.onnx``. An
+    ``.onnx`` file is left to :class:`~agents.learned.OnnxRouter`, which checks it and its
+    manifest."""
+    p = Path(path)
+    if p.suffix == ".onnx" and not p.is_dir():
+        return
+    if not p.exists():
+        raise PrfaasInputError("no checkpoint at this path", p)
+    if p.is_dir():
+        if not (p / RUN_JSON).is_file():
+            raise PrfaasInputError(f"not a training run directory (no {RUN_JSON})", p)
+        return
+    if p.suffix == ".zip":
+        raise PrfaasInputError("an SB3 .zip: this benchmark takes its training run directory "
+                               "(it exports the run's best_model.zip to ONNX) or an exported "
+                               ".onnx file", p)
+    raise PrfaasInputError("not a checkpoint: expected an exported .onnx file or a training "
+                           "run directory", p)
 
 
 def train_tiny(run_dir: Path, scenario: str) -> None:
@@ -118,6 +142,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=positive_int, default=3,
                     help="passes per row; the pass with the lowest p99 is reported")
     args = ap.parse_args()
+    # refused before the tiny training run or the export, not after
+    if args.path is not None:
+        check_policy_path(args.path)
+    if args.scenario is not None:
+        load_scenario(args.scenario)
 
     import torch
 

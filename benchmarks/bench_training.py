@@ -13,17 +13,55 @@ Target (issue 3): training the shipped bursty-fluctuating policy takes <= 30 min
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from agents.run_dir import RUN_JSON, read_run_json
 from prfaas_gym.cli import positive_int, run_script
+from prfaas_gym.errors import PrfaasInputError
+from prfaas_gym.profile import is_finite_number
+from prfaas_gym.scenario import load_scenario
 
 SHIPPED_TIMESTEPS = {"bursty-fluctuating": 400_000}  # agents/policies/README.md
 TARGET_S = 30 * 60
+
+
+def recorded_run(run_dir: str) -> str:
+    """The report line for the finished training run in ``run_dir`` (or its run.json
+    itself, as :func:`~agents.run_dir.read_run_json` takes it): the steps it trained,
+    its wall time and its steps/s, as its ``run.json`` records them. Read before the
+    benchmark runs, so that a bad ``--run`` is refused at once: :class:`PrfaasInputError`
+    naming the file if the directory or its run.json is missing or not valid JSON
+    (:func:`~agents.run_dir.read_run_json`), if the run has not finished (no ``wall_s``:
+    still training, or failed), or if a figure the line reports is missing or not a
+    number."""
+    rec = read_run_json(run_dir)
+    where = Path(run_dir) if Path(run_dir).suffix == ".json" else Path(run_dir) / RUN_JSON
+    if "wall_s" not in rec:
+        why = ("the run failed; its key 'failed' says why" if "failed" in rec
+               else "is the run still training?")
+        raise PrfaasInputError(f"not a finished run: no key 'wall_s' ({why}); --run takes a "
+                               "run that trained to the end or was interrupted", where)
+
+    def number(key: str, whole: bool = False) -> Any:
+        if key not in rec:
+            raise PrfaasInputError(f"key {key!r} is missing", where)
+        v = rec[key]
+        if not (is_finite_number(v) and v >= 0 and (not whole or float(v).is_integer())):
+            raise PrfaasInputError(f"key {key!r}: expected a finite "
+                                   f"{'whole ' if whole else ''}number >= 0, found {v!r}",
+                                   where)
+        return v
+
+    asked, wall, rate = number("timesteps", whole=True), number("wall_s"), number("steps_per_s")
+    done = number("interrupted_at", whole=True) if "interrupted_at" in rec else asked
+    return (f"recorded run {run_dir}: {int(done):,} steps in {wall / 60:.1f} min "
+            f"({rate:.0f} steps/s, all in)"
+            + (f"; interrupted, of {int(asked):,} asked for" if "interrupted_at" in rec else ""))
 
 
 def main() -> None:
@@ -33,15 +71,19 @@ def main() -> None:
     ap.add_argument("--n-envs", type=positive_int, default=2)
     ap.add_argument("--run", help="a finished run directory whose wall time to report")
     args = ap.parse_args()
+    if args.steps < args.n_envs:  # each env steps steps // n_envs times: none would
+        ap.error(f"argument --steps: must be at least --n-envs ({args.n_envs}), got "
+                 f"{args.steps}")
+    # refused before the benchmark, not after it
+    recorded = recorded_run(args.run) if args.run is not None else None
+    sc = load_scenario(args.scenario)
 
     import torch
     from sb3_contrib import MaskablePPO
 
     from agents.train import _policy_kwargs, load_hyperparams, make_train_env
-    from prfaas_gym.scenario import load_scenario
 
     torch.set_num_threads(1)
-    sc = load_scenario(args.scenario)
     env = make_train_env(sc, args.n_envs, seed=0)
     env.reset()
     rng = np.random.default_rng(0)
@@ -72,14 +114,8 @@ def main() -> None:
     print(f"projected wall time for {total:,} steps: {projected / 60:.1f} min "
           f"(+ validation and warm start; target <= 30 min: "
           f"{'MET' if projected <= TARGET_S else 'NOT MET'})")
-    if args.run:
-        run = json.loads((Path(args.run) / "run.json").read_text())
-        if "wall_s" in run:
-            done = run.get("interrupted_at", run["timesteps"])
-            print(f"recorded run {args.run}: {done:,} steps in {run['wall_s'] / 60:.1f} min "
-                  f"({run['steps_per_s']:.0f} steps/s, all in)"
-                  + (f"; interrupted, of {run['timesteps']:,} asked for"
-                     if "interrupted_at" in run else ""))
+    if recorded is not None:
+        print(recorded)
 
 
 if __name__ == "__main__":

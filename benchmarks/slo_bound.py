@@ -111,7 +111,9 @@ def forced_misses(arrival: np.ndarray, remote_s: np.ndarray, link_b: np.ndarray,
 
 
 def bound(sc: Scenario, seed: int, n: int | None) -> tuple[float, float, int]:
-    """(attainment bound, goodput bound in req/s, requests) for one eval-split workload."""
+    """(attainment bound, goodput bound in req/s, requests) for one eval-split workload.
+    The goodput bound is NaN where the requests all arrive at one instant: the shortest
+    span is then 0, and no finite bound follows."""
     w = sc.workload(seed, n=n, split="eval")
     bw = sc.bandwidth(seed, "eval")
     p, dep = sc.profile, sc.profile.deployment
@@ -129,7 +131,7 @@ def bound(sc: Scenario, seed: int, n: int | None) -> tuple[float, float, int]:
     count = len(w.requests)
     span = arrival.max() - arrival.min()
     met = count - best
-    return met / count, met / span, count
+    return met / count, met / span if span > 0 else math.nan, count
 
 
 def link_kind(sim: Simulator, j: Job) -> str:
@@ -156,6 +158,7 @@ def main() -> None:
           "conductor |")
     print("|---|---|---|---|---|")
     atts, ratios = [], []
+    zero_span, served_none = [], []
     parts = np.zeros(4)
     misses = 0
     kinds = {"local": 0, "remote, link held": 0, "remote, link fell": 0}
@@ -170,14 +173,28 @@ def main() -> None:
                                         j.t_kv_arrival - j.t_prefill_end,
                                         j.t_first_token - j.t_kv_arrival])
                 kinds[link_kind(sim, j)] += 1
+        if math.isnan(gp):
+            zero_span.append(s)
+        if not res["goodput_rps"] > 0:
+            served_none.append(s)
         ratio = gp / res["goodput_rps"] if res["goodput_rps"] > 0 else math.nan
         atts.append(att)
         ratios.append(ratio)
-        print(f"| {s} | {count} | {att:.3f} | {res['slo_attainment']:.3f} | {ratio:.3f} |")
+        print(f"| {s} | {count} | {att:.3f} | {res['slo_attainment']:.3f} | "
+              f"{fmt_ci(ratio, math.nan)} |")
+    if zero_span:
+        print(f"note: on seed(s) {zero_span} every eval-split request arrives at one instant: "
+              "the span is 0, so no goodput bound exists (n/a) and the ratio leaves them out",
+              file=sys.stderr)
+    if served_none:
+        print(f"note: the conductor served nothing within SLO on seed(s) {served_none}: no "
+              "ratio exists (n/a) and the mean leaves them out", file=sys.stderr)
     a, ah = ci95(atts)
-    r, rh = ci95(ratios)  # NaN (the conductor served nothing) is left out
-    print(f"\nany policy: SLO attainment <= {fmt_ci(a, ah)}, goodput <= {fmt_ci(r, rh)}x "
-          "the conductor's (mean ± 95% CI over seeds)")
+    r, rh = ci95(ratios)  # NaN (no bound, or the conductor served nothing) is left out
+    goodput = ("no goodput bound on any seed" if math.isnan(r)
+               else f"goodput <= {fmt_ci(r, rh)}x the conductor's")
+    print(f"\nany policy: SLO attainment <= {fmt_ci(a, ah)}, {goodput} (mean ± 95% CI over "
+          "seeds)")
     if misses:
         q, pf, kv, dj = parts / misses
         print(f"conductor: {misses} TTFT misses; their mean TTFT {sum(parts) / misses:.1f} s = "

@@ -36,9 +36,21 @@ from typing import Any
 import numpy as np
 import yaml
 
-from prfaas_gym.cli import write_atomically
+from agents.registry import is_heuristic
+from agents.run_dir import read_json_record
+from agents.train import MAX_SEED
+from prfaas_gym.cli import (
+    _make_dir,
+    _writable_dir,
+    non_negative_int,
+    positive_int,
+    run_script,
+    write_atomically,
+)
 from prfaas_gym.env import ENV_ID, ROUTE_REWARDS
+from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.metrics import json_safe
+from prfaas_gym.profile import is_finite_number
 from prfaas_gym.scenario import load_scenario
 
 DEFAULT_VARIANTS = ("maskable_ppo:best:completion", "maskable_ppo:best:first_token",
@@ -53,24 +65,42 @@ _EASY_END = {"rate_scale": 0, "link_gbps": 1, "n_prfaas": 1, "n_local": 1}
 
 
 def parse_variant(text: str) -> tuple[str, str, str, str, str]:
-    """``ALGO:WARM:REWARD[:HP[:CURRICULUM]]`` as a 5-tuple; SystemExit naming the variant if
-    malformed."""
+    """``ALGO:WARM:REWARD[:HP[:CURRICULUM]]`` as a 5-tuple; :class:`PrfaasInputError` naming
+    the variant if malformed."""
     parts = text.split(":")
     parts += ["shipped", "none"][len(parts) - 3:] if 3 <= len(parts) <= 5 else []
     if len(parts) != 5 or parts[0] not in ALGOS or parts[2] not in ROUTE_REWARDS \
             or parts[3] not in HPS or parts[4] not in CURRICULA \
+            or not (parts[1] in ("best", "none") or is_heuristic(parts[1])) \
             or (parts[0] == "dqn" and parts[1] != "none"):
-        sys.exit(f"error: variant {text!r}: expected ALGO:WARM:REWARD[:HP[:CURRICULUM]] with "
-                 f"ALGO in {list(ALGOS)}, REWARD in {list(ROUTE_REWARDS)}, HP in {list(HPS)}, "
-                 f"CURRICULUM in {list(CURRICULA)} (dqn: WARM must be none)")
+        raise PrfaasInputError(
+            f"variant {text!r}: expected ALGO:WARM:REWARD[:HP[:CURRICULUM]] with ALGO in "
+            f"{list(ALGOS)}, WARM a heuristic name, best or none, REWARD in "
+            f"{list(ROUTE_REWARDS)}, HP in {list(HPS)}, CURRICULUM in {list(CURRICULA)} "
+            "(dqn: WARM must be none)")
     return parts[0], parts[1], parts[2], parts[3], parts[4]
+
+
+def parse_variants(text: str) -> list[str]:
+    """``--variants``: its comma-separated variants, stripped and each checked
+    (:func:`parse_variant`); :class:`PrfaasInputError` when it names none or one twice."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    if not variants:
+        raise PrfaasInputError("--variants is empty; give at least one "
+                               "ALGO:WARM:REWARD[:HP[:CURRICULUM]]")
+    for v in variants:
+        parse_variant(v)
+    repeated = sorted({v for v in variants if variants.count(v) > 1})
+    if repeated:
+        raise PrfaasInputError(f"--variants lists {', '.join(repeated)} more than once")
+    return variants
 
 
 def easy_curriculum(randomize: dict[str, tuple[float, float]]) -> dict[str, Any]:
     """A ``curriculum:`` section that starts each of the scenario's ranges at its easy end
     and reaches the full ranges halfway through training."""
     if not randomize:
-        sys.exit("error: the easy curriculum needs a scenario with `randomize:` ranges")
+        raise PrfaasInputError("the easy curriculum needs a scenario with `randomize:` ranges")
     return {"start": {k: [lo_hi[_EASY_END[k]]] * 2 for k, lo_hi in randomize.items()},
             "fraction": 0.5}
 
@@ -92,6 +122,11 @@ def variant_config(algo: str, reward: str, hp: str, out: Path,
     return path
 
 
+def run_dir(out: Path, variant: str) -> Path:
+    """Where ``variant`` trains: ``OUT/ALGO-WARM-REWARD[...]``."""
+    return out / variant.replace(":", "-")
+
+
 def finished(run: Path) -> bool:
     """A run that trained to the end (not interrupted, not failed)."""
     try:
@@ -105,12 +140,11 @@ def train(variant: str, args: argparse.Namespace, easy: dict[str, Any] | None) -
     """Train ``variant`` into ``OUT/<variant>`` unless a finished run is there (``easy``:
     the scenario's easy curriculum, for variants that ask for it)."""
     algo, warm, reward, hp, curriculum = parse_variant(variant)
-    run = args.out / variant.replace(":", "-")
+    run = run_dir(args.out, variant)
     if finished(run):
         print(f"{variant}: reusing {run}", file=sys.stderr)
         return run
-    if run.exists() and any(run.iterdir()):
-        sys.exit(f"error: {run} holds an unfinished run; remove it to retrain {variant}")
+    refuse_unfinished(run, variant)
     cmd = [sys.executable, "-m", "prfaas_gym.cli", "train", "--algo", algo,
            "--scenario", args.scenario, "--timesteps", str(args.timesteps),
            "--n-envs", str(args.n_envs), "--seed", str(args.seed), "--out", str(run),
@@ -133,10 +167,34 @@ def train(variant: str, args: argparse.Namespace, easy: dict[str, Any] | None) -
     return run
 
 
+def refuse_unfinished(run: Path, variant: str) -> None:
+    """Refuse (:class:`PrfaasInputError`) to train ``variant`` into ``run`` where that holds
+    something other than a finished run (which is reused): a file, or an unfinished run."""
+    if run.exists() and not run.is_dir():
+        raise PrfaasInputError(f"is not a directory, and {variant} trains there; move it",
+                               run)
+    if run.exists() and not finished(run) and any(run.iterdir()):
+        raise PrfaasInputError(f"holds an unfinished run; remove it to retrain {variant}", run)
+
+
 def summarize(variant: str, run: Path) -> dict[str, Any]:
-    """The validation history of a finished run, reduced to start / best / end."""
-    history = json.loads((run / "eval.json").read_text())["history"]
-    rec = json.loads((run / "run.json").read_text())
+    """The validation history of a finished run, reduced to start / best / end.
+    :class:`PrfaasInputError` naming the file where its ``eval.json`` or ``run.json`` is
+    missing, not valid JSON, or lacks a figure the summary reads."""
+    where = run / "eval.json"
+    history = read_json_record(where, "eval.json").get("history")
+    if not (isinstance(history, list) and history and all(
+            isinstance(h, dict) and is_finite_number(h.get("timesteps"))
+            and is_finite_number(h.get("goodput_rps"))
+            and (h.get("ratio_to_best_heuristic") is None
+                 or is_finite_number(h["ratio_to_best_heuristic"])) for h in history)):
+        raise PrfaasInputError("key 'history': expected a non-empty list of validations, each "
+                               "with numbers timesteps, goodput_rps and ratio_to_best_heuristic "
+                               "(or null)", where)
+    rec = read_json_record(run / "run.json", "run.json")
+    if not is_finite_number(rec.get("wall_s")):
+        raise PrfaasInputError(f"key 'wall_s': expected a number, found {rec.get('wall_s')!r}",
+                               run / "run.json")
     best = max(history, key=lambda h: h["goodput_rps"])
 
     def ratio(h: dict[str, Any]) -> float | None:  # None: the best heuristic served nothing
@@ -180,22 +238,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="bursty-fluctuating")
-    ap.add_argument("--timesteps", type=int, default=200_000)
-    ap.add_argument("--n-envs", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--eval-freq", type=int, default=50_000,
+    ap.add_argument("--timesteps", type=positive_int, default=200_000)
+    ap.add_argument("--n-envs", type=positive_int, default=2)
+    ap.add_argument("--seed", type=non_negative_int, default=0)
+    ap.add_argument("--eval-freq", type=positive_int, default=50_000,
                     help="steps between validations (as the shipped policies were trained)")
-    ap.add_argument("--eval-episodes", type=int, default=24)
+    ap.add_argument("--eval-episodes", type=positive_int, default=24)
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                     help="comma-separated ALGO:WARM:REWARD[:HP[:CURRICULUM]]")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", required=True, help="directory for the runs, summary.json and "
+                                                 "validation.png (created if absent)")
     args = ap.parse_args()
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    curricula = {parse_variant(v)[4] for v in variants}
-    # refused before anything is written if the scenario has no ranges
-    easy = easy_curriculum(load_scenario(args.scenario).randomize) \
-        if "easy" in curricula else None
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.seed >= MAX_SEED:  # as `prfaas train` refuses it, but before any run starts
+        ap.error(f"argument --seed: must be < 2**31, got {args.seed}")
+    # everything is checked before anything is written or trained
+    args.out = _writable_dir(args.out)
+    variants = parse_variants(args.variants)
+    sc = load_scenario(args.scenario)
+    easy = easy_curriculum(sc.randomize) \
+        if any(parse_variant(v)[4] == "easy" for v in variants) else None
+    for v in variants:
+        run = run_dir(args.out, v)
+        if finished(run):
+            summarize(v, run)  # a reused run's records are read before any training
+        else:
+            refuse_unfinished(run, v)
+    _make_dir(args.out)
     rows = [summarize(v, train(v, args, easy)) for v in variants]
     print(f"\n{args.scenario}, seed {args.seed}, {args.timesteps:,} steps, --n-envs "
           f"{args.n_envs}; validation goodput / best heuristic ({args.eval_episodes} episodes "
@@ -214,4 +282,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))
