@@ -130,11 +130,14 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args)
     nominal = sc.mean_rate(args.split)
     rates = [nominal * x for x in scales]
-    try:  # the fastest rate's workload, so that a typo fails here, named, not mid-sweep
-        sc.workload(0, n=args.requests, rate=rates[-1], split=args.split)
-    except PrfaasInputError as e:
-        raise PrfaasInputError(f"{scales[-1]:g} x the split's {nominal:.4g} req/s = "
-                               f"{rates[-1]:.4g} req/s: {e}", "--scales") from None
+    for scale, rate in ((scales[0], rates[0]), (scales[-1], rates[-1])):
+        try:  # the grid's ends, so that a scale the workload cannot take fails here, named
+            sc.workload(0, n=args.requests, rate=rate, split=args.split)
+        except PrfaasInputError as e:
+            sc.workload(0, n=args.requests, split=args.split)  # at its own rate: not --scales
+            raise PrfaasInputError(f"{scale:g} x the split's {nominal:.4g} req/s = "
+                                   f"{rate:.4g} req/s is more than the workload can take: "
+                                   f"{e}", "--scales") from None
     learned = load_learned(sc, specs)  # a bad path's error before --out is created
     if out_dir is not None:
         refuse_results_over_inputs(out_dir, sc, names, CAPACITY_FILES)

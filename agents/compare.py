@@ -8,6 +8,7 @@ confidence interval (Student's t over the per-seed values).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -185,7 +186,7 @@ def summarize(records: list[RunRecord]) -> dict[str, dict[str, SeedStat]]:
     return out
 
 
-_COUNTS = ("rejected", "role_switches", "role_switches_in_drain")  # per run: one decimal
+_COUNTS = ("rejected",)  # per run: one decimal (role switches: :func:`role_switch_cell`)
 
 
 def switched_roles(summary: dict[str, dict[str, SeedStat]]) -> bool:
@@ -242,24 +243,23 @@ def _fmt(stat: SeedStat, runs: int, count: bool = False) -> str:
     return text if stat.n == runs else f"{text} ({stat.n} of {runs} seeds)"
 
 
-#: Every file a comparison (or ``heldout.py``) writes into its ``--out``: a new comparison
-#: removes those of the previous one it did not replace, so that the folder never mixes two
-#: runs' files.
-RESULT_FILES = ("runs.csv", "summary.json", "ttft_cdf.png", "goodput.png", "timeseries.png",
-                "heldout.json", "ratios.png")
+#: The files ``prfaas compare`` (:func:`write_outputs`) writes into its ``--out``.
+COMPARISON_FILES = ("runs.csv", "summary.json", "ttft_cdf.png", "goodput.png", "timeseries.png")
+#: Every file a comparison or ``heldout.py`` writes there: a new comparison removes those of
+#: the previous one it did not replace, so that the folder never mixes two runs' files.
+RESULT_FILES = (*COMPARISON_FILES, "heldout.json", "ratios.png")
 
 
 def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any]) -> list[Path]:
-    """runs.csv (one row per policy x seed), summary.json, and PNG plots, each written
-    whole (through a temporary file; a symlink is written through). Then an earlier
-    comparison's other :data:`RESULT_FILES` are removed from ``out_dir`` (a symlink among
-    them is kept), so that the folder never mixes two runs' files; an error while writing
-    leaves the earlier files that were not yet replaced as they were."""
-    from prfaas_gym.cli import write_atomically
+    """runs.csv (one row per policy x seed), summary.json and PNG plots. Every file is
+    written to a temporary file first and all of them replace the earlier ones only once
+    all are written (a symlink is written through), so an error while writing leaves an
+    earlier comparison's files as they were. Then that comparison's other
+    :data:`RESULT_FILES` are removed (a symlink among them is kept): the folder never
+    mixes two runs' files."""
+    from prfaas_gym.cli import replacing
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    runs = out_dir / "runs.csv"
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
     w.writerow(["policy", "seed", *SUMMARY_METRICS, "link_mean_gbps", "link_rtt_s",
@@ -269,18 +269,26 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
         link = r.result["link"]
         w.writerow([r.policy, r.seed, *(m[k] for k in SUMMARY_METRICS), link["mean_gbps"],
                     link["rtt_s"], link["trace"]])
-    write_atomically(runs, buf.getvalue())
-    written.append(runs)
     summary = summarize(records)
-    js = out_dir / "summary.json"
-    write_atomically(js, json.dumps(json_safe({
+    summary_text = json.dumps(json_safe({
         **meta,
         # a metric no run defines (no completion: no TTFT) is null: strict JSON has no NaN
         "summary": {p: {m: v._asdict() for m, v in s.items()} for p, s in summary.items()},
         "runs": [{"policy": r.policy, "seed": r.seed, "result": r.result} for r in records],
-    }), indent=2, default=_refuse, allow_nan=False))
-    written.append(js)
-    written += plot(records, summary, out_dir, meta.get("scenario", ""))
+    }), indent=2, default=_refuse, allow_nan=False)
+    runs, js = out_dir / "runs.csv", out_dir / "summary.json"
+    try:
+        with contextlib.ExitStack() as staged:
+            def stage(path: Path) -> Path:  # replaced when the block ends without an error
+                return staged.enter_context(replacing(path))
+
+            stage(runs).write_text(buf.getvalue())
+            stage(js).write_text(summary_text)
+            written = [runs, js, *plot(records, summary, out_dir, meta.get("scenario", ""),
+                                       stage=stage)]
+    except OSError as e:
+        raise PrfaasInputError(f"cannot write the results ({e.strerror or e}); an earlier "
+                               "comparison's files there are as they were", out_dir) from None
     for name in set(RESULT_FILES) - {p.name for p in written}:
         stale = out_dir / name
         if not stale.is_symlink() and stale.is_file():
@@ -288,10 +296,14 @@ def write_outputs(records: list[RunRecord], out_dir: Path, meta: dict[str, Any])
     return written
 
 
-def save_png(fig: Any, path: Path) -> None:
-    """``fig`` as a PNG at ``path``, written whole (:func:`prfaas_gym.cli.replacing`)."""
+def save_png(fig: Any, path: Path, stage: Callable[[Path], Path] | None = None) -> None:
+    """``fig`` as a PNG at ``path``, written whole (:func:`prfaas_gym.cli.replacing`); with
+    ``stage``, to the temporary path ``stage(path)`` gives, which its caller puts in place."""
     from prfaas_gym.cli import replacing
 
+    if stage is not None:
+        fig.savefig(stage(path), dpi=120, format="png")
+        return
     try:
         with replacing(path) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
@@ -304,7 +316,7 @@ def _refuse(o: Any) -> Any:
 
 
 def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
-         out_dir: Path, title: str) -> list[Path]:
+         out_dir: Path, title: str, stage: Callable[[Path], Path] | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,7 +340,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
     ax.grid(alpha=0.3)
     fig.tight_layout()
     p = out_dir / "ttft_cdf.png"
-    save_png(fig, p)
+    save_png(fig, p, stage)
     plt.close(fig)
     paths.append(p)
 
@@ -343,7 +355,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     p = out_dir / "goodput.png"
-    save_png(fig, p)
+    save_png(fig, p, stage)
     plt.close(fig)
     paths.append(p)
 
@@ -373,7 +385,7 @@ def plot(records: list[RunRecord], summary: dict[str, dict[str, SeedStat]],
         a.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     p = out_dir / "timeseries.png"
-    save_png(fig, p)
+    save_png(fig, p, stage)
     plt.close(fig)
     paths.append(p)
     return paths

@@ -39,7 +39,7 @@ from prfaas_gym.errors import PrfaasInputError, require_file
 from prfaas_gym.featurizer import N_FEATURES, FeatureScales, Featurizer
 from prfaas_gym.interfaces import Interface, interface
 from prfaas_gym.profile import Profile, is_finite_number
-from prfaas_gym.role_actions import action_to_changes, role_masks
+from prfaas_gym.role_actions import MIN_INTERVAL_S, action_to_changes, role_masks
 from prfaas_gym.role_featurizer import RoleFeaturizer
 from prfaas_gym.roles_env import ROLES_ENV_ID, make_router
 
@@ -334,9 +334,10 @@ class LearnedRoles(LearnedPolicy):
         if not isinstance(route, str):
             raise PrfaasInputError(f"key 'router': expected a heuristic's name, found "
                                    f"{route!r}", router.manifest_path)
-        if not (is_finite_number(interval) and interval > 0):
-            raise PrfaasInputError(f"key 'interval_s': expected a number of seconds > 0, "
-                                   f"found {interval!r}", router.manifest_path)
+        if not (is_finite_number(interval) and MIN_INTERVAL_S <= interval < math.inf):
+            raise PrfaasInputError(f"key 'interval_s': expected a number of seconds >= "
+                                   f"{MIN_INTERVAL_S:g}, found {interval!r}",
+                                   router.manifest_path)
         thr = record.get("router_threshold_tokens")
         try:  # a threshold router routes by the scenario's planned threshold, else as trained
             self.route_policy: Policy = make_router(

@@ -191,8 +191,12 @@ def main() -> None:
               "ratio exists (n/a) and the mean leaves them out", file=sys.stderr)
     a, ah = ci95(atts)
     r, rh = ci95(ratios)  # NaN (no bound, or the conductor served nothing) is left out
-    goodput = ("no goodput bound on any seed" if math.isnan(r)
-               else f"goodput <= {fmt_ci(r, rh)}x the conductor's")
+    if not math.isnan(r):
+        goodput = f"goodput <= {fmt_ci(r, rh)}x the conductor's"
+    elif len(zero_span) == len(ratios):
+        goodput = "no goodput bound on any seed"
+    else:  # bounds exist, but nothing to divide them by
+        goodput = "no goodput ratio on any seed"
     print(f"\nany policy: SLO attainment <= {fmt_ci(a, ah)}, {goodput} (mean ± 95% CI over "
           "seeds)")
     if misses:

@@ -101,14 +101,27 @@ def _writable_file(path: str) -> Path:
 
 
 def _refuse_replacing_a_non_result(p: Path) -> None:
-    """An existing ``--out`` of ``simulate`` is replaced only if it is a ``.json`` file
-    that no training run or exported policy owns (``run.json``, ``*.manifest.json``): a
-    mistyped name must not overwrite a checkpoint, a plot or a trace."""
-    if p.exists() and (p.suffix != ".json" or p.name == "run.json"
-                       or p.name.endswith(".manifest.json")):
-        raise PrfaasInputError("--out exists and is not a result JSON (a .json file other "
-                               "than a run.json or a policy manifest); the result would "
-                               "replace it: give another name", p)
+    """An existing ``--out`` of ``simulate`` that is a regular file (a device or a pipe is
+    written through, never replaced) is replaced only if it holds an earlier ``simulate``
+    result: a mistyped name must not overwrite a checkpoint, a run's records, a plot or a
+    trace."""
+    target = p.resolve()
+    if not target.is_file():
+        return
+    try:
+        with open(target, "rb") as f:
+            head = f.read(_RESULT_PEEK_BYTES + 1)
+        old = json.loads(head) if len(head) <= _RESULT_PEEK_BYTES else None
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        old = None
+    if not (isinstance(old, dict) and _SIMULATE_KEYS <= old.keys()):
+        raise PrfaasInputError("--out exists and is not an earlier simulate result; the "
+                               "result would replace it: give another name", p)
+
+
+#: what every ``simulate`` result holds, and how much of a file is read to find out
+_SIMULATE_KEYS = frozenset({"scenario", "policy", "seed", "split", "goodput_rps", "slo_met"})
+_RESULT_PEEK_BYTES = 1 << 20
 
 
 def _run_inputs(sc: Any, policy_specs: Sequence[str]) -> list[Path]:
@@ -161,15 +174,17 @@ def _refuse_inputs(targets: Sequence[Path], inputs: Sequence[Path]) -> None:
 
 
 def refuse_results_over_inputs(out_dir: Path, sc: Any, policy_specs: Sequence[str],
-                               files: Sequence[str] | None = None) -> None:
+                               files: Sequence[str] | None = None,
+                               writes: Sequence[str] | None = None) -> None:
     """Refuse a comparison's ``--out`` folder where its result files (``files``; default
-    :data:`agents.compare.RESULT_FILES`) would replace what the run reads, or where one of
-    them is a directory (it could not be written once the run is done)."""
+    :data:`agents.compare.RESULT_FILES`) would replace or remove what the run reads, or
+    where one it writes (``writes``; default ``files``) is a directory (it could not be
+    written once the run is done)."""
     if files is None:
         from agents.compare import RESULT_FILES
 
         files = RESULT_FILES
-    for f in files:
+    for f in files if writes is None else writes:
         if (out_dir / f).is_dir():
             raise PrfaasInputError(f"--out: {f} there is a directory, where this run would "
                                    "write its result file; remove it or give another --out",
@@ -478,7 +493,7 @@ def _labels(specs: list[str]) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from agents.compare import compare, print_table, summarize, write_outputs
+    from agents.compare import COMPARISON_FILES, compare, print_table, summarize, write_outputs
     from agents.registry import THRESHOLD_POLICIES, TUNED_THRESHOLD, policy_factory
 
     out_dir = _writable_dir(args.out) if args.out is not None else None
@@ -487,7 +502,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     sc = scenario_from_args(args)
     factories = {lab: policy_factory(n, sc, rate=args.rate) for lab, n in zip(labels, names)}
     if out_dir is not None:
-        refuse_results_over_inputs(out_dir, sc, names)
+        refuse_results_over_inputs(out_dir, sc, names, writes=COMPARISON_FILES)
     _note_in_sample_tuning(sc, names, args.split)
     _note_short_trace(sc, args)
     note_seeds_share_requests(sc, args.split, args.requests, args.seeds)
@@ -613,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", help="also write the result JSON here (not over an input of "
-                                 "the run; an existing file only if it is a .json result)")
+                                 "the run; an existing file only if it holds an earlier result)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("compare", help="run several policies on identical traces and seeds")

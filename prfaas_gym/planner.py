@@ -475,8 +475,9 @@ def plan(profile: Profile, lengths: Any, weights: Any = None, mean_output: float
     dep = profile.deployment
     n_prfaas, n_local = dep.n_prfaas, dep.n_prefill + dep.n_decode
     if n_prfaas < 1:
-        raise PrfaasInputError("plan needs at least one PrfaaS instance (the profile's "
-                               "deployment.prfaas, or --deployment n_prfaas=N)")
+        raise PrfaasInputError("plan needs at least one PrfaaS instance; this deployment has "
+                               "none (a scenario's deployment.n_prfaas, a profile's "
+                               "deployment.prfaas.instances, or --deployment n_prfaas=N)")
     if n_local < 2:
         raise PrfaasInputError("plan needs at least two local instances (one prefill, one "
                                "decode) in deployment.local")

@@ -73,15 +73,17 @@ def number_error(v: object) -> str:
 
 
 #: A prefill polynomial must give positive, non-decreasing times up to this prompt length
-#: (checked at every 1/1024 of it); past it, it is valid up to its first turning point, and a
-#: run refuses a longer prompt (:attr:`PrefillCost.valid_tokens`).
+#: (checked at every 1/1024 of it, and where its slope turns negative); past it, it is valid
+#: up to where it turns down, and a run refuses a longer prompt
+#: (:attr:`PrefillCost.valid_tokens`).
 POLY_CHECK_TOKENS: Final = 1 << 20
 _POLY_CHECK_POINTS: Final = 1024
 
 
-def _first_turn_after(coeffs: tuple[float, ...], start: float) -> int:
-    """The first prompt length past ``start`` where the polynomial's slope is zero (where
-    it may turn down), rounded down; :data:`MAX_TOKENS` if there is none up to it."""
+def _first_turn_down(coeffs: tuple[float, ...]) -> int:
+    """The first prompt length in ``(0, MAX_TOKENS)`` past which the polynomial decreases (a
+    root of its slope where the slope turns negative; an inflection where it only touches
+    zero is not one), rounded down; :data:`MAX_TOKENS` if there is none."""
     import numpy as np
 
     slope = [k * c for k, c in enumerate(coeffs)][1:]  # ascending, as coeffs
@@ -89,9 +91,19 @@ def _first_turn_after(coeffs: tuple[float, ...], start: float) -> int:
         slope.pop()
     if len(slope) < 2:  # constant slope: no turn
         return MAX_TOKENS
-    roots = np.roots(slope[::-1])
-    turns = [float(r.real) for r in roots
-             if abs(r.imag) <= 1e-9 * max(1.0, abs(r.real)) and start < r.real < MAX_TOKENS]
+
+    def slope_at(x: float) -> float:
+        acc = 0.0
+        for c in reversed(slope):
+            acc = acc * x + c
+        return acc
+
+    turns = []
+    for r in np.roots(slope[::-1]):
+        x = float(r.real)
+        if abs(r.imag) <= 1e-9 * max(1.0, abs(x)) and 0 < x < MAX_TOKENS \
+                and slope_at(x + max(1.0, 1e-6 * x)) < 0:
+            turns.append(x)
     return math.floor(min(turns)) if turns else MAX_TOKENS
 
 
@@ -133,8 +145,14 @@ class PrefillCost:
                         f"... must be positive and never decrease for prompts up to "
                         f"{POLY_CHECK_TOKENS:,} tokens")
                 prev = t
+            turn = _first_turn_down(cs)  # the grid above can step over a peak
+            if turn < POLY_CHECK_TOKENS:
+                raise PrfaasInputError(
+                    f"prefill 'poly' {list(cs)} turns down at {turn:,} tokens: T(l) = c0 + "
+                    f"c1*l + c2*l^2 + ... must never decrease for prompts up to "
+                    f"{POLY_CHECK_TOKENS:,} tokens")
             object.__setattr__(self, "t0", self.time(0.0))
-            object.__setattr__(self, "valid_tokens", _first_turn_after(cs, POLY_CHECK_TOKENS))
+            object.__setattr__(self, "valid_tokens", turn)
             return
         if len(self.tokens) < 2 or len(self.tokens) != len(self.seconds):
             raise PrfaasInputError("prefill table needs >= 2 points and equal-length "

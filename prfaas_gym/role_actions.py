@@ -23,6 +23,10 @@ import numpy as np
 
 from prfaas_gym.contract import ClusterView, Role, RoleChange
 
+#: The shortest interval between a role policy's decisions, in seconds: the default telemetry
+#: interval (``SimConfig``); more often, every decision would see the same view.
+MIN_INTERVAL_S: Final = 1.0
+
 ROLE_ACTIONS: Final[tuple[str, ...]] = ("hold", "prefill_to_decode", "decode_to_prefill")
 HOLD: Final = 0
 TO_DECODE: Final = 1

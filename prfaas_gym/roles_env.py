@@ -14,7 +14,13 @@ from prfaas_gym.contract import ClusterView, Policy, RoleChange
 from prfaas_gym.env import PrfaasRouteEnv, check_integral
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.featurizer import CLIP
-from prfaas_gym.role_actions import ROLE_ACTIONS, action_to_changes, role_action, role_masks
+from prfaas_gym.role_actions import (
+    MIN_INTERVAL_S,
+    ROLE_ACTIONS,
+    action_to_changes,
+    role_action,
+    role_masks,
+)
 from prfaas_gym.role_featurizer import N_ROLE_FEATURES, RoleFeaturizer, role_spec_hash
 from prfaas_gym.scenario import Scenario, load_scenario
 from prfaas_gym.simulator import Simulator
@@ -28,7 +34,6 @@ ROLES_ENV_VERSION = 1
 #: to land, and a routing episode of bursty-fluctuating lasts about one
 ROLE_EPISODE_FACTOR = 8
 DEFAULT_INTERVAL_S = 30.0
-MIN_INTERVAL_S = 1.0  # the default telemetry interval (SimConfig)
 
 
 THRESHOLD_ROUTERS = ("prfaas-threshold",)  #: routers that take a planned threshold
@@ -135,7 +140,6 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         if reward not in ROLE_REWARDS:
             raise PrfaasInputError(f"unknown reward {reward!r}; choose from "
                                    f"{list(ROLE_REWARDS)}", "reward")
-        # more often than the telemetry refreshes (1 s), every decision sees the same view
         if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) \
                 or not interval_s >= MIN_INTERVAL_S or interval_s == float("inf"):
             raise PrfaasInputError(f"must be a finite number of seconds >= {MIN_INTERVAL_S:g}, "

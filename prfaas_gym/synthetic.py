@@ -80,7 +80,7 @@ Prefix semantics:
 Limits (typo guards, each an error naming its key): at most ``MAX_REQUESTS`` requests at
 once, and as many warm-up starts; a prompt or output of at most ``MAX_TOKENS``; a workload
 span (``n / rate``) of at most 1e8 s; ``count`` <= 100,000 system prompts; ``turns_mean`` <=
-10,000; ``think_time_s`` <= a day; for mmpp at most 1,000,000 requests in a mean on/off
+10,000; ``think_time_s`` <= a day; ``quantum_s`` <= an hour; for mmpp at most 1,000,000 requests in a mean on/off
 cycle (the generator draws whole cycles, at least 16 at a time: an hour-long burst at
 1,000 req/s is beyond it) and at most 10,000,000 cycles for one workload.
 

@@ -57,14 +57,17 @@ def test_bad_scales_are_named(text, needle):
     assert needle in str(e.value)
 
 
-def test_a_scale_the_workload_cannot_take_is_blamed_on_scales_before_out_is_made(tmp_path,
-                                                                                  capsys):
+@pytest.mark.parametrize("scales,needle", [("0.5,1e300", "requests per on/off cycle"),
+                                           ("1e-12,1", "span")])
+def test_a_scale_the_workload_cannot_take_is_blamed_on_scales_before_out_is_made(
+        tmp_path, capsys, scales, needle):
     out = tmp_path / "cap"
     assert main(["capacity", "--scenario", "bursty-fluctuating", "--policies", "conductor",
-                 "--requests", "50", "--seeds", "1", "--no-progress", "--scales", "0.5,1e300",
+                 "--requests", "50", "--seeds", "1", "--no-progress", "--scales", scales,
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "--scales: 1e+300 x the split's" in err and "requests per on/off cycle" in err
+    scale = scales.split(",")[0 if needle == "span" else 1]
+    assert f"--scales: {float(scale):g} x the split's" in err and needle in err, err
     assert not out.exists()
 
 

@@ -227,22 +227,29 @@ def test_compare_replaces_an_earlier_comparison_and_removes_its_other_files(tmp_
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_a_failed_write_leaves_the_earlier_comparison_files_it_did_not_replace(
-        tmp_path, capsys, monkeypatch):
+def test_a_failed_write_leaves_the_earlier_comparison_whole(tmp_path, capsys, monkeypatch):
     import agents.compare
 
     assert main([*_CMP, "--out", str(tmp_path)]) == 0
     capsys.readouterr()
-    before = {f: (tmp_path / f).read_bytes() for f in ("summary.json", "goodput.png")}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_plot = agents.compare.plot
 
-    def no_plots(*a, **k):
+    def full_disk_at_the_last_plot(*a, **k):
+        real_plot(*a, **k)  # the tables and two plots are staged by now
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(agents.compare, "plot", no_plots)
+    monkeypatch.setattr(agents.compare, "plot", full_disk_at_the_last_plot)
     assert main([*_CMP, "--requests", "30", "--out", str(tmp_path)]) == 2
-    assert "No space left on device" in capsys.readouterr().err
-    assert (tmp_path / "goodput.png").read_bytes() == before["goodput.png"]  # still there
-    assert (tmp_path / "summary.json").read_bytes() != before["summary.json"]  # replaced
+    assert "cannot write the results (No space left on device); an earlier comparison's " \
+        "files there are as they were" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporaries
+
+
+def test_compare_ignores_a_directory_named_as_a_heldout_file(tmp_path, capsys):
+    (tmp_path / "ratios.png").mkdir()  # heldout.py writes it; compare neither writes nor removes it
+    assert main([*_CMP, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "ratios.png").is_dir() and (tmp_path / "runs.csv").is_file()
 
 
 @pytest.mark.parametrize("bad", [["--scenario", "nosuch"], ["--policies", "nosuch"]])
@@ -254,16 +261,24 @@ def test_compare_on_bad_input_creates_no_out_directory(tmp_path, capsys, bad):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("name", ["policy.onnx", "run.json", "policy.manifest.json",
-                                  "validation.png"])
-def test_simulate_out_does_not_replace_a_file_that_is_not_a_result(tmp_path, capsys, name):
+@pytest.mark.parametrize("name,content", [
+    ("policy.onnx", b"\x08\x07onnx bytes"), ("run.json", b'{"algo": "ppo"}'),
+    ("eval.json", b'[{"step": 0}]'), ("validation.png", b"\x89PNG"),
+    ("trace.json", b'{"timestamp": 0}'),
+])
+def test_simulate_out_does_not_replace_a_file_that_is_not_a_result(tmp_path, capsys, name,
+                                                                    content):
     target = tmp_path / name
-    target.write_bytes(b"not mine to replace")
+    target.write_bytes(content)
     assert main([*_SIM, "--out", str(target)]) == 2
     captured = capsys.readouterr()
-    assert "--out exists and is not a result JSON" in captured.err and captured.out == ""
-    assert target.read_bytes() == b"not mine to replace"
+    assert "--out exists and is not an earlier simulate result" in captured.err
+    assert captured.out == "" and target.read_bytes() == content
     assert main([*_SIM, "--out", str(tmp_path / "new.onnx.result")]) == 0  # a new name: fine
+    capsys.readouterr()
+    assert main([*_SIM, "--seed", "1", "--out", str(tmp_path / "new.onnx.result")]) == 0
+    assert json.loads((tmp_path / "new.onnx.result").read_text())["seed"] == 1  # replaced
+    assert main([*_SIM, "--out", "/dev/null"]) == 0  # a device is written through
 
 
 def test_simulate_out_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
@@ -925,7 +940,7 @@ def test_simulate_out_writes_through_a_symlink_and_keeps_permissions(tmp_path, c
     trace.write_text(json.dumps({"timestamp": 0, "input_length": 2000, "output_length": 10,
                                  "hash_ids": []}) + "\n")
     real = tmp_path / "real.json"
-    real.write_text("old")
+    assert main(_sim_on(trace, "--policy", "local-only", "--out", str(real))) == 0
     real.chmod(0o600)
     link = tmp_path / "link.json"
     link.symlink_to(real)

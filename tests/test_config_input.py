@@ -188,6 +188,15 @@ def test_a_run_refuses_a_prompt_past_where_the_prefill_fit_turns_down(tmp_path):
         == 10_000_000
 
 
+def test_a_peak_between_the_check_points_is_caught_and_an_inflection_is_not_a_turn():
+    peak = 2**20 - 100  # between two of the load check's points: it stepped over it
+    with pytest.raises(PrfaasInputError, match="turns down at 1,048,47[56] tokens"):
+        PrefillCost(coeffs=(1.0, 2e-12 * peak, -1e-12))
+    a, k = 2e6, 1e-18  # T = k (l - a)^3 + 10: its slope touches 0 at a and rises again
+    flat = PrefillCost(coeffs=(10 - k * a**3, 3 * k * a * a, -3 * k * a, k))
+    assert flat.valid_tokens == 10_000_000
+
+
 def test_cost_dataclasses_reject_non_finite_values():
     with pytest.raises(PrfaasInputError, match="capacity_gbps"):
         LinkSpec(capacity_gbps=NAN)

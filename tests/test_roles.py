@@ -311,11 +311,13 @@ def test_a_role_checkpoint_is_not_a_router_and_vice_versa(role_run, tmp_path):
     with pytest.raises(PrfaasInputError, match="key 'router'") as ei:
         load_learned_policy(dst)
     assert str(manifest_path_for(dst)) in str(ei.value)  # the file that holds the key
-    m["router"], m["interval_s"] = "conductor", -1
-    manifest_path_for(dst).write_text(json.dumps(m))
-    with pytest.raises(PrfaasInputError, match="key 'interval_s'") as ei:
-        load_learned_policy(dst)
-    assert str(manifest_path_for(dst)) in str(ei.value)
+    for interval in (-1, 0.01):  # 0.01: a hundred decisions a second, as the env refuses
+        m["router"], m["interval_s"] = "conductor", interval
+        manifest_path_for(dst).write_text(json.dumps(m))
+        with pytest.raises(PrfaasInputError, match="key 'interval_s': expected a number of "
+                           "seconds >= 1") as ei:
+            load_learned_policy(dst)
+        assert str(manifest_path_for(dst)) in str(ei.value)
 
 
 def test_train_refuses_a_router_for_the_routing_env(tmp_path, capsys):
