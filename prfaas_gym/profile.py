@@ -115,8 +115,8 @@ class PrefillCost:
     from the first and last segments, never below zero) or a polynomial with ascending
     ``coeffs``. ``valid_tokens``: the longest prompt ``T`` is valid for (positive and never
     decreasing up to it): at least :data:`POLY_CHECK_TOKENS`, and every length a trace may
-    hold (:data:`~prfaas_gym.request.MAX_TOKENS`) unless a polynomial's slope reaches zero
-    before.
+    hold (:data:`~prfaas_gym.request.MAX_TOKENS`) unless a polynomial turns down before
+    (:func:`_first_turn_down`).
     """
 
     tokens: tuple[float, ...] = ()
