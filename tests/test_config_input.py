@@ -183,6 +183,11 @@ def test_a_run_refuses_a_prompt_past_where_the_prefill_fit_turns_down(tmp_path):
                        rf"but the prefill curve of hardware '\w+' in profile '\S+' turns "
                        rf"down past {limit:,} tokens"):
         Simulator(prof, Workload([Request(0, 0.0, 100, 2), Request(1, 1.0, 5_000_000, 2)]))
+    from prfaas_gym.planner import plan
+
+    with pytest.raises(PrfaasInputError, match=rf"a 5,000,000-token prefill, but the prefill "
+                       rf"curve .* turns down past {limit:,} tokens"):
+        plan(prof.with_deployment(n_prfaas=1), [1000, 5_000_000])
     shipped = load_profile("paper-case-study")  # holds up over every length a trace may hold
     assert shipped.local_hw.prefill.valid_tokens == shipped.prfaas_hw.prefill.valid_tokens \
         == 10_000_000
