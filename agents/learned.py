@@ -364,6 +364,20 @@ class LearnedRoles(LearnedPolicy):
         return changes
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The file a checkpoint path names: the path itself, or a training run directory's
+    best_model.zip. :class:`PrfaasInputError` naming the path if nothing is there or a
+    directory is not a training run; the file's kind is its reader's to check."""
+    p = Path(path)
+    if not p.exists():
+        raise PrfaasInputError("no checkpoint at this path", p)
+    if p.is_dir():
+        if not (p / RUN_JSON).is_file():
+            raise PrfaasInputError(f"not a training run directory (no {RUN_JSON})", p)
+        return p / MODEL_FILES["best"]
+    return p
+
+
 def load_learned_policy(path: str | Path, scenario: Any = None) -> LearnedPolicy:
     """A :class:`LearnedPolicy` (or, for a ``PrfaasRoles-v0`` checkpoint, a
     :class:`LearnedRoles`) from a checkpoint path.
@@ -374,13 +388,7 @@ def load_learned_policy(path: str | Path, scenario: Any = None) -> LearnedPolicy
     kept as ``policy.scenario``; the observation scales always come from the checkpoint.
     Anything else, or a corrupt file, raises :class:`PrfaasInputError` naming the path.
     """
-    p = Path(path)
-    if not p.exists():
-        raise PrfaasInputError("no checkpoint at this path", p)
-    if p.is_dir():
-        if not (p / RUN_JSON).is_file():
-            raise PrfaasInputError(f"not a training run directory (no {RUN_JSON})", p)
-        p = p / MODEL_FILES["best"]
+    p = checkpoint_file(path)
     if p.suffix == ".onnx":
         router: Router = OnnxRouter(p)
     elif p.suffix == ".zip":

@@ -167,13 +167,19 @@ def read_json_record(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
+def run_json_path(run_dir: str | Path) -> Path:
+    """``run_dir/run.json``, or ``run_dir`` itself where it is a ``.json`` path."""
+    p = Path(run_dir)
+    return p if p.suffix == ".json" else p / RUN_JSON
+
+
 def read_run_json(run_dir: str | Path) -> dict[str, Any]:
-    """``run_dir/run.json`` as a dict (``run_dir`` may also be the run.json path itself).
+    """``run_dir/run.json`` as a dict (``run_dir`` may also be the run.json path itself:
+    :func:`run_json_path`).
 
     Raises :class:`PrfaasInputError` if it is missing, not valid JSON or has no known
     ``algo``. Compatibility with the running code is checked by :func:`check_compatible`."""
-    p = Path(run_dir)
-    path = p if p.suffix == ".json" else p / RUN_JSON
+    path = run_json_path(run_dir)
     rec = read_json_record(path, "run.json")
     algo = rec.get("algo")
     if algo not in ALGOS:

@@ -31,9 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.learned import LearnedPolicy, OnnxRouter, masked_argmax  # noqa: E402
+from agents.learned import LearnedPolicy, OnnxRouter, checkpoint_file, masked_argmax  # noqa: E402
 from agents.registry import make_heuristic  # noqa: E402
-from agents.run_dir import RUN_JSON, read_run_json  # noqa: E402
+from agents.run_dir import read_run_json  # noqa: E402
 from prfaas_gym.actions import action_masks, action_to_decision  # noqa: E402
 from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.env import ENV_ID  # noqa: E402
@@ -56,11 +56,7 @@ def check_policy_path(path: str) -> None:
     p = Path(path)
     if p.suffix == ".onnx" and not p.is_dir():
         return
-    if not p.exists():
-        raise PrfaasInputError("no checkpoint at this path", p)
-    if p.is_dir():
-        if not (p / RUN_JSON).is_file():
-            raise PrfaasInputError(f"not a training run directory (no {RUN_JSON})", p)
+    if checkpoint_file(p) != p:  # a training run directory
         return
     if p.suffix == ".zip":
         raise PrfaasInputError("an SB3 .zip: this benchmark takes its training run directory "

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.run_dir import RUN_JSON, read_run_json
+from agents.run_dir import read_run_json, run_json_path
 from prfaas_gym.cli import positive_int, run_script
 from prfaas_gym.errors import PrfaasInputError
 from prfaas_gym.profile import is_finite_number
@@ -40,7 +39,7 @@ def recorded_run(run_dir: str) -> str:
     still training, or failed), or if a figure the line reports is missing or not a
     number."""
     rec = read_run_json(run_dir)
-    where = Path(run_dir) if Path(run_dir).suffix == ".json" else Path(run_dir) / RUN_JSON
+    where = run_json_path(run_dir)
     if "wall_s" not in rec:
         why = ("the run failed; its key 'failed' says why" if "failed" in rec
                else "is the run still training?")
