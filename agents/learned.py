@@ -39,7 +39,12 @@ from prfaas_gym.errors import PrfaasInputError, require_file
 from prfaas_gym.featurizer import N_FEATURES, FeatureScales, Featurizer
 from prfaas_gym.interfaces import Interface, interface
 from prfaas_gym.profile import Profile, is_finite_number
-from prfaas_gym.role_actions import MIN_INTERVAL_S, action_to_changes, role_masks
+from prfaas_gym.role_actions import (
+    MIN_INTERVAL_S,
+    action_to_changes,
+    is_decision_interval,
+    role_masks,
+)
 from prfaas_gym.role_featurizer import RoleFeaturizer
 from prfaas_gym.roles_env import ROLES_ENV_ID, make_router
 
@@ -334,7 +339,7 @@ class LearnedRoles(LearnedPolicy):
         if not isinstance(route, str):
             raise PrfaasInputError(f"key 'router': expected a heuristic's name, found "
                                    f"{route!r}", router.manifest_path)
-        if not (is_finite_number(interval) and MIN_INTERVAL_S <= interval < math.inf):
+        if not is_decision_interval(interval):
             raise PrfaasInputError(f"key 'interval_s': expected a number of seconds >= "
                                    f"{MIN_INTERVAL_S:g}, found {interval!r}",
                                    router.manifest_path)

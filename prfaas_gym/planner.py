@@ -481,14 +481,8 @@ def plan(profile: Profile, lengths: Any, weights: Any = None, mean_output: float
     if n_local < 2:
         raise PrfaasInputError("plan needs at least two local instances (one prefill, one "
                                "decode) in deployment.local")
-    longest = float(np.max(np.asarray(lengths, dtype=float)))
-    for hw in (profile.local_hw, profile.prfaas_hw):
-        if longest > hw.prefill.valid_tokens:  # a fit that turns down: negative prefill times
-            raise PrfaasInputError(
-                f"the planning workload has a {longest:,.0f}-token prefill, but the prefill "
-                f"curve of hardware {hw.name!r} in profile {profile.name!r} turns down past "
-                f"{hw.prefill.valid_tokens:,} tokens: refit the profile's 'poly' over longer "
-                "prompts, or give it a 'table'")
+    profile.refuse_prefill_past_limit(float(np.max(np.asarray(lengths, dtype=float))),
+                                      "the planning workload", kind="prefill")
     return {
         "prfaas": _plan_prfaas(profile, dist, mean_output, n_prfaas, n_local, grid_step),
         "homogeneous": _plan_homogeneous(profile, dist, mean_output, n_prfaas + n_local),

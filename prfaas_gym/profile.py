@@ -355,6 +355,27 @@ class Profile:
     def local_hw(self) -> Hardware:
         return self.hardware[self.deployment.local_hardware]
 
+    def prefill_limit(self) -> tuple[int, Hardware]:
+        """The longest prompt the deployed prefill curves are valid for
+        (:attr:`PrefillCost.valid_tokens`; the PrfaaS hardware's only where it is deployed),
+        and the hardware that sets it."""
+        hw = self.local_hw
+        if self.deployment.n_prfaas > 0 and \
+                self.prfaas_hw.prefill.valid_tokens < hw.prefill.valid_tokens:
+            hw = self.prfaas_hw
+        return hw.prefill.valid_tokens, hw
+
+    def refuse_prefill_past_limit(self, tokens: float, what: str, kind: str = "prompt") -> None:
+        """:class:`PrfaasInputError` if ``what`` (a request, a workload) has a ``kind`` of
+        more ``tokens`` than :meth:`prefill_limit`: a fit that turns down would give it a
+        shrinking or negative prefill time."""
+        limit, hw = self.prefill_limit()
+        if tokens > limit:
+            raise PrfaasInputError(
+                f"{what} has a {tokens:,.0f}-token {kind}, but the prefill curve of hardware "
+                f"{hw.name!r} in profile {self.name!r} turns down past {limit:,} tokens: "
+                "refit the profile's 'poly' over longer prompts, or give it a 'table'")
+
     def with_deployment(self, **changes: Any) -> Profile:
         """A copy with some deployment fields replaced (e.g. ``n_prefill=9``)."""
         return dataclasses.replace(self, deployment=dataclasses.replace(self.deployment, **changes))

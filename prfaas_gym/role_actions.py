@@ -22,10 +22,17 @@ from typing import Final, SupportsInt
 import numpy as np
 
 from prfaas_gym.contract import ClusterView, Role, RoleChange
+from prfaas_gym.profile import is_finite_number
 
 #: The shortest interval between a role policy's decisions, in seconds: the default telemetry
 #: interval (``SimConfig``); more often, every decision would see the same view.
 MIN_INTERVAL_S: Final = 1.0
+
+
+def is_decision_interval(v: object) -> bool:
+    """Whether ``v`` is a finite number of seconds, not a bool, of at least
+    :data:`MIN_INTERVAL_S`: a role policy's interval between decisions."""
+    return is_finite_number(v) and v >= MIN_INTERVAL_S  # type: ignore[operator]
 
 ROLE_ACTIONS: Final[tuple[str, ...]] = ("hold", "prefill_to_decode", "decode_to_prefill")
 HOLD: Final = 0

@@ -18,6 +18,7 @@ from prfaas_gym.role_actions import (
     MIN_INTERVAL_S,
     ROLE_ACTIONS,
     action_to_changes,
+    is_decision_interval,
     role_action,
     role_masks,
 )
@@ -140,8 +141,7 @@ class PrfaasRolesEnv(PrfaasRouteEnv):
         if reward not in ROLE_REWARDS:
             raise PrfaasInputError(f"unknown reward {reward!r}; choose from "
                                    f"{list(ROLE_REWARDS)}", "reward")
-        if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) \
-                or not interval_s >= MIN_INTERVAL_S or interval_s == float("inf"):
+        if not is_decision_interval(interval_s):
             raise PrfaasInputError(f"must be a finite number of seconds >= {MIN_INTERVAL_S:g}, "
                                    f"got {interval_s!r}", "interval_s")
         super().__init__(sc, split, ROLE_EPISODE_FACTOR * sc.episode_requests

@@ -229,22 +229,15 @@ def _heap_pop(heap: list[object]) -> object:
 
 
 def _refuse_prompts_past_the_prefill_curve(profile: Profile, workload: Workload) -> None:
-    """A fitted prefill polynomial may turn down past the prompts it was fitted on (its
-    ``valid_tokens``); a longer prompt would get a shrinking or negative prefill time."""
-    hw = profile.local_hw
-    if profile.deployment.n_prfaas > 0 and \
-            profile.prfaas_hw.prefill.valid_tokens < hw.prefill.valid_tokens:
-        hw = profile.prfaas_hw
-    limit = hw.prefill.valid_tokens
-    if limit >= MAX_TOKENS:
-        return
+    """A fitted prefill polynomial may turn down past the prompts it was fitted on
+    (:meth:`Profile.prefill_limit`); a longer prompt is refused, naming its request."""
+    if profile.prefill_limit()[0] >= MAX_TOKENS or not workload.requests:
+        return  # every prompt a trace may hold: nothing to look for
+    longest = workload.requests[0]
     for r in workload.requests:
-        if r.prompt_tokens > limit:
-            raise PrfaasInputError(
-                f"request {r.id} has a {r.prompt_tokens:,}-token prompt, but the prefill "
-                f"curve of hardware {hw.name!r} in profile {profile.name!r} turns down past "
-                f"{limit:,} tokens: refit the profile's 'poly' over longer prompts, or give "
-                "it a 'table'")
+        if r.prompt_tokens > longest.prompt_tokens:
+            longest = r
+    profile.refuse_prefill_past_limit(longest.prompt_tokens, f"request {longest.id}")
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # picklable when compiled
